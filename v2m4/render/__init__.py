@@ -1,0 +1,229 @@
+"""Differentiable mesh rendering: four small primitives and one convenience (issue 3).
+
+    ctx  = context("torch", device)                       # or "nvdiffrast" (CUDA, opt-in)
+    rast = rasterize(ctx, pos_clip, tri, (H, W))          # (B, H, W, 4) = (u, v, z_ndc, triangle id + 1)
+    col  = interpolate(ctx, vertex_colors, rast, tri)     # (B, H, W, C)
+    col  = texture(ctx, tex, uv_pixels)                   # (B, H, W, C)
+    col  = antialias(ctx, col, rast, pos_clip, tri, topology=edge_topology(tri))
+
+The layout of every tensor is nvdiffrast's, with one difference stated in camera.py: row 0 of an image is its
+top row, because our clip space has ndc_y growing downward. ``render(ctx, mesh, cameras)`` composes the primitives.
+
+Backends. ``torch`` (default, any device) is pure PyTorch and is the reference; ``nvdiffrast`` wraps the CUDA
+rasteriser. Silhouette gradients always come from this package's edge-crossing antialias, also with the
+nvdiffrast backend: nvdiffrast's own antialias loses most of its gradient once triangles are smaller than a
+pixel (../shared/notes/rendering.md), which is the normal case for generated meshes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence as Seq
+
+import torch
+from torch import Tensor
+
+from ..camera import Camera, near_far
+from ..errors import V2M4Error
+from ..types import Mesh
+from . import _torch
+
+__all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "antialias", "edge_topology",
+           "render", "vertex_normals", "CHANNELS"]
+
+CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
+
+
+@dataclass
+class RenderContext:
+    """Which backend renders, on which device. Made by ``context``; pass it to every primitive.
+
+    max_candidates bounds the (triangle, pixel) pairs the torch rasteriser tests at once (memory ~40 B each).
+    """
+
+    backend: str
+    device: torch.device
+    max_candidates: int = 1 << 24
+    _dr: Any = field(default=None, repr=False)
+    _glctx: Any = field(default=None, repr=False)
+
+
+def context(backend: str = "torch", device: str | torch.device = "cpu", *, max_candidates: int = 1 << 24) -> RenderContext:
+    """A rendering context. backend: "torch", "nvdiffrast", or "auto" (nvdiffrast on CUDA when it loads)."""
+    device = torch.device(device)
+    if backend == "auto":
+        if device.type == "cuda":
+            try:
+                return context("nvdiffrast", device, max_candidates=max_candidates)
+            except V2M4Error:
+                pass
+        backend = "torch"
+    if backend == "torch":
+        return RenderContext("torch", device, max_candidates)
+    if backend == "nvdiffrast":
+        if device.type != "cuda":
+            raise V2M4Error(f"the nvdiffrast backend renders on CUDA only, got device {device}; use backend='torch'")
+        from ._nvdiffrast import make_context
+
+        dr, glctx = make_context(device)
+        return RenderContext("nvdiffrast", device, max_candidates, dr, glctx)
+    raise V2M4Error(f"unknown render backend {backend!r}; choose 'torch', 'nvdiffrast' or 'auto'")
+
+
+def _check_pos_tri(pos: Tensor, tri: Tensor) -> tuple[Tensor, Tensor]:
+    if pos.ndim == 2:
+        pos = pos[None]
+    if pos.ndim != 3 or pos.shape[-1] != 4:
+        raise V2M4Error(f"pos must have shape (B, V, 4) in clip space, got {tuple(pos.shape)}")
+    if tri.ndim != 2 or tri.shape[-1] != 3:
+        raise V2M4Error(f"tri must have shape (F, 3), got {tuple(tri.shape)}")
+    return pos, tri
+
+
+def rasterize(ctx: RenderContext, pos: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Tensor:
+    """pos (B, V, 4) float32 clip-space positions, tri (F, 3) int -> rast (B, H, W, 4).
+
+    rast[b, i, j] = (u, v, z_ndc, f + 1) where triangle f is visible at the centre of pixel (i, j) and the point
+    there is u * p0 + v * p1 + (1 - u - v) * p2 (perspective-correct); all zeros where nothing is visible.
+    u, v and z are differentiable in pos.
+    """
+    pos, tri = _check_pos_tri(pos, tri)
+    h, w = int(resolution[0]), int(resolution[1])
+    if ctx.backend == "nvdiffrast":
+        rast, _ = ctx._dr.rasterize(ctx._glctx, pos.float().contiguous(), tri.int().contiguous(), resolution=[h, w])
+        return rast
+    return _torch.rast_from_fragments(_fragments(ctx, pos, tri.long(), (h, w)))
+
+
+def _fragments(ctx: RenderContext, pos: Tensor, tri: Tensor, resolution: tuple[int, int]) -> "_torch.Fragments":
+    """The visible pixels, compact; what every higher-level operation works on."""
+    if ctx.backend == "nvdiffrast":
+        return _torch.fragments_from_rast(rasterize(ctx, pos, tri, resolution))
+    tri_id = _torch.visibility(pos, tri, resolution, ctx.max_candidates)
+    return _torch.fragments(pos, tri, tri_id)
+
+
+def interpolate(ctx: RenderContext, attr: Tensor, rast: Tensor, tri: Tensor) -> Tensor:
+    """attr (V, C) or (B, V, C) -> (B, H, W, C) attributes at pixel centres; zero where nothing is visible.
+
+    Gradients reach attr, and pos through rast's barycentrics.
+    """
+    if ctx.backend == "nvdiffrast":
+        a = attr if attr.ndim == 3 else attr[None]
+        out, _ = ctx._dr.interpolate(a.float().contiguous(), rast, tri.int().contiguous())
+        return out
+    frag = _torch.fragments_from_rast(rast)
+    return frag.dense(_torch.interpolate_fragments(attr, frag, tri.long()))
+
+
+def texture(ctx: RenderContext, tex: Tensor, uv: Tensor, *, mip_levels: int = 0, uv_da: Tensor | None = None) -> Tensor:
+    """tex (Ht, Wt, C) or (B, Ht, Wt, C), uv (B, H, W, 2) in glTF convention -> (B, H, W, C), bilinear.
+
+    Texture coordinates out of [0, 1] clamp to the border. mip_levels > 0 with uv_da (B, H, W), the pixel's
+    footprint in level-0 texels, blends box-filtered levels (trilinear). Gradients reach tex and uv.
+    Both backends share this implementation (grid_sample), so they agree exactly.
+    """
+    return _torch.texture(tex, uv, mip_levels=mip_levels, uv_da=uv_da)
+
+
+def edge_topology(tri: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """tri (F, 3) -> (edges (E, 2), edge_faces (E, 2), opposite (E, 2)); compute once per mesh, pass to antialias."""
+    return _torch.edge_topology(tri.long())
+
+
+def antialias(ctx: RenderContext, color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, *,
+              topology: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+    """color (B, H, W, C) -> (B, H, W, C) with silhouette edges blended, differentiable in pos and color."""
+    pos, tri = _check_pos_tri(pos, tri)
+    if topology is None:
+        topology = edge_topology(tri)
+    zbuf = _torch.fragments_from_rast(rast.detach()).depth_buffer()
+    return _torch.antialias(color, zbuf, pos, tri.long(), topology)
+
+
+def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """vertices (..., V, 3), faces (F, 3) -> area-weighted unit vertex normals (..., V, 3)."""
+    v0, v1, v2 = vertices[..., faces[:, 0], :], vertices[..., faces[:, 1], :], vertices[..., faces[:, 2], :]
+    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    n = torch.zeros_like(vertices)
+    for k in range(3):
+        n = n.index_add(-2, faces[:, k], fn)
+    return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
+
+
+def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str] = ("rgb", "mask"),
+           vertices: Tensor | None = None, topology: tuple[Tensor, Tensor, Tensor] | None = None,
+           background: float | Tensor = 0.0, antialias_edges: bool = True, near: Tensor | None = None,
+           far: Tensor | None = None) -> dict[str, Tensor]:
+    """Render a mesh from B cameras in one batched call.
+
+    vertices: optional (V, 3) or (B, V, 3) positions replacing mesh.vertices (one pose per view), e.g. every frame
+    of an animation at once. Returns a dict with the requested channels, B = len(cameras), H x W = cameras.resolution:
+      rgb (B, H, W, 3)     unlit base colour (texture, else vertex colours, else 0.7 grey) over ``background``
+      mask (B, H, W)       coverage in [0, 1]; antialiased, so differentiable in vertex positions
+      depth (B, H, W)      distance along the view axis; 0 on background
+      normal (B, H, W, 3)  world-space unit normals (interpolated vertex normals); 0 on background
+      points (B, H, W, 3)  world-space surface points; 0 on background
+      tri_id (B, H, W)     int64 visible face, -1 on background
+    """
+    unknown = set(channels) - set(CHANNELS)
+    if unknown:
+        raise V2M4Error(f"unknown render channels {sorted(unknown)}; choose from {CHANNELS}")
+    verts = mesh.vertices if vertices is None else vertices
+    B = len(cameras)
+    if verts.ndim == 2:
+        verts_b = verts[None].expand(B, -1, -1)
+    elif verts.shape[0] == B:
+        verts_b = verts
+    else:
+        raise V2M4Error(f"vertices must be (V, 3) or ({B}, V, 3) for {B} cameras, got {tuple(verts.shape)}")
+    faces = mesh.faces.to(verts.device)
+    if near is None or far is None:
+        near, far = near_far(verts_b, cameras)
+    P = cameras.clip_from_world(near, far).to(verts.dtype)  # (B, 4, 4)
+    homo = torch.cat([verts_b, torch.ones_like(verts_b[..., :1])], -1)
+    pos = homo @ P.transpose(1, 2)
+    frag = _fragments(ctx, pos, faces, cameras.resolution)
+    covered = frag.coverage()
+    out: dict[str, Tensor] = {}
+    if antialias_edges and topology is None and ("rgb" in channels or "mask" in channels):
+        topology = edge_topology(faces)
+
+    def interp(attr):  # (V, C) or (B, V, C) -> (N, C) at the visible pixels
+        return _torch.interpolate_fragments(attr, frag, faces)
+
+    if "rgb" in channels or "mask" in channels:
+        ones = torch.ones_like(frag.z)[:, None]
+        if "rgb" in channels:
+            if mesh.texture is not None:
+                uv = interp(mesh.uv.to(verts.device))
+                col = texture(ctx, mesh.texture.to(verts.device), uv[None, None])[0, 0]
+            elif mesh.vertex_colors is not None:
+                col = interp(mesh.vertex_colors.to(verts.device))
+            else:
+                col = torch.full((frag.pix.shape[0], 3), 0.7, dtype=verts.dtype, device=verts.device)
+            bg = torch.as_tensor(background, dtype=verts.dtype, device=verts.device)
+            img = frag.dense(torch.cat([col, ones], -1), torch.cat([bg.expand(3), bg.new_zeros(1)]))
+        else:
+            img = frag.dense(ones)
+        if antialias_edges:
+            img = _torch.antialias(img, frag.depth_buffer(), pos, faces, topology)
+        if "rgb" in channels:
+            out["rgb"] = img[..., :3]
+        if "mask" in channels:
+            out["mask"] = img[..., -1]
+    if "depth" in channels or "points" in channels:
+        pts = interp(verts_b)
+        if "points" in channels:
+            out["points"] = frag.dense(pts)
+        if "depth" in channels:
+            E = cameras.cam_from_world.to(verts.dtype)[frag.view]  # (N, 4, 4)
+            zc = (E[:, 2, :3] * pts).sum(-1) + E[:, 2, 3]
+            out["depth"] = frag.dense(-zc[:, None])[..., 0]
+    if "normal" in channels:
+        n = torch.nn.functional.normalize(interp(vertex_normals(verts_b, faces)), dim=-1, eps=1e-12)
+        out["normal"] = frag.dense(n)
+    if "tri_id" in channels:
+        out["tri_id"] = torch.where(covered > 0, frag.dense(frag.face[:, None].to(verts.dtype))[..., 0].long(),
+                                    torch.full_like(covered, -1, dtype=torch.long))
+    return out

@@ -1,0 +1,54 @@
+"""nvdiffrast backend (opt-in, CUDA only; its licence is non-commercial, so it is never the only way).
+
+Installed from the PyPI package ``diffrp-nvdiffrast``, which JIT-compiles its CUDA plugin on first use. On
+torch >= 2.5 the plugin module must be registered in ``sys.modules`` before nvdiffrast imports it by name
+(../shared/notes/nvdiffrast.md); ``load_nvdiffrast`` applies that fix once, inside this backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ..errors import V2M4Error
+
+
+def _register_modules(fn):
+    def wrapped(*args, **kwargs):
+        mod = fn(*args, **kwargs)
+        if mod is not None and getattr(mod, "__name__", None):
+            sys.modules.setdefault(mod.__name__, mod)
+        return mod
+
+    wrapped._v2m4_wrapped = True
+    return wrapped
+
+
+def load_nvdiffrast():
+    """Import ``nvdiffrast.torch`` with the plugin-registration fix; a one-line V2M4Error if it cannot work."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise V2M4Error("the nvdiffrast backend needs a CUDA GPU; use backend='torch' on this machine")
+    try:
+        from torch.utils import cpp_extension
+    except ImportError as exc:  # pragma: no cover - torch always ships it
+        raise V2M4Error(f"torch.utils.cpp_extension is unavailable ({exc}); use backend='torch'") from None
+    for name in ("load", "_import_module_from_library"):
+        fn = getattr(cpp_extension, name, None)
+        if fn is not None and not getattr(fn, "_v2m4_wrapped", False):
+            setattr(cpp_extension, name, _register_modules(fn))
+    try:
+        return importlib.import_module("nvdiffrast.torch")
+    except ImportError:
+        raise V2M4Error("nvdiffrast is not installed: pip install 'v2m4[gpu]' (diffrp-nvdiffrast), "
+                        "or use backend='torch'") from None
+
+
+def make_context(device):
+    dr = load_nvdiffrast()
+    try:
+        return dr, dr.RasterizeCudaContext(device=device)
+    except Exception as exc:  # the JIT build fails with compiler errors of many types
+        raise V2M4Error(f"nvdiffrast could not build or start its CUDA plugin ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}); check nvcc/ninja or use backend='torch'") from None

@@ -1,0 +1,392 @@
+"""Pure-PyTorch kernels of the four rendering primitives; any device, no compiled code.
+
+Visibility is found without gradients (a z-buffer built by one scatter-min over every (triangle, pixel) pair of
+each triangle's bounding box); everything that should carry gradients (barycentrics, attributes, texture lookups,
+silhouette edges) is then recomputed differentiably on the visible pixels only. All loops are over tensors, never
+over views, triangles or pixels in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+_BIG = torch.iinfo(torch.int64).max
+
+
+def _gather(src: Tensor, idx: Tensor) -> Tensor:
+    """src (N, ...) rows at idx (any shape) -> (*idx.shape, ...).
+
+    index_select's backward is index_add, which on the CPU is far faster than the accumulating index_put that
+    advanced indexing (src[idx]) uses; on CUDA both are fine.
+    """
+    return src.index_select(0, idx.reshape(-1)).view(*idx.shape, *src.shape[1:])
+
+
+def _scatter_dense(n: int, idx: Tensor, vals: Tensor) -> Tensor:
+    """A zero (n, ...) tensor with rows idx set to vals; differentiable in vals (backward is a gather)."""
+    out = torch.zeros((n,) + tuple(vals.shape[1:]), dtype=vals.dtype, device=vals.device)
+    return out.index_copy(0, idx, vals)
+
+
+def _screen(pos: Tensor, resolution: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+    """Clip (B, V, 4) -> pixel coordinates x, y (B, V) with pixel centres on integers, and z_ndc (B, V)."""
+    h, w = resolution
+    wc = pos[..., 3]
+    x = (pos[..., 0] / wc + 1) * (w / 2) - 0.5
+    y = (pos[..., 1] / wc + 1) * (h / 2) - 0.5
+    return x, y, pos[..., 2] / wc
+
+
+def _expand(count: Tensor) -> tuple[Tensor, Tensor]:
+    """For N primitives with count[i] candidates each -> (primitive index, local index) of every candidate."""
+    idx = torch.repeat_interleave(torch.arange(count.shape[0], device=count.device), count)
+    start = torch.cumsum(count, 0) - count
+    local = torch.arange(idx.shape[0], device=count.device) - start[idx]
+    return idx, local
+
+
+@torch.no_grad()
+def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candidates: int) -> Tensor:
+    """pos (B, V, 4) clip, tri (F, 3) int64 -> triangle id (B, H, W) int64, -1 where nothing is visible.
+
+    Triangles with a vertex behind the eye (w <= 0) or entirely outside the depth range are dropped: the
+    pipeline frames whole objects, so near-plane clipping is not worth its cost here. Pixels exactly on a
+    shared edge belong to both triangles and the z-test picks one, so closed meshes render without cracks.
+
+    Each triangle tests the pixels of its bounding box; triangles are grouped by box shape (exact up to 8 pixels,
+    powers of two beyond) so that each group is one dense (n, wx * wy) tensor operation.
+    """
+    h, w = resolution
+    B = pos.shape[0]
+    F = tri.shape[0]
+    x, y, z = _screen(pos.float(), resolution)
+    tx, ty, tz = x[:, tri].reshape(-1, 3), y[:, tri].reshape(-1, 3), z[:, tri].reshape(-1, 3)  # (B*F, 3)
+    # edge functions e_i(px, py) = a_i px + b_i py + c_i, opposite vertex i, positive inside whatever the winding
+    x0, x1, x2 = tx.unbind(-1)
+    y0, y1, y2 = ty.unbind(-1)
+    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+    sgn = torch.sign(area)
+    a = torch.stack([y1 - y2, y2 - y0, y0 - y1], -1) * sgn[:, None]
+    b = torch.stack([x2 - x1, x0 - x2, x1 - x0], -1) * sgn[:, None]
+    c = torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], -1) * sgn[:, None]
+    # depth plane z(px, py) = sum_i e_i z_i / |area|
+    inv = 1 / area.abs().clamp_min(1e-30)
+    za, zb, zc = [(k * tz).sum(-1) * inv for k in (a, b, c)]
+    coef = torch.cat([a, b, c, torch.stack([za, zb, zc], -1)], -1)  # (B*F, 12)
+
+    xmin = tx.min(-1).values.ceil().clamp(0, w)
+    xmax = tx.max(-1).values.floor().clamp(-1, w - 1)
+    ymin = ty.min(-1).values.ceil().clamp(0, h)
+    ymax = ty.max(-1).values.floor().clamp(-1, h - 1)
+    valid = (pos[..., 3][:, tri].reshape(-1, 3) > 1e-8).all(-1) & (area.abs() > 1e-12)
+    valid &= (tz.max(-1).values >= -1) & (tz.min(-1).values <= 1) & (xmax >= xmin) & (ymax >= ymin)
+
+    def window(extent):  # exact up to 8 pixels, then the next power of two, to keep the number of groups small
+        e = extent.clamp_min(1).long()
+        return torch.where(e <= 8, e, (2 ** torch.log2(e.float()).ceil()).long())
+
+    kx, ky = window(xmax - xmin + 1), window(ymax - ymin + 1)
+    group = torch.where(valid, kx * 65536 + ky, torch.full_like(kx, -1))
+
+    out = torch.full((B * h * w,), _BIG, dtype=torch.int64, device=pos.device)
+    big = torch.tensor(_BIG, dtype=torch.int64, device=pos.device)
+    order = torch.argsort(group)
+    keys, counts = torch.unique_consecutive(group[order], return_counts=True)
+    for key_g, ids in zip(keys.tolist(), order.split(counts.tolist())):  # a few dozen window shapes at most
+        if key_g < 0:
+            continue
+        wx, wy = key_g // 65536, key_g % 65536
+        ox = torch.arange(wx, device=pos.device, dtype=torch.float32).repeat(wy)
+        oy = torch.arange(wy, device=pos.device, dtype=torch.float32).repeat_interleave(wx)
+        for chunk in ids.split(max(1, max_candidates // (wx * wy))):
+            co = coef[chunk]
+            px = xmin[chunk, None] + ox  # (n, wx * wy)
+            py = ymin[chunk, None] + oy
+            inside = (px <= xmax[chunk, None]) & (py <= ymax[chunk, None])
+            for i in range(3):
+                inside &= co[:, i, None] * px + co[:, 3 + i, None] * py + co[:, 6 + i, None] >= 0
+            depth = co[:, 9, None] * px + co[:, 10, None] * py + co[:, 11, None]
+            inside &= (depth >= -1) & (depth <= 1)
+            # pack (depth, triangle) into one int64 so a single scatter-min does the z-test; depth in [0, 1]
+            # as float32 bits is monotonic, and the low 32 bits keep the triangle id
+            d01 = ((depth + 1) * 0.5).clamp(0, 1)
+            key = (d01.view(torch.int32).long() << 32) | (chunk % F)[:, None]
+            key = torch.where(inside, key, big)
+            view = (chunk // F)[:, None]
+            pix = (view * h + py.long().clamp(max=h - 1)) * w + px.long().clamp(max=w - 1)
+            out.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), reduce="amin")
+    tri_id = torch.where(out == _BIG, torch.full_like(out, -1), out & 0xFFFFFFFF)
+    return tri_id.view(B, h, w)
+
+
+@dataclass
+class Fragments:
+    """The visible pixels of a rasterised batch, compact: N pixels instead of B * H * W.
+
+    pix (N,) flat pixel index b * H * W + i * W + j; face (N,) visible triangle; bary (N, 3) perspective-correct
+    barycentrics (differentiable in pos); z (N,) z_ndc (differentiable); shape (B, H, W).
+    """
+
+    pix: Tensor
+    face: Tensor
+    bary: Tensor
+    z: Tensor
+    shape: tuple[int, int, int]
+
+    @property
+    def view(self) -> Tensor:
+        return self.pix // (self.shape[1] * self.shape[2])
+
+    def dense(self, vals: Tensor, background: float | Tensor = 0.0) -> Tensor:
+        """vals (N, C) -> (B, H, W, C) with ``background`` elsewhere."""
+        B, h, w = self.shape
+        out = _scatter_dense(B * h * w, self.pix, vals).view(B, h, w, -1)
+        if isinstance(background, Tensor) or background != 0:
+            covered = self.coverage()[..., None]
+            out = out + (1 - covered) * background
+        return out
+
+    def coverage(self) -> Tensor:
+        """(B, H, W) 1 where something is visible, else 0 (no gradient)."""
+        B, h, w = self.shape
+        cov = torch.zeros(B * h * w, dtype=self.bary.dtype, device=self.pix.device)
+        cov[self.pix] = 1
+        return cov.view(B, h, w)
+
+    def depth_buffer(self) -> Tensor:
+        """(B * H * W,) z_ndc of the visible surface, +inf on background (no gradient); antialias reads it."""
+        B, h, w = self.shape
+        zb = torch.full((B * h * w,), float("inf"), dtype=self.z.dtype, device=self.pix.device)
+        zb[self.pix] = self.z.detach()
+        return zb
+
+
+def fragments(pos: Tensor, tri: Tensor, tri_id: Tensor) -> Fragments:
+    """Differentiable barycentrics of the visible pixels. pos (B, V, 4) clip, tri (F, 3), tri_id (B, H, W)."""
+    B, h, w = tri_id.shape
+    flat = tri_id.reshape(-1)
+    vis = (flat >= 0).nonzero()[:, 0]
+    f = flat[vis]
+    b = vis // (h * w)
+    pix = vis % (h * w)
+    py = (pix // w).to(pos.dtype)
+    px = (pix % w).to(pos.dtype)
+    ndc_x = (2 * px + 1) / w - 1
+    ndc_y = (2 * py + 1) / h - 1
+    p = _gather(pos.reshape(-1, 4), b[:, None] * pos.shape[1] + tri[f])  # (N, 3, 4)
+    wc = p[..., 3]
+    sx, sy = p[..., 0] / wc, p[..., 1] / wc
+    # screen-space barycentrics from sub-triangle areas
+    e0 = (sx[:, 1] - ndc_x) * (sy[:, 2] - ndc_y) - (sx[:, 2] - ndc_x) * (sy[:, 1] - ndc_y)
+    e1 = (sx[:, 2] - ndc_x) * (sy[:, 0] - ndc_y) - (sx[:, 0] - ndc_x) * (sy[:, 2] - ndc_y)
+    e2 = (sx[:, 0] - ndc_x) * (sy[:, 1] - ndc_y) - (sx[:, 1] - ndc_x) * (sy[:, 0] - ndc_y)
+    s = e0 + e1 + e2
+    z = (e0 * p[:, 0, 2] / wc[:, 0] + e1 * p[:, 1, 2] / wc[:, 1] + e2 * p[:, 2, 2] / wc[:, 2]) / s
+    # perspective correction: weights proportional to screen barycentric / w
+    q = torch.stack([e0 / wc[:, 0], e1 / wc[:, 1], e2 / wc[:, 2]], -1)
+    bary = q / q.sum(-1, keepdim=True)
+    return Fragments(vis, f, bary, z, (B, h, w))
+
+
+def interpolate_fragments(attr: Tensor, frag: Fragments, tri: Tensor) -> Tensor:
+    """attr (V, C) or (B, V, C) -> (N, C) at the visible pixels."""
+    C = attr.shape[-1]
+    corners = tri[frag.face]
+    if attr.ndim == 2:
+        a = _gather(attr, corners)
+    else:
+        a = _gather(attr.reshape(-1, C), frag.view[:, None] * attr.shape[1] + corners)
+    return (frag.bary[..., None] * a).sum(1)
+
+
+def rast_from_fragments(frag: Fragments) -> Tensor:
+    """(B, H, W, 4) nvdiffrast layout (u, v, z_ndc, face + 1)."""
+    vals = torch.stack([frag.bary[:, 0], frag.bary[:, 1], frag.z, (frag.face + 1).to(frag.z.dtype)], -1)
+    return frag.dense(vals)
+
+
+def fragments_from_rast(rast: Tensor) -> Fragments:
+    """The inverse of rast_from_fragments (keeps rast's gradients)."""
+    B, h, w, _ = rast.shape
+    flat = rast.reshape(-1, 4)
+    vis = (flat[:, 3] > 0).nonzero()[:, 0]
+    r = _gather(flat, vis)
+    bary = torch.stack([r[:, 0], r[:, 1], 1 - r[:, 0] - r[:, 1]], -1)
+    return Fragments(vis, r[:, 3].detach().long() - 1, bary, r[:, 2], (B, h, w))
+
+
+def _bilinear(tex: Tensor, uv: Tensor, batch: Tensor | None) -> Tensor:
+    """tex (Bt, Ht, Wt, C), uv (N, 2), batch (N,) texture index or None -> (N, C); border clamping.
+
+    A gather forward and an index_add backward: on the CPU this is several times faster than grid_sample's
+    backward pass, whose cost is what texture optimisation pays every step.
+    """
+    Bt, Ht, Wt, C = tex.shape
+    x = uv[:, 0] * Wt - 0.5
+    y = uv[:, 1] * Ht - 0.5
+    x0f, y0f = x.detach().floor(), y.detach().floor()
+    fx, fy = (x - x0f)[:, None], (y - y0f)[:, None]
+    x0 = x0f.long().clamp(0, Wt - 1)
+    x1 = (x0f.long() + 1).clamp(0, Wt - 1)
+    y0 = y0f.long().clamp(0, Ht - 1)
+    y1 = (y0f.long() + 1).clamp(0, Ht - 1)
+    base = 0 if batch is None else batch * (Ht * Wt)
+    flat = tex.reshape(-1, C)
+    # one gather of the four taps: one pass over the texture, and one index_add backward instead of four
+    idx = torch.stack([y0 * Wt + x0, y0 * Wt + x1, y1 * Wt + x0, y1 * Wt + x1], -1) + (0 if batch is None else base[:, None])
+    taps = _gather(flat, idx)  # (N, 4, C)
+    wx = torch.cat([1 - fx, fx], -1)  # (N, 2)
+    wy = torch.cat([1 - fy, fy], -1)
+    weights = (wy[:, :, None] * wx[:, None, :]).reshape(-1, 4, 1)
+    return (taps * weights).sum(1)
+
+
+def texture(tex: Tensor, uv: Tensor, *, mip_levels: int = 0, uv_da: Tensor | None = None) -> Tensor:
+    """tex (B, Ht, Wt, C) or (Ht, Wt, C), uv (B, H, W, 2) glTF-convention -> (B, H, W, C), bilinear.
+
+    With mip_levels > 0 and uv_da (B, H, W) the texel footprint of each pixel (in texels of level 0), levels of
+    a box-filtered pyramid are blended by log2 of the footprint (trilinear filtering).
+    """
+    B, h, w, _ = uv.shape
+    t = tex if tex.ndim == 4 else tex[None]
+    batch = None if t.shape[0] == 1 else torch.arange(B, device=uv.device).repeat_interleave(h * w)
+    flat_uv = uv.reshape(-1, 2)
+
+    def sample(img):
+        return _bilinear(img, flat_uv, batch).view(B, h, w, -1)
+
+    out = sample(t)
+    if mip_levels <= 0 or uv_da is None:
+        return out
+    lod = torch.log2(uv_da.clamp_min(1.0)).clamp(0, mip_levels)
+    level = t.permute(0, 3, 1, 2)
+    prev = out
+    acc = out
+    for k in range(1, mip_levels + 1):
+        level = torch.nn.functional.avg_pool2d(level, 2, ceil_mode=True)
+        cur = sample(level.permute(0, 2, 3, 1))
+        wk = (lod - (k - 1)).clamp(0, 1)[..., None]  # how far past level k-1 this pixel's footprint is
+        acc = acc + wk * (cur - prev)
+        prev = cur
+    return acc
+
+
+def edge_topology(tri: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """tri (F, 3) -> edges (E, 2) vertex pairs, edge_faces (E, 2) adjacent faces (-1: boundary),
+    opposite (E, 2) the vertex of each adjacent face that is not on the edge (-1: boundary).
+
+    Non-manifold edges (three or more faces) keep their first two faces.
+    """
+    F = tri.shape[0]
+    dev = tri.device
+    e = torch.cat([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]], 0)  # (3F, 2), edge k of face f at k*F+f
+    opp = torch.cat([tri[:, 2], tri[:, 0], tri[:, 1]], 0)
+    face = torch.arange(F, device=dev).repeat(3)
+    key_e = torch.sort(e, dim=1).values
+    uniq, inv = torch.unique(key_e, dim=0, return_inverse=True)
+    E = uniq.shape[0]
+    order = torch.argsort(inv, stable=True)
+    inv_sorted = inv[order]
+    first = torch.ones_like(inv_sorted, dtype=torch.bool)
+    first[1:] = inv_sorted[1:] != inv_sorted[:-1]
+    rank = torch.arange(inv_sorted.shape[0], device=dev) - torch.cummax(
+        torch.where(first, torch.arange(inv_sorted.shape[0], device=dev), torch.zeros_like(inv_sorted)), 0).values
+    keep = rank < 2
+    edge_faces = torch.full((E, 2), -1, dtype=torch.int64, device=dev)
+    opposite = torch.full((E, 2), -1, dtype=torch.int64, device=dev)
+    edge_faces[inv_sorted[keep], rank[keep]] = face[order][keep]
+    opposite[inv_sorted[keep], rank[keep]] = opp[order][keep]
+    return uniq, edge_faces, opposite
+
+
+def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """Blend colours across visible silhouette edges so that the image is differentiable in vertex positions.
+
+    color (B, H, W, C), zbuf (B * H * W,) z_ndc of the visible surface or +inf (Fragments.depth_buffer),
+    pos (B, V, 4) clip, tri (F, 3), topology from edge_topology(tri).
+
+    Edge-crossing formulation (../shared/notes/rendering.md): every silhouette edge (boundary edge, or edge
+    between a front- and a back-facing triangle in this view) is walked across pixel rows (for steep edges) or
+    columns (for flat ones). Where it crosses the segment between two neighbouring pixel centres, the inside
+    pixel p and the outside pixel q share coverage: with d the distance from p's centre to the crossing,
+    q takes (d - 0.5)+ of p's colour and p takes (0.5 - d)+ of q's. Summed over crossings this moves the
+    image by exactly the area swept by the edge, so d(image)/d(vertex) is right however small the triangles
+    are. An edge counts as visible where the outside pixel is background or lies behind the edge.
+    """
+    B, h, w, C = color.shape
+    edges, edge_faces, opposite = topology
+    x, y, z = _screen(pos, (h, w))
+    with torch.no_grad():
+        tx, ty = x[:, tri], y[:, tri]
+        area = (tx[..., 1] - tx[..., 0]) * (ty[..., 2] - ty[..., 0]) - (tx[..., 2] - tx[..., 0]) * (ty[..., 1] - ty[..., 0])
+        facing = area > 0  # (B, F)
+        boundary = edge_faces[:, 1] < 0
+        f0 = facing[:, edge_faces[:, 0]]
+        f1 = facing[:, edge_faces[:, 1].clamp_min(0)]
+        in_front = (pos[..., 3] > 1e-8)
+        sil = (boundary[None] | (f0 != f1)) & in_front[:, edges].all(-1)
+        bi, ei = sil.nonzero(as_tuple=True)
+        ax, ay = x[bi, edges[ei, 0]], y[bi, edges[ei, 0]]
+        bx, by = x[bi, edges[ei, 1]], y[bi, edges[ei, 1]]
+        steep = (by - ay).abs() >= (bx - ax).abs()
+        # the inside of the edge is the side of face 0's third vertex (for a fold both faces lie on that side)
+        cx, cy = x[bi, opposite[ei, 0]], y[bi, opposite[ei, 0]]
+        nx, ny = -(by - ay), (bx - ax)  # a normal of the edge in screen space
+        side = torch.sign(nx * (cx - ax) + ny * (cy - ay))
+        # sweep coordinate: rows for steep edges, columns for flat ones; half-open span so that consecutive
+        # edges of a silhouette polyline never both claim one crossing
+        s0 = torch.where(steep, ay, ax)
+        s1 = torch.where(steep, by, bx)
+        lim = torch.where(steep, torch.full_like(s0, h), torch.full_like(s0, w))
+        lo = torch.minimum(s0, s1).ceil().clamp(0, None)
+        hi = torch.maximum(s0, s1).ceil().clamp(None, lim)
+        count = (hi - lo).clamp_min(0).long()
+        n = int(count.sum())
+    if n == 0:
+        return color
+    # (the walk has no Python loop over edges; crossings are bounded by the silhouette length, so no tiling)
+    k, local = _expand(count)
+    s = lo[k] + local  # integer row (steep) or column (flat) of each crossing
+    b = bi[k]
+    e = ei[k]
+    st = steep[k]
+    i0, i1 = edges[e, 0], edges[e, 1]
+    X0, Y0, X1, Y1 = x[b, i0], y[b, i0], x[b, i1], y[b, i1]
+    A0 = torch.where(st, Y0, X0)
+    A1 = torch.where(st, Y1, X1)
+    O0 = torch.where(st, X0, Y0)
+    O1 = torch.where(st, X1, Y1)
+    t = (s - A0) / (A1 - A0)
+    cross = O0 + t * (O1 - O0)  # differentiable crossing position along the other axis
+    with torch.no_grad():
+        lim_o = torch.where(st, torch.full_like(cross, w), torch.full_like(cross, h))
+        j0 = cross.floor()
+        ok = (j0 >= 0) & (j0 + 1 < lim_o)
+        ze = z[b, i0] + t * (z[b, i1] - z[b, i0])
+        # which of the two pixels is inside: moving +1 along the other axis goes to the side sign(n . dir)
+        n_along = torch.where(st, nx[k], ny[k])
+        inside_is_1 = torch.sign(n_along) == side[k]
+        j0l, j1l = j0.long().clamp(0), (j0.long() + 1)
+        sl = s.long()
+        j1l = torch.minimum(j1l, lim_o.long() - 1)
+        row0 = torch.where(st, sl, j0l)
+        col0 = torch.where(st, j0l, sl)
+        row1 = torch.where(st, sl, j1l)
+        col1 = torch.where(st, j1l, sl)
+        pix0 = (b * h + row0) * w + col0
+        pix1 = (b * h + row1) * w + col1
+        pix_in = torch.where(inside_is_1, pix1, pix0)
+        pix_out = torch.where(inside_is_1, pix0, pix1)
+        ok &= torch.isfinite(zbuf[pix_in]) & (zbuf[pix_out] > ze)
+    frac = cross - j0  # distance of the crossing from pixel 0's centre, in [0, 1)
+    d = torch.where(inside_is_1, 1 - frac, frac)[ok]
+    pin, pout = pix_in[ok], pix_out[ok]
+    cflat = color.reshape(-1, C)
+    c_in, c_out = cflat[pin], cflat[pout]
+    delta_out = (d - 0.5).clamp_min(0)[:, None] * (c_in - c_out)
+    delta_in = (0.5 - d).clamp_min(0)[:, None] * (c_out - c_in)
+    out = cflat.index_add(0, pout, delta_out).index_add(0, pin, delta_in)
+    return out.view(B, h, w, C)
