@@ -63,26 +63,34 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
     B = pos.shape[0]
     F = tri.shape[0]
     x, y, z = _screen(pos.float(), resolution)
-    tx, ty, tz = x[:, tri].reshape(-1, 3), y[:, tri].reshape(-1, 3), z[:, tri].reshape(-1, 3)  # (B*F, 3)
-    # edge functions e_i(px, py) = a_i px + b_i py + c_i, opposite vertex i, positive inside whatever the winding
-    x0, x1, x2 = tx.unbind(-1)
-    y0, y1, y2 = ty.unbind(-1)
+    # one gather of all corners: (B * F, 3 corners, x/y/z/w)
+    corners = torch.stack([x, y, z, pos[..., 3].float()], -1).index_select(1, tri.reshape(-1)).reshape(-1, 3, 4)
+    tx, ty = corners[..., 0], corners[..., 1]
+    xmin = tx.amin(-1).ceil().clamp(0, w)
+    xmax = tx.amax(-1).floor().clamp(-1, w - 1)
+    ymin = ty.amin(-1).ceil().clamp(0, h)
+    ymax = ty.amax(-1).floor().clamp(-1, h - 1)
+    tz = corners[..., 2]
+    # most triangles of a dense mesh contain no pixel centre at all: drop them before any further work
+    keep = (xmax >= xmin) & (ymax >= ymin) & (corners[..., 3].amin(-1) > 1e-8)
+    keep &= (tz.amax(-1) >= -1) & (tz.amin(-1) <= 1)
+    ids_all = keep.nonzero()[:, 0]
+    c = corners.index_select(0, ids_all)
+    xmin, xmax, ymin, ymax = torch.stack([xmin, xmax, ymin, ymax], -1).index_select(0, ids_all).unbind(-1)
+    x0, x1, x2 = c[..., 0].unbind(-1)
+    y0, y1, y2 = c[..., 1].unbind(-1)
     area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
     sgn = torch.sign(area)
+    # edge functions e_i(px, py) = a_i px + b_i py + c_i, opposite vertex i, positive inside whatever the winding;
+    # depth plane z(px, py) = sum_i e_i z_i / |area|
     a = torch.stack([y1 - y2, y2 - y0, y0 - y1], -1) * sgn[:, None]
     b = torch.stack([x2 - x1, x0 - x2, x1 - x0], -1) * sgn[:, None]
-    c = torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], -1) * sgn[:, None]
-    # depth plane z(px, py) = sum_i e_i z_i / |area|
+    cc = torch.stack([x1 * y2 - x2 * y1, x2 * y0 - x0 * y2, x0 * y1 - x1 * y0], -1) * sgn[:, None]
     inv = 1 / area.abs().clamp_min(1e-30)
-    za, zb, zc = [(k * tz).sum(-1) * inv for k in (a, b, c)]
-    coef = torch.cat([a, b, c, torch.stack([za, zb, zc], -1)], -1)  # (B*F, 12)
-
-    xmin = tx.min(-1).values.ceil().clamp(0, w)
-    xmax = tx.max(-1).values.floor().clamp(-1, w - 1)
-    ymin = ty.min(-1).values.ceil().clamp(0, h)
-    ymax = ty.max(-1).values.floor().clamp(-1, h - 1)
-    valid = (pos[..., 3][:, tri].reshape(-1, 3) > 1e-8).all(-1) & (area.abs() > 1e-12)
-    valid &= (tz.max(-1).values >= -1) & (tz.min(-1).values <= 1) & (xmax >= xmin) & (ymax >= ymin)
+    zc = c[..., 2]
+    coef = torch.cat([a, b, cc, torch.stack([(a * zc).sum(-1) * inv, (b * zc).sum(-1) * inv,
+                                             (cc * zc).sum(-1) * inv, xmin, xmax, ymin, ymax], -1)], -1)  # (n, 16)
+    valid = area.abs() > 1e-12
 
     def window(extent):  # exact up to 8 pixels, then the next power of two, to keep the number of groups small
         e = extent.clamp_min(1).long()
@@ -102,10 +110,10 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
         ox = torch.arange(wx, device=pos.device, dtype=torch.float32).repeat(wy)
         oy = torch.arange(wy, device=pos.device, dtype=torch.float32).repeat_interleave(wx)
         for chunk in ids.split(max(1, max_candidates // (wx * wy))):
-            co = coef[chunk]
-            px = xmin[chunk, None] + ox  # (n, wx * wy)
-            py = ymin[chunk, None] + oy
-            inside = (px <= xmax[chunk, None]) & (py <= ymax[chunk, None])
+            co = coef.index_select(0, chunk)
+            px = co[:, 12, None] + ox  # (n, wx * wy)
+            py = co[:, 14, None] + oy
+            inside = (px <= co[:, 13, None]) & (py <= co[:, 15, None])
             for i in range(3):
                 inside &= co[:, i, None] * px + co[:, 3 + i, None] * py + co[:, 6 + i, None] >= 0
             depth = co[:, 9, None] * px + co[:, 10, None] * py + co[:, 11, None]
@@ -113,9 +121,10 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
             # pack (depth, triangle) into one int64 so a single scatter-min does the z-test; depth in [0, 1]
             # as float32 bits is monotonic, and the low 32 bits keep the triangle id
             d01 = ((depth + 1) * 0.5).clamp(0, 1)
-            key = (d01.view(torch.int32).long() << 32) | (chunk % F)[:, None]
+            tri_flat = ids_all.index_select(0, chunk)  # index into the flattened (B * F)
+            key = (d01.view(torch.int32).long() << 32) | (tri_flat % F)[:, None]
             key = torch.where(inside, key, big)
-            view = (chunk // F)[:, None]
+            view = (tri_flat // F)[:, None]
             pix = (view * h + py.long().clamp(max=h - 1)) * w + px.long().clamp(max=w - 1)
             out.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), reduce="amin")
     tri_id = torch.where(out == _BIG, torch.full_like(out, -1), out & 0xFFFFFFFF)
@@ -320,14 +329,14 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
     edges, edge_faces, opposite = topology
     x, y, z = _screen(pos, (h, w))
     with torch.no_grad():
-        tx, ty = x[:, tri], y[:, tri]
-        area = (tx[..., 1] - tx[..., 0]) * (ty[..., 2] - ty[..., 0]) - (tx[..., 2] - tx[..., 0]) * (ty[..., 1] - ty[..., 0])
-        facing = area > 0  # (B, F)
+        xy = torch.stack([x, y], -1).detach().index_select(1, tri.reshape(-1)).view(B, -1, 3, 2)
+        d1, d2 = xy[:, :, 1] - xy[:, :, 0], xy[:, :, 2] - xy[:, :, 0]
+        facing = (d1[..., 0] * d2[..., 1] - d2[..., 0] * d1[..., 1]) > 0  # (B, F)
         boundary = edge_faces[:, 1] < 0
-        f0 = facing[:, edge_faces[:, 0]]
-        f1 = facing[:, edge_faces[:, 1].clamp_min(0)]
+        f0 = facing.index_select(1, edge_faces[:, 0])
+        f1 = facing.index_select(1, edge_faces[:, 1].clamp_min(0))
         in_front = (pos[..., 3] > 1e-8)
-        sil = (boundary[None] | (f0 != f1)) & in_front[:, edges].all(-1)
+        sil = (boundary[None] | (f0 != f1)) & in_front.index_select(1, edges[:, 0]) & in_front.index_select(1, edges[:, 1])
         bi, ei = sil.nonzero(as_tuple=True)
         ax, ay = x[bi, edges[ei, 0]], y[bi, edges[ei, 0]]
         bx, by = x[bi, edges[ei, 1]], y[bi, edges[ei, 1]]
