@@ -1,0 +1,214 @@
+"""`v2m4 bench`: run a method on bench items and score it with weight-free metrics (the paper's Table 2 setting).
+
+The pipeline sees only the frames and, through the synthetic generator, per-frame meshes derived from the ground
+truth; the ground truth is used for scoring alone. Metrics (each the item's median over frames unless the name
+says otherwise):
+
+  mask_iou, psnr, ssim     input view: renders through the method's video camera against the input frames
+  chamfer_once, fscore1_once, fscore2_once
+                           against the ground truth after ONE similarity alignment at the first frame (drift counts);
+                           Chamfer-L2 in units of the ground truth's bounding-box diagonal (squared), F-score at 1%
+                           and 2% of that diagonal
+  chamfer_per_frame, fscore2_per_frame
+                           the same after aligning every frame on its own (shape quality alone)
+  fscore2_once_first, fscore2_once_last
+                           the first and last frame's F-score@2% (aligned once): drift shows as a drop
+  topology_constant        1 if every output frame has the same vertices count, faces and connectivity
+  jitter                   mean acceleration of ground-truth-anchored surface points followed on the output
+                           (fraction of the diagonal per frame^2); jitter_gt is the same for the ground truth
+  sec_per_frame            method wall time per frame (the synthetic generator's time is gen_sec_per_frame)
+
+Results go to bench/results/<method>.json (shape: {"method", "date", "machine", "device", "settings", "items"})
+and a Markdown table beside it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import render as R
+from .errors import V2M4Error
+from .types import Mesh
+
+METHODS = {
+    "naive": "v2m4.methods.naive",
+    "camera": "v2m4.methods.camera",
+    "register": "v2m4.methods.register",
+    "full": "v2m4.methods.full",
+}
+
+# column order of the table; methods may add extras after these
+COLUMNS = ["mask_iou", "psnr", "ssim", "chamfer_once", "fscore1_once", "fscore2_once", "chamfer_per_frame",
+           "fscore2_per_frame", "fscore2_once_first", "fscore2_once_last", "topology_constant", "jitter",
+           "jitter_gt", "sec_per_frame", "gen_sec_per_frame"]
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    method: str = "naive"
+    items: tuple[str, ...] = ()          # empty: every rendered item (p*)
+    resolution: int = 256                # frames are resized to this (square) resolution
+    max_frames: int | None = None        # keep at most this many frames, evenly spread over the clip
+    device: str = "cpu"
+    backend: str = "torch"
+    preset: str = "fast"                 # the stages' preset: "fast" (CPU) or "paper"
+    seed: int = 0
+    n_points: int = 5000                 # surface samples per mesh for Chamfer / F-score
+    bench_dir: str | None = None
+
+    @staticmethod
+    def quick(**kw) -> "BenchSettings":
+        """Few frames at 128²: for tests and a first look."""
+        return BenchSettings(**{"resolution": 128, "max_frames": 6, **kw})
+
+
+def load_method(name: str):
+    if name not in METHODS:
+        raise V2M4Error(f"unknown bench method {name!r}; choose from {', '.join(METHODS)}")
+    try:
+        return importlib.import_module(METHODS[name]).run
+    except ModuleNotFoundError as exc:
+        raise V2M4Error(f"bench method {name!r} is not available in this build ({exc.name} is missing)") from None
+
+
+def _frame_selection(n: int, max_frames: int | None) -> list[int]:
+    if not max_frames or max_frames >= n:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (max_frames - 1)) for i in range(max_frames)}) if max_frames > 1 else [0]
+
+
+def _render_outputs(ctx, meshes: list[Mesh], camera) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renders (T, H, W, 3) and masks (T, H, W) of each output mesh through the method's camera."""
+    rgb, mask = [], []
+    with torch.no_grad():
+        for m in meshes:  # one mesh per frame, topology may differ: one call per frame
+            out = R.render(ctx, m, camera, channels=("rgb", "mask"))
+            rgb.append(out["rgb"][0])
+            mask.append(out["mask"][0])
+    return torch.stack(rgb), torch.stack(mask)
+
+
+def score_item(item, frames, out, *, n_points: int, seed: int) -> dict[str, float]:
+    """The weight-free metrics of one method output against one bench item (see module docstring)."""
+    from .metrics import geometry as G
+    from .metrics import image as I
+
+    ctx = R.context("torch", out.meshes[0].vertices.device)
+    rgb, mask = _render_outputs(ctx, out.meshes, out.camera)
+    ref = frames.rgba.to(rgb.device)
+    res: dict[str, float] = {}
+    res["mask_iou"] = statistics.median(I.mask_iou(mask, ref[..., 3]).tolist())
+    res["psnr"] = statistics.median(I.masked_psnr(rgb, ref[..., :3], ref[..., 3]).tolist())
+    res["ssim"] = statistics.median(I.ssim(rgb * mask[..., None], ref[..., :3] * ref[..., 3:]).tolist())
+    geo = G.sequence_geometry_scores(
+        [m.vertices.detach().cpu() for m in out.meshes], [m.faces.cpu() for m in out.meshes],
+        item.gt_vertices.cpu(), item.faces.cpu(), n_points=n_points, seed=seed)
+    res.update(geo)
+    return res
+
+
+def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
+    from .data.bench import load_item
+    from .generators.synthetic import SyntheticGenerator
+
+    probe = load_item(item_id, bench_dir=settings.bench_dir)
+    sel = _frame_selection(len(probe.frames), settings.max_frames)
+    item = load_item(item_id, frames=sel, resolution=(settings.resolution, settings.resolution),
+                     bench_dir=settings.bench_dir)
+    device = torch.device(settings.device)
+    gen = SyntheticGenerator(item, seed=settings.seed)
+    t0 = time.perf_counter()
+    generated = [gen.generate(item.frames.rgba[t], t).to(device) for t in range(len(item.frames))]
+    t_gen = time.perf_counter() - t0
+    run = load_method(settings.method)
+    ctx = R.context(settings.backend, device)
+    g = torch.Generator().manual_seed(settings.seed)
+    t0 = time.perf_counter()
+    out = run(item.frames, generated, preset=settings.preset, ctx=ctx, generator=g)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t_method = time.perf_counter() - t0
+    scores = score_item(item, item.frames, out, n_points=settings.n_points, seed=settings.seed)
+    if out.world_from_canonical is not None:
+        from .metrics.pose import pose_errors
+
+        removed = torch.stack([gen.removed_transform(t) for t in range(len(item.frames))])
+        scores.update(pose_errors(out.world_from_canonical.cpu(), removed.cpu(), item.gt_vertices.cpu()))
+    scores.update(out.extras)
+    T = len(item.frames)
+    scores["sec_per_frame"] = t_method / T
+    scores["gen_sec_per_frame"] = t_gen / T
+    for k, v in out.stage_seconds.items():
+        scores[f"sec_{k}_per_frame"] = v / T
+    return {k: (round(float(v), 6) if isinstance(v, (int, float)) and math.isfinite(float(v)) else v)
+            for k, v in scores.items()}
+
+
+def machine_description(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def run_bench(settings: BenchSettings, *, progress=None) -> dict:
+    from .data.bench import list_items
+
+    items = list(settings.items) or [i for i in list_items(bench_dir=settings.bench_dir) if i.startswith("p")]
+    if not items:
+        raise V2M4Error("no bench items found; set V2M4_BENCH_DIR or pass --bench-dir")
+    results: dict[str, dict] = {}
+    for item_id in items:
+        try:
+            results[item_id] = bench_item(item_id, settings)
+        except V2M4Error:
+            raise
+        except Exception as exc:  # a failed item records its error, never a silent NaN (style.md Sec. 10)
+            results[item_id] = {"error": f"{type(exc).__name__}: {exc}"}
+        if progress:
+            progress(item_id, results[item_id])
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    return {"method": settings.method, "date": datetime.date.today().isoformat(),
+            "machine": machine_description(settings.device), "device": settings.device, "commit": commit,
+            "settings": asdict(settings), "items": results}
+
+
+def format_table(result: dict) -> str:
+    items = result["items"]
+    extra = sorted({k for r in items.values() for k in r if k not in COLUMNS and k != "error"})
+    cols = [c for c in COLUMNS if any(c in r for r in items.values())] + extra
+    lines = [f"| item | {' | '.join(cols)} |", "|---|" + "---|" * len(cols)]
+    for item_id, r in items.items():
+        if "error" in r:
+            lines.append(f"| {item_id} | error: {r['error']} |")
+            continue
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cells.append("" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
+        lines.append(f"| {item_id} | {' | '.join(cells)} |")
+    head = (f"**{result['method']}** on {result['machine']} ({result['device']}), {result['date']}, commit "
+            f"{result.get('commit', '')}; settings: {json.dumps(result['settings'])}\n\n")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, out_dir: str | Path, name: str | None = None) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = name or result["method"]
+    js, md = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    js.write_text(json.dumps(result, indent=1) + "\n")
+    md.write_text(format_table(result))
+    return js, md

@@ -1,0 +1,91 @@
+"""The `v2m4` command: a thin layer over the Python API. User mistakes exit with code 2 and one line, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import V2M4Error
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="run a method on bench items and print/write the metrics table")
+    p.add_argument("--method", default="naive", help="naive | camera | register | full")
+    p.add_argument("--items", nargs="*", default=[], help="item ids (default: every p* item)")
+    p.add_argument("--quick", action="store_true", help="6 frames at 128² (for tests and a first look)")
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", default="torch", help="torch | nvdiffrast | auto")
+    p.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default)")
+    p.add_argument("--bench-dir", default=None, help="bench data folder (default: $V2M4_BENCH_DIR or ../shared/data/bench)")
+    p.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder for <method>.json and .md")
+    p.add_argument("--name", default=None, help="file name stem (default: the method; e.g. camera_h100)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_bench(args) -> int:
+    from .bench import BenchSettings, format_table, run_bench, write_results
+
+    kw = dict(method=args.method, items=tuple(args.items), device=args.device, backend=args.backend,
+              preset=args.preset or ("paper" if args.device.startswith("cuda") else "fast"), seed=args.seed,
+              bench_dir=args.bench_dir)
+    s = BenchSettings.quick(**kw) if args.quick else BenchSettings(**kw)
+    if args.resolution:
+        s = BenchSettings(**{**s.__dict__, "resolution": args.resolution})
+    if args.max_frames:
+        s = BenchSettings(**{**s.__dict__, "max_frames": args.max_frames})
+
+    def progress(item_id, row):
+        msg = row.get("error") or ", ".join(f"{k}={v:.3g}" for k, v in row.items() if k in ("mask_iou", "fscore2_once", "sec_per_frame"))
+        print(f"  {item_id}: {msg}", file=sys.stderr, flush=True)
+
+    result = run_bench(s, progress=progress)
+    print(format_table(result))
+    js, md = write_results(result, args.out, args.name)
+    print(f"wrote {js} and {md}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """For now: the bench harness on the bundled demo item (later: the whole pipeline)."""
+    from .bench import BenchSettings, format_table, run_bench, write_results
+
+    demo = REPO / "examples"
+    s = BenchSettings(method=args.method, items=("demo",), bench_dir=str(demo), resolution=128, max_frames=None,
+                      device=args.device, preset="fast")
+    result = run_bench(s)
+    print(format_table(result))
+    js, md = write_results(result, args.out)
+    print(f"wrote {js} and {md}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="v2m4", description="Video to animated 3D mesh (V2M4).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _add_bench(sub)
+    d = sub.add_parser("demo", help="run on the bundled demo item and say where the outputs are")
+    d.add_argument("--method", default="naive")
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--out", default="v2m4-demo")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"bench": cmd_bench, "demo": cmd_demo}[args.cmd](args)
+    except V2M4Error as exc:
+        print(f"v2m4: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("v2m4: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
