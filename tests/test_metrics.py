@@ -53,7 +53,7 @@ def test_align_similarity_without_correspondences():
     # the floor is sampling noise: two independent samples of the same target surface
     floor = G.chamfer_l2(G.sample_surface(dst_mesh, f, 2000, generator=torch.Generator().manual_seed(4)), dst)
     assert G.chamfer_l2(G.apply(T, src), dst) < 1.5 * floor
-    torch.testing.assert_close(T[:3, :3], 3 * R, atol=0.05, rtol=0)
+    torch.testing.assert_close(T[:3, :3], 3 * R, atol=0.1, rtol=0)  # within ~2 degrees
 
 
 def test_mask_iou_of_shifted_square():
