@@ -111,7 +111,8 @@ def score_item(item, frames, out, *, n_points: int, seed: int) -> dict[str, floa
     res: dict[str, float] = {}
     res["mask_iou"] = statistics.median(I.mask_iou(mask, ref[..., 3]).tolist())
     res["psnr"] = statistics.median(I.masked_psnr(rgb, ref[..., :3], ref[..., 3]).tolist())
-    res["ssim"] = statistics.median(I.ssim(rgb * mask[..., None], ref[..., :3] * ref[..., 3:]).tolist())
+    union = torch.maximum(mask, ref[..., 3])
+    res["ssim"] = statistics.median(I.ssim(rgb * mask[..., None], ref[..., :3] * ref[..., 3:], union).tolist())
     geo = G.sequence_geometry_scores(
         [m.vertices.detach().cpu() for m in out.meshes], [m.faces.cpu() for m in out.meshes],
         item.gt_vertices.cpu(), item.faces.cpu(), n_points=n_points, seed=seed)
