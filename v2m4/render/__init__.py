@@ -98,7 +98,9 @@ def rasterize(ctx: RenderContext, pos: Tensor, tri: Tensor, resolution: tuple[in
 def _fragments(ctx: RenderContext, pos: Tensor, tri: Tensor, resolution: tuple[int, int]) -> "_torch.Fragments":
     """The visible pixels, compact; what every higher-level operation works on."""
     if ctx.backend == "nvdiffrast":
-        return _torch.fragments_from_rast(rasterize(ctx, pos, tri, resolution))
+        from ._nvdiffrast import DenseFragments
+
+        return DenseFragments(ctx._dr, rasterize(ctx, pos, tri, resolution))
     tri_id = _torch.visibility(pos, tri, resolution, ctx.max_candidates)
     return _torch.fragments(pos, tri, tri_id)
 
@@ -184,46 +186,38 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
     homo = torch.cat([verts_b, torch.ones_like(verts_b[..., :1])], -1)
     pos = homo @ P.transpose(1, 2)
     frag = _fragments(ctx, pos, faces, cameras.resolution)
-    covered = frag.coverage()
     out: dict[str, Tensor] = {}
     if antialias_edges and topology is None and ("rgb" in channels or "mask" in channels):
         topology = edge_topology(faces)
 
-    def interp(attr):  # (V, C) or (B, V, C) -> (N, C) at the visible pixels
-        return _torch.interpolate_fragments(attr, frag, faces)
-
     if "rgb" in channels or "mask" in channels:
-        ones = torch.ones_like(frag.z)[:, None]
         if "rgb" in channels:
             if mesh.texture is not None:
-                uv = interp(mesh.uv.to(verts.device))
-                col = texture(ctx, mesh.texture.to(verts.device), uv[None, None])[0, 0]
+                col = frag.texture(mesh.texture.to(verts.device), frag.interpolate(mesh.uv.to(verts.device), faces))
             elif mesh.vertex_colors is not None:
-                col = interp(mesh.vertex_colors.to(verts.device))
+                col = frag.interpolate(mesh.vertex_colors.to(verts.device), faces)
             else:
-                col = torch.full((frag.pix.shape[0], 3), 0.7, dtype=verts.dtype, device=verts.device)
+                col = frag.full(3, 0.7)
             bg = torch.as_tensor(background, dtype=verts.dtype, device=verts.device)
-            img = frag.dense(torch.cat([col, ones], -1), torch.cat([bg.expand(3), bg.new_zeros(1)]))
+            img = frag.dense(torch.cat([col, frag.ones()], -1), torch.cat([bg.expand(3), bg.new_zeros(1)]))
         else:
-            img = frag.dense(ones)
+            img = frag.dense(frag.ones())
         if antialias_edges:
             img = _torch.antialias(img, frag.depth_buffer(), pos, faces, topology)
         if "rgb" in channels:
             out["rgb"] = img[..., :3]
         if "mask" in channels:
             out["mask"] = img[..., -1]
-    if "depth" in channels or "points" in channels:
-        pts = interp(verts_b)
-        if "points" in channels:
-            out["points"] = frag.dense(pts)
-        if "depth" in channels:
-            E = cameras.cam_from_world.to(verts.dtype)[frag.view]  # (N, 4, 4)
-            zc = (E[:, 2, :3] * pts).sum(-1) + E[:, 2, 3]
-            out["depth"] = frag.dense(-zc[:, None])[..., 0]
+    if "points" in channels:
+        out["points"] = frag.dense(frag.interpolate(verts_b, faces))
+    if "depth" in channels:
+        # depth along the view axis is linear in position, so interpolating it per vertex is exact
+        E = cameras.cam_from_world.to(verts.dtype)
+        zc = (verts_b * E[:, None, 2, :3]).sum(-1, keepdim=True) + E[:, None, 2, 3:]
+        out["depth"] = frag.dense(-frag.interpolate(zc, faces))[..., 0]
     if "normal" in channels:
-        n = torch.nn.functional.normalize(interp(vertex_normals(verts_b, faces)), dim=-1, eps=1e-12)
+        n = torch.nn.functional.normalize(frag.interpolate(vertex_normals(verts_b, faces), faces), dim=-1, eps=1e-12)
         out["normal"] = frag.dense(n)
     if "tri_id" in channels:
-        out["tri_id"] = torch.where(covered > 0, frag.dense(frag.face[:, None].to(verts.dtype))[..., 0].long(),
-                                    torch.full_like(covered, -1, dtype=torch.long))
+        out["tri_id"] = frag.tri_id()
     return out

@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib
 import sys
 
+import torch
+from torch import Tensor
+
 from ..errors import V2M4Error
 
 
@@ -52,3 +55,52 @@ def make_context(device):
     except Exception as exc:  # the JIT build fails with compiler errors of many types
         raise V2M4Error(f"nvdiffrast could not build or start its CUDA plugin ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''}); check nvcc/ninja or use backend='torch'") from None
+
+
+class DenseFragments:
+    """The nvdiffrast counterpart of _torch.Fragments: the same methods on dense (B, H, W, C) tensors, so that
+    render() has one shading code path while each backend keeps its fast layout (nvdiffrast's interpolate and
+    texture kernels work on whole images; on the GPU dense is cheaper than compacting)."""
+
+    def __init__(self, dr, rast: Tensor):
+        self.dr = dr
+        self.rast = rast
+        self.covered = (rast[..., 3] > 0).to(rast.dtype)
+
+    def coverage(self) -> Tensor:
+        return self.covered
+
+    def ones(self) -> Tensor:
+        return self.covered[..., None]
+
+    def full(self, channels: int, value: float) -> Tensor:
+        return self.covered[..., None].expand(*self.covered.shape, channels) * value
+
+    def interpolate(self, attr: Tensor, tri: Tensor) -> Tensor:
+        a = attr if attr.ndim == 3 else attr[None]
+        out, _ = self.dr.interpolate(a.float().contiguous(), self.rast, tri.int().contiguous())
+        return out
+
+    def texture(self, tex: Tensor, uv: Tensor) -> Tensor:
+        t = tex if tex.ndim == 4 else tex[None]
+        if t.shape[0] == 1 and uv.shape[0] > 1:
+            # one texture for every view: fold the views into the image height so nvdiffrast reads it once
+            B, h, w, _ = uv.shape
+            out = self.dr.texture(t.contiguous(), uv.reshape(1, B * h, w, 2).contiguous(), filter_mode="linear",
+                                  boundary_mode="clamp")
+            return out.reshape(B, h, w, -1)
+        return self.dr.texture(t.contiguous(), uv.contiguous(), filter_mode="linear", boundary_mode="clamp")
+
+    def dense(self, vals: Tensor, background: float | Tensor = 0.0) -> Tensor:
+        cov = self.covered[..., None]
+        out = vals * cov
+        if isinstance(background, Tensor) or background != 0:
+            out = out + (1 - cov) * background
+        return out
+
+    def depth_buffer(self) -> Tensor:
+        z = torch.where(self.covered > 0, self.rast[..., 2].detach(), torch.full_like(self.covered, float("inf")))
+        return z.reshape(-1)
+
+    def tri_id(self) -> Tensor:
+        return self.rast[..., 3].detach().long() - 1

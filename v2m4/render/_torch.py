@@ -165,6 +165,27 @@ class Fragments:
         cov[self.pix] = 1
         return cov.view(B, h, w)
 
+    def ones(self) -> Tensor:
+        """(N, 1) ones, one per visible pixel."""
+        return torch.ones_like(self.z)[:, None]
+
+    def full(self, channels: int, value: float) -> Tensor:
+        return torch.full((self.pix.shape[0], channels), value, dtype=self.z.dtype, device=self.z.device)
+
+    def interpolate(self, attr: Tensor, tri: Tensor) -> Tensor:
+        return interpolate_fragments(attr, self, tri)
+
+    def texture(self, tex: Tensor, uv: Tensor) -> Tensor:
+        """tex (Ht, Wt, C), uv (N, 2) -> (N, C) bilinear."""
+        return _bilinear(tex if tex.ndim == 4 else tex[None], uv, None)
+
+    def tri_id(self) -> Tensor:
+        """(B, H, W) int64 visible face, -1 on background."""
+        B, h, w = self.shape
+        out = torch.full((B * h * w,), -1, dtype=torch.int64, device=self.pix.device)
+        out[self.pix] = self.face
+        return out.view(B, h, w)
+
     def depth_buffer(self) -> Tensor:
         """(B * H * W,) z_ndc of the visible surface, +inf on background (no gradient); antialias reads it."""
         B, h, w = self.shape
