@@ -203,3 +203,14 @@ def test_edge_topology_of_closed_mesh():
     edges, edge_faces, opposite = R.edge_topology(mesh.faces)
     assert edges.shape[0] == 3 * mesh.faces.shape[0] // 2  # closed manifold: every edge has two faces
     assert (edge_faces >= 0).all() and (opposite >= 0).all()
+
+
+def test_mesh_partly_outside_the_image_renders():
+    # silhouette edges crossing the image border must be dropped, not indexed out of bounds
+    mesh = _sphere(3)
+    cam = orbit_camera(torch.zeros(1), torch.zeros(1), torch.full((1,), 1.6), torch.tensor([[0.7, 0.3, 0.0]]),
+                       fov_deg=60, resolution=(32, 32))
+    v = mesh.vertices.clone().requires_grad_(True)
+    out = R.render(CTX, mesh, cam, channels=("mask",), vertices=v)
+    out["mask"].sum().backward()
+    assert out["mask"].sum() > 0 and torch.isfinite(v.grad).all()

@@ -399,9 +399,10 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
         # which of the two pixels is inside: moving +1 along the other axis goes to the side sign(n . dir)
         n_along = torch.where(st, nx[k], ny[k])
         inside_is_1 = torch.sign(n_along) == side[k]
-        j0l, j1l = j0.long().clamp(0), (j0.long() + 1)
+        # clamp so that the lookups below stay in bounds; crossings outside the image are dropped by `ok`
+        j0l = torch.minimum(j0.long().clamp_min(0), lim_o.long() - 1)
+        j1l = torch.minimum((j0.long() + 1).clamp_min(0), lim_o.long() - 1)
         sl = s.long()
-        j1l = torch.minimum(j1l, lim_o.long() - 1)
         row0 = torch.where(st, sl, j0l)
         col0 = torch.where(st, j0l, sl)
         row1 = torch.where(st, sl, j1l)
