@@ -1,0 +1,334 @@
+"""Camera search and mesh re-pose (Sec. 4.1, Algorithm 1, Appendix A).
+
+A generator returns each frame's mesh in its canonical pose. For every frame we find the orbit camera under which
+the mesh looks like the frame: sample P0 poses, keep the best, (optionally) add a pose from the stereo prior,
+refine with a particle swarm, then with gradient descent on the silhouette. Re-posing applies the inverse of the
+found camera, so that every frame's mesh lives in the frame of one fixed video camera.
+
+Pose vector (P, 7): yaw, pitch, radius, look-at x, y, z, roll (radians; see v2m4/camera.py for the orbit
+convention). Roll stays 0 unless ``CameraSearchConfig.roll`` (the official code has none; a tilted hand-held
+shot needs it).
+
+Beyond the paper: a temporal warm start. Frame t+1 starts from frame t's pose with a small local swarm and a short
+refinement; only when its score is much worse than frame t's does it fall back to the global search.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+from .. import render as R
+from ..camera import Camera, orbit_camera
+from ..scoring import Scorer, SilhouetteColourScorer
+from ..types import Frames, Mesh
+
+
+@dataclass(frozen=True)
+class CameraSearchConfig:
+    n_samples: int = 2000                 # Appendix A: P0 initially sampled poses
+    n_particles: int = 199                # Appendix A: top K poses into the swarm (+ the stereo prior's pose)
+    n_prior_views: int = 7                # Appendix A: top n renders given to the stereo model
+    pso_iters: int = 25                   # Appendix A
+    refine_iters: int = 300               # Appendix A: gradient descent on the mask MSE
+    radius_range: tuple[float, float] = (1.0, 5.0)   # Appendix A, square-root spacing
+    look_at_range: float = 1.0            # Appendix A: look-at uniform in [-1, 1]^3
+    fov_deg: float = 40.0                 # not in the paper; the official code renders TRELLIS meshes at 40 degrees
+    roll: bool = False                    # beyond the paper: search the roll angle too
+    search_res: int = 128                 # render size for sampling and swarm (ours; the official code uses 512)
+    refine_res: int = 256                 # render size for gradient refinement
+    refine_lr: float = 0.01               # Adam step (radians / scene units); ours
+    # particle swarm (Kennedy & Eberhart); ours: constant inertia and bounds with velocity clamping, where the
+    # official code redraws every velocity each step and has no bounds
+    inertia: float = 0.7
+    cognitive: float = 1.5
+    social: float = 1.5
+    max_velocity: float = 0.2             # fraction of each parameter's range per iteration
+    # temporal warm start (beyond the paper)
+    warm_start: bool = True
+    warm_particles: int = 48
+    warm_iters: int = 8
+    warm_refine_iters: int = 100
+    warm_spread: tuple[float, ...] = (0.15, 0.08, 0.1, 0.05, 0.05, 0.05, 0.05)  # initial swarm spread per parameter
+    warm_fallback_ratio: float = 1.5      # global search when the warm score exceeds this times the median score
+                                          # of the frames so far (scores vary from frame to frame)
+    warm_turns: bool = True               # also seed the local swarm with quarter turns about +Y: generators
+                                          # snap objects to canonical axes and sometimes pick the wrong one
+    center_samples: bool = True           # ours: move each sampled pose's radius and look-at so the render's
+                                          # silhouette area and centroid match the frame's before scoring
+    center_steps: int = 3                 # fixed-point steps of that centring
+    refine_appearance: bool = True        # ours: refine on the scorer's appearance term too, not the mask alone
+                                          # (a silhouette hardly constrains pitch or mirror-symmetric turns)
+    max_batch: int = 512                  # views per render call (memory bound)
+
+    @staticmethod
+    def paper() -> "CameraSearchConfig":
+        return CameraSearchConfig()
+
+    @staticmethod
+    def fast() -> "CameraSearchConfig":
+        """For a 2-core CPU: fewer samples and particles at 64 px, shorter refinement at 128 px."""
+        return CameraSearchConfig(n_samples=600, n_particles=48, pso_iters=12, refine_iters=80, search_res=64,
+                                  refine_res=128, warm_particles=24, warm_iters=5, warm_refine_iters=40,
+                                  refine_lr=0.02, max_batch=256)
+
+
+@dataclass
+class CameraSearchResult:
+    """poses (T, 7) per frame; cameras: Camera with T views (cam_from_canonical of each frame's mesh) at the
+    frames' resolution; scores (T,); global_search (T,) bool, whether the frame needed the global search."""
+
+    poses: Tensor
+    cameras: Camera
+    scores: Tensor
+    global_search: Tensor
+    seconds: list[float] = field(default_factory=list)
+
+
+def _lower_upper(cfg: CameraSearchConfig, device) -> tuple[Tensor, Tensor]:
+    r0, r1 = cfg.radius_range
+    L = cfg.look_at_range
+    roll = math.pi if cfg.roll else 0.0
+    lo = torch.tensor([-math.pi, -math.pi / 2 + 0.01, r0, -L, -L, -L, -roll], device=device)
+    hi = torch.tensor([math.pi, math.pi / 2 - 0.01, r1, L, L, L, roll], device=device)
+    return lo, hi
+
+
+def sample_poses(n: int, cfg: CameraSearchConfig, *, generator: torch.Generator, device=None) -> Tensor:
+    """(n, 7) poses: yaw/pitch equal-area on the sphere, radius with square-root spacing, look-at uniform."""
+    u = torch.rand(n, 5, generator=generator)
+    yaw = (u[:, 0] * 2 - 1) * math.pi
+    pitch = torch.asin(u[:, 1] * 2 - 1)  # sin(pitch) uniform: equal area
+    r0, r1 = cfg.radius_range
+    radius = torch.sqrt(r0 ** 2 + u[:, 2] * (r1 ** 2 - r0 ** 2))  # density grows with r, like a sphere's area
+    look = (torch.rand(n, 3, generator=generator) * 2 - 1) * cfg.look_at_range
+    roll = torch.zeros(n)
+    return torch.cat([yaw[:, None], pitch[:, None], radius[:, None], look, roll[:, None]], 1).to(device)
+
+
+def pose_cameras(poses: Tensor, cfg: CameraSearchConfig, resolution: tuple[int, int]) -> Camera:
+    """(P, 7) poses -> P cameras, differentiable in the poses."""
+    return orbit_camera(poses[:, 0], poses[:, 1], poses[:, 2], poses[:, 3:6], fov_deg=cfg.fov_deg,
+                        resolution=resolution, roll=poses[:, 6] if cfg.roll else None)
+
+
+def _resize_frame(frame: Tensor, res: tuple[int, int]) -> Tensor:
+    """(H, W, 4) straight alpha -> (h, w, 4), area-averaged in premultiplied colour."""
+    pm = torch.cat([frame[..., :3] * frame[..., 3:], frame[..., 3:]], -1).permute(2, 0, 1)[None]
+    out = torch.nn.functional.interpolate(pm, size=res, mode="area")[0].permute(1, 2, 0)
+    a = out[..., 3:]
+    return torch.cat([out[..., :3] / a.clamp_min(1e-6) * (a > 0), a], -1)
+
+
+def center_poses(mesh: Mesh, poses: Tensor, frame: Tensor, cfg: CameraSearchConfig, ctx: R.RenderContext,
+                 topology) -> Tensor:
+    """Adjust each pose's radius and look-at so its silhouette has the frame's area and centroid.
+
+    Area scales as 1 / radius^2 and moving the look-at by d across the view shifts the image by f d / radius
+    pixels, so one render per pose fixes both; what is left to search is the orientation.
+    """
+    res = tuple(frame.shape[:2])
+    h, w = res
+    fm = frame[..., 3]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=fm.dtype, device=fm.device) + 0.5,
+                            torch.arange(w, dtype=fm.dtype, device=fm.device) + 0.5, indexing="ij")
+    area_f = fm.sum().clamp_min(1.0)
+    cf = torch.stack([(fm * xs).sum(), (fm * ys).sum()]) / area_f
+    out = []
+    with torch.no_grad():
+        for chunk in poses.split(cfg.max_batch):
+            cams = pose_cameras(chunk, cfg, res)
+            m = R.render(ctx, mesh, cams, channels=("mask",), topology=topology, antialias_edges=False)["mask"]
+            area = m.sum((1, 2))
+            ok = area > 0
+            cr = torch.stack([(m * xs).sum((1, 2)), (m * ys).sum((1, 2))], -1) / area.clamp_min(1)[:, None]
+            # at most a factor of 2 per step: a silhouette cut by the image border under-reports its area
+            r_new = chunk[:, 2] * torch.sqrt(area.clamp_min(1) / area_f).clamp(0.5, 2.0)
+            r_new = torch.where(ok, r_new.clamp(*cfg.radius_range), chunk[:, 2])
+            f = cams.K[:, 0, 0]
+            # offsets from the image centre shrink as the camera backs off: where the centroid will be at r_new
+            centre = torch.tensor([w / 2, h / 2], dtype=cr.dtype, device=cr.device)
+            cr = centre + (cr - centre) * (chunk[:, 2] / r_new)[:, None]
+            d = (cf[None] - cr) * (r_new / f)[:, None]  # image shift wanted, in scene units at the target
+            right = cams.cam_from_world[:, 0, :3]
+            up = cams.cam_from_world[:, 1, :3]
+            # the object moves left when the target moves right, and down when the target moves up
+            target = chunk[:, 3:6] - d[:, :1] * right + d[:, 1:] * up
+            target = torch.where(ok[:, None], target, chunk[:, 3:6]).clamp(-cfg.look_at_range, cfg.look_at_range)
+            out.append(torch.cat([chunk[:, :2], r_new[:, None], target, chunk[:, 6:]], 1))
+    return torch.cat(out)
+
+
+def score_poses(mesh: Mesh, poses: Tensor, frame: Tensor, cfg: CameraSearchConfig, ctx: R.RenderContext,
+                scorer: Scorer, topology) -> Tensor:
+    """(P,) scores of P poses, rendered in batches of cfg.max_batch views (one render call per batch)."""
+    res = tuple(frame.shape[:2])
+    out = []
+    with torch.no_grad():
+        for chunk in poses.split(cfg.max_batch):
+            r = R.render(ctx, mesh, pose_cameras(chunk, cfg, res), channels=("rgb", "mask"), topology=topology,
+                         background=0.5)
+            out.append(scorer(r["rgb"], r["mask"], frame))
+    return torch.cat(out)
+
+
+def particle_swarm(objective, init: Tensor, lower: Tensor, upper: Tensor, cfg: CameraSearchConfig, iters: int, *,
+                   generator: torch.Generator, periodic: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Minimise objective((P, D) -> (P,)) from P initial particles; returns (best position (D,), best value).
+
+    Standard global-best PSO: v <- w v + c1 r1 (p_best - x) + c2 r2 (g_best - x), velocities clamped to
+    max_velocity x range, positions clamped to [lower, upper] (periodic dimensions wrap instead).
+    One objective call per iteration for all particles.
+    """
+    x = init.clone()
+    span = upper - lower
+    vmax = cfg.max_velocity * span
+    v = (torch.rand(x.shape, generator=generator).to(x) * 2 - 1) * vmax * 0.5
+    f = objective(x)
+    pbest, pval = x.clone(), f.clone()
+    g = int(torch.argmin(pval))
+    for _ in range(iters):
+        r1 = torch.rand(x.shape, generator=generator).to(x)
+        r2 = torch.rand(x.shape, generator=generator).to(x)
+        v = cfg.inertia * v + cfg.cognitive * r1 * (pbest - x) + cfg.social * r2 * (pbest[g] - x)
+        v = torch.maximum(torch.minimum(v, vmax), -vmax)
+        x = x + v
+        if periodic is not None:
+            wrapped = lower + torch.remainder(x - lower, span.clamp_min(1e-12))
+            x = torch.where(periodic, wrapped, x)
+        x = torch.maximum(torch.minimum(x, upper), lower)
+        f = objective(x)
+        better = f < pval
+        pbest[better], pval[better] = x[better], f[better]
+        g = int(torch.argmin(pval))
+    return pbest[g], pval[g]
+
+
+def refine_pose(mesh: Mesh, pose: Tensor, frame: Tensor, cfg: CameraSearchConfig, ctx: R.RenderContext, iters: int,
+                topology, scorer: Scorer | None = None) -> Tensor:
+    """Gradient descent on the silhouette MSE (Appendix A: 300 iterations, mask loss only), plus the scorer's
+    loss when cfg.refine_appearance."""
+    res = (cfg.refine_res, cfg.refine_res * frame.shape[1] // frame.shape[0])
+    frame_r = _resize_frame(frame, res)
+    target = frame_r[..., 3]
+    use_scorer = cfg.refine_appearance and scorer is not None
+    p = pose.clone()
+    angles = p[[0, 1, 6]].clone().requires_grad_(True)
+    log_r = p[2].log().clone().requires_grad_(True)
+    look = p[3:6].clone().requires_grad_(True)
+    opt = torch.optim.Adam([angles, log_r, look], lr=cfg.refine_lr)
+    for _ in range(iters):
+        opt.zero_grad()
+        q = torch.cat([angles[:2], log_r.exp()[None], look, angles[2:]])
+        r = R.render(ctx, mesh, pose_cameras(q[None], cfg, res), channels=("rgb", "mask") if use_scorer else ("mask",),
+                     topology=topology, background=0.5)
+        loss = ((r["mask"][0] - target) ** 2).mean()
+        if use_scorer:
+            loss = loss + scorer(r["rgb"], r["mask"], frame_r)[0]
+        loss.backward()
+        if not cfg.roll:
+            angles.grad[2] = 0
+        opt.step()
+    with torch.no_grad():
+        return torch.cat([angles[:2], log_r.exp()[None], look, angles[2:]])
+
+
+def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=None):
+    dev = frame_s.device
+    lo, hi = _lower_upper(cfg, dev)
+    cand = sample_poses(cfg.n_samples, cfg, generator=generator, device=dev)
+    if cfg.roll:
+        cand[:, 6] = (torch.rand(cfg.n_samples, generator=generator).to(dev) * 2 - 1) * math.pi
+    for _ in range(cfg.center_steps if cfg.center_samples else 0):
+        cand = center_poses(mesh, cand, frame_s, cfg, ctx, topo)
+    s = score_poses(mesh, cand, frame_s, cfg, ctx, scorer, topo)
+    init = cand[torch.argsort(s)[: cfg.n_particles]]
+    if prior_pose is not None:
+        init = torch.cat([init, prior_pose[None].to(init)])
+    periodic = torch.tensor([True, False, False, False, False, False, True], device=dev)
+    return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, cfg,
+                          cfg.pso_iters, generator=generator, periodic=periodic)
+
+
+def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator):
+    dev = frame_s.device
+    lo, hi = _lower_upper(cfg, dev)
+    spread = torch.tensor(cfg.warm_spread, device=dev)
+    if not cfg.roll:
+        spread = spread * torch.tensor([1, 1, 1, 1, 1, 1, 0.0], device=dev)
+    noise = torch.randn(cfg.warm_particles, 7, generator=generator).to(dev) * spread
+    noise[0] = 0  # the previous pose itself is a particle
+    init = start[None] + noise
+    if cfg.warm_turns:
+        turns = start[None].repeat(3, 1)
+        turns[:, 0] = torch.remainder(start[0] + torch.tensor([0.5, 1.0, 1.5], device=dev) * math.pi + math.pi,
+                                      2 * math.pi) - math.pi
+        init = torch.cat([init[: max(1, cfg.warm_particles - 3)], turns])
+    init = torch.maximum(torch.minimum(init, hi), lo)
+    local = replace(cfg, max_velocity=cfg.max_velocity * 0.25)
+    periodic = torch.tensor([True, False, False, False, False, False, True], device=dev)
+    return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, local,
+                          cfg.warm_iters, generator=generator, periodic=periodic)
+
+
+def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, ctx: R.RenderContext, *,
+                   scorer: Scorer | None = None, stereo=None, generator: torch.Generator,
+                   progress=None) -> CameraSearchResult:
+    """Algorithm 1 for every frame: the camera under which meshes[t] (canonical frame) looks like frame t.
+
+    stereo: optional ``v2m4.stages.stereo_prior.StereoPrior``; when given, its pose joins the swarm.
+    """
+    scorer = scorer or SilhouetteColourScorer()
+    dev = meshes[0].vertices.device
+    H, W = frames.resolution
+    res_s = (cfg.search_res, max(8, round(cfg.search_res * W / H)))
+    poses, scores, global_flags, secs = [], [], [], []
+    prev_pose = None
+    for t, mesh in enumerate(meshes):
+        t0 = time.perf_counter()
+        frame = frames.rgba[t].to(dev)
+        frame_s = _resize_frame(frame, res_s)
+        topo = R.edge_topology(mesh.faces)
+        found = None
+        if cfg.warm_start and prev_pose is not None:
+            pose, _ = _local_search(mesh, frame_s, prev_pose, cfg, ctx, scorer, topo, generator)
+            pose = refine_pose(mesh, pose, frame, cfg, ctx, cfg.warm_refine_iters, topo, scorer)
+            score = float(score_poses(mesh, pose[None], frame_s, cfg, ctx, scorer, topo)[0])
+            if score <= cfg.warm_fallback_ratio * statistics.median(scores):
+                found = (pose, score, False)
+        if found is None:
+            prior = None
+            if stereo is not None:
+                prior = stereo.estimate_pose(mesh, frame, cfg, ctx, scorer, generator=generator)
+            pose, _ = _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior)
+            pose = refine_pose(mesh, pose, frame, cfg, ctx, cfg.refine_iters, topo, scorer)
+            score = float(score_poses(mesh, pose[None], frame_s, cfg, ctx, scorer, topo)[0])
+            found = (pose, score, True)
+        pose, score, was_global = found
+        poses.append(pose)
+        scores.append(score)
+        global_flags.append(was_global)
+        prev_pose = pose
+        secs.append(time.perf_counter() - t0)
+        if progress:
+            progress(t, score, was_global)
+    P = torch.stack(poses)
+    return CameraSearchResult(poses=P, cameras=pose_cameras(P, cfg, (H, W)), scores=torch.tensor(scores),
+                              global_search=torch.tensor(global_flags), seconds=secs)
+
+
+def repose(mesh: Mesh, cam_from_canonical: Tensor, world_from_cam: Tensor) -> tuple[Mesh, Tensor]:
+    """Move a canonical mesh into the world of the fixed video camera (Alg. 1, line 9).
+
+    cam_from_canonical (4, 4): the camera found for this frame; world_from_cam (4, 4): the video camera's pose.
+    Returns the re-posed mesh and world_from_canonical (4, 4). Rendering the result through the video camera
+    reproduces the render of the canonical mesh through the found camera exactly (same intrinsics).
+    """
+    M = world_from_cam.to(mesh.vertices) @ cam_from_canonical.to(mesh.vertices)
+    v = mesh.vertices @ M[:3, :3].T + M[:3, 3]
+    return mesh.with_vertices(v), M
