@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import torch
 
@@ -13,7 +14,10 @@ from . import MethodOutput
 
 
 def camera_config(preset: str) -> CameraSearchConfig:
-    return CameraSearchConfig.paper() if preset == "paper" else CameraSearchConfig.fast()
+    """"fast" (CPU) or "paper"; a "-cold" suffix turns the temporal warm start off (every frame searched globally)."""
+    base, _, cold = preset.partition("-")
+    cfg = CameraSearchConfig.paper() if base == "paper" else CameraSearchConfig.fast()
+    return replace(cfg, warm_start=False) if cold == "cold" else cfg
 
 
 def repose_all(generated: list[Mesh], found: CameraSearchResult) -> tuple[list[Mesh], torch.Tensor]:

@@ -270,6 +270,9 @@ def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator):
                                       2 * math.pi) - math.pi
         init = torch.cat([init[: max(1, cfg.warm_particles - 3)], turns])
     init = torch.maximum(torch.minimum(init, hi), lo)
+    if cfg.warm_turns:  # a turned pose needs its own radius and look-at before it can compete
+        for _ in range(cfg.center_steps):
+            init[-3:] = center_poses(mesh, init[-3:], frame_s, cfg, ctx, topo)
     local = replace(cfg, max_velocity=cfg.max_velocity * 0.25)
     periodic = torch.tensor([True, False, False, False, False, False, True], device=dev)
     return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, local,

@@ -1,0 +1,102 @@
+"""Camera search (Sec. 4.1): the swarm, the stereo-prior math, pose recovery and re-pose."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import DEMO_DIR
+from v2m4 import render as R
+from v2m4.camera import Camera
+from v2m4.data.bench import load_item
+from v2m4.generators.synthetic import SyntheticConfig, SyntheticGenerator
+from v2m4.stages import camera_search as CS
+from v2m4.stages.stereo_prior import StereoPriorConfig, align_point_clouds, solve_camera
+
+CTX = R.context()
+
+
+def _rotation(axis, angle):
+    axis = torch.nn.functional.normalize(torch.tensor(axis, dtype=torch.float32), dim=0)
+    K = torch.tensor([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return torch.eye(3) + math.sin(angle) * K + (1 - math.cos(angle)) * K @ K
+
+
+def test_swarm_finds_the_minimum_of_a_test_function():
+    # a shifted Rastrigin-like bowl in 4-D: global minimum 0 at x*
+    target = torch.tensor([0.7, -1.2, 2.0, 0.3])
+
+    def f(x):
+        d = x - target
+        return (d ** 2).sum(-1) + 0.3 * (1 - torch.cos(3 * d)).sum(-1)
+
+    g = torch.Generator().manual_seed(0)
+    lo, hi = torch.full((4,), -3.0), torch.full((4,), 3.0)
+    init = torch.rand(40, 4, generator=g) * 6 - 3
+    best, val = CS.particle_swarm(f, init, lo, hi, CS.CameraSearchConfig(), 60, generator=g)
+    torch.testing.assert_close(best, target, atol=0.05, rtol=0)
+    assert float(val) < 1e-2
+
+
+def test_sampling_is_equal_area_and_in_bounds():
+    cfg = CS.CameraSearchConfig()
+    p = CS.sample_poses(20000, cfg, generator=torch.Generator().manual_seed(0))
+    # equal area: sin(pitch) is uniform, so a quarter of the poses have sin(pitch) > 0.5
+    assert abs(float((torch.sin(p[:, 1]) > 0.5).float().mean()) - 0.25) < 0.02
+    assert p[:, 2].min() >= 1 and p[:, 2].max() <= 5 and p[:, 3:6].abs().max() <= 1
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_point_cloud_alignment_recovers_similarity(flip):
+    g = torch.Generator().manual_seed(1)
+    # an asymmetric blob: an ellipsoid with a bump on one side
+    x = torch.randn(3000, 3, generator=g) * torch.tensor([1.0, 0.6, 0.3])
+    x = x + torch.tensor([0.8, 0.0, 0.0]) * (x[:, 1:2] > 0.3)
+    R = _rotation([0.2, 0.3, 1.0], 0.6)
+    if flip:  # start the search upside down: the minimum the flip trial exists for
+        R = R @ torch.diag(torch.tensor([1.0, -1.0, -1.0]))
+    y = 2.0 * x @ R.T + torch.tensor([1.0, -0.5, 3.0])
+    cfg = StereoPriorConfig(subsample=0.3, max_points=600, align_iters=600, flip_at=300, lr=0.02)
+    T, _ = align_point_clouds(x, y, cfg, generator=g)
+    err = (x @ T[:3, :3].T + T[:3, 3] - y).norm(dim=-1)
+    assert float(err.mean()) < 0.05 * float(y.std(0).norm())
+
+
+def test_solve_camera_recovers_known_camera():
+    cfg = CS.CameraSearchConfig.fast()
+    true = torch.tensor([0.6, 0.3, 2.5, 0.1, -0.05, 0.0, 0.0])
+    pts = torch.rand(200, 3, generator=torch.Generator().manual_seed(2)) - 0.5
+    uv, _ = CS.pose_cameras(true[None], cfg, (64, 64)).project(pts)
+    init = true + torch.tensor([0.15, -0.1, 0.3, 0.05, 0.05, -0.05, 0.0])
+    got = solve_camera(pts, uv[0], init, cfg, (64, 64), StereoPriorConfig(solve_iters=400, lr=0.02))
+    uv2, _ = CS.pose_cameras(got[None], cfg, (64, 64)).project(pts)
+    assert float((uv2 - uv).norm(dim=-1).mean()) < 0.3  # pixels
+
+
+def test_pose_recovered_on_a_generated_mesh():
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(96, 96))
+    gen = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0))
+    mesh = gen.generate(None, 0)
+    cfg = replace(CS.CameraSearchConfig.fast(), n_samples=300, n_particles=24, pso_iters=8, refine_iters=40)
+    res = CS.search_cameras([mesh], item.frames, cfg, CTX, generator=torch.Generator().manual_seed(0))
+    # the true camera of the canonical mesh: the bench camera after the generator's similarity, made rigid
+    G = gen.removed_transform(0).double()
+    M = item.camera.cam_from_world[0].double() @ torch.linalg.inv(G)
+    s = torch.det(M[:3, :3]).abs() ** (1 / 3)
+    R_true = M[:3, :3] / s
+    R_found = res.cameras.cam_from_world[0, :3, :3].double()
+    angle = math.degrees(math.acos(max(-1.0, min(1.0, (float(torch.trace(R_found @ R_true.T)) - 1) / 2))))
+    assert angle < 5
+
+
+def test_repose_reproduces_the_found_view_through_the_video_camera():
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(64, 64))
+    mesh = SyntheticGenerator(item, seed=0).generate(None, 0)
+    cfg = CS.CameraSearchConfig.fast()
+    found = CS.pose_cameras(torch.tensor([[0.4, 0.2, 2.2, 0.1, 0.0, -0.1, 0.0]]), cfg, (64, 64))
+    video = CS.pose_cameras(torch.tensor([[-1.0, 0.1, 3.0, 0.0, 0.2, 0.0, 0.0]]), cfg, (64, 64))
+    moved, M = CS.repose(mesh, found.cam_from_world[0], video.world_from_cam[0])
+    a = R.render(CTX, mesh, found, channels=("mask",))["mask"]
+    b = R.render(CTX, moved, video, channels=("mask",))["mask"]
+    assert float((a - b).abs().mean()) < 1e-3

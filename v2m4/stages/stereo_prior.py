@@ -1,0 +1,153 @@
+"""Stereo prior for the camera search (Sec. 4.1 "Knowledge Utilization from Dense Stereo Reconstruction", Fig. 3).
+
+A dense stereo model (DUSt3R in the paper) predicts a point map for the frame and for the top-n renders, in its
+own arbitrary frame and scale. Because the renders' true point maps are known (the rasteriser gives them), a
+similarity aligning the predicted render points onto the true ones also maps the frame's predicted points into the
+mesh's canonical frame; the frame's camera is then the one that projects those points onto their pixels.
+
+The model is pluggable (``PointMapModel``); the learned adapter lives elsewhere and this module is the math:
+``align_point_clouds`` (Chamfer similarity with the flip trial) and ``solve_camera`` (3D-2D reprojection).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from .. import render as R
+from ..types import Mesh
+
+
+class PointMapModel(Protocol):
+    name: str
+
+    def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """images (N, H, W, 3) in [0, 1] -> point maps (N, H, W, 3) in one shared frame, confidence (N, H, W)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StereoPriorConfig:
+    subsample: float = 0.05       # Appendix A: keep 5% of the points (speed, outliers)
+    align_iters: int = 2000       # Appendix A
+    flip_at: int = 1000           # Appendix A: try the flipped alignment from this iteration on
+    solve_iters: int = 500        # Appendix A: camera from 3D-2D correspondences
+    lr: float = 0.01              # ours
+    max_points: int = 4000        # ours: cap on the subsample, so the Chamfer cdist stays small
+
+
+def _rot6d(x: Tensor) -> Tensor:
+    """(6,) -> (3, 3) rotation (Zhou et al. 2019)."""
+    a = torch.nn.functional.normalize(x[:3], dim=0)
+    b = torch.nn.functional.normalize(x[3:] - (a * x[3:]).sum() * a, dim=0)
+    return torch.stack([a, b, torch.cross(a, b, dim=0)], 0)
+
+
+def _chamfer(a: Tensor, b: Tensor) -> Tensor:
+    d = torch.cdist(a, b)
+    return (d.min(1).values ** 2).mean() + (d.min(0).values ** 2).mean()
+
+
+def _subsample(x: Tensor, frac: float, cap: int, generator: torch.Generator) -> Tensor:
+    n = min(cap, max(16, int(frac * x.shape[0])), x.shape[0])
+    return x[torch.randperm(x.shape[0], generator=generator)[:n].to(x.device)]
+
+
+def align_point_clouds(src: Tensor, dst: Tensor, cfg: StereoPriorConfig = StereoPriorConfig(), *,
+                       generator: torch.Generator) -> tuple[Tensor, float]:
+    """Similarity (4, 4) mapping point cloud src (N, 3) onto dst (M, 3) by Chamfer, without correspondences.
+
+    Starts from matched centroids and RMS radii. At ``flip_at`` the current estimate is also tried turned upside
+    down (180 degrees about its x axis), the minimum the paper warns of; both continue and the lower Chamfer wins.
+    """
+    s = _subsample(src, cfg.subsample, cfg.max_points, generator)
+    d = _subsample(dst, cfg.subsample, cfg.max_points, generator)
+    cs, cd = s.mean(0), d.mean(0)
+    scale0 = ((d - cd).norm(dim=1).pow(2).mean() / (s - cs).norm(dim=1).pow(2).mean().clamp_min(1e-12)).sqrt()
+
+    def run(r6, log_s, t, iters):
+        r6, log_s, t = (p.clone().requires_grad_(True) for p in (r6, log_s, t))
+        opt = torch.optim.Adam([r6, log_s, t], lr=cfg.lr)
+        for _ in range(iters):
+            opt.zero_grad()
+            loss = _chamfer((s - cs) @ _rot6d(r6).T * log_s.exp() + t, d)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            loss = _chamfer((s - cs) @ _rot6d(r6).T * log_s.exp() + t, d)
+        return r6.detach(), log_s.detach(), t.detach(), float(loss)
+
+    eye6 = torch.tensor([1.0, 0, 0, 0, 1, 0], device=src.device, dtype=src.dtype)
+    state = run(eye6, scale0.log(), cd.clone(), cfg.flip_at)
+    best = run(*state[:3], cfg.align_iters - cfg.flip_at)
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], device=src.device, dtype=src.dtype))
+    Rf = _rot6d(state[0]) @ flip
+    flipped = run(torch.cat([Rf[0], Rf[1]]), state[1], state[2], cfg.align_iters - cfg.flip_at)
+    r6, log_s, t, loss = min(best, flipped, key=lambda x: x[3])
+    T = torch.eye(4, device=src.device, dtype=src.dtype)
+    Rm = _rot6d(r6) * log_s.exp()
+    T[:3, :3] = Rm
+    T[:3, 3] = t - Rm @ cs
+    return T, loss
+
+
+def solve_camera(points: Tensor, pixels: Tensor, init_pose: Tensor, search_cfg, resolution: tuple[int, int],
+                 cfg: StereoPriorConfig = StereoPriorConfig()) -> Tensor:
+    """The orbit pose (7,) whose camera projects points (N, 3) onto pixels (N, 2) ((u, v), v down), found by Adam
+    on the reprojection MSE (in units of the image height) from init_pose."""
+    from .camera_search import pose_cameras
+
+    h = resolution[0]
+    angles = init_pose[[0, 1, 6]].clone().requires_grad_(True)
+    log_r = init_pose[2].log().clone().requires_grad_(True)
+    look = init_pose[3:6].clone().requires_grad_(True)
+    opt = torch.optim.Adam([angles, log_r, look], lr=cfg.lr)
+
+    def pose():
+        return torch.cat([angles[:2], log_r.exp()[None], look, angles[2:]])
+
+    for _ in range(cfg.solve_iters):
+        opt.zero_grad()
+        uv, depth = pose_cameras(pose()[None], search_cfg, resolution).project(points)
+        loss = (((uv[0] - pixels) / h) ** 2).sum(-1).mean() + torch.relu(-depth).mean()
+        loss.backward()
+        if not search_cfg.roll:
+            angles.grad[2] = 0
+        opt.step()
+    return pose().detach()
+
+
+class StereoPrior:
+    """Algorithm 1, lines 2-4: the frame's pose from a point-map model and the top-n renders."""
+
+    def __init__(self, model: PointMapModel, cfg: StereoPriorConfig = StereoPriorConfig()):
+        self.model = model
+        self.cfg = cfg
+
+    def estimate_pose(self, mesh: Mesh, frame: Tensor, search_cfg, ctx: R.RenderContext, scorer, *,
+                      generator: torch.Generator) -> Tensor:
+        from .camera_search import _resize_frame, center_poses, pose_cameras, sample_poses, score_poses
+
+        res = (search_cfg.search_res, search_cfg.search_res * frame.shape[1] // frame.shape[0])
+        frame_s = _resize_frame(frame, res)
+        topo = R.edge_topology(mesh.faces)
+        cand = sample_poses(search_cfg.n_samples, search_cfg, generator=generator, device=frame.device)
+        for _ in range(search_cfg.center_steps if search_cfg.center_samples else 0):
+            cand = center_poses(mesh, cand, frame_s, search_cfg, ctx, topo)
+        top = cand[torch.argsort(score_poses(mesh, cand, frame_s, search_cfg, ctx, scorer, topo))[: search_cfg.n_prior_views]]
+        with torch.no_grad():
+            r = R.render(ctx, mesh, pose_cameras(top, search_cfg, res), channels=("rgb", "points", "mask"),
+                         topology=topo, background=1.0)
+        comp = frame_s[..., :3] * frame_s[..., 3:] + (1 - frame_s[..., 3:])
+        pred, _ = self.model(torch.cat([comp[None], r["rgb"]], 0))
+        rend_mask = r["mask"] > 0.5
+        T, _ = align_point_clouds(pred[1:][rend_mask], r["points"][rend_mask], self.cfg, generator=generator)
+        fmask = frame_s[..., 3] > 0.5
+        pts = pred[0][fmask] @ T[:3, :3].T + T[:3, 3]
+        ys, xs = torch.nonzero(fmask, as_tuple=True)
+        pix = torch.stack([xs + 0.5, ys + 0.5], -1).to(pts)
+        return solve_camera(pts, pix, top[0], search_cfg, res, self.cfg)
