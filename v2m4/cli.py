@@ -64,10 +64,34 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_inspect(args) -> int:
+    """Read an input the way `v2m4 run` will, and say what was found: the check before a long job."""
+    from .io.frames import read_frames
+
+    frames = read_frames(args.input, masks=args.masks, fps=args.fps, max_size=args.max_size)
+    T, H, W, _ = frames.rgba.shape
+    cover = float((frames.mask > 0.5).float().mean())
+    print(f"{args.input}: {T} frames, {W}x{H}, {frames.fps:g} fps, object covers {100 * cover:.1f}% of the pixels")
+    if cover >= 0.999:
+        print("no alpha channel or masks: give --masks DIR or remove the background first")
+    if args.meshes:
+        from .generators.mesh_folder import MeshFolderGenerator
+
+        gen = MeshFolderGenerator(args.meshes, T)
+        print(f"{args.meshes}: {len(gen.files)} meshes, one per frame")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="v2m4", description="Video to animated 3D mesh (V2M4).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     _add_bench(sub)
+    i = sub.add_parser("inspect", help="read a video or frame folder (and a mesh folder) and summarise it")
+    i.add_argument("input", help="video file or folder of frames")
+    i.add_argument("--masks", default=None, help="folder with one mask per frame")
+    i.add_argument("--meshes", default=None, help="folder with one mesh per frame (the `meshes` generator)")
+    i.add_argument("--fps", type=float, default=None)
+    i.add_argument("--max-size", type=int, default=None)
     d = sub.add_parser("demo", help="run on the bundled demo item and say where the outputs are")
     d.add_argument("--method", default="naive")
     d.add_argument("--device", default="cpu")
@@ -78,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"bench": cmd_bench, "demo": cmd_demo}[args.cmd](args)
+        return {"bench": cmd_bench, "demo": cmd_demo, "inspect": cmd_inspect}[args.cmd](args)
     except V2M4Error as exc:
         print(f"v2m4: error: {exc}", file=sys.stderr)
         return 2

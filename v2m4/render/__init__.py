@@ -111,8 +111,7 @@ def interpolate(ctx: RenderContext, attr: Tensor, rast: Tensor, tri: Tensor) -> 
     Gradients reach attr, and pos through rast's barycentrics.
     """
     if ctx.backend == "nvdiffrast":
-        a = attr if attr.ndim == 3 else attr[None]
-        out, _ = ctx._dr.interpolate(a.float().contiguous(), rast, tri.int().contiguous())
+        out, _ = ctx._dr.interpolate(attr.float().contiguous(), rast, tri.int().contiguous())
         return out
     frag = _torch.fragments_from_rast(rast)
     return frag.dense(_torch.interpolate_fragments(attr, frag, tri.long()))

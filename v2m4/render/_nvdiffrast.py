@@ -77,8 +77,8 @@ class DenseFragments:
         return self.covered[..., None].expand(*self.covered.shape, channels) * value
 
     def interpolate(self, attr: Tensor, tri: Tensor) -> Tensor:
-        a = attr if attr.ndim == 3 else attr[None]
-        out, _ = self.dr.interpolate(a.float().contiguous(), self.rast, tri.int().contiguous())
+        # a (V, C) attribute goes in as it is: nvdiffrast broadcasts 2-D attributes over the batch itself
+        out, _ = self.dr.interpolate(attr.float().contiguous(), self.rast, tri.int().contiguous())
         return out
 
     def texture(self, tex: Tensor, uv: Tensor) -> Tensor:

@@ -1,0 +1,76 @@
+"""The command line: bad input gives one line on stderr, exit code 2, and no traceback."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import DEMO_DIR
+
+
+def v2m4(*args):
+    return subprocess.run([sys.executable, "-m", "v2m4.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def _pngs(folder, n, size=8):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((size, size, 4), 200, np.uint8)).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "video", "sizes", "mesh_count"])
+def test_bad_input_one_line_exit_2(tmp_path, case):
+    extra = []
+    if case == "missing":
+        target = tmp_path / "nothing"
+    elif case == "empty":
+        target = tmp_path / "empty"
+        target.mkdir()
+    elif case == "video":
+        target = tmp_path / "clip.mp4"
+        target.write_bytes(b"\x00garbage")
+    elif case == "sizes":
+        target = tmp_path / "frames"
+        _pngs(target, 2)
+        Image.fromarray(np.zeros((4, 6, 4), np.uint8)).save(target / "9.png")
+    else:
+        target = tmp_path / "frames"
+        _pngs(target, 3)
+        meshes = tmp_path / "meshes"
+        meshes.mkdir()
+        import trimesh
+
+        for i in range(2):
+            trimesh.creation.box().export(meshes / f"{i}.ply")
+        extra = ["--meshes", meshes]
+    r = v2m4("inspect", target, *extra)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("v2m4: error:"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_inspect_reads_the_demo_frames():
+    r = v2m4("inspect", DEMO_DIR / "demo" / "frames")
+    assert r.returncode == 0 and "24 frames, 256x256" in r.stdout
+
+
+def test_bench_quick_on_demo_writes_table(tmp_path):
+    r = v2m4("bench", "--method", "naive", "--items", "demo", "--bench-dir", DEMO_DIR, "--quick", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "| demo |" in r.stdout
+    import json
+
+    res = json.loads((tmp_path / "naive.json").read_text())
+    row = res["items"]["demo"]
+    for k in ["mask_iou", "psnr", "ssim", "chamfer_once", "fscore1_once", "fscore2_once", "chamfer_per_frame",
+              "fscore2_per_frame", "topology_constant", "jitter", "sec_per_frame"]:
+        assert k in row, k
+    assert row["topology_constant"] == 0  # per-frame generated meshes never share a topology
+
+
+def test_unknown_method_is_one_line():
+    r = v2m4("bench", "--method", "magic", "--items", "demo", "--bench-dir", DEMO_DIR)
+    assert r.returncode == 2 and "unknown bench method" in r.stderr
