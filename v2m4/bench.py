@@ -166,6 +166,7 @@ def machine_description(device: str) -> str:
 def run_bench(settings: BenchSettings, *, progress=None) -> dict:
     from .data.bench import list_items
 
+    load_method(settings.method)  # fail before any work on an unknown or unavailable method
     items = list(settings.items) or [i for i in list_items(bench_dir=settings.bench_dir) if i.startswith("p")]
     if not items:
         raise V2M4Error("no bench items found; set V2M4_BENCH_DIR or pass --bench-dir")
