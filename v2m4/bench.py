@@ -167,6 +167,11 @@ def run_bench(settings: BenchSettings, *, progress=None) -> dict:
     from .data.bench import list_items
 
     load_method(settings.method)  # fail before any work on an unknown or unavailable method
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parent).stdout.strip()
+    commit = commit + ("+local changes" if dirty else "")
     items = list(settings.items) or [i for i in list_items(bench_dir=settings.bench_dir) if i.startswith("p")]
     if not items:
         raise V2M4Error("no bench items found; set V2M4_BENCH_DIR or pass --bench-dir")
@@ -180,8 +185,6 @@ def run_bench(settings: BenchSettings, *, progress=None) -> dict:
             results[item_id] = {"error": f"{type(exc).__name__}: {exc}"}
         if progress:
             progress(item_id, results[item_id])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
     return {"method": settings.method, "date": datetime.date.today().isoformat(),
             "machine": machine_description(settings.device), "device": settings.device, "commit": commit,
             "settings": asdict(settings), "items": results}

@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--fps", type=float, default=None)
     i.add_argument("--max-size", type=int, default=None)
     d = sub.add_parser("demo", help="run on the bundled demo item and say where the outputs are")
-    d.add_argument("--method", default="naive")
+    d.add_argument("--method", default="camera", help="bench method to run on the demo (default: camera)")
     d.add_argument("--device", default="cpu")
     d.add_argument("--out", default="v2m4-demo")
     return ap

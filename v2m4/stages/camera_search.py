@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .. import render as R
-from ..camera import Camera, orbit_camera
+from ..camera import Camera, intrinsics_from_fov, orbit_camera
 from ..scoring import Scorer, SilhouetteColourScorer
 from ..types import Frames, Mesh
 
@@ -37,6 +37,9 @@ class CameraSearchConfig:
     pso_iters: int = 25                   # Appendix A
     refine_iters: int = 300               # Appendix A: gradient descent on the mask MSE
     radius_range: tuple[float, float] = (1.0, 5.0)   # Appendix A, square-root spacing
+    auto_radius: bool = True              # ours: widen the range to cover the distance at which a unit-size object
+                                          # (what generators output) has the frame's silhouette size; the paper's
+                                          # [1, 5] cannot frame an object that is small in the video
     look_at_range: float = 1.0            # Appendix A: look-at uniform in [-1, 1]^3
     fov_deg: float = 40.0                 # not in the paper; the official code renders TRELLIS meshes at 40 degrees
     roll: bool = False                    # beyond the paper: search the roll angle too
@@ -62,6 +65,8 @@ class CameraSearchConfig:
     center_samples: bool = True           # ours: move each sampled pose's radius and look-at so the render's
                                           # silhouette area and centroid match the frame's before scoring
     center_steps: int = 3                 # fixed-point steps of that centring
+    crop_margin: float = 0.25             # ours: render a window around the object (this margin around the frame
+                                          # mask's box) instead of the whole frame, so a small object keeps pixels
     refine_appearance: bool = True        # ours: refine on the scorer's appearance term too, not the mask alone
                                           # (a silhouette hardly constrains pitch or mirror-symmetric turns)
     max_batch: int = 512                  # views per render call (memory bound)
@@ -111,30 +116,75 @@ def sample_poses(n: int, cfg: CameraSearchConfig, *, generator: torch.Generator,
     return torch.cat([yaw[:, None], pitch[:, None], radius[:, None], look, roll[:, None]], 1).to(device)
 
 
-def pose_cameras(poses: Tensor, cfg: CameraSearchConfig, resolution: tuple[int, int]) -> Camera:
-    """(P, 7) poses -> P cameras, differentiable in the poses."""
-    return orbit_camera(poses[:, 0], poses[:, 1], poses[:, 2], poses[:, 3:6], fov_deg=cfg.fov_deg,
+def pose_cameras(poses: Tensor, cfg: CameraSearchConfig, resolution: tuple[int, int], K: Tensor | None = None) -> Camera:
+    """(P, 7) poses -> P cameras, differentiable in the poses. K (3, 3): intrinsics of a window of the frame
+    (see SearchView), else the full frame's at cfg.fov_deg."""
+    cams = orbit_camera(poses[:, 0], poses[:, 1], poses[:, 2], poses[:, 3:6], fov_deg=cfg.fov_deg,
                         resolution=resolution, roll=poses[:, 6] if cfg.roll else None)
+    if K is None:
+        return cams
+    return Camera(K.to(cams.K).expand(len(poses), 3, 3), cams.cam_from_world, resolution)
 
 
-def _resize_frame(frame: Tensor, res: tuple[int, int]) -> Tensor:
-    """(H, W, 4) straight alpha -> (h, w, 4), area-averaged in premultiplied colour."""
+@dataclass(frozen=True)
+class SearchView:
+    """What the search compares renders with: a square window of the frame around the object, resampled to
+    res x res, and the intrinsics K (3, 3) that the full-frame camera has in that window."""
+
+    image: Tensor
+    K: Tensor
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+def make_view(frame: Tensor, res: int, cfg: CameraSearchConfig) -> SearchView:
+    """frame (H, W, 4) -> SearchView of res x res around the alpha mask's box (the whole frame if it is empty)."""
+    H, W = frame.shape[:2]
+    K = intrinsics_from_fov(cfg.fov_deg, (H, W), device=frame.device, dtype=frame.dtype)[0]
+    ys, xs = torch.nonzero(frame[..., 3] > 0.5, as_tuple=True)
+    if ys.numel() == 0 or cfg.crop_margin is None:
+        x0, y0, size = 0.0, 0.0, float(max(H, W))
+    else:
+        bx0, bx1 = float(xs.min()), float(xs.max()) + 1
+        by0, by1 = float(ys.min()), float(ys.max()) + 1
+        size = max(bx1 - bx0, by1 - by0) * (1 + 2 * cfg.crop_margin)
+        size = min(max(size, 8.0), float(max(H, W)))
+        x0 = (bx0 + bx1) / 2 - size / 2
+        y0 = (by0 + by1) / 2 - size / 2
+    # premultiplied resampling of the window (outside the frame is transparent): each output pixel averages
+    # the frame over its footprint, by area-resizing first and then sampling the window
+    s = res / size
+    Hs, Ws = max(1, round(H * s)), max(1, round(W * s))
     pm = torch.cat([frame[..., :3] * frame[..., 3:], frame[..., 3:]], -1).permute(2, 0, 1)[None]
-    out = torch.nn.functional.interpolate(pm, size=res, mode="area")[0].permute(1, 2, 0)
+    small = torch.nn.functional.interpolate(pm, size=(Hs, Ws), mode="area")[0]
+    sx, sy = Ws / W, Hs / H
+    ox, oy = round(x0 * sx), round(y0 * sy)
+    out = torch.zeros(4, res, res, dtype=frame.dtype, device=frame.device)
+    sx0, sy0 = max(ox, 0), max(oy, 0)
+    sx1, sy1 = min(ox + res, Ws), min(oy + res, Hs)
+    if sx1 > sx0 and sy1 > sy0:
+        out[:, sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox] = small[:, sy0:sy1, sx0:sx1]
+    out = out.permute(1, 2, 0)
     a = out[..., 3:]
-    return torch.cat([out[..., :3] / a.clamp_min(1e-6) * (a > 0), a], -1)
+    image = torch.cat([out[..., :3] / a.clamp_min(1e-6) * (a > 0), a], -1)
+    Kv = K.clone()
+    Kv[0, 0], Kv[0, 2] = K[0, 0] * sx, K[0, 2] * sx - ox
+    Kv[1, 1], Kv[1, 2] = K[1, 1] * sy, K[1, 2] * sy - oy
+    return SearchView(image, Kv)
 
 
-def center_poses(mesh: Mesh, poses: Tensor, frame: Tensor, cfg: CameraSearchConfig, ctx: R.RenderContext,
+def center_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
                  topology) -> Tensor:
     """Adjust each pose's radius and look-at so its silhouette has the frame's area and centroid.
 
     Area scales as 1 / radius^2 and moving the look-at by d across the view shifts the image by f d / radius
     pixels, so one render per pose fixes both; what is left to search is the orientation.
     """
-    res = tuple(frame.shape[:2])
+    res = view.resolution
     h, w = res
-    fm = frame[..., 3]
+    fm = view.image[..., 3]
     ys, xs = torch.meshgrid(torch.arange(h, dtype=fm.dtype, device=fm.device) + 0.5,
                             torch.arange(w, dtype=fm.dtype, device=fm.device) + 0.5, indexing="ij")
     area_f = fm.sum().clamp_min(1.0)
@@ -142,7 +192,7 @@ def center_poses(mesh: Mesh, poses: Tensor, frame: Tensor, cfg: CameraSearchConf
     out = []
     with torch.no_grad():
         for chunk in poses.split(cfg.max_batch):
-            cams = pose_cameras(chunk, cfg, res)
+            cams = pose_cameras(chunk, cfg, res, view.K)
             m = R.render(ctx, mesh, cams, channels=("mask",), topology=topology, antialias_edges=False)["mask"]
             area = m.sum((1, 2))
             ok = area > 0
@@ -152,7 +202,7 @@ def center_poses(mesh: Mesh, poses: Tensor, frame: Tensor, cfg: CameraSearchConf
             r_new = torch.where(ok, r_new.clamp(*cfg.radius_range), chunk[:, 2])
             f = cams.K[:, 0, 0]
             # offsets from the image centre shrink as the camera backs off: where the centroid will be at r_new
-            centre = torch.tensor([w / 2, h / 2], dtype=cr.dtype, device=cr.device)
+            centre = view.K[:2, 2].to(cr)  # the principal point: where the view axis meets the image
             cr = centre + (cr - centre) * (chunk[:, 2] / r_new)[:, None]
             d = (cf[None] - cr) * (r_new / f)[:, None]  # image shift wanted, in scene units at the target
             right = cams.cam_from_world[:, 0, :3]
@@ -164,16 +214,16 @@ def center_poses(mesh: Mesh, poses: Tensor, frame: Tensor, cfg: CameraSearchConf
     return torch.cat(out)
 
 
-def score_poses(mesh: Mesh, poses: Tensor, frame: Tensor, cfg: CameraSearchConfig, ctx: R.RenderContext,
+def score_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
                 scorer: Scorer, topology) -> Tensor:
     """(P,) scores of P poses, rendered in batches of cfg.max_batch views (one render call per batch)."""
-    res = tuple(frame.shape[:2])
+    res = view.resolution
     out = []
     with torch.no_grad():
         for chunk in poses.split(cfg.max_batch):
-            r = R.render(ctx, mesh, pose_cameras(chunk, cfg, res), channels=("rgb", "mask"), topology=topology,
-                         background=0.5)
-            out.append(scorer(r["rgb"], r["mask"], frame))
+            r = R.render(ctx, mesh, pose_cameras(chunk, cfg, res, view.K), channels=("rgb", "mask"),
+                         topology=topology, background=0.5)
+            out.append(scorer(r["rgb"], r["mask"], view.image))
     return torch.cat(out)
 
 
@@ -209,12 +259,12 @@ def particle_swarm(objective, init: Tensor, lower: Tensor, upper: Tensor, cfg: C
     return pbest[g], pval[g]
 
 
-def refine_pose(mesh: Mesh, pose: Tensor, frame: Tensor, cfg: CameraSearchConfig, ctx: R.RenderContext, iters: int,
-                topology, scorer: Scorer | None = None) -> Tensor:
+def refine_pose(mesh: Mesh, pose: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
+                iters: int, topology, scorer: Scorer | None = None) -> Tensor:
     """Gradient descent on the silhouette MSE (Appendix A: 300 iterations, mask loss only), plus the scorer's
     loss when cfg.refine_appearance."""
-    res = (cfg.refine_res, cfg.refine_res * frame.shape[1] // frame.shape[0])
-    frame_r = _resize_frame(frame, res)
+    res = view.resolution
+    frame_r = view.image
     target = frame_r[..., 3]
     use_scorer = cfg.refine_appearance and scorer is not None
     p = pose.clone()
@@ -225,7 +275,7 @@ def refine_pose(mesh: Mesh, pose: Tensor, frame: Tensor, cfg: CameraSearchConfig
     for _ in range(iters):
         opt.zero_grad()
         q = torch.cat([angles[:2], log_r.exp()[None], look, angles[2:]])
-        r = R.render(ctx, mesh, pose_cameras(q[None], cfg, res), channels=("rgb", "mask") if use_scorer else ("mask",),
+        r = R.render(ctx, mesh, pose_cameras(q[None], cfg, res, view.K), channels=("rgb", "mask") if use_scorer else ("mask",),
                      topology=topology, background=0.5)
         loss = ((r["mask"][0] - target) ** 2).mean()
         if use_scorer:
@@ -238,8 +288,19 @@ def refine_pose(mesh: Mesh, pose: Tensor, frame: Tensor, cfg: CameraSearchConfig
         return torch.cat([angles[:2], log_r.exp()[None], look, angles[2:]])
 
 
+def radius_range_for(frame: Tensor, cfg: CameraSearchConfig) -> tuple[float, float]:
+    """cfg.radius_range widened to [0.4, 2.5] x the distance at which a unit object spans the mask's box."""
+    ys, xs = torch.nonzero(frame[..., 3] > 0.5, as_tuple=True)
+    if ys.numel() == 0:
+        return cfg.radius_range
+    extent = float(max(xs.max() - xs.min(), ys.max() - ys.min())) + 1
+    f = frame.shape[0] / (2 * math.tan(math.radians(cfg.fov_deg) / 2))
+    r = f / extent
+    return min(cfg.radius_range[0], 0.4 * r), max(cfg.radius_range[1], 2.5 * r)
+
+
 def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=None):
-    dev = frame_s.device
+    dev = frame_s.image.device
     lo, hi = _lower_upper(cfg, dev)
     cand = sample_poses(cfg.n_samples, cfg, generator=generator, device=dev)
     if cfg.roll:
@@ -256,7 +317,7 @@ def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=
 
 
 def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator):
-    dev = frame_s.device
+    dev = frame_s.image.device
     lo, hi = _lower_upper(cfg, dev)
     spread = torch.tensor(cfg.warm_spread, device=dev)
     if not cfg.roll:
@@ -289,28 +350,29 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
     scorer = scorer or SilhouetteColourScorer()
     dev = meshes[0].vertices.device
     H, W = frames.resolution
-    res_s = (cfg.search_res, max(8, round(cfg.search_res * W / H)))
     poses, scores, global_flags, secs = [], [], [], []
     prev_pose = None
     for t, mesh in enumerate(meshes):
         t0 = time.perf_counter()
         frame = frames.rgba[t].to(dev)
-        frame_s = _resize_frame(frame, res_s)
+        cfg_t = replace(cfg, radius_range=radius_range_for(frame, cfg)) if cfg.auto_radius else cfg
+        frame_s = make_view(frame, cfg.search_res, cfg)
+        frame_r = make_view(frame, cfg.refine_res, cfg)
         topo = R.edge_topology(mesh.faces)
         found = None
-        if cfg.warm_start and prev_pose is not None:
-            pose, _ = _local_search(mesh, frame_s, prev_pose, cfg, ctx, scorer, topo, generator)
-            pose = refine_pose(mesh, pose, frame, cfg, ctx, cfg.warm_refine_iters, topo, scorer)
-            score = float(score_poses(mesh, pose[None], frame_s, cfg, ctx, scorer, topo)[0])
-            if score <= cfg.warm_fallback_ratio * statistics.median(scores):
+        if cfg_t.warm_start and prev_pose is not None:
+            pose, _ = _local_search(mesh, frame_s, prev_pose, cfg_t, ctx, scorer, topo, generator)
+            pose = refine_pose(mesh, pose, frame_r, cfg_t, ctx, cfg_t.warm_refine_iters, topo, scorer)
+            score = float(score_poses(mesh, pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
+            if score <= cfg_t.warm_fallback_ratio * statistics.median(scores):
                 found = (pose, score, False)
         if found is None:
             prior = None
             if stereo is not None:
-                prior = stereo.estimate_pose(mesh, frame, cfg, ctx, scorer, generator=generator)
-            pose, _ = _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior)
-            pose = refine_pose(mesh, pose, frame, cfg, ctx, cfg.refine_iters, topo, scorer)
-            score = float(score_poses(mesh, pose[None], frame_s, cfg, ctx, scorer, topo)[0])
+                prior = stereo.estimate_pose(mesh, frame, cfg_t, ctx, scorer, generator=generator)
+            pose, _ = _global_search(mesh, frame_s, cfg_t, ctx, scorer, topo, generator, prior)
+            pose = refine_pose(mesh, pose, frame_r, cfg_t, ctx, cfg_t.refine_iters, topo, scorer)
+            score = float(score_poses(mesh, pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
             found = (pose, score, True)
         pose, score, was_global = found
         poses.append(pose)

@@ -96,7 +96,7 @@ def align_point_clouds(src: Tensor, dst: Tensor, cfg: StereoPriorConfig = Stereo
 
 
 def solve_camera(points: Tensor, pixels: Tensor, init_pose: Tensor, search_cfg, resolution: tuple[int, int],
-                 cfg: StereoPriorConfig = StereoPriorConfig()) -> Tensor:
+                 cfg: StereoPriorConfig = StereoPriorConfig(), K: Tensor | None = None) -> Tensor:
     """The orbit pose (7,) whose camera projects points (N, 3) onto pixels (N, 2) ((u, v), v down), found by Adam
     on the reprojection MSE (in units of the image height) from init_pose."""
     from .camera_search import pose_cameras
@@ -112,7 +112,7 @@ def solve_camera(points: Tensor, pixels: Tensor, init_pose: Tensor, search_cfg, 
 
     for _ in range(cfg.solve_iters):
         opt.zero_grad()
-        uv, depth = pose_cameras(pose()[None], search_cfg, resolution).project(points)
+        uv, depth = pose_cameras(pose()[None], search_cfg, resolution, K).project(points)
         loss = (((uv[0] - pixels) / h) ** 2).sum(-1).mean() + torch.relu(-depth).mean()
         loss.backward()
         if not search_cfg.roll:
@@ -130,24 +130,25 @@ class StereoPrior:
 
     def estimate_pose(self, mesh: Mesh, frame: Tensor, search_cfg, ctx: R.RenderContext, scorer, *,
                       generator: torch.Generator) -> Tensor:
-        from .camera_search import _resize_frame, center_poses, pose_cameras, sample_poses, score_poses
+        from .camera_search import center_poses, make_view, pose_cameras, sample_poses, score_poses
 
-        res = (search_cfg.search_res, search_cfg.search_res * frame.shape[1] // frame.shape[0])
-        frame_s = _resize_frame(frame, res)
+        view = make_view(frame, search_cfg.search_res, search_cfg)
+        res = view.resolution
         topo = R.edge_topology(mesh.faces)
         cand = sample_poses(search_cfg.n_samples, search_cfg, generator=generator, device=frame.device)
         for _ in range(search_cfg.center_steps if search_cfg.center_samples else 0):
-            cand = center_poses(mesh, cand, frame_s, search_cfg, ctx, topo)
-        top = cand[torch.argsort(score_poses(mesh, cand, frame_s, search_cfg, ctx, scorer, topo))[: search_cfg.n_prior_views]]
+            cand = center_poses(mesh, cand, view, search_cfg, ctx, topo)
+        top = cand[torch.argsort(score_poses(mesh, cand, view, search_cfg, ctx, scorer, topo))[: search_cfg.n_prior_views]]
         with torch.no_grad():
-            r = R.render(ctx, mesh, pose_cameras(top, search_cfg, res), channels=("rgb", "points", "mask"),
+            r = R.render(ctx, mesh, pose_cameras(top, search_cfg, res, view.K), channels=("rgb", "points", "mask"),
                          topology=topo, background=1.0)
-        comp = frame_s[..., :3] * frame_s[..., 3:] + (1 - frame_s[..., 3:])
+        img = view.image
+        comp = img[..., :3] * img[..., 3:] + (1 - img[..., 3:])
         pred, _ = self.model(torch.cat([comp[None], r["rgb"]], 0))
         rend_mask = r["mask"] > 0.5
         T, _ = align_point_clouds(pred[1:][rend_mask], r["points"][rend_mask], self.cfg, generator=generator)
-        fmask = frame_s[..., 3] > 0.5
+        fmask = img[..., 3] > 0.5
         pts = pred[0][fmask] @ T[:3, :3].T + T[:3, 3]
         ys, xs = torch.nonzero(fmask, as_tuple=True)
         pix = torch.stack([xs + 0.5, ys + 0.5], -1).to(pts)
-        return solve_camera(pts, pix, top[0], search_cfg, res, self.cfg)
+        return solve_camera(pts, pix, top[0], search_cfg, res, self.cfg, view.K)
