@@ -176,6 +176,9 @@ def run_bench(settings: BenchSettings, *, progress=None) -> dict:
     if not items:
         raise V2M4Error("no bench items found; set V2M4_BENCH_DIR or pass --bench-dir")
     results: dict[str, dict] = {}
+    head = {"method": settings.method, "date": datetime.date.today().isoformat(),
+            "machine": machine_description(settings.device), "device": settings.device, "commit": commit,
+            "settings": asdict(settings)}
     for item_id in items:
         try:
             results[item_id] = bench_item(item_id, settings)
@@ -184,10 +187,8 @@ def run_bench(settings: BenchSettings, *, progress=None) -> dict:
         except Exception as exc:  # a failed item records its error, never a silent NaN (style.md Sec. 10)
             results[item_id] = {"error": f"{type(exc).__name__}: {exc}"}
         if progress:
-            progress(item_id, results[item_id])
-    return {"method": settings.method, "date": datetime.date.today().isoformat(),
-            "machine": machine_description(settings.device), "device": settings.device, "commit": commit,
-            "settings": asdict(settings), "items": results}
+            progress(item_id, results[item_id], {**head, "items": dict(results)})
+    return {**head, "items": results}
 
 
 def format_table(result: dict) -> str:

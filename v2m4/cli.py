@@ -39,7 +39,8 @@ def cmd_bench(args) -> int:
     if args.max_frames:
         s = BenchSettings(**{**s.__dict__, "max_frames": args.max_frames})
 
-    def progress(item_id, row):
+    def progress(item_id, row, partial):
+        write_results(partial, args.out, args.name)  # a long run interrupted keeps the items it finished
         msg = row.get("error") or ", ".join(f"{k}={v:.3g}" for k, v in row.items() if k in ("mask_iou", "fscore2_once", "sec_per_frame"))
         print(f"  {item_id}: {msg}", file=sys.stderr, flush=True)
 
