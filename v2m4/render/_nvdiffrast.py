@@ -92,11 +92,9 @@ class DenseFragments:
         return self.dr.texture(t.contiguous(), uv.contiguous(), filter_mode="linear", boundary_mode="clamp")
 
     def dense(self, vals: Tensor, background: float | Tensor = 0.0) -> Tensor:
-        cov = self.covered[..., None]
-        out = vals * cov
-        if isinstance(background, Tensor) or background != 0:
-            out = out + (1 - cov) * background
-        return out
+        # one pass over the images (these are the largest tensors of a batched render)
+        bg = torch.as_tensor(background, dtype=vals.dtype, device=vals.device)
+        return torch.where(self.covered[..., None] > 0, vals, bg)
 
     def depth_buffer(self) -> Tensor:
         z = torch.where(self.covered > 0, self.rast[..., 2].detach(), torch.full_like(self.covered, float("inf")))
