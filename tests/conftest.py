@@ -17,3 +17,33 @@ def full_bench_dir():
 
 needs_bench = pytest.mark.skipif(full_bench_dir() is None,
                                  reason="the full bench data (../shared/data/bench or $V2M4_BENCH_DIR) is not here")
+
+
+def write_pngs(folder, n, size=(8, 6), mode="RGBA", names=None, value_step=10):
+    """n small constant images (value i * value_step) in folder."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        a = np.full((size[1], size[0], len(mode)), i * value_step, np.uint8)
+        Image.fromarray(a[..., 0] if mode == "L" else a, mode).save(folder / (names[i] if names else f"f{i}.png"))
+
+
+def bad_frames_input(tmp_path, case):
+    """A broken frames input of the named kind: missing, empty, single, sizes, video (corrupt video file)."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path / case
+    if case == "empty":
+        path.mkdir()
+    elif case == "single":
+        write_pngs(path, 1)
+    elif case == "sizes":
+        write_pngs(path, 2)
+        Image.fromarray(np.zeros((5, 5, 4), np.uint8)).save(path / "f9.png")
+    elif case == "video":
+        path = tmp_path / "clip.mp4"
+        path.write_bytes(b"\x00not a video at all")
+    return path

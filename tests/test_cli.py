@@ -3,48 +3,30 @@
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import DEMO_DIR
+from conftest import DEMO_DIR, bad_frames_input, write_pngs
 
 
 def v2m4(*args):
     return subprocess.run([sys.executable, "-m", "v2m4.cli", *map(str, args)], capture_output=True, text=True)
 
 
-def _pngs(folder, n, size=8):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray(np.full((size, size, 4), 200, np.uint8)).save(folder / f"{i}.png")
-
-
 @pytest.mark.parametrize("case", ["missing", "empty", "video", "sizes", "mesh_count"])
 def test_bad_input_one_line_exit_2(tmp_path, case):
     extra = []
-    if case == "missing":
-        target = tmp_path / "nothing"
-    elif case == "empty":
-        target = tmp_path / "empty"
-        target.mkdir()
-    elif case == "video":
-        target = tmp_path / "clip.mp4"
-        target.write_bytes(b"\x00garbage")
-    elif case == "sizes":
-        target = tmp_path / "frames"
-        _pngs(target, 2)
-        Image.fromarray(np.zeros((4, 6, 4), np.uint8)).save(target / "9.png")
-    else:
-        target = tmp_path / "frames"
-        _pngs(target, 3)
-        meshes = tmp_path / "meshes"
-        meshes.mkdir()
+    if case == "mesh_count":
         import trimesh
 
+        target = tmp_path / "frames"
+        write_pngs(target, 3)
+        meshes = tmp_path / "meshes"
+        meshes.mkdir()
         for i in range(2):
             trimesh.creation.box().export(meshes / f"{i}.ply")
         extra = ["--meshes", meshes]
+    else:
+        target = bad_frames_input(tmp_path, case)
     r = v2m4("inspect", target, *extra)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()

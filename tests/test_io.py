@@ -5,27 +5,21 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import bad_frames_input, write_pngs
 from v2m4 import Mesh
 from v2m4.errors import V2M4Error
 from v2m4.io.frames import read_frames
 from v2m4.io.mesh import load_mesh, save_mesh
 
 
-def _write_pngs(folder, n, size=(8, 6), mode="RGBA", names=None):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        a = np.full((size[1], size[0], len(mode)), i * 10, np.uint8)
-        Image.fromarray(a[..., 0] if mode == "L" else a, mode).save(folder / (names[i] if names else f"f{i}.png"))
-
-
 def test_folder_natural_sort_alpha_and_masks(tmp_path):
-    _write_pngs(tmp_path / "fr", 3, mode="RGB", names=["f10.png", "f2.png", "f1.png"])
+    write_pngs(tmp_path / "fr", 3, mode="RGB", names=["f10.png", "f2.png", "f1.png"])
     f = read_frames(tmp_path / "fr", fps=12)
     assert f.rgba.shape == (3, 6, 8, 4) and f.fps == 12
     # f1 (value 20), f2 (10), f10 (0) in natural order
     assert [round(float(x) * 255) for x in f.rgba[:, 0, 0, 0]] == [20, 10, 0]
     assert (f.mask == 1).all()
-    _write_pngs(tmp_path / "m", 3, mode="L")
+    write_pngs(tmp_path / "m", 3, mode="L")
     fm = read_frames(tmp_path / "fr", masks=tmp_path / "m")
     assert round(float(fm.mask[1, 0, 0]) * 255) == 10
 
@@ -52,36 +46,23 @@ def test_video_roundtrip(tmp_path):
     ("empty", "has no images"),
     ("single", "at least 2"),
     ("sizes", "all frames must share one size"),
-    ("corrupt_video", "cannot decode video"),
+    ("video", "cannot decode video"),
     ("mask_count", "masks but there are"),
     ("corrupt_image", "cannot read image"),
 ])
 def test_bad_inputs(tmp_path, case, match):
     kw = {}
-    if case == "missing":
-        path = tmp_path / "nope"
-    elif case == "empty":
-        path = tmp_path / "empty"
-        path.mkdir()
-    elif case == "single":
-        path = tmp_path / "one"
-        _write_pngs(path, 1)
-    elif case == "sizes":
-        path = tmp_path / "sizes"
-        _write_pngs(path, 2)
-        Image.fromarray(np.zeros((5, 5, 4), np.uint8)).save(path / "f9.png")
-    elif case == "corrupt_video":
-        path = tmp_path / "bad.mp4"
-        path.write_bytes(b"not a video at all")
-    elif case == "mask_count":
+    if case == "mask_count":
         path = tmp_path / "fr"
-        _write_pngs(path, 3)
-        _write_pngs(tmp_path / "m", 2, mode="L")
+        write_pngs(path, 3)
+        write_pngs(tmp_path / "m", 2, mode="L")
         kw["masks"] = tmp_path / "m"
-    else:
+    elif case == "corrupt_image":
         path = tmp_path / "fr"
-        _write_pngs(path, 2)
+        write_pngs(path, 2)
         (path / "f5.png").write_bytes(b"garbage")
+    else:
+        path = bad_frames_input(tmp_path, case)
     with pytest.raises(V2M4Error, match=match) as e:
         read_frames(path, **kw)
     assert "\n" not in str(e.value)

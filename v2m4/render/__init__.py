@@ -52,12 +52,12 @@ def context(backend: str = "torch", device: str | torch.device = "cpu", *, max_c
     """A rendering context. backend: "torch", "nvdiffrast", or "auto" (nvdiffrast on CUDA when it loads)."""
     device = torch.device(device)
     if backend == "auto":
+        backend = "torch"
         if device.type == "cuda":
             try:
                 return context("nvdiffrast", device, max_candidates=max_candidates)
             except V2M4Error:
-                pass
-        backend = "torch"
+                backend = "torch"  # nvdiffrast is optional: the pure-PyTorch backend does the same job
     if backend == "torch":
         return RenderContext("torch", device, max_candidates)
     if backend == "nvdiffrast":
