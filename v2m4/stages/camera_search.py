@@ -58,6 +58,7 @@ class CameraSearchConfig:
     warm_iters: int = 8
     warm_refine_iters: int = 100
     warm_spread: tuple[float, ...] = (0.15, 0.08, 0.1, 0.05, 0.05, 0.05, 0.05)  # initial swarm spread per parameter
+    global_margin: float = 1.15           # keep the warm pose unless the global one scores this much better
     warm_fallback_ratio: float = 1.5      # global search when the warm score exceeds this times the median score
                                           # of the frames so far (scores vary from frame to frame)
     warm_turns: bool = True               # also seed the local swarm with quarter turns about +Y: generators
@@ -359,13 +360,14 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         frame_s = make_view(frame, cfg.search_res, cfg)
         frame_r = make_view(frame, cfg.refine_res, cfg)
         topo = R.edge_topology(mesh.faces)
-        found = None
+        found = warm = None
         if cfg_t.warm_start and prev_pose is not None:
             pose, _ = _local_search(mesh, frame_s, prev_pose, cfg_t, ctx, scorer, topo, generator)
             pose = refine_pose(mesh, pose, frame_r, cfg_t, ctx, cfg_t.warm_refine_iters, topo, scorer)
             score = float(score_poses(mesh, pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
+            warm = (pose, score, False)
             if score <= cfg_t.warm_fallback_ratio * statistics.median(scores):
-                found = (pose, score, False)
+                found = warm
         if found is None:
             prior = None
             if stereo is not None:
@@ -374,6 +376,10 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
             pose = refine_pose(mesh, pose, frame_r, cfg_t, ctx, cfg_t.refine_iters, topo, scorer)
             score = float(score_poses(mesh, pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
             found = (pose, score, True)
+            # temporal prior: a single view often fits a mirrored pose almost as well (front/back of a symmetric
+            # figure), so the global result replaces the warm one only when it is clearly better
+            if warm is not None and warm[1] <= cfg_t.global_margin * score:
+                found = warm
         pose, score, was_global = found
         poses.append(pose)
         scores.append(score)
