@@ -61,7 +61,6 @@ def main():
     a2 = run("torch", mesh, cams, tgt["rgb"], tgt["mask"], same)
     b2 = run("nvdiffrast", mesh, cams, tgt["rgb"], tgt["mask"], same)
     cos_v_same = cos(a2[2], b2[2])
-    cos_v_mask = None
     am = run("torch", mesh, cams, tgt["rgb"], tgt["mask"], torch.zeros_like(same))
     bm = run("nvdiffrast", mesh, cams, tgt["rgb"], tgt["mask"], torch.zeros_like(same))
     cos_v_mask = cos(am[2], bm[2])
