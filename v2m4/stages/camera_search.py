@@ -71,6 +71,7 @@ class CameraSearchConfig:
     refine_appearance: bool = True        # ours: refine on the scorer's appearance term too, not the mask alone
                                           # (a silhouette hardly constrains pitch or mirror-symmetric turns)
     max_batch: int = 512                  # views per render call (memory bound)
+    consistent_scale: bool = True         # beyond the paper: re-pose with equal surface areas (consistent_scales)
 
     @staticmethod
     def paper() -> "CameraSearchConfig":
@@ -393,13 +394,35 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
                               global_search=torch.tensor(global_flags), seconds=secs)
 
 
-def repose(mesh: Mesh, cam_from_canonical: Tensor, world_from_cam: Tensor) -> tuple[Mesh, Tensor]:
+def repose(mesh: Mesh, cam_from_canonical: Tensor, world_from_cam: Tensor, *, scale: float = 1.0) -> tuple[Mesh, Tensor]:
     """Move a canonical mesh into the world of the fixed video camera (Alg. 1, line 9).
 
-    cam_from_canonical (4, 4): the camera found for this frame; world_from_cam (4, 4): the video camera's pose.
-    Returns the re-posed mesh and world_from_canonical (4, 4). Rendering the result through the video camera
-    reproduces the render of the canonical mesh through the found camera exactly (same intrinsics).
+    cam_from_canonical (4, 4): the camera found for this frame; world_from_cam (4, 4): the video camera's pose;
+    scale: a factor about the camera centre (see ``consistent_scales``), which leaves the image unchanged.
+    Returns the re-posed mesh and world_from_canonical (4, 4) = world_from_cam @ diag(scale) @ cam_from_canonical.
+    Rendering the result through the video camera reproduces the render of the canonical mesh through the found
+    camera exactly (same intrinsics).
     """
-    M = world_from_cam.to(mesh.vertices) @ cam_from_canonical.to(mesh.vertices)
+    S = torch.diag(torch.tensor([scale, scale, scale, 1.0], dtype=mesh.vertices.dtype, device=mesh.vertices.device))
+    M = world_from_cam.to(mesh.vertices) @ S @ cam_from_canonical.to(mesh.vertices)
     v = mesh.vertices @ M[:3, :3].T + M[:3, 3]
     return mesh.with_vertices(v), M
+
+
+def surface_area(mesh: Mesh) -> Tensor:
+    """Total triangle area of a mesh (scalar tensor)."""
+    v, f = mesh.vertices, mesh.faces
+    return torch.linalg.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=-1).norm(dim=-1).sum() / 2
+
+
+def consistent_scales(meshes: list[Mesh]) -> Tensor:
+    """(T,) factors k_t = sqrt(area_0 / area_t) that give every frame's mesh the first one's surface area.
+
+    Beyond the paper. Generators normalise each mesh into a unit cube, so a frame whose pose stretches the bounding
+    box (legs out in a gallop) comes out smaller, and a single view cannot tell that from the object being farther
+    away: re-posed rigidly, the object's size and depth wobble from frame to frame by the bounding box's change
+    (up to 10% on the bench's gallops). Articulated motion keeps surface area nearly constant, and scaling a mesh
+    about the camera centre leaves its image unchanged, so equal areas fix size and depth at no cost to the fit.
+    """
+    a = torch.stack([surface_area(m).double() for m in meshes])
+    return (a[0] / a.clamp_min(1e-30)).sqrt()
