@@ -42,7 +42,12 @@ class CameraSearchConfig:
                                           # [1, 5] cannot frame an object that is small in the video
     look_at_range: float = 1.0            # Appendix A: look-at uniform in [-1, 1]^3
     fov_deg: float = 40.0                 # not in the paper; the official code renders TRELLIS meshes at 40 degrees
-    roll: bool = False                    # beyond the paper: search the roll angle too
+    roll: bool = True                     # beyond the paper (the official code has none): search the roll angle.
+                                          # A generator removes the object's rotation, and a body that pitches
+                                          # (a gallop, a run) turns about the view axis: the bench's gallops tilt
+                                          # the canonical +Y by up to 24 degrees in the image, which yaw, pitch
+                                          # and look-at cannot reproduce
+    roll_range: float = math.radians(45)  # ours: |roll| bound; generators output objects upright (+Y up)
     search_res: int = 128                 # render size for sampling and swarm (ours; the official code uses 512)
     refine_res: int = 256                 # render size for gradient refinement
     refine_lr: float = 0.01               # Adam step (radians / scene units); ours
@@ -63,6 +68,7 @@ class CameraSearchConfig:
                                           # of the frames so far (scores vary from frame to frame)
     warm_turns: bool = True               # also seed the local swarm with quarter turns about +Y: generators
                                           # snap objects to canonical axes and sometimes pick the wrong one
+    warm_roll: float = math.radians(15)   # also seed the local swarm with the previous roll -/+ this (ours)
     center_samples: bool = True           # ours: move each sampled pose's radius and look-at so the render's
                                           # silhouette area and centroid match the frame's before scoring
     center_steps: int = 3                 # fixed-point steps of that centring
@@ -100,7 +106,7 @@ class CameraSearchResult:
 def _lower_upper(cfg: CameraSearchConfig, device) -> tuple[Tensor, Tensor]:
     r0, r1 = cfg.radius_range
     L = cfg.look_at_range
-    roll = math.pi if cfg.roll else 0.0
+    roll = cfg.roll_range if cfg.roll else 0.0
     lo = torch.tensor([-math.pi, -math.pi / 2 + 0.01, r0, -L, -L, -L, -roll], device=device)
     hi = torch.tensor([math.pi, math.pi / 2 - 0.01, r1, L, L, L, roll], device=device)
     return lo, hi
@@ -306,14 +312,14 @@ def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=
     lo, hi = _lower_upper(cfg, dev)
     cand = sample_poses(cfg.n_samples, cfg, generator=generator, device=dev)
     if cfg.roll:
-        cand[:, 6] = (torch.rand(cfg.n_samples, generator=generator).to(dev) * 2 - 1) * math.pi
+        cand[:, 6] = (torch.rand(cfg.n_samples, generator=generator).to(dev) * 2 - 1) * cfg.roll_range
     for _ in range(cfg.center_steps if cfg.center_samples else 0):
         cand = center_poses(mesh, cand, frame_s, cfg, ctx, topo)
     s = score_poses(mesh, cand, frame_s, cfg, ctx, scorer, topo)
     init = cand[torch.argsort(s)[: cfg.n_particles]]
     if prior_pose is not None:
         init = torch.cat([init, prior_pose[None].to(init)])
-    periodic = torch.tensor([True, False, False, False, False, False, True], device=dev)
+    periodic = torch.tensor([True, False, False, False, False, False, False], device=dev)
     return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, cfg,
                           cfg.pso_iters, generator=generator, periodic=periodic)
 
@@ -332,12 +338,19 @@ def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator):
         turns[:, 0] = torch.remainder(start[0] + torch.tensor([0.5, 1.0, 1.5], device=dev) * math.pi + math.pi,
                                       2 * math.pi) - math.pi
         init = torch.cat([init[: max(1, cfg.warm_particles - 3)], turns])
+    n_seeds = 3 if cfg.warm_turns else 0
+    if cfg.roll and cfg.warm_roll > 0:
+        # a pitching body tilts by tens of degrees within a stride: seed both tilts, beyond the spread's reach
+        tilts = start[None].repeat(2, 1)
+        tilts[:, 6] = start[6] + torch.tensor([-1.0, 1.0], device=dev) * cfg.warm_roll
+        init = torch.cat([init[: max(1, len(init) - 2)], tilts])
+        n_seeds += 2
     init = torch.maximum(torch.minimum(init, hi), lo)
-    if cfg.warm_turns:  # a turned pose needs its own radius and look-at before it can compete
+    if n_seeds:  # a turned or tilted pose needs its own radius and look-at before it can compete
         for _ in range(cfg.center_steps):
-            init[-3:] = center_poses(mesh, init[-3:], frame_s, cfg, ctx, topo)
+            init[-n_seeds:] = center_poses(mesh, init[-n_seeds:], frame_s, cfg, ctx, topo)
     local = replace(cfg, max_velocity=cfg.max_velocity * 0.25)
-    periodic = torch.tensor([True, False, False, False, False, False, True], device=dev)
+    periodic = torch.tensor([True, False, False, False, False, False, False], device=dev)
     return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, local,
                           cfg.warm_iters, generator=generator, periodic=periodic)
 
