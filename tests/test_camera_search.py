@@ -72,3 +72,46 @@ def test_repose_reproduces_the_found_view_through_the_video_camera():
     a = R.render(CTX, mesh, found, channels=("mask",))["mask"]
     b = R.render(CTX, moved, video, channels=("mask",))["mask"]
     assert float((a - b).abs().mean()) < 1e-3
+
+
+def _random_similarity(g, scale):
+    q = torch.linalg.qr(torch.randn(3, 3, generator=g))[0]
+    q = q * torch.sign(torch.det(q))
+    M = torch.eye(4, dtype=torch.float64)
+    M[:3, :3] = scale * q.double()
+    M[:3, 3] = torch.randn(3, generator=g).double()
+    return M
+
+
+def test_pose_errors_zero_for_a_perfect_method_and_measure_a_turned_frame():
+    from v2m4.metrics.pose import pose_errors
+
+    g = torch.Generator().manual_seed(0)
+    T = 9
+    gt = torch.randn(T, 50, 3, generator=g).double() + torch.linspace(0, 2, T)[:, None, None]
+    removed = torch.stack([_random_similarity(g, 0.5 + 0.1 * t) for t in range(T)])  # canonical_from_gt
+    W = _random_similarity(g, 3.0)  # the method's world: any similarity of the gt world
+    perfect = W @ torch.linalg.inv(removed)  # world_from_canonical
+    e = pose_errors(perfect, removed, gt)
+    assert e["rot_err_med_deg"] < 1e-4 and e["trans_err_med"] < 1e-6
+    # turn one frame of nine by 10 degrees about the object's centre: the mean rotation moves by about 10/9
+    # degrees towards it, so that frame's error is about 10 - 10/9 and the others' about 10/9
+    bad = perfect.clone()
+    for t in [4]:
+        c = gt[t].mean(0)
+        Rz = torch.eye(4, dtype=torch.float64)
+        Rz[:3, :3] = _rotation([0, 0, 1], math.radians(10)).double()
+        Tc = torch.eye(4, dtype=torch.float64)
+        Tc[:3, 3] = c
+        bad[t] = W @ Tc @ Rz @ torch.linalg.inv(Tc) @ torch.linalg.inv(removed[t])
+    e = pose_errors(bad, removed, gt)
+    assert abs(e["rot_err_med_deg"] - 10 / 9) < 0.05
+    assert abs(e["rot_err_p95_deg"] - (10 - 10 / 9)) < 0.05
+
+
+def test_consistent_scales_undo_a_per_frame_normalisation():
+    mesh = SyntheticGenerator(load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(16, 16)), seed=0,
+                              config=SyntheticConfig(target_faces=500)).generate(None, 0)
+    # the same mesh normalised at three sizes: the factors bring each back to the first one's size
+    meshes = [mesh.with_vertices(mesh.vertices * s) for s in (1.0, 0.8, 1.25)]
+    torch.testing.assert_close(CS.consistent_scales(meshes), torch.tensor([1.0, 1.25, 0.8], dtype=torch.float64))

@@ -6,10 +6,12 @@ refine with a particle swarm, then with gradient descent on the silhouette. Re-p
 found camera, so that every frame's mesh lives in the frame of one fixed video camera.
 
 Pose vector (P, 7): yaw, pitch, radius, look-at x, y, z, roll (radians; see v2m4/camera.py for the orbit
-convention). Roll stays 0 unless ``CameraSearchConfig.roll`` (the official code has none; a tilted hand-held
-shot needs it).
+convention); the field of view is fixed (40 degrees, what the official code renders TRELLIS meshes with).
+Roll is searched by default within +-45 degrees (``CameraSearchConfig.roll``; the official code has none): a
+tilted hand-held shot needs it, and so does a body that pitches while it moves, since the generator removes
+that rotation too.
 
-Beyond the paper: a temporal warm start. Frame t+1 starts from frame t's pose with a small local swarm and a short
+Beyond the paper: re-posed meshes get equal surface areas (``consistent_scales``), and a temporal warm start. Frame t+1 starts from frame t's pose with a small local swarm and a short
 refinement; only when its score is much worse than frame t's does it fall back to the global search.
 """
 
