@@ -335,22 +335,30 @@ def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator):
     noise = torch.randn(cfg.warm_particles, 7, generator=generator).to(dev) * spread
     noise[0] = 0  # the previous pose itself is a particle
     init = start[None] + noise
+    seeds = []
     if cfg.warm_turns:
+        # a mesh turned by d about +Y (through its centre, the origin) looks, from the old camera turned by d
+        # about the same axis, as before: yaw + d, and the look-at turned with it (R_y(d) maps the orbit offset
+        # at yaw to the one at yaw + d)
+        d = torch.tensor([0.5, 1.0, 1.5], device=dev, dtype=start.dtype) * math.pi
         turns = start[None].repeat(3, 1)
-        turns[:, 0] = torch.remainder(start[0] + torch.tensor([0.5, 1.0, 1.5], device=dev) * math.pi + math.pi,
-                                      2 * math.pi) - math.pi
-        init = torch.cat([init[: max(1, cfg.warm_particles - 3)], turns])
-    n_seeds = 3 if cfg.warm_turns else 0
+        turns[:, 0] = torch.remainder(start[0] + d + math.pi, 2 * math.pi) - math.pi
+        c, s_ = torch.cos(d), torch.sin(d)
+        turns[:, 3] = c * start[3] + s_ * start[5]
+        turns[:, 5] = -s_ * start[3] + c * start[5]
+        seeds.append(turns)
     if cfg.roll and cfg.warm_roll > 0:
         # a pitching body tilts by tens of degrees within a stride: seed both tilts, beyond the spread's reach
         tilts = start[None].repeat(2, 1)
         tilts[:, 6] = start[6] + torch.tensor([-1.0, 1.0], device=dev) * cfg.warm_roll
-        init = torch.cat([init[: max(1, len(init) - 2)], tilts])
-        n_seeds += 2
+        seeds.append(tilts)
+    if seeds:
+        seeds = torch.cat(seeds)
+        init = torch.cat([init[: max(1, len(init) - len(seeds))], seeds])
     init = torch.maximum(torch.minimum(init, hi), lo)
-    if n_seeds:  # a turned or tilted pose needs its own radius and look-at before it can compete
+    if len(seeds):  # a turned or tilted pose needs its own radius and look-at before it can compete
         for _ in range(cfg.center_steps):
-            init[-n_seeds:] = center_poses(mesh, init[-n_seeds:], frame_s, cfg, ctx, topo)
+            init[-len(seeds):] = center_poses(mesh, init[-len(seeds):], frame_s, cfg, ctx, topo)
     local = replace(cfg, max_velocity=cfg.max_velocity * 0.25)
     periodic = torch.tensor([True, False, False, False, False, False, False], device=dev)
     return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, local,
