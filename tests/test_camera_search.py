@@ -50,7 +50,7 @@ def test_pose_recovered_on_a_generated_mesh():
     item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(96, 96))
     gen = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0))
     mesh = gen.generate(None, 0)
-    cfg = replace(CS.CameraSearchConfig.fast(), n_samples=300, n_particles=24, pso_iters=8, refine_iters=40)
+    cfg = replace(CS.CameraSearchConfig.fast(), n_samples=300, n_particles=24, pso_iters=8)  # refinement as in fast()
     res = CS.search_cameras([mesh], item.frames, cfg, CTX, generator=torch.Generator().manual_seed(0))
     # the true camera of the canonical mesh: the bench camera after the generator's similarity, made rigid
     G = gen.removed_transform(0).double()
