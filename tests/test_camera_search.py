@@ -8,7 +8,6 @@ import torch
 
 from conftest import DEMO_DIR
 from v2m4 import render as R
-from v2m4.camera import Camera
 from v2m4.data.bench import load_item
 from v2m4.generators.synthetic import SyntheticConfig, SyntheticGenerator
 from v2m4.stages import camera_search as CS

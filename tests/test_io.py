@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from conftest import bad_frames_input, write_pngs
 from v2m4 import Mesh

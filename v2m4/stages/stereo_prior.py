@@ -11,7 +11,6 @@ The model is pluggable (``PointMapModel``); the learned adapter lives elsewhere 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Protocol
 
