@@ -3,7 +3,6 @@
 import math
 from dataclasses import replace
 
-import pytest
 import torch
 
 from conftest import DEMO_DIR
@@ -11,7 +10,6 @@ from v2m4 import render as R
 from v2m4.data.bench import load_item
 from v2m4.generators.synthetic import SyntheticConfig, SyntheticGenerator
 from v2m4.stages import camera_search as CS
-from v2m4.stages.stereo_prior import StereoPriorConfig, align_point_clouds, solve_camera
 
 CTX = R.context()
 
@@ -46,38 +44,11 @@ def test_sampling_is_equal_area_and_in_bounds():
     assert p[:, 2].min() >= 1 and p[:, 2].max() <= 5 and p[:, 3:6].abs().max() <= 1
 
 
-@pytest.mark.parametrize("flip", [False, True])
-def test_point_cloud_alignment_recovers_similarity(flip):
-    g = torch.Generator().manual_seed(1)
-    # an asymmetric blob: an ellipsoid with a bump on one side
-    x = torch.randn(3000, 3, generator=g) * torch.tensor([1.0, 0.6, 0.3])
-    x = x + torch.tensor([0.8, 0.0, 0.0]) * (x[:, 1:2] > 0.3)
-    R = _rotation([0.2, 0.3, 1.0], 0.6)
-    if flip:  # start the search upside down: the minimum the flip trial exists for
-        R = R @ torch.diag(torch.tensor([1.0, -1.0, -1.0]))
-    y = 2.0 * x @ R.T + torch.tensor([1.0, -0.5, 3.0])
-    cfg = StereoPriorConfig(subsample=0.3, max_points=600, align_iters=600, flip_at=300, lr=0.02)
-    T, _ = align_point_clouds(x, y, cfg, generator=g)
-    err = (x @ T[:3, :3].T + T[:3, 3] - y).norm(dim=-1)
-    assert float(err.mean()) < 0.05 * float(y.std(0).norm())
-
-
-def test_solve_camera_recovers_known_camera():
-    cfg = CS.CameraSearchConfig.fast()
-    true = torch.tensor([0.6, 0.3, 2.5, 0.1, -0.05, 0.0, 0.0])
-    pts = torch.rand(200, 3, generator=torch.Generator().manual_seed(2)) - 0.5
-    uv, _ = CS.pose_cameras(true[None], cfg, (64, 64)).project(pts)
-    init = true + torch.tensor([0.15, -0.1, 0.3, 0.05, 0.05, -0.05, 0.0])
-    got = solve_camera(pts, uv[0], init, cfg, (64, 64), StereoPriorConfig(solve_iters=400, lr=0.02))
-    uv2, _ = CS.pose_cameras(got[None], cfg, (64, 64)).project(pts)
-    assert float((uv2 - uv).norm(dim=-1).mean()) < 0.3  # pixels
-
-
 def test_pose_recovered_on_a_generated_mesh():
     item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(96, 96))
     gen = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0))
     mesh = gen.generate(None, 0)
-    cfg = replace(CS.CameraSearchConfig.fast(), n_samples=300, n_particles=24, pso_iters=8, refine_iters=40)
+    cfg = replace(CS.CameraSearchConfig.fast(), n_samples=300, n_particles=24, pso_iters=8)  # refinement as in fast()
     res = CS.search_cameras([mesh], item.frames, cfg, CTX, generator=torch.Generator().manual_seed(0))
     # the true camera of the canonical mesh: the bench camera after the generator's similarity, made rigid
     G = gen.removed_transform(0).double()
@@ -99,3 +70,46 @@ def test_repose_reproduces_the_found_view_through_the_video_camera():
     a = R.render(CTX, mesh, found, channels=("mask",))["mask"]
     b = R.render(CTX, moved, video, channels=("mask",))["mask"]
     assert float((a - b).abs().mean()) < 1e-3
+
+
+def _random_similarity(g, scale):
+    q = torch.linalg.qr(torch.randn(3, 3, generator=g))[0]
+    q = q * torch.sign(torch.det(q))
+    M = torch.eye(4, dtype=torch.float64)
+    M[:3, :3] = scale * q.double()
+    M[:3, 3] = torch.randn(3, generator=g).double()
+    return M
+
+
+def test_pose_errors_zero_for_a_perfect_method_and_measure_a_turned_frame():
+    from v2m4.metrics.pose import pose_errors
+
+    g = torch.Generator().manual_seed(0)
+    T = 9
+    gt = torch.randn(T, 50, 3, generator=g).double() + torch.linspace(0, 2, T)[:, None, None]
+    removed = torch.stack([_random_similarity(g, 0.5 + 0.1 * t) for t in range(T)])  # canonical_from_gt
+    W = _random_similarity(g, 3.0)  # the method's world: any similarity of the gt world
+    perfect = W @ torch.linalg.inv(removed)  # world_from_canonical
+    e = pose_errors(perfect, removed, gt)
+    assert e["rot_err_med_deg"] < 1e-4 and e["trans_err_med"] < 1e-6
+    # turn one frame of nine by 10 degrees about the object's centre: the mean rotation moves by about 10/9
+    # degrees towards it, so that frame's error is about 10 - 10/9 and the others' about 10/9
+    bad = perfect.clone()
+    for t in [4]:
+        c = gt[t].mean(0)
+        Rz = torch.eye(4, dtype=torch.float64)
+        Rz[:3, :3] = _rotation([0, 0, 1], math.radians(10)).double()
+        Tc = torch.eye(4, dtype=torch.float64)
+        Tc[:3, 3] = c
+        bad[t] = W @ Tc @ Rz @ torch.linalg.inv(Tc) @ torch.linalg.inv(removed[t])
+    e = pose_errors(bad, removed, gt)
+    assert abs(e["rot_err_med_deg"] - 10 / 9) < 0.05
+    assert abs(e["rot_err_p95_deg"] - (10 - 10 / 9)) < 0.05
+
+
+def test_consistent_scales_undo_a_per_frame_normalisation():
+    mesh = SyntheticGenerator(load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(16, 16)), seed=0,
+                              config=SyntheticConfig(target_faces=500)).generate(None, 0)
+    # the same mesh normalised at three sizes: the factors bring each back to the first one's size
+    meshes = [mesh.with_vertices(mesh.vertices * s) for s in (1.0, 0.8, 1.25)]
+    torch.testing.assert_close(CS.consistent_scales(meshes), torch.tensor([1.0, 1.25, 0.8], dtype=torch.float64))

@@ -30,9 +30,13 @@ def pose_errors(world_from_canonical: Tensor, canonical_from_gt: Tensor, gt_vert
     what the generator removed; gt_vertices (T, V, 3) for the object's size and centre.
 
     A_t = world_from_canonical_t @ canonical_from_gt_t maps the ground-truth world into the method's world; it is
-    constant for a perfect method. Rotation error: angle between A_t's rotation and their chordal mean.
-    Translation error: the object's centre mapped by A_t against the centre mapped by one global similarity
-    (that mean rotation, scale and translation fitted by least squares), as a fraction of the mapped diagonal.
+    constant for a perfect method. The one global similarity (R, s, tau) standing for all A_t: R the chordal mean
+    of their rotations, s the median of their scales, tau the least-squares translation given R and s.
+    Rotation error: angle between A_t's rotation and R. Translation error: the object's centre mapped by A_t
+    against the centre mapped by (R, s, tau), as a fraction of the mapped bounding-box diagonal (s x diagonal).
+
+    Why the scale comes from the A_t and not from the centres: fitting s to the centres alone is ill-posed when
+    the object hardly moves (a walk in place), and a near-zero s then inflates the normalised error.
     """
     A = world_from_canonical.double() @ canonical_from_gt.double()
     lin = A[:, :3, :3]
@@ -43,12 +47,11 @@ def pose_errors(world_from_canonical: Tensor, canonical_from_gt: Tensor, gt_vert
     gt = gt_vertices.double()
     centre = (gt.max(1).values + gt.min(1).values) / 2  # (T, 3)
     mapped = (lin @ centre[..., None])[..., 0] + A[:, :3, 3]  # where the method puts the object's centre
-    rc = centre @ Rm.T  # solve mapped ~ s * rc + tau
-    rc0, m0 = rc - rc.mean(0), mapped - mapped.mean(0)
-    s = float((rc0 * m0).sum() / (rc0 * rc0).sum().clamp_min(1e-30)) if float((rc0 * rc0).sum()) > 1e-12 else float(scale.mean())
-    tau = mapped.mean(0) - s * rc.mean(0)
+    s = float(scale.median())
+    rc = s * centre @ Rm.T
+    tau = (mapped - rc).mean(0)
     diag = float((gt[0].max(0).values - gt[0].min(0).values).norm())
-    trans_err = (mapped - (s * rc + tau)).norm(dim=-1) / (abs(s) * diag)
+    trans_err = (mapped - (rc + tau)).norm(dim=-1) / (s * diag)
     q = sorted(rot_err.tolist())
     p95 = q[min(len(q) - 1, int(round(0.95 * (len(q) - 1))))]
     return {"rot_err_med_deg": statistics.median(q), "rot_err_p95_deg": p95,

@@ -6,10 +6,12 @@ refine with a particle swarm, then with gradient descent on the silhouette. Re-p
 found camera, so that every frame's mesh lives in the frame of one fixed video camera.
 
 Pose vector (P, 7): yaw, pitch, radius, look-at x, y, z, roll (radians; see v2m4/camera.py for the orbit
-convention). Roll stays 0 unless ``CameraSearchConfig.roll`` (the official code has none; a tilted hand-held
-shot needs it).
+convention); the field of view is fixed (40 degrees, what the official code renders TRELLIS meshes with).
+Roll is searched by default within +-45 degrees (``CameraSearchConfig.roll``; the official code has none): a
+tilted hand-held shot needs it, and so does a body that pitches while it moves, since the generator removes
+that rotation too.
 
-Beyond the paper: a temporal warm start. Frame t+1 starts from frame t's pose with a small local swarm and a short
+Beyond the paper: re-posed meshes get equal surface areas (``consistent_scales``), and a temporal warm start. Frame t+1 starts from frame t's pose with a small local swarm and a short
 refinement; only when its score is much worse than frame t's does it fall back to the global search.
 """
 
@@ -42,7 +44,12 @@ class CameraSearchConfig:
                                           # [1, 5] cannot frame an object that is small in the video
     look_at_range: float = 1.0            # Appendix A: look-at uniform in [-1, 1]^3
     fov_deg: float = 40.0                 # not in the paper; the official code renders TRELLIS meshes at 40 degrees
-    roll: bool = False                    # beyond the paper: search the roll angle too
+    roll: bool = True                     # beyond the paper (the official code has none): search the roll angle.
+                                          # A generator removes the object's rotation, and a body that pitches
+                                          # (a gallop, a run) turns about the view axis: the bench's gallops tilt
+                                          # the canonical +Y by up to 24 degrees in the image, which yaw, pitch
+                                          # and look-at cannot reproduce
+    roll_range: float = math.radians(45)  # ours: |roll| bound; generators output objects upright (+Y up)
     search_res: int = 128                 # render size for sampling and swarm (ours; the official code uses 512)
     refine_res: int = 256                 # render size for gradient refinement
     refine_lr: float = 0.01               # Adam step (radians / scene units); ours
@@ -63,6 +70,7 @@ class CameraSearchConfig:
                                           # of the frames so far (scores vary from frame to frame)
     warm_turns: bool = True               # also seed the local swarm with quarter turns about +Y: generators
                                           # snap objects to canonical axes and sometimes pick the wrong one
+    warm_roll: float = math.radians(15)   # also seed the local swarm with the previous roll -/+ this (ours)
     center_samples: bool = True           # ours: move each sampled pose's radius and look-at so the render's
                                           # silhouette area and centroid match the frame's before scoring
     center_steps: int = 3                 # fixed-point steps of that centring
@@ -71,6 +79,7 @@ class CameraSearchConfig:
     refine_appearance: bool = True        # ours: refine on the scorer's appearance term too, not the mask alone
                                           # (a silhouette hardly constrains pitch or mirror-symmetric turns)
     max_batch: int = 512                  # views per render call (memory bound)
+    consistent_scale: bool = True         # beyond the paper: re-pose with equal surface areas (consistent_scales)
 
     @staticmethod
     def paper() -> "CameraSearchConfig":
@@ -99,7 +108,7 @@ class CameraSearchResult:
 def _lower_upper(cfg: CameraSearchConfig, device) -> tuple[Tensor, Tensor]:
     r0, r1 = cfg.radius_range
     L = cfg.look_at_range
-    roll = math.pi if cfg.roll else 0.0
+    roll = cfg.roll_range if cfg.roll else 0.0
     lo = torch.tensor([-math.pi, -math.pi / 2 + 0.01, r0, -L, -L, -L, -roll], device=device)
     hi = torch.tensor([math.pi, math.pi / 2 - 0.01, r1, L, L, L, roll], device=device)
     return lo, hi
@@ -300,19 +309,35 @@ def radius_range_for(frame: Tensor, cfg: CameraSearchConfig) -> tuple[float, flo
     return min(cfg.radius_range[0], 0.4 * r), max(cfg.radius_range[1], 2.5 * r)
 
 
+def look_at_range_for(frame: Tensor, cfg: CameraSearchConfig) -> float:
+    """cfg.look_at_range widened for an object far from the frame's centre.
+
+    The orbit target lies on the camera's axis (the frame's centre ray). An object seen at angle a off that axis,
+    at distance r, sits r tan(a) to the side of it, so the target must be able to go that far from the mesh's
+    centre: the paper's [-1, 1]^3 clips it for a small object near the border (p07 runs across the frame).
+    """
+    ys, xs = torch.nonzero(frame[..., 3] > 0.5, as_tuple=True)
+    if ys.numel() == 0:
+        return cfg.look_at_range
+    H, W = frame.shape[:2]
+    f = H / (2 * math.tan(math.radians(cfg.fov_deg) / 2))
+    off = math.hypot((float(xs.min() + xs.max()) + 1) / 2 - W / 2, (float(ys.min() + ys.max()) + 1) / 2 - H / 2)
+    return max(cfg.look_at_range, 1.25 * radius_range_for(frame, cfg)[1] / 2.5 * off / f + 0.5)
+
+
 def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=None):
     dev = frame_s.image.device
     lo, hi = _lower_upper(cfg, dev)
     cand = sample_poses(cfg.n_samples, cfg, generator=generator, device=dev)
-    if cfg.roll:
-        cand[:, 6] = (torch.rand(cfg.n_samples, generator=generator).to(dev) * 2 - 1) * math.pi
+    # samples keep roll 0 and only the swarm moves it: a random roll makes the P0 samples a 7-D cloud, too sparse
+    # to land near the answer (p07 frame 0 at the fast preset: 46 degrees off with sampled roll, 6 without)
     for _ in range(cfg.center_steps if cfg.center_samples else 0):
         cand = center_poses(mesh, cand, frame_s, cfg, ctx, topo)
     s = score_poses(mesh, cand, frame_s, cfg, ctx, scorer, topo)
     init = cand[torch.argsort(s)[: cfg.n_particles]]
     if prior_pose is not None:
         init = torch.cat([init, prior_pose[None].to(init)])
-    periodic = torch.tensor([True, False, False, False, False, False, True], device=dev)
+    periodic = torch.tensor([True, False, False, False, False, False, False], device=dev)
     return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, cfg,
                           cfg.pso_iters, generator=generator, periodic=periodic)
 
@@ -326,17 +351,32 @@ def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator):
     noise = torch.randn(cfg.warm_particles, 7, generator=generator).to(dev) * spread
     noise[0] = 0  # the previous pose itself is a particle
     init = start[None] + noise
+    seeds = []
     if cfg.warm_turns:
+        # a mesh turned by d about +Y (through its centre, the origin) looks, from the old camera turned by d
+        # about the same axis, as before: yaw + d, and the look-at turned with it (R_y(d) maps the orbit offset
+        # at yaw to the one at yaw + d)
+        d = torch.tensor([0.5, 1.0, 1.5], device=dev, dtype=start.dtype) * math.pi
         turns = start[None].repeat(3, 1)
-        turns[:, 0] = torch.remainder(start[0] + torch.tensor([0.5, 1.0, 1.5], device=dev) * math.pi + math.pi,
-                                      2 * math.pi) - math.pi
-        init = torch.cat([init[: max(1, cfg.warm_particles - 3)], turns])
+        turns[:, 0] = torch.remainder(start[0] + d + math.pi, 2 * math.pi) - math.pi
+        c, s_ = torch.cos(d), torch.sin(d)
+        turns[:, 3] = c * start[3] + s_ * start[5]
+        turns[:, 5] = -s_ * start[3] + c * start[5]
+        seeds.append(turns)
+    if cfg.roll and cfg.warm_roll > 0:
+        # a pitching body tilts by tens of degrees within a stride: seed both tilts, beyond the spread's reach
+        tilts = start[None].repeat(2, 1)
+        tilts[:, 6] = start[6] + torch.tensor([-1.0, 1.0], device=dev) * cfg.warm_roll
+        seeds.append(tilts)
+    if seeds:
+        seeds = torch.cat(seeds)
+        init = torch.cat([init[: max(1, len(init) - len(seeds))], seeds])
     init = torch.maximum(torch.minimum(init, hi), lo)
-    if cfg.warm_turns:  # a turned pose needs its own radius and look-at before it can compete
+    if len(seeds):  # a turned or tilted pose needs its own radius and look-at before it can compete
         for _ in range(cfg.center_steps):
-            init[-3:] = center_poses(mesh, init[-3:], frame_s, cfg, ctx, topo)
+            init[-len(seeds):] = center_poses(mesh, init[-len(seeds):], frame_s, cfg, ctx, topo)
     local = replace(cfg, max_velocity=cfg.max_velocity * 0.25)
-    periodic = torch.tensor([True, False, False, False, False, False, True], device=dev)
+    periodic = torch.tensor([True, False, False, False, False, False, False], device=dev)
     return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, local,
                           cfg.warm_iters, generator=generator, periodic=periodic)
 
@@ -356,7 +396,8 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
     for t, mesh in enumerate(meshes):
         t0 = time.perf_counter()
         frame = frames.rgba[t].to(dev)
-        cfg_t = replace(cfg, radius_range=radius_range_for(frame, cfg)) if cfg.auto_radius else cfg
+        cfg_t = replace(cfg, radius_range=radius_range_for(frame, cfg),
+                        look_at_range=look_at_range_for(frame, cfg)) if cfg.auto_radius else cfg
         frame_s = make_view(frame, cfg.search_res, cfg)
         frame_r = make_view(frame, cfg.refine_res, cfg)
         topo = R.edge_topology(mesh.faces)
@@ -393,13 +434,35 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
                               global_search=torch.tensor(global_flags), seconds=secs)
 
 
-def repose(mesh: Mesh, cam_from_canonical: Tensor, world_from_cam: Tensor) -> tuple[Mesh, Tensor]:
+def repose(mesh: Mesh, cam_from_canonical: Tensor, world_from_cam: Tensor, *, scale: float = 1.0) -> tuple[Mesh, Tensor]:
     """Move a canonical mesh into the world of the fixed video camera (Alg. 1, line 9).
 
-    cam_from_canonical (4, 4): the camera found for this frame; world_from_cam (4, 4): the video camera's pose.
-    Returns the re-posed mesh and world_from_canonical (4, 4). Rendering the result through the video camera
-    reproduces the render of the canonical mesh through the found camera exactly (same intrinsics).
+    cam_from_canonical (4, 4): the camera found for this frame; world_from_cam (4, 4): the video camera's pose;
+    scale: a factor about the camera centre (see ``consistent_scales``), which leaves the image unchanged.
+    Returns the re-posed mesh and world_from_canonical (4, 4) = world_from_cam @ diag(scale) @ cam_from_canonical.
+    Rendering the result through the video camera reproduces the render of the canonical mesh through the found
+    camera exactly (same intrinsics).
     """
-    M = world_from_cam.to(mesh.vertices) @ cam_from_canonical.to(mesh.vertices)
+    S = torch.diag(torch.tensor([scale, scale, scale, 1.0], dtype=mesh.vertices.dtype, device=mesh.vertices.device))
+    M = world_from_cam.to(mesh.vertices) @ S @ cam_from_canonical.to(mesh.vertices)
     v = mesh.vertices @ M[:3, :3].T + M[:3, 3]
     return mesh.with_vertices(v), M
+
+
+def surface_area(mesh: Mesh) -> Tensor:
+    """Total triangle area of a mesh (scalar tensor)."""
+    v, f = mesh.vertices, mesh.faces
+    return torch.linalg.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=-1).norm(dim=-1).sum() / 2
+
+
+def consistent_scales(meshes: list[Mesh]) -> Tensor:
+    """(T,) factors k_t = sqrt(area_0 / area_t) that give every frame's mesh the first one's surface area.
+
+    Beyond the paper. Generators normalise each mesh into a unit cube, so a frame whose pose stretches the bounding
+    box (legs out in a gallop) comes out smaller, and a single view cannot tell that from the object being farther
+    away: re-posed rigidly, the object's size and depth wobble from frame to frame by the bounding box's change
+    (up to 10% on the bench's gallops). Articulated motion keeps surface area nearly constant, and scaling a mesh
+    about the camera centre leaves its image unchanged, so equal areas fix size and depth at no cost to the fit.
+    """
+    a = torch.stack([surface_area(m).double() for m in meshes])
+    return (a[0] / a.clamp_min(1e-30)).sqrt()

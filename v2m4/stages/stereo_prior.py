@@ -37,6 +37,7 @@ class StereoPriorConfig:
     solve_iters: int = 500        # Appendix A: camera from 3D-2D correspondences
     lr: float = 0.01              # ours
     max_points: int = 4000        # ours: cap on the subsample, so the Chamfer cdist stays small
+    hypothesis_iters: int = 100   # ours: iterations each starting rotation gets before the best one goes on
 
 
 def _rot6d(x: Tensor) -> Tensor:
@@ -57,11 +58,14 @@ def _subsample(x: Tensor, frac: float, cap: int, generator: torch.Generator) -> 
 
 
 def align_point_clouds(src: Tensor, dst: Tensor, cfg: StereoPriorConfig = StereoPriorConfig(), *,
-                       generator: torch.Generator) -> tuple[Tensor, float]:
+                       generator: torch.Generator, init_rotations: Tensor | None = None) -> tuple[Tensor, float]:
     """Similarity (4, 4) mapping point cloud src (N, 3) onto dst (M, 3) by Chamfer, without correspondences.
 
     Starts from matched centroids and RMS radii. At ``flip_at`` the current estimate is also tried turned upside
     down (180 degrees about its x axis), the minimum the paper warns of; both continue and the lower Chamfer wins.
+    init_rotations (R, 3, 3): starting rotations (ours; default the identity). Chamfer alignment is local, so a
+    model frame turned far from the mesh's (DUSt3R's is the frame's camera) needs a start near the answer: each
+    start gets ``hypothesis_iters`` iterations and the lowest Chamfer goes on.
     """
     s = _subsample(src, cfg.subsample, cfg.max_points, generator)
     d = _subsample(dst, cfg.subsample, cfg.max_points, generator)
@@ -80,8 +84,16 @@ def align_point_clouds(src: Tensor, dst: Tensor, cfg: StereoPriorConfig = Stereo
             loss = _chamfer((s - cs) @ _rot6d(r6).T * log_s.exp() + t, d)
         return r6.detach(), log_s.detach(), t.detach(), float(loss)
 
-    eye6 = torch.tensor([1.0, 0, 0, 0, 1, 0], device=src.device, dtype=src.dtype)
-    state = run(eye6, scale0.log(), cd.clone(), cfg.flip_at)
+    if init_rotations is None:
+        init_rotations = torch.eye(3, device=src.device, dtype=src.dtype)[None]
+    starts = [run(torch.cat([Ri[0], Ri[1]]).to(src), scale0.log(), cd.clone(), cfg.hypothesis_iters)
+              for Ri in init_rotations] if len(init_rotations) > 1 else []
+    r6_0 = min(starts, key=lambda x: x[3]) if starts else None
+    if r6_0 is None:
+        Ri = init_rotations[0].to(src)
+        state = run(torch.cat([Ri[0], Ri[1]]), scale0.log(), cd.clone(), cfg.flip_at)
+    else:
+        state = run(*r6_0[:3], max(0, cfg.flip_at - cfg.hypothesis_iters))
     best = run(*state[:3], cfg.align_iters - cfg.flip_at)
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], device=src.device, dtype=src.dtype))
     Rf = _rot6d(state[0]) @ flip
@@ -144,10 +156,31 @@ class StereoPrior:
         img = view.image
         comp = img[..., :3] * img[..., 3:] + (1 - img[..., 3:])
         pred, _ = self.model(torch.cat([comp[None], r["rgb"]], 0))
-        rend_mask = r["mask"] > 0.5
-        T, _ = align_point_clouds(pred[1:][rend_mask], r["points"][rend_mask], self.cfg, generator=generator)
-        fmask = img[..., 3] > 0.5
-        pts = pred[0][fmask] @ T[:3, :3].T + T[:3, 3]
-        ys, xs = torch.nonzero(fmask, as_tuple=True)
-        pix = torch.stack([xs + 0.5, ys + 0.5], -1).to(pts)
-        return solve_camera(pts, pix, top[0], search_cfg, res, self.cfg, view.K)
+        # DUSt3R-like models give points in the first image's (the frame's) camera, OpenCV axes (y down, z
+        # forward): canonical_from_model is then about world_from_cam @ diag(1, -1, -1) of the frame's camera,
+        # and the top renders' cameras are the best guesses of it we have
+        opencv = torch.diag(torch.tensor([1.0, -1.0, -1.0], device=top.device, dtype=top.dtype))
+        starts = torch.cat([pose_cameras(top, search_cfg, res, view.K).world_from_cam[:, :3, :3] @ opencv,
+                            torch.eye(3, device=top.device, dtype=top.dtype)[None]])
+        return pose_from_point_maps(pred[0], pred[1:], r["points"], r["mask"] > 0.5, img[..., 3] > 0.5, top[0],
+                                    search_cfg, view.K, self.cfg, generator=generator, init_rotations=starts)
+
+
+def pose_from_point_maps(frame_pred: Tensor, renders_pred: Tensor, renders_points: Tensor, renders_mask: Tensor,
+                         frame_mask: Tensor, init_pose: Tensor, search_cfg, K: Tensor | None,
+                         cfg: StereoPriorConfig = StereoPriorConfig(), *, generator: torch.Generator,
+                         init_rotations: Tensor | None = None) -> Tensor:
+    """Fig. 3: the frame's orbit pose (7,) from predicted point maps.
+
+    frame_pred (H, W, 3) and renders_pred (n, H, W, 3): the model's point maps, in its own frame and scale;
+    renders_points (n, H, W, 3): the true canonical points of the renders (from the rasteriser); renders_mask
+    (n, H, W) and frame_mask (H, W) bool: the pixels to use; init_pose (7,): where the solve starts (the best
+    sampled pose); K (3, 3): the intrinsics of the H x W view (None: the full frame at search_cfg.fov_deg);
+    init_rotations (R, 3, 3): starting guesses of canonical_from_model for the alignment.
+    """
+    T, _ = align_point_clouds(renders_pred[renders_mask], renders_points[renders_mask], cfg, generator=generator,
+                              init_rotations=init_rotations)
+    pts = frame_pred[frame_mask] @ T[:3, :3].T + T[:3, 3]
+    ys, xs = torch.nonzero(frame_mask, as_tuple=True)
+    pix = torch.stack([xs + 0.5, ys + 0.5], -1).to(pts)
+    return solve_camera(pts, pix, init_pose, search_cfg, tuple(frame_mask.shape), cfg, K)
