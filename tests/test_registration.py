@@ -1,0 +1,138 @@
+"""Registration (Sec. 4.3): rigid+scale recovery, a known bend, constant topology, regulariser properties."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+import trimesh
+
+from v2m4 import render as R
+from v2m4.metrics.geometry import nearest_distances, sample_surface
+from v2m4.stages.registration import (RegistrationConfig, SmoothSolver, arap_energy, area_energy, edge_energy,
+                                      flipped_fraction, register_sequence, unique_edges)
+from v2m4.stages.remesh import remesh_isotropic, triangle_quality
+from v2m4.types import Mesh
+
+CTX = R.context("torch", "cpu")
+
+
+def capsule() -> Mesh:
+    tm = trimesh.creation.capsule(height=1.0, radius=0.25, count=[12, 12])
+    return Mesh(torch.tensor(tm.vertices, dtype=torch.float32), torch.tensor(tm.faces, dtype=torch.int64))
+
+
+def bend(v: torch.Tensor, k: float) -> torch.Tensor:
+    """Rotate every point with z > 0 about the x axis by k * z radians: a smooth bend of the upper half."""
+    ang = k * v[:, 2].clamp(min=0)
+    y, z = v[:, 1], v[:, 2]
+    out = v.clone()
+    out[:, 1] = torch.where(z > 0, y * torch.cos(ang) - z * torch.sin(ang), y)
+    out[:, 2] = torch.where(z > 0, y * torch.sin(ang) + z * torch.cos(ang), z)
+    return out
+
+
+def small_cfg(**kw) -> RegistrationConfig:
+    return replace(RegistrationConfig.fast(), render_res=64, view_pool=12, global_views=4, local_views=4,
+                   chamfer_points=800, remesh_rest=False, **kw)
+
+
+def test_rigid_and_scale_motion_is_recovered():
+    m = capsule()
+    a = 0.4
+    Rm = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    moved = 1.2 * m.vertices @ Rm.T + torch.tensor([0.2, -0.1, 0.05])
+    res = register_sequence([m, m.with_vertices(moved)], small_cfg(), CTX)
+    out = res.sequence.vertices
+    assert out.shape == (2, *m.vertices.shape)
+    assert torch.equal(res.sequence.rest.faces, m.faces)
+    diag = m.with_vertices(moved).bbox_diagonal()
+    err = (out[1] - moved).norm(dim=-1)
+    assert float(err.max()) < 0.01 * diag, float(err.max()) / diag
+    assert torch.allclose(out[0], m.vertices, atol=1e-5)
+    assert res.scales[1] == pytest.approx(1.2, rel=0.02)
+
+
+def test_bent_mesh_is_registered_with_constant_topology():
+    m = capsule()
+    bent = bend(m.vertices, 0.8)
+    res = register_sequence([m, m.with_vertices(bent)], small_cfg(), CTX)
+    x = res.sequence.vertices[1]
+    diag = m.with_vertices(bent).bbox_diagonal()
+    g = torch.Generator().manual_seed(0)
+    d = nearest_distances(x, sample_surface(bent, m.faces, 20000, generator=g))
+    assert float(d.quantile(0.95)) < 0.015 * diag and float(d.max()) < 0.04 * diag
+    # correspondences: far closer to the true bend than where they started
+    start = float((m.vertices - bent).norm(dim=-1).mean())
+    assert float((x - bent).norm(dim=-1).mean()) < 0.5 * start
+    assert res.flipped[0] == 0.0
+
+
+def test_regularisers_zero_at_rest_and_positive_when_perturbed():
+    m = capsule()
+    v, f = m.vertices, m.faces
+    e = unique_edges(f)
+    Rm = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(1)))[0]
+    Rm = Rm * torch.sign(torch.det(Rm))
+    rigid = v @ Rm.T + 0.3
+    for x in (v, rigid):  # rigid motions cost nothing
+        assert float(arap_energy(x, v, e)) < 1e-10
+        assert float(area_energy(x, v, f)) < 1e-12
+        assert float(edge_energy(x, v, e)) < 1e-12
+    assert float(arap_energy(2 * v, v, e, 2.0)) < 1e-9  # a scaled rest pose, with its scale, is a rest pose
+    noisy = v + 0.02 * torch.randn(v.shape, generator=torch.Generator().manual_seed(2))
+    assert float(arap_energy(noisy, v, e)) > 1e-6
+    assert float(area_energy(noisy, v, f)) > 1e-9
+    assert float(edge_energy(noisy, v, e)) > 1e-6
+
+
+def grid(n: int = 10) -> Mesh:
+    ys, xs = torch.meshgrid(torch.arange(n + 1.0), torch.arange(n + 1.0), indexing="ij")
+    v = torch.stack([xs.flatten(), ys.flatten(), torch.zeros((n + 1) ** 2)], -1) / n
+    i = torch.arange(n * (n + 1)).reshape(n, n + 1)[:, :n].flatten()
+    f = torch.cat([torch.stack([i, i + 1, i + n + 2], -1), torch.stack([i, i + n + 2, i + n + 1], -1)])
+    return Mesh(v, f)
+
+
+def test_flipped_fraction_counts_folds_not_rotations():
+    m = capsule()
+    e = unique_edges(m.faces)
+    turned = m.vertices @ torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]).T
+    assert flipped_fraction(turned, m.vertices, m.faces, e) == 0.0
+    g = grid()
+    e = unique_edges(g.faces)
+    folded = g.vertices.clone()
+    folded[5 * 11 + 5, 0] += 0.25  # a vertex dragged across its neighbour folds the triangles between them
+    k = flipped_fraction(folded, g.vertices, g.faces, e) * len(g.faces)
+    assert 2 <= round(k) <= 8, k
+    squashed = g.vertices.clone()
+    squashed[5 * 11 + 5] = squashed[5 * 11 + 6]  # two corners merged: those triangles collapse
+    assert round(flipped_fraction(squashed, g.vertices, g.faces, e) * len(g.faces)) >= 2
+
+
+def test_smooth_solver_inverts_its_matrix():
+    m = capsule()
+    s = SmoothSolver(m.vertices.shape[0], m.faces, 19.0)
+    u = s.to_u(m.vertices)
+    assert torch.allclose(s.to_x(u), m.vertices, atol=1e-4)
+
+
+def test_remesh_makes_good_triangles_on_the_same_surface():
+    pytest.importorskip("gpytoolbox")
+    tm = trimesh.creation.icosphere(subdivisions=3)
+    tm = tm.simplify_quadric_decimation(face_count=300) if hasattr(tm, "simplify_quadric_decimation") else tm
+    m = Mesh(torch.tensor(tm.vertices, dtype=torch.float32), torch.tensor(tm.faces, dtype=torch.int64),
+             vertex_colors=torch.rand(len(tm.vertices), 3))
+    r = remesh_isotropic(m)
+    assert float(triangle_quality(r.vertices, r.faces).quantile(0.05)) > 0.6
+    assert float((r.vertices.norm(dim=-1) - 1).abs().max()) < 0.03  # still the (decimated) unit sphere
+    assert r.vertex_colors is not None and r.vertex_colors.shape == r.vertices.shape
+
+
+def test_non_finite_mesh_is_refused():
+    m = capsule()
+    bad = m.vertices.clone()
+    bad[0, 0] = float("nan")
+    from v2m4.errors import V2M4Error
+    with pytest.raises(V2M4Error, match="non-finite"):
+        register_sequence([m, m.with_vertices(bad)], small_cfg(), CTX)
