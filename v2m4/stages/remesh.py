@@ -10,6 +10,12 @@ resolution stays what the generator chose.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
@@ -26,24 +32,68 @@ def triangle_quality(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tenso
     return 4 * 3 ** 0.5 * area / (e * e).sum((1, 2)).clamp_min(1e-30)
 
 
+_CHILD = """
+import sys, numpy as np, gpytoolbox
+d = np.load(sys.argv[1])
+V, F = gpytoolbox.remesh_botsch(d["V"], d["F"], i=int(d["iters"]), h=float(d["h"]), project=True)
+np.savez(sys.argv[2], V=V, F=F)
+"""
+
+
+def _remesh_in_child(V: np.ndarray, F: np.ndarray, h: float, iters: int) -> tuple[np.ndarray, np.ndarray]:
+    """gpytoolbox's C++ remesher can crash the interpreter on inputs it dislikes (we met a segfault on a generated
+    mesh); a child process turns that into an error we can recover from, for ~0.3 s."""
+    used = np.unique(F)  # unreferenced vertices are another crash
+    remap = np.full(len(V), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(src, V=V[used], F=remap[F].astype(np.int32), h=h, iters=iters)
+        proc = subprocess.run([sys.executable, "-c", _CHILD, src, dst], capture_output=True, text=True)
+        if proc.returncode != 0 or not os.path.exists(dst):
+            why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise V2M4Error(f"isotropic remeshing failed ({why})")
+        d = np.load(dst)
+        return d["V"], d["F"]
+
+
+def manifold_faces(F: np.ndarray) -> np.ndarray:
+    """F without the faces that make an edge shared by more than two faces (each such edge keeps its first two).
+
+    Generated meshes carry a few of these (marching-cubes ties, welds of touching parts); the remesher cannot take
+    them, and dropping a handful of triangles leaves small holes that it keeps as boundaries.
+    """
+    F = F[(F[:, 0] != F[:, 1]) & (F[:, 1] != F[:, 2]) & (F[:, 2] != F[:, 0])]
+    e = np.sort(np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]]), axis=1)
+    face = np.tile(np.arange(len(F)), 3)
+    _, inv, counts = np.unique(e, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1)
+    if counts.max(initial=0) <= 2:
+        return F
+    order = np.lexsort((face, inv))  # per edge, faces in index order
+    rank = np.empty(len(order), dtype=np.int64)
+    start = np.r_[0, np.cumsum(counts)[:-1]]
+    rank[order] = np.arange(len(order)) - start[inv[order]]
+    drop = np.unique(face[rank >= 2])
+    return np.delete(F, drop, axis=0)
+
+
 def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int = 10) -> Mesh:
     """The surface of ``mesh`` re-triangulated with near-equilateral triangles of the given edge length (default:
     the median edge length). Vertex colours follow by nearest original vertex; uv and texture are dropped (the
     texture stage builds its own atlas)."""
-    try:
-        import gpytoolbox
-    except ImportError:
+    if importlib.util.find_spec("gpytoolbox") is None:
         raise V2M4Error("isotropic remeshing needs gpytoolbox (pip install gpytoolbox), "
-                        "or turn it off (RegistrationConfig.remesh_rest=False)") from None
+                        "or turn it off (RegistrationConfig.remesh_rest=False)")
     V = mesh.vertices.detach().double().cpu().numpy()
     F = mesh.faces.cpu().numpy().astype(np.int32)
     if edge_length is None:
         e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
         edge_length = float(np.median(np.linalg.norm(V[e[:, 0]] - V[e[:, 1]], axis=1)))
-    try:
-        V2, F2 = gpytoolbox.remesh_botsch(V, F, i=iters, h=edge_length, project=True)
-    except Exception as exc:  # non-manifold input and the like: keep the generator's triangles
-        raise V2M4Error(f"isotropic remeshing failed ({type(exc).__name__}: {exc})") from None
+    F = manifold_faces(F)
+    _, keep = np.unique(np.sort(F, 1), axis=0, return_index=True)  # duplicate faces crash the remesher
+    F = F[np.sort(keep)]
+    V2, F2 = _remesh_in_child(V, F, edge_length, iters)
     colors = None
     if mesh.vertex_colors is not None:
         _, idx = cKDTree(V).query(V2)
