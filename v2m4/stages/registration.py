@@ -64,6 +64,8 @@ class RegistrationConfig:
     retry_starts: int = 4           # ours: rotation starts of the retry's global alignment (quarter turns about +Y)
     dense_max_vertices: int = 12000 # ours: above this the large-steps solve needs cholespy
     remesh_rest: bool = True        # ours: isotropic remesh of the rest mesh first (stages/remesh.py says why)
+    sample_sets: int = 16           # ours: surface-sample sets drawn once per pair, cycled through the steps
+    arap_refresh: int = 10          # ours: steps between re-solving the ARAP rotations (the local step)
     seed: int = 0
 
     @staticmethod
@@ -126,12 +128,12 @@ def arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
     return Rm.to(x.dtype)
 
 
-def arap_energy(x: Tensor, rest: Tensor, edges: Tensor, scale: float = 1.0) -> Tensor:
+def arap_energy(x: Tensor, rest: Tensor, edges: Tensor, scale: float = 1.0, rotations: Tensor | None = None) -> Tensor:
     """ARAP (Igarashi et al. 2005; Sorkine & Alexa's form): mean over directed edges of
     |(x_j - x_i) - R_i s (r_j - r_i)|^2 with R_i the best local rotation (held fixed: the local step). 0 at the
-    (scaled, rotated) rest pose."""
+    (scaled, rotated) rest pose. rotations: (V, 3, 3) to reuse from an earlier step instead of solving them."""
     rs = rest * scale
-    Rm = arap_rotations(x.detach(), rs, edges)
+    Rm = arap_rotations(x.detach(), rs, edges) if rotations is None else rotations
     i, j = torch.cat([edges[:, 0], edges[:, 1]]), torch.cat([edges[:, 1], edges[:, 0]])
     r = (x[j] - x[i]) - (Rm[i] @ (rs[j] - rs[i])[..., None])[..., 0]
     return (r * r).sum(-1).mean()
@@ -285,8 +287,12 @@ def _points(v: Tensor, fb: tuple[Tensor, Tensor]) -> Tensor:
 
 
 def _chamfer(a: Tensor, b: Tensor) -> Tensor:
-    d = torch.cdist(a, b)
-    return (d.min(1).values ** 2).mean() + (d.min(0).values ** 2).mean()
+    """Symmetric mean squared nearest distance. The nearest pairs are found without autograd and the loss is
+    rebuilt from the gathered points: the gradient is the same, and cdist's backward (an N x M x 3 tensor) is gone."""
+    with torch.no_grad():
+        d = torch.cdist(a.detach(), b)
+        ia, ib = d.argmin(1), d.argmin(0)
+    return ((a - b[ia]) ** 2).sum(-1).mean() + ((b - a[ib]) ** 2).sum(-1).mean()
 
 
 def view_cameras(n: int, centre: Tensor, radius: float, cfg: RegistrationConfig, g: torch.Generator) -> Camera:
@@ -303,19 +309,24 @@ def view_cameras(n: int, centre: Tensor, radius: float, cfg: RegistrationConfig,
 class _Target:
     """A target mesh's fixed data for one pair: surface samples and a pool of renders (mask, normal)."""
 
-    def __init__(self, mesh: Mesh, cfg: RegistrationConfig, ctx, g: torch.Generator, views: int):
+    def __init__(self, mesh: Mesh, cfg: RegistrationConfig, ctx, g: torch.Generator):
         v, f = mesh.vertices, mesh.faces
         self.points = _points(v, _sample_bary(f, face_areas(v, f), cfg.chamfer_points, g))
         centre = (v.max(0).values + v.min(0).values) / 2
         radius = float((v - centre).norm(dim=-1).max())
         self.cams = view_cameras(cfg.view_pool, centre, radius, cfg, g)
-        self.views = views
         with torch.no_grad():
             out = R.render(ctx, mesh, self.cams, channels=("mask", "normal"))
         self.mask, self.normal = out["mask"], out["normal"]
 
-    def pick(self, n: int, g: torch.Generator) -> Tensor:
-        return torch.randperm(len(self.cams), generator=g)[:n].to(self.mask.device)
+    def picks(self, steps: int, n: int, g: torch.Generator) -> Tensor:
+        """(steps, n) view indices, drawn up front so the loop never waits on the host."""
+        n = min(n, len(self.cams))
+        return torch.argsort(torch.rand(steps, len(self.cams), generator=g), dim=1)[:, :n].to(self.mask.device)
+
+
+def _sample_sets(faces: Tensor, weights: Tensor, n: int, sets: int, g: torch.Generator) -> list[tuple[Tensor, Tensor]]:
+    return [_sample_bary(faces, weights, n, g) for _ in range(sets)]
 
 
 def _render_l1(ctx, template: Mesh, x: Tensor, tgt: _Target, idx: Tensor, topo) -> Tensor:
@@ -337,17 +348,19 @@ def global_align(x: Tensor, template: Mesh, tgt: _Target, cfg: RegistrationConfi
     t = (tgt.points.mean(0) - c).detach().clone().requires_grad_(True) if init_rotation is not None else \
         torch.zeros(3, dtype=x.dtype, device=x.device, requires_grad=True)
     opt = torch.optim.Adam([r6, log_s, t], lr=cfg.global_lr)
-    area = face_areas(x, template.faces)
+    n_iters = cfg.global_iters if iters is None else iters
+    samples = _sample_sets(template.faces, face_areas(x, template.faces), cfg.chamfer_points, cfg.sample_sets, g)
+    picks = tgt.picks(n_iters, cfg.global_views, g)
     loss = torch.zeros(())
 
     def moved():
         return (x - c) @ _rot6d(r6).T * log_s.exp() + c + t
 
-    for _ in range(cfg.global_iters if iters is None else iters):
+    for it in range(n_iters):
         y = moved()
-        loss = cfg.w_chamfer * _chamfer(_points(y, _sample_bary(template.faces, area, cfg.chamfer_points, g)), tgt.points)
-        if cfg.w_render > 0 and tgt.views > 0:
-            loss = loss + cfg.w_render * _render_l1(ctx, template, y, tgt, tgt.pick(cfg.global_views, g), topo)
+        loss = cfg.w_chamfer * _chamfer(_points(y, samples[it % len(samples)]), tgt.points)
+        if cfg.w_render > 0:
+            loss = loss + cfg.w_render * _render_l1(ctx, template, y, tgt, picks[it], topo)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -360,15 +373,18 @@ def local_align(x: Tensor, rest: Tensor, scale: float, template: Mesh, tgt: _Tar
     """Per-vertex deformation of x (V, 3) onto the target under large steps; regularised against ``rest`` * scale."""
     u = solver.to_u(x.detach()).clone().requires_grad_(True)
     opt = UniformAdam([u], lr=cfg.local_lr)
-    area = face_areas(rest, template.faces)
-    for _ in range(cfg.local_iters):
+    samples = _sample_sets(template.faces, face_areas(rest, template.faces), cfg.chamfer_points, cfg.sample_sets, g)
+    picks = tgt.picks(cfg.local_iters, cfg.local_views, g)
+    rot = None
+    for it in range(cfg.local_iters):
         y = solver.to_x(u)
-        loss = cfg.w_chamfer * _chamfer(_points(y, _sample_bary(template.faces, area, cfg.chamfer_points, g)),
-                                        tgt.points)
+        loss = cfg.w_chamfer * _chamfer(_points(y, samples[it % len(samples)]), tgt.points)
         if cfg.w_render > 0:
-            loss = loss + cfg.w_render * _render_l1(ctx, template, y, tgt, tgt.pick(cfg.local_views, g), topo)
+            loss = loss + cfg.w_render * _render_l1(ctx, template, y, tgt, picks[it], topo)
         if cfg.w_arap > 0:
-            loss = loss + cfg.w_arap * arap_energy(y, rest, edges, scale)
+            if it % max(1, cfg.arap_refresh) == 0:
+                rot = arap_rotations(y.detach(), rest * scale, edges)
+            loss = loss + cfg.w_arap * arap_energy(y, rest, edges, scale, rot)
         if cfg.w_area > 0:
             loss = loss + cfg.w_area * area_energy(y, rest, template.faces, scale)
         if cfg.w_edge > 0:
@@ -437,7 +453,7 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
     for t in range(1, T):
         t0 = time.perf_counter()
         tgt_mesh = Mesh(norm(meshes[t].vertices).detach(), meshes[t].faces)
-        tgt = _Target(tgt_mesh, cfg, ctx, g, cfg.global_views)
+        tgt = _Target(tgt_mesh, cfg, ctx, g)
         # the regularisers' reference size: the target's surface area against the first frame's, not the product of
         # the pairwise global scales (a walk's best-fit scale wobbles by a few % per pair, and a product drifts)
         sc = float(torch.sqrt(face_areas(tgt_mesh.vertices, tgt_mesh.faces).sum() / area0))
