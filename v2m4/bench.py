@@ -47,6 +47,7 @@ METHODS = {
     "camera": "v2m4.methods.camera",
     "register": "v2m4.methods.register",
     "full": "v2m4.methods.full",
+    "full_genref": "v2m4.methods.full:run_generated_ref",  # the paper's texture supervision alone
 }
 
 # column order of the table; methods may add extras after these
@@ -78,7 +79,8 @@ def load_method(name: str):
     if name not in METHODS:
         raise V2M4Error(f"unknown bench method {name!r}; choose from {', '.join(METHODS)}")
     try:
-        return importlib.import_module(METHODS[name]).run
+        module, _, func = METHODS[name].partition(":")
+        return getattr(importlib.import_module(module), func or "run")
     except ModuleNotFoundError as exc:
         raise V2M4Error(f"bench method {name!r} is not available in this build ({exc.name} is missing)") from None
 

@@ -30,15 +30,18 @@ def sequence_quality(vertices: torch.Tensor, rest: Mesh) -> dict[str, float]:
     return {"edge_change_p99": float(torch.quantile(ch.double().cpu(), 0.99)), "flipped_frac": max(fl)}
 
 
-def run(frames: Frames, generated: list[Mesh], *, preset: str = "fast", ctx: R.RenderContext,
-        generator: torch.Generator | None = None) -> MethodOutput:
+def stages(frames: Frames, generated: list[Mesh], *, preset: str, ctx: R.RenderContext,
+           generator: torch.Generator | None = None):
+    """Camera search + re-pose, then registration: (camera MethodOutput, RegistrationResult, seconds)."""
     cam = camera_method.run(frames, generated, preset=preset, ctx=ctx, generator=generator)
     cfg = registration_config(preset)
     t0 = time.perf_counter()
     res = register_sequence(cam.meshes, cfg, ctx, times=frames.times)
-    secs = time.perf_counter() - t0
+    return cam, res, time.perf_counter() - t0
+
+
+def registration_extras(cam: MethodOutput, res) -> dict[str, float]:
     seq = res.sequence
-    meshes = [seq.mesh(k) for k in range(len(seq))]
     extras = dict(cam.extras)
     extras.update(sequence_quality(seq.vertices, seq.rest))
     if res.chamfer:
@@ -46,5 +49,13 @@ def run(frames: Frames, generated: list[Mesh], *, preset: str = "fast", ctx: R.R
         extras["chamfer_generated_max"] = max(res.chamfer)
         extras["sec_per_pair"] = statistics.mean(res.seconds)
         extras["retried_pairs"] = float(sum(res.retried))
-    return MethodOutput(meshes=meshes, camera=cam.camera, world_from_canonical=cam.world_from_canonical,
-                        extras=extras, stage_seconds={**cam.stage_seconds, "register": secs})
+    return extras
+
+
+def run(frames: Frames, generated: list[Mesh], *, preset: str = "fast", ctx: R.RenderContext,
+        generator: torch.Generator | None = None) -> MethodOutput:
+    cam, res, secs = stages(frames, generated, preset=preset, ctx=ctx, generator=generator)
+    seq = res.sequence
+    return MethodOutput(meshes=[seq.mesh(k) for k in range(len(seq))], camera=cam.camera,
+                        world_from_canonical=cam.world_from_canonical, extras=registration_extras(cam, res),
+                        stage_seconds={**cam.stage_seconds, "register": secs})
