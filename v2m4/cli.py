@@ -51,17 +51,112 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    """For now: the bench harness on the bundled demo item (later: the whole pipeline)."""
-    from .bench import BenchSettings, format_table, run_bench, write_results
+def make_generator(spec: str, n_frames: int):
+    """--generator: synthetic:ITEM_DIR (a bench-format item's ground truth, for tests and demos), meshes:DIR (one
+    mesh per frame from any tool), or trellis (the paper's generator; needs its package and weights)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "synthetic":
+        from .data.bench import load_item
+        from .generators.synthetic import SyntheticGenerator
+        if not arg:
+            raise V2M4Error("--generator synthetic:ITEM_DIR needs the item folder (with meta.json and gt_mesh.npz)")
+        item = load_item(arg)
+        if len(item.frames) != n_frames:
+            raise V2M4Error(f"synthetic item {arg} has {len(item.frames)} frames but the input has {n_frames}")
+        return SyntheticGenerator(item)
+    if kind == "meshes":
+        from .generators.mesh_folder import MeshFolderGenerator
+        if not arg:
+            raise V2M4Error("--generator meshes:DIR needs the folder of per-frame meshes")
+        return MeshFolderGenerator(arg, n_frames)
+    if kind == "trellis":
+        raise V2M4Error("the TRELLIS generator is not in this build yet; use --generator meshes:DIR with meshes "
+                        "made by TRELLIS (or any tool), one per frame")
+    raise V2M4Error(f"unknown generator {spec!r}; choose synthetic:ITEM_DIR, meshes:DIR or trellis")
 
-    demo = REPO / "examples"
-    s = BenchSettings(method=args.method, items=("demo",), bench_dir=str(demo), resolution=128, max_frames=None,
-                      device=args.device, preset="fast")
-    result = run_bench(s)
-    print(format_table(result))
-    js, md = write_results(result, args.out)
-    print(f"wrote {js} and {md}")
+
+def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise V2M4Error(f"output {out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not (force or resume):
+        raise V2M4Error(f"output folder {out} is not empty; add --force to overwrite it or --resume to continue")
+    if force and not resume and out.exists():
+        import shutil
+        for name in ("checkpoints", "animation.glb", "preview.mp4", "report.json"):
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=None, device="cpu",
+                 backend="torch", preset=None, keyframes="auto", resolution=None, resume=False, force=False,
+                 log="bars", preview=True, glb_mode="targets", remove_background=False) -> dict:
+    from .io.frames import read_frames
+    from .pipeline import PipelineConfig, reconstruct, write_outputs
+    from .stages.keyframes import KeyframeConfig
+
+    from .pipeline import check_frames
+
+    preset = preset or ("paper" if device.startswith("cuda") else "fast")
+    if preset.split("-")[0] not in ("fast", "paper", "tiny"):
+        raise V2M4Error(f"unknown preset {preset!r}; choose fast or paper")
+    res = resolution or (512 if preset == "paper" else 256)
+    # every input check comes before the output folder is touched: a mistake leaves nothing behind
+    frames = read_frames(input_path, masks=masks, fps=fps, max_size=res)
+    if remove_background:
+        from .io.background import remove_background as rb
+        frames = rb(frames)
+    check_frames(frames)
+    gen = make_generator(generator_spec, len(frames))
+    kcfg, n_key = KeyframeConfig(), None
+    if keyframes not in ("auto", "fixed", None):
+        if keyframes == "adaptive":
+            kcfg = KeyframeConfig(mode="adaptive")
+        else:
+            try:
+                n_key = int(keyframes)
+            except ValueError:
+                raise V2M4Error(f"--keyframes takes a number, auto or adaptive, not {keyframes!r}") from None
+            if n_key < 1:
+                raise V2M4Error("--keyframes must be at least 1")
+    _prepare_out(out, force=force, resume=resume)
+    cfg = PipelineConfig(preset=preset, keyframes=kcfg, n_keyframes=n_key, device=device, backend=backend,
+                         preview=preview, glb_mode=glb_mode)
+    try:
+        result = reconstruct(frames, gen, cfg, run_dir=out, resume=resume, log=log)
+        return write_outputs(result, frames, out, cfg, log=log)
+    except OSError as exc:
+        raise V2M4Error(f"could not write to {out}: {exc.strerror or exc}") from None
+
+
+def cmd_run(args) -> int:
+    out = Path(args.out)
+    log = "json" if args.json_log else ("quiet" if args.quiet else "bars")
+    report = run_pipeline(args.input, out, args.generator, masks=args.masks, fps=args.fps, device=args.device,
+                          backend=args.backend, preset=args.preset, keyframes=args.keyframes,
+                          resolution=args.resolution, resume=args.resume, force=args.force, log=log,
+                          preview=not args.no_preview, glb_mode="pca" if args.pca else "targets",
+                          remove_background=args.remove_background)
+    if log != "quiet":
+        iv = report["input_view"]
+        print(f"wrote {out / 'animation.glb'} ({report['glb']['bytes'] / 1e6:.1f} MB, {report['glb']['targets']} "
+              f"targets), {out / 'preview.mp4'} and {out / 'report.json'}; input view: mask IoU "
+              f"{iv['mask_iou']:.3f}, PSNR {iv['psnr']:.1f} dB; {sum(report['seconds'].values()):.0f} s")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The whole pipeline on the bundled demo item (24 frames of the Khronos fox, the synthetic generator)."""
+    demo = REPO / "examples" / "demo"
+    out = Path(args.out)
+    report = run_pipeline(demo / "frames", out, f"synthetic:{demo}", device=args.device, force=True,
+                          log="quiet" if args.quiet else "bars")
+    iv = report["input_view"]
+    print(f"demo done in {sum(report['seconds'].values()):.0f} s: {out / 'animation.glb'}, {out / 'preview.mp4'}, "
+          f"{out / 'report.json'} (input view: mask IoU {iv['mask_iou']:.3f}, PSNR {iv['psnr']:.1f} dB)")
     return 0
 
 
@@ -93,17 +188,35 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--meshes", default=None, help="folder with one mesh per frame (the `meshes` generator)")
     i.add_argument("--fps", type=float, default=None)
     i.add_argument("--max-size", type=int, default=None)
-    d = sub.add_parser("demo", help="run on the bundled demo item and say where the outputs are")
-    d.add_argument("--method", default="camera", help="bench method to run on the demo (default: camera)")
+    d = sub.add_parser("demo", help="run the whole pipeline on the bundled demo item and say where the outputs are")
     d.add_argument("--device", default="cpu")
     d.add_argument("--out", default="v2m4-demo")
+    d.add_argument("--quiet", action="store_true")
+    r = sub.add_parser("run", help="video (or frame folder) -> animated GLB, preview and report")
+    r.add_argument("input", help="video file (mp4/webm/gif/...) or folder of frames (RGBA, or RGB with --masks)")
+    r.add_argument("-o", "--out", required=True, help="output folder")
+    r.add_argument("--generator", default="trellis", help="trellis | meshes:DIR | synthetic:ITEM_DIR")
+    r.add_argument("--masks", default=None, help="folder with one mask per frame")
+    r.add_argument("--fps", type=float, default=None)
+    r.add_argument("--device", default="cpu", help="cpu | cuda")
+    r.add_argument("--backend", default="torch", help="torch | nvdiffrast (CUDA, non-commercial licence)")
+    r.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default)")
+    r.add_argument("--keyframes", default="auto", help="auto (paper stride from the fps) | adaptive | N")
+    r.add_argument("--resolution", type=int, default=None, help="working size (frames are downscaled to it)")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    r.add_argument("--force", action="store_true", help="overwrite a non-empty OUT")
+    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--json-log", action="store_true", help="progress as JSON lines (for scripts)")
+    r.add_argument("--no-preview", action="store_true")
+    r.add_argument("--pca", action="store_true", help="compact GLB (PCA morph basis)")
+    r.add_argument("--remove-background", action="store_true", help="cut the object out with rembg (optional extra)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"bench": cmd_bench, "demo": cmd_demo, "inspect": cmd_inspect}[args.cmd](args)
+        return {"bench": cmd_bench, "demo": cmd_demo, "inspect": cmd_inspect, "run": cmd_run}[args.cmd](args)
     except V2M4Error as exc:
         print(f"v2m4: error: {exc}", file=sys.stderr)
         return 2

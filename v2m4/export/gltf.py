@@ -228,6 +228,7 @@ def write_glb(path: str | os.PathLike, anim: Animation, *, mode: str = "targets"
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an exported asset is for sharing
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

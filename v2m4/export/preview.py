@@ -91,6 +91,7 @@ def write_preview(path: str | os.PathLike, anim: Animation, frames: Frames | Non
                         out.mux(packet)
             for packet in stream.encode():
                 out.mux(packet)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a preview is for sharing
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -18,6 +18,9 @@ def camera_config(preset: str) -> CameraSearchConfig:
     """"fast" (CPU) or "paper"; a "-cold" suffix turns the temporal warm start off (every frame searched globally)."""
     base, _, cold = preset.partition("-")
     cfg = CameraSearchConfig.paper() if base == "paper" else CameraSearchConfig.fast()
+    if base == "tiny":  # smoke tests of the whole pipeline: every code path, minimal work
+        cfg = replace(cfg, n_samples=64, n_particles=8, pso_iters=2, refine_iters=5, search_res=32, refine_res=48,
+                      warm_particles=6, warm_iters=1, warm_refine_iters=3)
     return replace(cfg, warm_start=False) if cold == "cold" else cfg
 
 

@@ -19,7 +19,10 @@ from . import register as register_method
 
 
 def texture_config(preset: str) -> TextureConfig:
-    return TextureConfig.paper() if preset.split("-")[0] == "paper" else TextureConfig.fast()
+    base = preset.split("-")[0]
+    if base == "tiny":  # smoke tests of the whole pipeline
+        return replace(TextureConfig.fast(), size=64, iters=5, multi_views=8, render_res=48)
+    return TextureConfig.paper() if base == "paper" else TextureConfig.fast()
 
 
 def texture_stage(frames: Frames, reposed: list[Mesh], rest: Mesh, key_vertices: torch.Tensor, camera: Camera,

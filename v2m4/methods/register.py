@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
@@ -16,7 +17,11 @@ from . import camera as camera_method
 
 
 def registration_config(preset: str) -> RegistrationConfig:
-    return RegistrationConfig.paper() if preset.split("-")[0] == "paper" else RegistrationConfig.fast()
+    base = preset.split("-")[0]
+    if base == "tiny":  # smoke tests of the whole pipeline
+        return replace(RegistrationConfig.fast(), global_iters=4, local_iters=6, render_res=32, view_pool=6,
+                       global_views=2, local_views=2, chamfer_points=200, sample_sets=2)
+    return RegistrationConfig.paper() if base == "paper" else RegistrationConfig.fast()
 
 
 def sequence_quality(vertices: torch.Tensor, rest: Mesh) -> dict[str, float]:

@@ -1,0 +1,143 @@
+"""`v2m4 run`: the whole pipeline from frames to files; bad input gives one line, exit 2 and no output; an
+interrupted run resumes to the same result as an uninterrupted one."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEMO_DIR, bad_frames_input, write_pngs
+from v2m4.export.validate import validator_available
+
+DEMO = DEMO_DIR / "demo"
+
+
+def v2m4(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "v2m4.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def small_demo(tmp_path, n=8):
+    """The first n demo frames at their size, with a matching synthetic item (same frames, same ground truth)."""
+    item = tmp_path / "item"
+    shutil.copytree(DEMO, item)
+    frames = sorted((item / "frames").iterdir())
+    for f in frames[n:]:
+        f.unlink()
+    gt = dict(np.load(item / "gt_mesh.npz"))
+    gt["verts"] = gt["verts"][:n]
+    gt["times"] = gt["times"][:n]
+    np.savez(item / "gt_mesh.npz", **gt)
+    meta = json.loads((item / "meta.json").read_text())
+    meta["n_frames"] = n
+    if "times" in meta:
+        meta["times"] = meta["times"][:n]
+    (item / "meta.json").write_text(json.dumps(meta))
+    return item
+
+
+def run_tiny(item, out, *extra, env=None):
+    return v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--preset", "tiny",
+                "--resolution", "64", "--quiet", *extra, env=env)
+
+
+def test_run_writes_a_valid_asset(tmp_path):
+    item = small_demo(tmp_path)
+    out = tmp_path / "out"
+    r = run_tiny(item, out)
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in out.iterdir()} >= {"animation.glb", "preview.mp4", "report.json", "checkpoints"}
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["keyframes"][0] == 0 and rep["keyframes"][-1] == 7
+    assert 0 < rep["input_view"]["mask_iou"] <= 1
+    if validator_available() is None:
+        assert rep["glb"]["validator"]["errors"] == 0 and rep["glb"]["validator"]["warnings"] == 0
+    # a second run into the same folder is refused, and leaves it as it was
+    before = sorted(p.name for p in out.rglob("*"))
+    r2 = run_tiny(item, out)
+    assert r2.returncode == 2 and "--force" in r2.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
+    item = small_demo(tmp_path)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run_tiny(item, full).returncode == 0
+    r = run_tiny(item, cut, env={"V2M4_TEST_INTERRUPT": "generate:2"})
+    assert r.returncode == 130 and not (cut / "animation.glb").exists()
+    assert len(list((cut / "checkpoints").glob("gen_*.npz"))) == 2
+    r = run_tiny(item, cut, "--resume", env={"V2M4_TEST_INTERRUPT": "register:1"})
+    assert r.returncode == 130 and not (cut / "animation.glb").exists()
+    r = run_tiny(item, cut, "--resume")
+    assert r.returncode == 0, r.stderr
+    a = np.load(full / "checkpoints" / "animation.npz")
+    b = np.load(cut / "checkpoints" / "animation.npz")
+    assert np.allclose(a["anim_vertices"], b["anim_vertices"], atol=1e-5)
+    assert np.allclose(a["mesh_texture"], b["mesh_texture"], atol=1e-5)
+
+
+def _nan_meshes(tmp_path, n):
+    import trimesh
+
+    d = tmp_path / "meshes"
+    d.mkdir()
+    for i in range(n):
+        m = trimesh.creation.icosphere(subdivisions=2)
+        v = m.vertices * (1 + 0.05 * i)
+        if i == 3:
+            v = v.copy()
+            v[0, 0] = np.nan
+        trimesh.Trimesh(v, m.faces, process=False).export(d / f"{i:03d}.ply")
+    return d
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "single", "sizes", "video", "transparent", "no_alpha",
+                                  "mesh_count", "generator", "keyframes"])
+def test_bad_input_one_line_exit_2_no_output(tmp_path, case):
+    gen = f"synthetic:{DEMO}"
+    extra = []
+    if case == "transparent":
+        target = tmp_path / "frames"
+        write_pngs(target, 4, value_step=0)
+    elif case == "no_alpha":
+        target = tmp_path / "frames"
+        write_pngs(target, 4, mode="RGB")
+    elif case == "mesh_count":
+        target = DEMO / "frames"
+        gen = f"meshes:{_nan_meshes(tmp_path, 5)}"
+    elif case == "generator":
+        target = DEMO / "frames"
+        gen = "dreamfusion"
+    elif case == "keyframes":
+        target = DEMO / "frames"
+        extra = ["--keyframes", "many"]
+    else:
+        target = bad_frames_input(tmp_path, case)
+    out = tmp_path / "out"
+    r = v2m4("run", target, "-o", out, "--generator", gen, "--preset", "tiny", *extra)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("v2m4: error:"), r.stderr
+    assert not out.exists()
+
+
+def test_nan_mesh_frame_is_skipped_and_interpolated(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    src = sorted((DEMO / "frames").iterdir())[:7]
+    for f in src:
+        shutil.copy(f, frames / f.name)
+    meshes = _nan_meshes(tmp_path, 7)
+    out = tmp_path / "out"
+    r = v2m4("run", frames, "-o", out, "--generator", f"meshes:{meshes}", "--preset", "tiny", "--resolution", "64",
+             "--keyframes", "7", "--quiet", "--no-preview")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((out / "report.json").read_text())
+    assert 3 not in rep["keyframes"] and any("frame 3" in w for w in rep["warnings"])
+    anim = np.load(out / "checkpoints" / "animation.npz")
+    assert anim["anim_vertices"].shape[0] == 7 and np.isfinite(anim["anim_vertices"]).all()

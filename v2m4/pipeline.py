@@ -1,0 +1,322 @@
+"""The whole pipeline, stage by stage, with checkpoints (the architecture's floor 4).
+
+frames -> keyframes -> generator (per keyframe) -> camera search + re-pose -> registration -> texture ->
+animation (interpolation) -> GLB + preview + report. Each stage writes its output under ``run_dir/checkpoints``
+before the next starts, and generation checkpoints every frame, so ``resume=True`` continues where an interrupted
+run stopped; every stage draws its randomness from its own seed, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from . import render as R
+from .camera import Camera
+from .errors import V2M4Error
+from .stages.keyframes import KeyframeConfig, fixed_keyframes, select_keyframes
+from .types import Animation, Frames, Mesh, Sequence, atomic_save_npz
+
+STAGES = ("keyframes", "generate", "camera", "register", "texture", "export")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    preset: str = "fast"                       # "fast" (CPU) or "paper" (GPU): every stage's preset
+    keyframes: KeyframeConfig = KeyframeConfig()
+    n_keyframes: int | None = None             # a keyframe budget instead of the stride (ours)
+    device: str = "cpu"
+    backend: str = "torch"
+    seed: int = 0
+    preview: bool = True
+    preview_resolution: int = 256
+    preview_normals: bool = False
+    glb_mode: str = "targets"                  # "targets" (one per keyframe) or "pca" (compact)
+
+
+@dataclass
+class RunResult:
+    animation: Animation
+    camera: Camera
+    report: dict = field(default_factory=dict)
+
+
+class _Log:
+    """Progress for people (tqdm bars), or JSON lines for scripts, or nothing."""
+
+    def __init__(self, mode: str = "bars"):
+        self.mode = mode
+
+    def event(self, **kw):
+        if self.mode == "json":
+            print(json.dumps(kw), flush=True)
+        elif self.mode == "bars" and kw.get("message"):
+            print(kw["message"], flush=True)
+
+    def bar(self, total: int, desc: str):
+        if self.mode != "bars":
+            return None
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, unit="frame", leave=False)
+
+
+def _interrupt_hook(stage: str, done: int) -> None:
+    """Test hook: V2M4_TEST_INTERRUPT=stage:n stops the run (as Ctrl-C would) after n units of that stage."""
+    spec = os.environ.get("V2M4_TEST_INTERRUPT", "")
+    if spec and spec.split(":")[0] == stage and done >= int(spec.split(":")[1]):
+        raise KeyboardInterrupt(f"test interrupt after {stage}:{done}")
+
+
+def _valid(mesh: Mesh) -> str | None:
+    if mesh.faces.numel() == 0 or mesh.vertices.shape[0] < 3:
+        return "it has no faces"
+    if not bool(torch.isfinite(mesh.vertices).all()):
+        return "it has non-finite vertices"
+    if float((mesh.vertices.amax(0) - mesh.vertices.amin(0)).norm()) <= 0:
+        return "it is degenerate (all vertices coincide)"
+    return None
+
+
+def check_frames(frames: Frames) -> None:
+    empty = [i for i in range(len(frames)) if float(frames.mask[i].max()) <= 0.5]
+    if len(empty) == len(frames):
+        raise V2M4Error("every frame is fully transparent: there is no object to reconstruct")
+    if empty:
+        shown = ", ".join(map(str, empty[:8])) + (" ..." if len(empty) > 8 else "")
+        raise V2M4Error(f"{len(empty)} frame(s) are fully transparent (frames {shown}); remove them or fix the masks")
+    if float((frames.mask > 0.5).float().mean()) >= 0.999:
+        raise V2M4Error("the frames have no alpha channel or masks: give --masks DIR, or add --remove-background "
+                        "(needs rembg: pip install rembg)")
+
+
+def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(), *,
+                run_dir: str | os.PathLike | None = None, resume: bool = False, log: str = "bars") -> RunResult:
+    """Video frames + a generator -> the animated asset (and, with run_dir, every output file)."""
+    from .methods.camera import camera_config, repose_all
+    from .methods.full import texture_config, texture_stage
+    from .methods.register import registration_config
+    from .stages.animate import make_animation
+    from .stages.camera_search import search_cameras
+    from .stages.registration import register_sequence
+
+    L = _Log(log)
+    check_frames(frames)
+    dev = torch.device(cfg.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise V2M4Error("--device cuda was asked for but torch sees no CUDA GPU")
+    ctx = R.context(cfg.backend, dev)
+    ck = Path(run_dir) / "checkpoints" if run_dir else None
+    if ck:
+        ck.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    warn: list[str] = []
+
+    def have(name):
+        return resume and ck is not None and (ck / name).exists()
+
+    # 1. keyframes
+    t0 = time.perf_counter()
+    if have("keyframes.json"):
+        key = torch.tensor(json.loads((ck / "keyframes.json").read_text())["keyframes"])
+    else:
+        if cfg.n_keyframes:
+            from .stages.keyframes import adaptive_keyframes
+            key = adaptive_keyframes(frames, cfg.n_keyframes) if cfg.keyframes.mode == "adaptive" else \
+                fixed_keyframes(len(frames), max(1, -(-(len(frames) - 1) // max(1, cfg.n_keyframes - 1))))
+        else:
+            key = select_keyframes(frames, cfg.keyframes)
+        if ck:
+            _atomic_text(ck / "keyframes.json", json.dumps({"keyframes": key.tolist()}))
+    seconds["keyframes"] = time.perf_counter() - t0
+    L.event(stage="keyframes", keyframes=key.tolist(), message=f"{len(key)} keyframes of {len(frames)} frames")
+
+    # 2. one generated mesh per keyframe (checkpointed per frame)
+    t0 = time.perf_counter()
+    generated: dict[int, Mesh] = {}
+    bar = L.bar(len(key), "generate")
+    for n, t in enumerate(key.tolist()):
+        f = ck / f"gen_{t:05d}.npz" if ck else None
+        if f is not None and have(f.name):
+            generated[t] = Mesh.load(f)
+        else:
+            try:
+                m = generator.generate(frames.rgba[t], t)
+                why = _valid(m)
+            except V2M4Error as exc:  # a broken mesh file or the like: that frame only
+                m, why = None, str(exc)
+            if why:
+                warn.append(f"frame {t}: generated mesh skipped ({why}); it is interpolated from its neighbours")
+                warnings.warn(warn[-1])
+                m = Mesh(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64))
+            if f is not None:
+                m.save(f)
+            generated[t] = m
+        if bar:
+            bar.update(1)
+        _interrupt_hook("generate", n + 1)
+    if bar:
+        bar.close()
+    key = torch.tensor([t for t in key.tolist() if generated[t].faces.numel() > 0])
+    if len(key) == 0:
+        raise V2M4Error("the generator produced no usable mesh for any keyframe" + (f" ({warn[0]})" if warn else ""))
+    meshes = [generated[t].to(dev) for t in key.tolist()]
+    kframes = frames.select(key)
+    seconds["generate"] = time.perf_counter() - t0
+
+    # 3. camera search and re-pose
+    t0 = time.perf_counter()
+    if have("camera.npz"):
+        d = _load(ck / "camera.npz")
+        cams = Camera(d["K"].to(dev), d["cam_from_world"].to(dev), tuple(int(x) for x in d["resolution"]))
+        scales = d["scales"]
+    else:
+        ccfg = camera_config(cfg.preset)
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        L.event(stage="camera", message="camera search")
+        found = search_cameras(meshes, kframes, ccfg, ctx, generator=g)
+        cams = found.cameras
+        from .stages.camera_search import consistent_scales
+        scales = consistent_scales(meshes) if ccfg.consistent_scale else torch.ones(len(meshes), dtype=torch.float64)
+        if ck:
+            atomic_save_npz(ck / "camera.npz", K=cams.K, cam_from_world=cams.cam_from_world,
+                            resolution=torch.tensor(cams.resolution), scales=scales)
+    _interrupt_hook("camera", 1)
+    from .stages.camera_search import repose
+    world_from_cam = cams.world_from_cam[0]
+    reposed = [repose(m, cams.cam_from_world[k], world_from_cam, scale=float(scales[k]))[0]
+               for k, m in enumerate(meshes)]
+    video_cam = cams[0]
+    seconds["camera"] = time.perf_counter() - t0
+
+    # 4. registration
+    t0 = time.perf_counter()
+    if have("registration.npz"):
+        seq = Sequence.load(ck / "registration.npz")
+        seq = Sequence(seq.rest.to(dev), seq.vertices.to(dev), seq.times)
+        reg_extra = json.loads((ck / "registration.json").read_text())
+    else:
+        L.event(stage="register", message="registration")
+        rcfg = replace(registration_config(cfg.preset), seed=cfg.seed + 2)
+        bar = L.bar(len(reposed) - 1, "register")
+        res = register_sequence(reposed, rcfg, ctx, times=frames.times[key],
+                                progress=(lambda d, tot: bar.update(1)) if bar else None)
+        if bar:
+            bar.close()
+        seq = res.sequence
+        reg_extra = {"chamfer": res.chamfer, "flipped": res.flipped, "retried": res.retried, "seconds": res.seconds}
+        if ck:
+            seq.save(ck / "registration.npz")
+            _atomic_text(ck / "registration.json", json.dumps(reg_extra))
+    _interrupt_hook("register", 1)
+    seconds["register"] = time.perf_counter() - t0
+
+    # 5. texture
+    t0 = time.perf_counter()
+    if have("texture.npz"):
+        d = _load(ck / "texture.npz")
+        textured = Mesh.from_arrays({k: v.numpy() for k, v in d.items()}, "tex_").to(dev)
+        vmap = d["vmap"].to(dev)
+        unreached = d["unreached"].bool()
+    else:
+        L.event(stage="texture", message="texture")
+        tcfg = texture_config(cfg.preset)
+        g = torch.Generator().manual_seed(cfg.seed + 3)
+        tex = texture_stage(kframes, reposed, seq.rest, seq.vertices, video_cam, tcfg, ctx, g)
+        textured, vmap, unreached = tex.mesh, tex.vmap, tex.unreached
+        if ck:
+            atomic_save_npz(ck / "texture.npz", **textured.arrays("tex_"), vmap=vmap, unreached=unreached)
+    seconds["texture"] = time.perf_counter() - t0
+
+    # 6. animation
+    anim = make_animation(textured, seq.vertices.to(textured.vertices)[:, vmap], key, len(frames), frames.fps)
+    report = {"frames": len(frames), "fps": frames.fps, "keyframes": key.tolist(), "seconds": seconds,
+              "warnings": warn, "registration": reg_extra, "config": _jsonable(asdict(cfg))}
+    report["input_view"] = input_view_metrics(anim, frames, video_cam, ctx)
+    from .stages.texture import ring_views, unreached_fraction
+    report["unreached_frac"] = unreached_fraction(textured, unreached, ring_views(textured, 8, 256), ctx)
+    return RunResult(animation=anim, camera=video_cam, report=report)
+
+
+def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16) -> dict:
+    """Median mask IoU, masked PSNR and SSIM of every frame of the animation against the input, from its camera."""
+    import statistics
+
+    from .metrics.image import mask_iou, masked_psnr, ssim
+    ious, psnrs, ssims = [], [], []
+    with torch.no_grad():
+        for s in range(0, len(anim), chunk):
+            v = anim.vertices[s: s + chunk].to(anim.mesh.vertices)
+            n = v.shape[0]
+            cams = Camera(camera.K.expand(n, 3, 3), camera.cam_from_world.expand(n, 4, 4), camera.resolution)
+            r = R.render(ctx, anim.mesh, cams, channels=("rgb", "mask"), vertices=v)
+            ref = frames.rgba[s: s + n].to(v.device)
+            ious += mask_iou(r["mask"], ref[..., 3]).tolist()
+            psnrs += masked_psnr(r["rgb"], ref[..., :3], ref[..., 3]).tolist()
+            union = torch.maximum(r["mask"], ref[..., 3])
+            ssims += ssim(r["rgb"] * r["mask"][..., None], ref[..., :3] * ref[..., 3:], union).tolist()
+    return {"mask_iou": statistics.median(ious), "psnr": statistics.median(psnrs), "ssim": statistics.median(ssims)}
+
+
+def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike, cfg: PipelineConfig, *,
+                  log: str = "bars") -> dict:
+    """animation.glb, preview.mp4 and report.json in out_dir (each written atomically)."""
+    from .export.gltf import write_glb
+    from .export.preview import write_preview
+    from .export.validate import validate_glb, validator_available
+
+    out = Path(out_dir)
+    t0 = time.perf_counter()
+    stats = write_glb(out / "animation.glb", result.animation, mode=cfg.glb_mode)
+    result.animation.save(out / "checkpoints" / "animation.npz")
+    report = dict(result.report)
+    report["glb"] = stats
+    if validator_available() is None:
+        v = validate_glb(out / "animation.glb")
+        report["glb"]["validator"] = {k: v[k] for k in ("errors", "warnings", "infos", "hints")}
+    if cfg.preview:
+        ctx = R.context(cfg.backend, cfg.device)
+        write_preview(out / "preview.mp4", result.animation, frames, result.camera, ctx=ctx,
+                      resolution=cfg.preview_resolution, normals=cfg.preview_normals)
+    report["seconds"]["export"] = time.perf_counter() - t0
+    report["versions"] = versions()
+    _atomic_text(out / "report.json", json.dumps(_jsonable(report), indent=1))
+    return report
+
+
+def versions() -> dict:
+    import numpy
+
+    from . import __version__
+    return {"v2m4": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version(), "machine": platform.machine()}
+
+
+def _load(path) -> dict:
+    import numpy as np
+    with np.load(path, allow_pickle=False) as d:
+        return {k: torch.as_tensor(d[k]) for k in d.files}
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, float) and x != x:
+        return None
+    return x
