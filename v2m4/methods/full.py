@@ -57,9 +57,45 @@ def run(frames: Frames, generated: list[Mesh], *, preset: str = "fast", ctx: R.R
     extras = register_method.registration_extras(cam, res)
     extras["unreached_frac"] = unreached_fraction(textured, tex.unreached, ring_views(textured, 8, 256), ctx)
     extras["texture_size"] = float(cfg.size)
+    extras.update(export_checks(textured, [m.vertices for m in meshes], frames))
     extras["video_supervision"] = float(cfg.video_supervision)
     return MethodOutput(meshes=meshes, camera=cam.camera, world_from_canonical=cam.world_from_canonical,
                         extras=extras, stage_seconds={**cam.stage_seconds, "register": reg_secs, "texture": secs})
+
+
+def export_checks(mesh: Mesh, vertices: list[torch.Tensor], frames: Frames) -> dict[str, float]:
+    """Write the output as a GLB (one target per frame, and the PCA mode), validate both with the Khronos validator
+    when it is installed, and read them back with the independent reader: the export columns of the bench."""
+    import tempfile
+
+    import numpy as np
+
+    from ..export.gltf import write_glb
+    from ..export.readback import GlbAnimation
+    from ..export.validate import validate_glb, validator_available
+    from ..types import Animation
+
+    v = torch.stack([x.detach().cpu() for x in vertices])
+    anim = Animation(mesh.to("cpu"), v, frames.times.float().cpu(), torch.arange(len(v)))
+    out: dict[str, float] = {}
+    diag = float((v.amax((0, 1)) - v.amin((0, 1))).norm())
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode, key in (("targets", "glb_bytes"), ("pca", "glb_bytes_pca")):
+            path = f"{tmp}/{mode}.glb"
+            stats = write_glb(path, anim, mode=mode)
+            out[key] = float(stats["bytes"])
+            if validator_available() is None:
+                r = validate_glb(path)
+                out[f"validator_errors{'_pca' if mode == 'pca' else ''}"] = float(r["errors"])
+                out[f"validator_warnings{'_pca' if mode == 'pca' else ''}"] = float(r["warnings"])
+            if mode == "targets":
+                g = GlbAnimation(path)
+                err = max(float(np.abs(g.positions(float(anim.times[k])) - v[k].double().numpy()).max())
+                          for k in range(len(v)))
+                out["roundtrip_err"] = err / diag
+            else:
+                out["pca_targets"] = float(stats["targets"])
+    return out
 
 
 def run_generated_ref(frames, generated, *, preset="fast", ctx, generator=None) -> MethodOutput:

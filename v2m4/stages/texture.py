@@ -54,7 +54,7 @@ class TextureConfig:
     @staticmethod
     def fast() -> "TextureConfig":
         """CPU preset: smaller texture and views, fewer steps (the bake starts from a splat, so few suffice)."""
-        return TextureConfig(size=256, iters=150, multi_views=64, render_res=128)
+        return TextureConfig(size=256, iters=150, multi_views=64, render_res=256)
 
 
 @dataclass
