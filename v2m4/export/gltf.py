@@ -69,9 +69,9 @@ def _normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals; vertices on no face get +Y (the validator requires unit length)."""
     t = v[f]
     fn = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
+    idx = f.astype(np.int64)
+    n = np.stack([sum(np.bincount(idx[:, k], weights=fn[:, c], minlength=len(v)) for k in range(3))
+                  for c in range(3)], -1)
     length = np.linalg.norm(n, axis=-1, keepdims=True)
     out = np.where(length > 1e-20, n / np.maximum(length, 1e-30), np.array([0.0, 1.0, 0.0]))
     return out.astype(np.float32)
