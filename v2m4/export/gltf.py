@@ -31,7 +31,7 @@ from ..errors import V2M4Error
 from ..types import Animation
 
 ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
-FLOAT, UNSIGNED_INT = 5126, 5125
+FLOAT, UNSIGNED_INT, UNSIGNED_SHORT = 5126, 5125, 5123
 
 
 class _Buffers:
@@ -53,8 +53,8 @@ class _Buffers:
         return len(self.views) - 1
 
     def accessor(self, array: np.ndarray, kind: str, *, target: int | None = ARRAY_BUFFER, minmax: bool = False) -> int:
-        comp = UNSIGNED_INT if array.dtype == np.uint32 else FLOAT
-        a = np.ascontiguousarray(array, dtype=np.uint32 if comp == UNSIGNED_INT else np.float32)
+        comp = {np.dtype(np.uint32): UNSIGNED_INT, np.dtype(np.uint16): UNSIGNED_SHORT}.get(array.dtype, FLOAT)
+        a = np.ascontiguousarray(array, dtype={UNSIGNED_INT: np.uint32, UNSIGNED_SHORT: np.uint16, FLOAT: np.float32}[comp])
         acc = {"bufferView": self.view(a.tobytes(), target), "componentType": comp,
                "count": int(a.shape[0]), "type": kind}
         if minmax:
@@ -212,6 +212,11 @@ def write_glb(path: str | os.PathLike, anim: Animation, *, mode: str = "targets"
         gltf["animations"] = [{"name": f"{name}_animation",
                                "samplers": [{"input": t_acc, "output": w_acc, "interpolation": "LINEAR"}],
                                "channels": [{"sampler": 0, "target": {"node": 0, "path": "weights"}}]}]
+    stats["bytes"] = _write(path, gltf, b)
+    return stats
+
+
+def _write(path, gltf: dict, b: _Buffers) -> int:
     gltf["accessors"] = b.accessors
     gltf["bufferViews"] = b.views
     while len(b.blob) % 4:
@@ -233,5 +238,55 @@ def write_glb(path: str | os.PathLike, anim: Animation, *, mode: str = "targets"
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    stats["bytes"] = len(data)
-    return stats
+    return len(data)
+
+
+def write_skinned_glb(path: str | os.PathLike, mesh, skin: dict, times, *, name: str = "v2m4") -> dict:
+    """Experimental skinned GLB: ``skin`` from ``v2m4.export.skinning.to_gltf`` (identity inverse bind matrices,
+    joints at the origin in the bind pose, so each joint's animated TRS is its bone transform), one joint node per
+    bone under one armature node, translation + rotation channels sampled at ``times`` (T,) seconds."""
+    rest = mesh.vertices.detach().cpu().double().numpy()
+    faces = mesh.faces.detach().cpu().numpy().astype(np.uint32)
+    times = np.asarray(times, dtype=np.float64)
+    times = (times - times[0]).astype(np.float32)
+    B = skin["translations"].shape[1]
+    b = _Buffers()
+    attrs = {"POSITION": b.accessor(rest, "VEC3", minmax=True), "NORMAL": b.accessor(_normals(rest, faces), "VEC3"),
+             "JOINTS_0": b.accessor(skin["joints"].astype(np.uint16), "VEC4"),
+             "WEIGHTS_0": b.accessor(skin["weights"].astype(np.float32), "VEC4")}
+    material = {"name": f"{name}_material", "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
+                "doubleSided": True}
+    gltf: dict = {"asset": {"version": "2.0", "generator": "v2m4"}, "scene": 0}
+    if mesh.uv is not None and mesh.texture is not None:
+        attrs["TEXCOORD_0"] = b.accessor(mesh.uv.detach().cpu().numpy(), "VEC2")
+        gltf["images"] = [{"name": f"{name}_basecolor", "mimeType": "image/png",
+                           "bufferView": b.view(_png(mesh.texture.detach().cpu().numpy()))}]
+        gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9729, "wrapS": 33071, "wrapT": 33071}]
+        gltf["textures"] = [{"sampler": 0, "source": 0}]
+        material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
+    elif mesh.vertex_colors is not None:
+        attrs["COLOR_0"] = b.accessor(_srgb_to_linear(mesh.vertex_colors.detach().cpu().numpy()), "VEC3")
+    prim = {"attributes": attrs, "indices": b.accessor(faces.reshape(-1), "SCALAR", target=ELEMENT_ARRAY_BUFFER),
+            "material": 0, "mode": 4}
+    tr, rot = skin["translations"], skin["rotations"]
+    joints = [{"name": f"bone_{j:02d}", "translation": [float(x) for x in tr[0, j]],
+               "rotation": [float(x) for x in rot[0, j]]} for j in range(B)]
+    gltf["nodes"] = [{"name": name, "mesh": 0, "skin": 0}, {"name": f"{name}_armature",
+                                                            "children": list(range(2, 2 + B))}] + joints
+    gltf["scenes"] = [{"name": name, "nodes": [0, 1]}]
+    ibm = np.tile(np.eye(4, dtype=np.float32).reshape(1, 16), (B, 1))
+    gltf["skins"] = [{"name": f"{name}_skin", "joints": list(range(2, 2 + B)), "skeleton": 1,
+                      "inverseBindMatrices": b.accessor(ibm, "MAT4", target=None)}]
+    gltf["materials"] = [material]
+    gltf["meshes"] = [{"name": name, "primitives": [prim]}]
+    if len(times) > 1:
+        t_acc = b.accessor(times, "SCALAR", target=None, minmax=True)
+        samplers, channels = [], []
+        for j in range(B):
+            for path_, data, kind in (("translation", tr[:, j], "VEC3"), ("rotation", rot[:, j], "VEC4")):
+                samplers.append({"input": t_acc, "output": b.accessor(data, kind, target=None),
+                                 "interpolation": "LINEAR"})
+                channels.append({"sampler": len(samplers) - 1, "target": {"node": 2 + j, "path": path_}})
+        gltf["animations"] = [{"name": f"{name}_skinned", "samplers": samplers, "channels": channels}]
+    gltf["buffers"] = []
+    return {"bytes": _write(path, gltf, b), "bones": B}
