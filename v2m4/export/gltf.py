@@ -137,8 +137,8 @@ def _check(anim: Animation) -> None:
     k = anim.keyframes
     if k.numel() == 0 or int(k.min()) < 0 or int(k.max()) >= len(anim) or bool((k[1:] <= k[:-1]).any()):
         raise V2M4Error(f"keyframes must be strictly increasing indices into the {len(anim)} frames")
-    if bool((anim.times[1:] < anim.times[:-1]).any()):
-        raise V2M4Error("animation times must not decrease")
+    if bool((anim.times[1:] <= anim.times[:-1]).any()):
+        raise V2M4Error("animation times must increase strictly (glTF samplers require it)")
 
 
 def write_glb(path: str | os.PathLike, anim: Animation, *, mode: str = "targets", pca_tol: float = 1e-3,
@@ -248,6 +248,8 @@ def write_skinned_glb(path: str | os.PathLike, mesh, skin: dict, times, *, name:
     rest = mesh.vertices.detach().cpu().double().numpy()
     faces = mesh.faces.detach().cpu().numpy().astype(np.uint32)
     times = np.asarray(times, dtype=np.float64)
+    if len(times) > 1 and bool((np.diff(times) <= 0).any()):
+        raise V2M4Error("animation times must increase strictly (glTF samplers require it)")
     times = (times - times[0]).astype(np.float32)
     B = skin["translations"].shape[1]
     b = _Buffers()
