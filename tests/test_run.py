@@ -141,3 +141,19 @@ def test_nan_mesh_frame_is_skipped_and_interpolated(tmp_path):
     assert 3 not in rep["keyframes"] and any("frame 3" in w for w in rep["warnings"])
     anim = np.load(out / "checkpoints" / "animation.npz")
     assert anim["anim_vertices"].shape[0] == 7 and np.isfinite(anim["anim_vertices"]).all()
+
+
+def test_run_reports_the_bench_figures_of_method_full(tmp_path):
+    """`v2m4 run --generator synthetic:ITEM` and `v2m4 bench --method full` are one code path: same figures."""
+    from v2m4.bench import BenchSettings, bench_item
+
+    item = small_demo(tmp_path, n=6)
+    fps = json.loads((item / "meta.json").read_text())["fps"]
+    out = tmp_path / "out"
+    r = run_tiny(item, out, "--keyframes", "3", "--fps", fps, "--no-preview")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((out / "report.json").read_text())["bench"]
+    row = bench_item(str(item), BenchSettings(method="full", resolution=64, max_frames=3, preset="tiny"))
+    quality = [k for k in row if not k.startswith(("sec_", "gen_sec"))]
+    assert {"psnr", "fscore2_once", "rot_err_med_deg", "flipped_frac", "unreached_frac", "psnr_all"} <= set(quality)
+    assert {k: rep[k] for k in quality} == {k: row[k] for k in quality}

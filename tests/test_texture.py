@@ -65,3 +65,40 @@ def test_fill_reaches_every_texel_from_its_neighbours():
     known[4:8, 4:8] = True
     out = fill_unreached(tex, known)
     assert torch.allclose(out, torch.tensor([0.2, 0.4, 0.6]).expand(16, 16, 3), atol=1e-6)
+
+
+def test_colour_transfer_recovers_an_affine_colour_map():
+    from v2m4.stages.texture import apply_colour_transfer, colour_transfer
+
+    g = torch.Generator().manual_seed(0)
+    src = torch.rand(2, 16, 16, 4, generator=g) * 0.6 + 0.2
+    src[..., 3] = 1.0
+    a = torch.tensor([[0.9, 0.1, 0.0, 0.05], [0.0, 0.8, 0.1, -0.02], [0.05, 0.0, 0.7, 0.1]])
+    tgt = apply_colour_transfer(src, a)
+    fit = colour_transfer(src, tgt, ridge=1e-6)
+    assert torch.allclose(fit, a, atol=1e-3)
+    # no shared coverage: the identity
+    empty = tgt.clone()
+    empty[..., 3] = 0
+    assert torch.equal(colour_transfer(src, empty), torch.eye(3, 4))
+
+
+def test_video_decides_what_it_saw_and_generated_views_fill_the_rest():
+    """With video supervision, generated views that disagree with the video (a colour drift) cannot pull the texels
+    the video saw; without it (the paper's weighting) they do."""
+    m, _ = sphere_with_known_colour()
+    drifted = Mesh(m.vertices, m.faces, vertex_colors=(m.vertex_colors * 0.6 + 0.3))
+    g = torch.Generator().manual_seed(0)
+    multi = random_views(m, 24, 96, g)
+    targets = appearance_renders([drifted], multi, CTX)
+    ref_cam = random_views(m, 1, 96, torch.Generator().manual_seed(3))
+    video = appearance_renders([m], ref_cam, CTX)
+    psnr = {}
+    for vs in (True, False):
+        cfg = replace(TextureConfig.fast(), size=128, iters=100, multi_views=24, render_res=96, video_supervision=vs)
+        atlas, vmap = uv_atlas(m, size=cfg.size, padding=cfg.padding)
+        res = bake_texture(atlas, vmap, m.vertices[None], ref_cam, video, multi, targets, cfg, CTX)
+        got = R.render(CTX, res.mesh, ref_cam, channels=("rgb", "mask"))
+        inner = (video[..., 3] > 0.99) & (got["mask"] > 0.99)
+        psnr[vs] = float(masked_psnr(got["rgb"], video[..., :3], inner.float()))
+    assert psnr[True] >= 28 and psnr[True] > psnr[False] + 5, psnr

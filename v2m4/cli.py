@@ -51,7 +51,7 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def make_generator(spec: str, n_frames: int):
+def make_generator(spec: str, n_frames: int, *, seed: int = 0):
     """--generator: synthetic:ITEM_DIR (a bench-format item's ground truth, for tests and demos), meshes:DIR (one
     mesh per frame from any tool), or trellis (the paper's generator; needs its package and weights)."""
     kind, _, arg = spec.partition(":")
@@ -63,7 +63,7 @@ def make_generator(spec: str, n_frames: int):
         item = load_item(arg)
         if len(item.frames) != n_frames:
             raise V2M4Error(f"synthetic item {arg} has {len(item.frames)} frames but the input has {n_frames}")
-        return SyntheticGenerator(item)
+        return SyntheticGenerator(item, seed=seed)
     if kind == "meshes":
         from .generators.mesh_folder import MeshFolderGenerator
         if not arg:
@@ -93,7 +93,10 @@ def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
 
 def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=None, device="cpu",
                  backend="torch", preset=None, keyframes="auto", resolution=None, resume=False, force=False,
-                 log="bars", preview=True, glb_mode="targets", remove_background=False) -> dict:
+                 log="bars", preview=True, glb_mode="targets", remove_background=False, seed=0, n_points=5000,
+                 video_supervision=None) -> dict:
+    """`v2m4 run`: read, check, reconstruct, write. With the synthetic generator the report also holds the bench's
+    figures against its ground truth (``report["bench"]``, the same function as `v2m4 bench --method full`)."""
     from .io.frames import read_frames
     from .pipeline import PipelineConfig, reconstruct, write_outputs
     from .stages.keyframes import KeyframeConfig
@@ -110,9 +113,11 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
         from .io.background import remove_background as rb
         frames = rb(frames)
     check_frames(frames)
-    gen = make_generator(generator_spec, len(frames))
+    gen = make_generator(generator_spec, len(frames), seed=seed)
     kcfg, n_key = KeyframeConfig(), None
-    if keyframes not in ("auto", "fixed", None):
+    if keyframes == "all":
+        kcfg = KeyframeConfig(stride=1)
+    elif keyframes not in ("auto", "fixed", None):
         if keyframes == "adaptive":
             kcfg = KeyframeConfig(mode="adaptive")
         else:
@@ -124,9 +129,12 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
                 raise V2M4Error("--keyframes must be at least 1")
     _prepare_out(out, force=force, resume=resume)
     cfg = PipelineConfig(preset=preset, keyframes=kcfg, n_keyframes=n_key, device=device, backend=backend,
-                         preview=preview, glb_mode=glb_mode)
+                         preview=preview, glb_mode=glb_mode, seed=seed, video_supervision=video_supervision)
     try:
         result = reconstruct(frames, gen, cfg, run_dir=out, resume=resume, log=log)
+        if generator_spec.startswith("synthetic:"):
+            from .bench import score_run
+            result.report["bench"] = score_run(gen.item, frames, result, gen, n_points=n_points, seed=seed)
         return write_outputs(result, frames, out, cfg, log=log)
     except OSError as exc:
         raise V2M4Error(f"could not write to {out}: {exc.strerror or exc}") from None
@@ -139,7 +147,7 @@ def cmd_run(args) -> int:
                           backend=args.backend, preset=args.preset, keyframes=args.keyframes,
                           resolution=args.resolution, resume=args.resume, force=args.force, log=log,
                           preview=not args.no_preview, glb_mode="pca" if args.pca else "targets",
-                          remove_background=args.remove_background)
+                          remove_background=args.remove_background, seed=args.seed)
     if log != "quiet":
         iv = report["input_view"]
         print(f"wrote {out / 'animation.glb'} ({report['glb']['bytes'] / 1e6:.1f} MB, {report['glb']['targets']} "
@@ -201,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu | cuda")
     r.add_argument("--backend", default="torch", help="torch | nvdiffrast (CUDA, non-commercial licence)")
     r.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default)")
-    r.add_argument("--keyframes", default="auto", help="auto (paper stride from the fps) | adaptive | N")
+    r.add_argument("--keyframes", default="auto", help="auto (paper stride from the fps) | adaptive | N | all")
+    r.add_argument("--seed", type=int, default=0)
     r.add_argument("--resolution", type=int, default=None, help="working size (frames are downscaled to it)")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
     r.add_argument("--force", action="store_true", help="overwrite a non-empty OUT")

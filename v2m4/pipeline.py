@@ -21,7 +21,7 @@ import torch
 from . import render as R
 from .camera import Camera
 from .errors import V2M4Error
-from .stages.keyframes import KeyframeConfig, fixed_keyframes, select_keyframes
+from .stages.keyframes import KeyframeConfig, budget_keyframes, select_keyframes
 from .types import Animation, Frames, Mesh, Sequence, atomic_save_npz
 
 STAGES = ("keyframes", "generate", "camera", "register", "texture", "export")
@@ -39,13 +39,20 @@ class PipelineConfig:
     preview_resolution: int = 256
     preview_normals: bool = False
     glb_mode: str = "targets"                  # "targets" (one per keyframe) or "pca" (compact)
+    video_supervision: bool | None = None      # texture supervision override (None: the preset's)
 
 
 @dataclass
 class RunResult:
+    """animation: every input frame; camera: the video camera; world_from_canonical (K, 4, 4): the similarity
+    that re-posed each keyframe's generated mesh (for pose scoring); extras: the stages' own figures (the bench's
+    method columns); report: what report.json records."""
+
     animation: Animation
     camera: Camera
     report: dict = field(default_factory=dict)
+    world_from_canonical: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
 
 
 class _Log:
@@ -129,7 +136,7 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
         if cfg.n_keyframes:
             from .stages.keyframes import adaptive_keyframes
             key = adaptive_keyframes(frames, cfg.n_keyframes) if cfg.keyframes.mode == "adaptive" else \
-                fixed_keyframes(len(frames), max(1, -(-(len(frames) - 1) // max(1, cfg.n_keyframes - 1))))
+                budget_keyframes(len(frames), cfg.n_keyframes)
         else:
             key = select_keyframes(frames, cfg.keyframes)
         if ck:
@@ -176,6 +183,8 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
         d = _load(ck / "camera.npz")
         cams = Camera(d["K"].to(dev), d["cam_from_world"].to(dev), tuple(int(x) for x in d["resolution"]))
         scales = d["scales"]
+        glob = d.get("global_search", torch.zeros(len(meshes))).bool()
+        search_sec = d.get("search_seconds", torch.zeros(0))
     else:
         ccfg = camera_config(cfg.preset)
         g = torch.Generator().manual_seed(cfg.seed + 1)
@@ -184,16 +193,24 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
         cams = found.cameras
         from .stages.camera_search import consistent_scales
         scales = consistent_scales(meshes) if ccfg.consistent_scale else torch.ones(len(meshes), dtype=torch.float64)
+        glob, search_sec = found.global_search.cpu().bool(), torch.tensor(found.seconds, dtype=torch.float64)
         if ck:
             atomic_save_npz(ck / "camera.npz", K=cams.K, cam_from_world=cams.cam_from_world,
-                            resolution=torch.tensor(cams.resolution), scales=scales)
+                            resolution=torch.tensor(cams.resolution), scales=scales, global_search=glob,
+                            search_seconds=search_sec)
     _interrupt_hook("camera", 1)
     from .stages.camera_search import repose
     world_from_cam = cams.world_from_cam[0]
-    reposed = [repose(m, cams.cam_from_world[k], world_from_cam, scale=float(scales[k]))[0]
-               for k, m in enumerate(meshes)]
+    posed = [repose(m, cams.cam_from_world[k], world_from_cam, scale=float(scales[k])) for k, m in enumerate(meshes)]
+    reposed = [m for m, _ in posed]
+    world_from_canonical = torch.stack([M for _, M in posed]).cpu()
     video_cam = cams[0]
     seconds["camera"] = time.perf_counter() - t0
+    extras = {"global_search_frac": float(glob.float().mean())}
+    if bool(glob.any()) and len(search_sec) == len(glob):
+        extras["sec_global_frame"] = float(search_sec[glob].mean())
+    if bool((~glob).any()) and len(search_sec) == len(glob):
+        extras["sec_warm_frame"] = float(search_sec[~glob].mean())
 
     # 4. registration
     t0 = time.perf_counter()
@@ -216,6 +233,14 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
             _atomic_text(ck / "registration.json", json.dumps(reg_extra))
     _interrupt_hook("register", 1)
     seconds["register"] = time.perf_counter() - t0
+    from .methods.register import sequence_quality
+    extras.update(sequence_quality(seq.vertices, seq.rest))
+    if reg_extra["chamfer"]:
+        import statistics
+        extras.update(chamfer_generated=statistics.median(reg_extra["chamfer"]),
+                      chamfer_generated_max=max(reg_extra["chamfer"]),
+                      sec_per_pair=statistics.mean(reg_extra["seconds"]),
+                      retried_pairs=float(sum(reg_extra["retried"])))
 
     # 5. texture
     t0 = time.perf_counter()
@@ -227,6 +252,8 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     else:
         L.event(stage="texture", message="texture")
         tcfg = texture_config(cfg.preset)
+        if cfg.video_supervision is not None:
+            tcfg = replace(tcfg, video_supervision=cfg.video_supervision)
         g = torch.Generator().manual_seed(cfg.seed + 3)
         tex = texture_stage(kframes, reposed, seq.rest, seq.vertices, video_cam, tcfg, ctx, g)
         textured, vmap, unreached = tex.mesh, tex.vmap, tex.unreached
@@ -241,7 +268,12 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     report["input_view"] = input_view_metrics(anim, frames, video_cam, ctx)
     from .stages.texture import ring_views, unreached_fraction
     report["unreached_frac"] = unreached_fraction(textured, unreached, ring_views(textured, 8, 256), ctx)
-    return RunResult(animation=anim, camera=video_cam, report=report)
+    vs = texture_config(cfg.preset).video_supervision if cfg.video_supervision is None else cfg.video_supervision
+    extras.update(unreached_frac=report["unreached_frac"], texture_size=float(textured.texture.shape[0]),
+                  video_supervision=float(vs))
+    report["stage_figures"] = dict(extras)
+    return RunResult(animation=anim, camera=video_cam, report=report, world_from_canonical=world_from_canonical,
+                     extras=extras)
 
 
 def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16) -> dict:

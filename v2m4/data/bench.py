@@ -66,14 +66,8 @@ def _read_rgba(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     except Exception:  # PIL raises many types for a broken file
         raise V2M4Error(f"cannot read image {path}") from None
     if size is not None and im.size != (size[1], size[0]):
-        # premultiply before resampling so that transparent pixels' colour does not bleed into the edge
-        a = np.asarray(im, dtype=np.float32) / 255
-        a[..., :3] *= a[..., 3:]
-        chans = [Image.fromarray(a[..., c]).resize((size[1], size[0]), Image.Resampling.BOX) for c in range(4)]
-        out = np.stack([np.asarray(c) for c in chans], -1)
-        out[..., :3] /= np.maximum(out[..., 3:], 1e-6)
-        out[..., :3] *= out[..., 3:] > 0
-        return out.clip(0, 1)
+        from ..io.frames import resize_rgba
+        return resize_rgba(np.asarray(im, dtype=np.float32) / 255, size)
     return np.asarray(im, dtype=np.float32) / 255
 
 

@@ -1,6 +1,7 @@
-"""Bench method ``full``: camera search and re-pose (Sec. 4.1), registration (Sec. 4.3) and one shared texture
-(Sec. 4.4). ``run_generated_ref`` is the paper's texture supervision alone (every reference view from the
-generated appearance), for the comparison that sets ``TextureConfig.video_supervision``'s default."""
+"""The texture stage as the pipeline runs it (Sec. 4.4) and the export checks of the bench's ``full`` method.
+
+The bench's ``full`` method is the whole pipeline (``v2m4.pipeline.reconstruct`` through ``v2m4 run``'s own
+function, see ``v2m4.bench.PIPELINE_METHODS``), so its figures are the ones a user's run reports."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 
 from .. import render as R
 from ..camera import Camera
-from ..stages.texture import (TextureConfig, appearance_renders, bake_texture, random_views, ring_views,
-                              unreached_fraction, uv_atlas)
+from ..stages.texture import (TextureConfig, appearance_renders, apply_colour_transfer, bake_texture,
+                              colour_transfer, random_views, ring_views, unreached_fraction, uv_atlas)
 from ..errors import V2M4Error
 from ..types import Frames, Mesh
 from . import MethodOutput
@@ -33,39 +34,17 @@ def texture_stage(frames: Frames, reposed: list[Mesh], rest: Mesh, key_vertices:
     rest: the registered rest mesh; key_vertices (K, V, 3); camera: the video camera (1 view)."""
     atlas, vmap = uv_atlas(rest, size=cfg.size, padding=cfg.padding)
     K = key_vertices.shape[0]
-    if cfg.video_supervision:
-        ref = frames.rgba.to(rest.vertices.device)
-    else:
-        cams = Camera(camera.K.expand(K, 3, 3), camera.cam_from_world.expand(K, 4, 4), camera.resolution)
-        ref = appearance_renders(reposed, cams, ctx)
+    cams = Camera(camera.K.expand(K, 3, 3), camera.cam_from_world.expand(K, 4, 4), camera.resolution)
+    generated_ref = appearance_renders(reposed, cams, ctx)
     multi = random_views(reposed[0], cfg.multi_views, cfg.render_res, generator, fov_deg=cfg.fov_deg)
     targets = appearance_renders([reposed[0]], multi, ctx)
+    if cfg.video_supervision:
+        ref = frames.rgba.to(rest.vertices.device)
+        # the generated appearance mapped into the video's colours where both see the object (texture.py)
+        targets = apply_colour_transfer(targets, colour_transfer(generated_ref[:1], ref[:1].to(generated_ref)))
+    else:
+        ref = generated_ref
     return bake_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx)
-
-
-def run(frames: Frames, generated: list[Mesh], *, preset: str = "fast", ctx: R.RenderContext,
-        generator: torch.Generator | None = None, video_supervision: bool | None = None) -> MethodOutput:
-    g = generator or torch.Generator().manual_seed(0)
-    cam, res, reg_secs = register_method.stages(frames, generated, preset=preset, ctx=ctx, generator=g)
-    cfg = texture_config(preset)
-    if video_supervision is not None:
-        cfg = replace(cfg, video_supervision=video_supervision)
-    seq = res.sequence
-    t0 = time.perf_counter()
-    tex = texture_stage(frames, cam.meshes, seq.rest, seq.vertices, cam.camera, cfg, ctx, g)
-    secs = time.perf_counter() - t0
-    textured = tex.mesh
-    meshes = [textured.with_vertices(seq.vertices[k].to(textured.vertices)[tex.vmap]) for k in range(len(seq))]
-    extras = register_method.registration_extras(cam, res)
-    extras["unreached_frac"] = unreached_fraction(textured, tex.unreached, ring_views(textured, 8, 256), ctx)
-    extras["texture_size"] = float(cfg.size)
-    try:
-        extras.update(export_checks(textured, [m.vertices for m in meshes], frames))
-    except (ImportError, V2M4Error) as exc:  # the reconstruction's figures stand without the export's
-        warnings.warn(f"export checks skipped: {exc}")
-    extras["video_supervision"] = float(cfg.video_supervision)
-    return MethodOutput(meshes=meshes, camera=cam.camera, world_from_canonical=cam.world_from_canonical,
-                        extras=extras, stage_seconds={**cam.stage_seconds, "register": reg_secs, "texture": secs})
 
 
 def export_checks(mesh: Mesh, vertices: list[torch.Tensor], frames: Frames) -> dict[str, float]:
@@ -101,7 +80,3 @@ def export_checks(mesh: Mesh, vertices: list[torch.Tensor], frames: Frames) -> d
             else:
                 out["pca_targets"] = float(stats["targets"])
     return out
-
-
-def run_generated_ref(frames, generated, *, preset="fast", ctx, generator=None) -> MethodOutput:
-    return run(frames, generated, preset=preset, ctx=ctx, generator=generator, video_supervision=False)

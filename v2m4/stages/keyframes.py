@@ -39,6 +39,20 @@ def fixed_keyframes(n_frames: int, stride: int) -> Tensor:
     return torch.tensor(k, dtype=torch.int64)
 
 
+def budget_keyframes(n_frames: int, budget: int) -> Tensor:
+    """``budget`` keyframes evenly spread over the clip, first and last included (the bench's frame selection, so
+    a run with ``--keyframes N`` reconstructs exactly the frames ``v2m4 bench --max-frames N`` scores)."""
+    if n_frames < 1:
+        raise V2M4Error("no frames to pick keyframes from")
+    if budget < 1:
+        raise V2M4Error(f"keyframe budget must be >= 1, got {budget}")
+    if budget >= n_frames:
+        return torch.arange(n_frames)
+    if budget == 1:
+        return torch.zeros(1, dtype=torch.int64)
+    return torch.tensor(sorted({round(i * (n_frames - 1) / (budget - 1)) for i in range(budget)}), dtype=torch.int64)
+
+
 def frame_motion(frames: Frames) -> Tensor:
     """(T - 1,) motion between consecutive frames: 1 - IoU of the masks plus the mean colour change inside them."""
     m = frames.mask.float()

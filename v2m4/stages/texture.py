@@ -13,7 +13,12 @@ uv convention: uv (0, 0) is the top-left texel of ``texture`` (H, W, 3), v grows
 texel row v * H), which is glTF's convention, so the atlas and the texture export as they are.
 
 Beyond the paper (``TextureConfig.video_supervision``): the reference views are supervised with the input frames
-themselves (where their alpha covers), the most faithful source for everything the camera saw.
+themselves (where their alpha covers), the most faithful source for everything the camera saw. Then (a) only
+fills what the video never saw: a multi-view pixel is weighted by the share of its bilinear taps on texels no
+video pixel reached, so a generated appearance that differs from the video (a learned generator's colour drift,
+our synthetic generator's colour jitter, the video's shading) cannot pull the seen texels away from the video;
+and (a)'s targets are first mapped into the video's colours by an affine colour transform fitted where both see
+the object (``colour_transfer``), so the unseen side matches the seen side instead of showing a seam.
 """
 
 from __future__ import annotations
@@ -49,7 +54,10 @@ class TextureConfig:
 
     @staticmethod
     def paper() -> "TextureConfig":
-        return TextureConfig(video_supervision=False)
+        """The paper's numbers. The supervision source stays the video: the paper's reference views come from the
+        generator's appearance after its Sec. 4.2 refinement, which matches the video; without that refinement
+        (it needs TRELLIS) the generated appearance drifts from the video (bench ``full_genref``)."""
+        return TextureConfig()
 
     @staticmethod
     def fast() -> "TextureConfig":
@@ -133,6 +141,26 @@ def appearance_renders(meshes: list[Mesh], cameras: Camera, ctx: R.RenderContext
                 r = R.render(ctx, m, cameras[k], channels=("rgb", "mask"))
                 out.append(torch.cat([r["rgb"], r["mask"][..., None]], -1))
     return torch.cat(out)
+
+
+def colour_transfer(source: Tensor, target: Tensor, *, ridge: float = 1e-2) -> Tensor:
+    """(3, 4) affine colour map A with target.rgb ≈ A @ [source.rgb, 1], fitted by ridge-regularised least squares
+    (towards the identity) over the pixels both RGBA stacks (N, H, W, 4) cover. Identity when they share none."""
+    sel = (source[..., 3] > 0.5) & (target[..., 3] > 0.5)
+    eye = torch.eye(3, 4, dtype=torch.float64, device=source.device)
+    if int(sel.sum()) < 16:
+        return eye.to(source.dtype)
+    x = torch.cat([source[..., :3][sel], torch.ones_like(source[..., :1][sel])], -1).double()
+    y = target[..., :3][sel].double()
+    n = x.shape[0]
+    lhs = x.T @ x / n + ridge * torch.eye(4, dtype=torch.float64, device=x.device)
+    rhs = x.T @ y / n + ridge * eye.T
+    return torch.linalg.solve(lhs, rhs).T.to(source.dtype)
+
+
+def apply_colour_transfer(images: Tensor, a: Tensor) -> Tensor:
+    rgb = (images[..., :3] @ a[:, :3].T + a[:, 3]).clamp(0, 1)
+    return torch.cat([rgb, images[..., 3:]], -1)
 
 
 def _supervised_pixels(ctx, mesh: Mesh, vertices: Tensor, cameras: Camera, targets: Tensor, weight: float,
@@ -261,6 +289,11 @@ def bake_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Cam
     if uv.shape[0] == 0:
         raise V2M4Error("no pixel of any view covers the object; cannot bake a texture")
     S = cfg.size
+    if cfg.video_supervision and uv_r.shape[0] and uv_m.shape[0]:
+        # the video decides what it saw; the multi-view targets fill only the rest (module docstring)
+        seen = _reached(uv_r, f_r, S).to(uv_m.dtype)
+        w_m = w_m * (1 - _bilinear(seen[..., None].expand(-1, -1, 3), uv_m)[:, 0]).clamp(0, 1)
+        w = torch.cat([w_r, w_m])
     reached = _reached(uv, torch.cat([f_r, f_m]), S)
     init, landed = _splat_init(uv, col, w, S)
     tex = fill_unreached(init, landed).requires_grad_(True)
