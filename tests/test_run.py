@@ -49,9 +49,11 @@ def run_tiny(item, out, *extra, env=None):
 def test_run_writes_a_valid_asset(tmp_path):
     item = small_demo(tmp_path)
     out = tmp_path / "out"
-    r = run_tiny(item, out)
+    r = run_tiny(item, out, "--also", "ply,usd")
     assert r.returncode == 0, r.stderr
-    assert {p.name for p in out.iterdir()} >= {"animation.glb", "preview.mp4", "report.json", "checkpoints"}
+    assert {p.name for p in out.iterdir()} >= {"animation.glb", "preview.mp4", "report.json", "checkpoints",
+                                                "meshes_ply", "animation.usda"}
+    assert len(list((out / "meshes_ply").glob("*.ply"))) == 8
     rep = json.loads((out / "report.json").read_text())
     assert rep["keyframes"][0] == 0 and rep["keyframes"][-1] == 7
     assert 0 < rep["input_view"]["mask_iou"] <= 1

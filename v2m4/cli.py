@@ -82,7 +82,8 @@ def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
         raise V2M4Error(f"output folder {out} is not empty; add --force to overwrite it or --resume to continue")
     if force and not resume and out.exists():
         import shutil
-        for name in ("checkpoints", "animation.glb", "preview.mp4", "report.json"):
+        for name in ("checkpoints", "animation.glb", "preview.mp4", "report.json", "meshes_obj", "meshes_ply",
+                     "animation.usda", "animation_texture.png"):
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -94,7 +95,7 @@ def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
 def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=None, device="cpu",
                  backend="torch", preset=None, keyframes="auto", resolution=None, resume=False, force=False,
                  log="bars", preview=True, glb_mode="targets", remove_background=False, seed=0, n_points=5000,
-                 video_supervision=None) -> dict:
+                 video_supervision=None, also=()) -> dict:
     """`v2m4 run`: read, check, reconstruct, write. With the synthetic generator the report also holds the bench's
     figures against its ground truth (``report["bench"]``, the same function as `v2m4 bench --method full`)."""
     from .io.frames import read_frames
@@ -127,9 +128,19 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
                 raise V2M4Error(f"--keyframes takes a number, auto or adaptive, not {keyframes!r}") from None
             if n_key < 1:
                 raise V2M4Error("--keyframes must be at least 1")
+    also = tuple(a for a in also if a)
+    bad = [a for a in also if a not in ("obj", "ply", "usd")]
+    if bad:
+        raise V2M4Error(f"--also takes obj, ply and usd, not {', '.join(bad)}")
+    if "usd" in also:
+        try:
+            import pxr  # noqa: F401
+        except ImportError:
+            raise V2M4Error("--also usd needs usd-core: pip install usd-core") from None
     _prepare_out(out, force=force, resume=resume)
     cfg = PipelineConfig(preset=preset, keyframes=kcfg, n_keyframes=n_key, device=device, backend=backend,
-                         preview=preview, glb_mode=glb_mode, seed=seed, video_supervision=video_supervision)
+                         preview=preview, glb_mode=glb_mode, seed=seed, video_supervision=video_supervision,
+                         extra_exports=also)
     try:
         result = reconstruct(frames, gen, cfg, run_dir=out, resume=resume, log=log)
         if generator_spec.startswith("synthetic:"):
@@ -147,7 +158,8 @@ def cmd_run(args) -> int:
                           backend=args.backend, preset=args.preset, keyframes=args.keyframes,
                           resolution=args.resolution, resume=args.resume, force=args.force, log=log,
                           preview=not args.no_preview, glb_mode="pca" if args.pca else "targets",
-                          remove_background=args.remove_background, seed=args.seed)
+                          remove_background=args.remove_background, seed=args.seed,
+                          also=tuple(args.also.split(",")) if args.also else ())
     if log != "quiet":
         iv = report["input_view"]
         print(f"wrote {out / 'animation.glb'} ({report['glb']['bytes'] / 1e6:.1f} MB, {report['glb']['targets']} "
@@ -211,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default)")
     r.add_argument("--keyframes", default="auto", help="auto (paper stride from the fps) | adaptive | N | all")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--also", default="", help="more exports, comma-separated: obj, ply (a mesh per frame), usd")
     r.add_argument("--resolution", type=int, default=None, help="working size (frames are downscaled to it)")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
     r.add_argument("--force", action="store_true", help="overwrite a non-empty OUT")

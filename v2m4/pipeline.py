@@ -40,6 +40,7 @@ class PipelineConfig:
     preview_normals: bool = False
     glb_mode: str = "targets"                  # "targets" (one per keyframe) or "pca" (compact)
     video_supervision: bool | None = None      # texture supervision override (None: the preset's)
+    extra_exports: tuple[str, ...] = ()        # any of "obj", "ply" (a file per frame), "usd"
 
 
 @dataclass
@@ -316,6 +317,17 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
         ctx = R.context(cfg.backend, cfg.device)
         write_preview(out / "preview.mp4", result.animation, frames, result.camera, ctx=ctx,
                       resolution=cfg.preview_resolution, normals=cfg.preview_normals)
+    for fmt in cfg.extra_exports:
+        if fmt in ("obj", "ply"):
+            from .export.meshes import write_mesh_folder
+            report.setdefault("exports", {})[fmt] = str(len(write_mesh_folder(out / f"meshes_{fmt}", result.animation,
+                                                                               fmt=fmt))) + " files"
+        elif fmt == "usd":
+            from .export.usd import write_usd
+            report.setdefault("exports", {})["usd"] = write_usd(out / "animation.usda", result.animation,
+                                                                 fps=frames.fps)
+        else:
+            raise V2M4Error(f"unknown export {fmt!r}; choose obj, ply or usd")
     report["seconds"]["export"] = time.perf_counter() - t0
     report["versions"] = versions()
     _atomic_text(out / "report.json", json.dumps(_jsonable(report), indent=1))
