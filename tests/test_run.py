@@ -159,3 +159,15 @@ def test_run_reports_the_bench_figures_of_method_full(tmp_path):
     quality = [k for k in row if not k.startswith(("sec_", "gen_sec"))]
     assert {"psnr", "fscore2_once", "rot_err_med_deg", "flipped_frac", "unreached_frac", "psnr_all"} <= set(quality)
     assert {k: rep[k] for k in quality} == {k: row[k] for k in quality}
+
+
+def test_run_without_weights_uses_the_weight_free_path_and_says_so_once(tmp_path):
+    item = small_demo(tmp_path, n=4)
+    out = tmp_path / "out"
+    r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--preset", "tiny",
+             "--resolution", "48", "--no-preview", env={"V2M4_WEIGHTS": str(tmp_path / "no-weights")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("learned parts unavailable") == 1, r.stdout
+    learned = json.loads((out / "report.json").read_text())["learned"]
+    assert learned["scorer"] == "silhouette-colour" and learned["stereo"] is None
+    assert any(n.startswith("DreamSim") for n in learned["unavailable"])

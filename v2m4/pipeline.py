@@ -41,6 +41,11 @@ class PipelineConfig:
     glb_mode: str = "targets"                  # "targets" (one per keyframe) or "pca" (compact)
     video_supervision: bool | None = None      # texture supervision override (None: the preset's)
     extra_exports: tuple[str, ...] = ()        # any of "obj", "ply" (a file per frame), "usd"
+    scorer: str = "auto"                       # Sec. 4.1: "auto" (DreamSim when its weights are here, else the
+                                               # weight-free scorer), "dreamsim", "lpips", "silhouette-colour"
+    weights: str | None = None                 # folder of the scorer's weights (default: its standard cache)
+    stereo: str = "auto"                       # Alg. 1 stereo prior: "auto" (DUSt3R when importable), "off", or
+                                               # the path of a DUSt3R checkout
 
 
 @dataclass
@@ -180,6 +185,7 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
 
     # 3. camera search and re-pose
     t0 = time.perf_counter()
+    learned = None
     if have("camera.npz"):
         d = _load(ck / "camera.npz")
         cams = Camera(d["K"].to(dev), d["cam_from_world"].to(dev), tuple(int(x) for x in d["resolution"]))
@@ -189,8 +195,17 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     else:
         ccfg = camera_config(cfg.preset)
         g = torch.Generator().manual_seed(cfg.seed + 1)
-        L.event(stage="camera", message="camera search")
-        found = search_cameras(meshes, kframes, ccfg, ctx, generator=g)
+        scorer, stereo, learned = _learned_parts(cfg, dev)
+        if learned["unavailable"]:
+            L.event(stage="camera", message="learned parts unavailable, using the weight-free path: "
+                    + "; ".join(learned["unavailable"]))
+        L.event(stage="camera", message=f"camera search (scorer: {learned['scorer']})")
+        found = search_cameras(meshes, kframes, ccfg, ctx, generator=g, scorer=scorer, stereo=stereo)
+        del scorer, stereo  # each model lives for its stage only
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        if ck:
+            _atomic_text(ck / "learned.json", json.dumps(learned))
         cams = found.cameras
         from .stages.camera_search import consistent_scales
         scales = consistent_scales(meshes) if ccfg.consistent_scale else torch.ones(len(meshes), dtype=torch.float64)
@@ -264,7 +279,10 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
 
     # 6. animation
     anim = make_animation(textured, seq.vertices.to(textured.vertices)[:, vmap], key, len(frames), frames.fps)
+    if learned is None and ck is not None and (ck / "learned.json").exists():  # resumed after the camera stage
+        learned = json.loads((ck / "learned.json").read_text())
     report = {"frames": len(frames), "fps": frames.fps, "keyframes": key.tolist(), "seconds": seconds,
+              "learned": learned,
               "warnings": warn, "registration": reg_extra, "config": _jsonable(asdict(cfg))}
     report["input_view"] = input_view_metrics(anim, frames, video_cam, ctx)
     from .stages.texture import ring_views, unreached_fraction
@@ -275,6 +293,29 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     report["stage_figures"] = dict(extras)
     return RunResult(animation=anim, camera=video_cam, report=report, world_from_canonical=world_from_canonical,
                      extras=extras)
+
+
+def _learned_parts(cfg: PipelineConfig, dev) -> tuple[object, object, dict]:
+    """The camera search's scorer and stereo prior as configured, and what was used / unavailable (for the log,
+    once, and the report)."""
+    from .learned import LearnedUnavailable, resolve_scorer
+    scorer, notes = resolve_scorer(cfg.scorer, dev, weights=cfg.weights)
+    stereo = None
+    if cfg.stereo != "off":
+        import importlib.util
+        from .learned.pointmap import load_dust3r
+        from .stages.stereo_prior import StereoPrior
+        checkout = None if cfg.stereo == "auto" else cfg.stereo
+        if checkout is None and importlib.util.find_spec("dust3r") is None:
+            notes.append("DUSt3R stereo prior: dust3r is not importable (give --stereo PATH of a DUSt3R checkout)")
+        else:
+            try:
+                stereo = StereoPrior(load_dust3r(dev, checkout=checkout))
+            except LearnedUnavailable as exc:
+                if checkout is not None:
+                    raise
+                notes.append(f"DUSt3R stereo prior: {exc}")
+    return scorer, stereo, {"scorer": scorer.name, "stereo": "dust3r" if stereo else None, "unavailable": notes}
 
 
 def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16) -> dict:

@@ -1,0 +1,218 @@
+"""Learned adapters (issue #10) against tiny randomly initialised networks with the libraries' interfaces, or a
+fake at the library boundary where the library cannot be built without its weights (DreamSim, DUSt3R) or cannot
+be imported on this machine: batching, device placement and the weight-missing messages."""
+
+import sys
+import types
+
+import pytest
+import torch
+
+from v2m4.learned import LearnedUnavailable, resolve_scorer
+from v2m4.learned.clip import CLIPSimilarity, load_clip
+from v2m4.learned.dreamsim import DreamSimScorer, load_dreamsim
+from v2m4.learned.lpips import LPIPSScorer, load_lpips
+from v2m4.learned.pointmap import Dust3rPointMaps, load_dust3r
+
+
+class TinyEmbed(torch.nn.Module):
+    """DreamSim's interface: model(a, b) -> (B,) distance (1 - cosine of embeddings)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 5, stride=4)
+        self.calls = []
+
+    def embed(self, x):
+        return torch.nn.functional.normalize(self.conv(x).mean((2, 3)), dim=-1)
+
+    def forward(self, a, b):
+        assert a.shape == b.shape and a.shape[1:] == (3, 224, 224)
+        self.calls.append(a.shape[0])
+        return 1 - (self.embed(a) * self.embed(b)).sum(-1)
+
+
+def renders(n=5, res=32):
+    g = torch.Generator().manual_seed(1)
+    rgb = torch.rand(n, res, res, 3, generator=g)
+    mask = (torch.rand(n, res, res, generator=g) > 0.5).float()
+    frame = torch.cat([torch.rand(res, res, 3, generator=g), torch.ones(res, res, 1)], -1)
+    return rgb, mask, frame
+
+
+def test_dreamsim_scorer_batches_and_adds_the_mask_term():
+    net = TinyEmbed()
+    rgb, mask, frame = renders()
+    small = DreamSimScorer(net, batch=2)(rgb, mask, frame)
+    assert net.calls == [2, 2, 1]
+    whole = DreamSimScorer(net, batch=64)(rgb, mask, frame)
+    assert torch.allclose(small, whole, atol=1e-6) and small.shape == (5,)
+    # the same render scored against itself: only the mask term is left
+    same = torch.cat([rgb[0], mask[0, ..., None]], -1)
+    s = DreamSimScorer(net, mask_weight=0.1)(rgb[:1], mask[:1], same)
+    assert float(s.detach()) == pytest.approx(0.0, abs=1e-5)
+    assert DreamSimScorer(net, mask_weight=0.1)(rgb[:1], 1 - mask[:1], same) > s + 0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU for the device-placement case")
+def test_dreamsim_scorer_runs_the_model_on_its_device():
+    net = TinyEmbed().cuda()
+    rgb, mask, frame = renders()
+    assert DreamSimScorer(net)(rgb, mask, frame).device.type == "cpu"
+    assert DreamSimScorer(net)(rgb.cuda(), mask.cuda(), frame.cuda()).device.type == "cuda"
+
+
+def test_dreamsim_loader_names_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dreamsim", None)  # not installed
+    with pytest.raises(LearnedUnavailable, match="pip install dreamsim"):
+        load_dreamsim(cache_dir=str(tmp_path))
+    fake = types.ModuleType("dreamsim")
+    seen = {}
+
+    def dreamsim(pretrained, device, cache_dir, dreamsim_type):
+        seen.update(device=device, cache_dir=cache_dir, type=dreamsim_type)
+        return TinyEmbed(), None
+
+    fake.dreamsim = dreamsim
+    monkeypatch.setitem(sys.modules, "dreamsim", fake)
+    with pytest.raises(LearnedUnavailable, match="ensemble_lora/adapter_config.json"):
+        load_dreamsim(cache_dir=str(tmp_path))
+    for f in ("ensemble_lora/adapter_config.json", "dino_vitb16_pretrain.pth", "clip_vitb16_pretrain.pth.tar",
+              "open_clip_vitb16_pretrain.pth.tar"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("x")
+    scorer = load_dreamsim("cpu", cache_dir=str(tmp_path))
+    assert seen == {"device": "cpu", "cache_dir": str(tmp_path), "type": "ensemble"}
+    rgb, mask, frame = renders(3)
+    assert scorer(rgb, mask, frame).shape == (3,)
+
+
+def test_auto_scorer_falls_back_to_the_weight_free_one_with_a_note(monkeypatch, tmp_path):
+    monkeypatch.setenv("V2M4_WEIGHTS", str(tmp_path))
+    scorer, notes = resolve_scorer("auto")
+    assert scorer.name == "silhouette-colour"
+    assert len(notes) == 1 and notes[0].startswith("DreamSim:")
+    with pytest.raises(LearnedUnavailable):
+        resolve_scorer("dreamsim")
+
+
+class FakeLPIPS(torch.nn.Module):
+    """lpips.LPIPS's structure where load_lpips touches it: net.slice1..5 holding vgg.features layers by index."""
+
+    def __init__(self, net="vgg", pretrained=True, pnet_rand=False, verbose=True):
+        super().__init__()
+        assert net == "vgg" and pnet_rand
+        self.net = torch.nn.Module()
+        idx = 0
+        for k in range(1, 6):
+            sl = torch.nn.Sequential()
+            sl.add_module(str(idx), torch.nn.Conv2d(3 if idx == 0 else 4, 4, 3, padding=1))
+            sl.add_module(str(idx + 1), torch.nn.ReLU())
+            idx += 2
+            setattr(self.net, f"slice{k}", sl)
+
+    def forward(self, a, b):
+        assert float(a.min()) >= -1 and float(a.max()) <= 1
+        fa, fb = a, b
+        d = 0
+        for k in range(1, 6):
+            sl = getattr(self.net, f"slice{k}")
+            fa, fb = sl(fa), sl(fb)
+            d = d + ((fa - fb) ** 2).mean((1, 2, 3))
+        return d.view(-1, 1, 1, 1)
+
+
+def test_lpips_loader_loads_the_vgg_file_into_the_slices(tmp_path, monkeypatch):
+    fake = types.ModuleType("lpips")
+    fake.LPIPS = FakeLPIPS
+    monkeypatch.setitem(sys.modules, "lpips", fake)
+    with pytest.raises(LearnedUnavailable, match="does not exist"):
+        load_lpips(weights=str(tmp_path / "nope.pth"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(LearnedUnavailable, match="vgg16-397923af.pth"):
+        load_lpips()
+    ref = FakeLPIPS(pnet_rand=True)
+    state = {f"features.{k}": v for s in range(1, 6) for k, v in getattr(ref.net, f"slice{s}").state_dict().items()}
+    torch.save(state, tmp_path / "vgg.pth")
+    scorer = load_lpips(weights=str(tmp_path / "vgg.pth"), batch=2)
+    for s in range(1, 6):
+        for k, v in getattr(scorer.net.net, f"slice{s}").state_dict().items():
+            assert torch.equal(v, getattr(ref.net, f"slice{s}").state_dict()[k])
+    rgb, mask, frame = renders()
+    d = scorer(rgb, mask, frame)
+    assert d.shape == (5,) and torch.allclose(d, LPIPSScorer(scorer.net, batch=64)(rgb, mask, frame))
+    assert float(scorer.distance(rgb[:2], rgb[:2]).abs().max()) == 0
+
+
+class TinyCLIP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 16, 7, stride=7)
+
+    def encode_image(self, x):
+        assert x.shape[1:] == (3, 224, 224)
+        return self.conv(x).mean((2, 3))
+
+
+def test_clip_similarity_and_its_missing_weights_message(monkeypatch):
+    fake = types.ModuleType("open_clip")
+
+    def create_model(name, pretrained, device, cache_dir):
+        if pretrained == "laion2b_s39b_b160k":
+            raise RuntimeError("offline")
+        return TinyCLIP().to(device)
+
+    fake.create_model = create_model
+    monkeypatch.setitem(sys.modules, "open_clip", fake)
+    with pytest.raises(LearnedUnavailable, match="ViT-bigG-14"):
+        load_clip()
+    clip = load_clip(checkpoint="/some/file.pt", batch=2)
+    a = torch.rand(5, 40, 40, 3)
+    s = clip.similarity(a, a)
+    assert s.shape == (5,) and torch.allclose(s, torch.ones(5), atol=1e-5)
+    assert float(clip.similarity(a, 1 - a).mean()) < 0.999
+    assert torch.allclose(CLIPSimilarity(clip.model, batch=64).embed(a), clip.embed(a), atol=1e-6)
+
+
+class FakeDust3r(torch.nn.Module):
+    """DUSt3R's pair interface; points are known: the frame at depth 2 (pair scale s_i = 1 + i/10), render i at
+    depth 2 + i, in the frame's camera."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.batches = []
+
+    def forward(self, v1, v2):
+        b, _, S, _ = v1["img"].shape
+        self.batches.append(b)
+        idx = torch.tensor(v2["idx"], dtype=torch.float32)
+        scale = (1 + idx / 10).view(-1, 1, 1, 1)
+        base = torch.ones(b, S, S, 3)
+        p1 = {"pts3d": base * torch.tensor([0.0, 0.0, 2.0]) * scale, "conf": torch.ones(b, S, S)}
+        p2 = {"pts3d_in_other_view": base * torch.stack([torch.zeros_like(idx), torch.zeros_like(idx), 2 + idx], -1)
+              .view(-1, 1, 1, 3) * scale, "conf": torch.full((b, S, S), 2.0)}
+        return p1, p2
+
+
+def test_dust3r_point_maps_put_every_image_in_the_frames_camera():
+    model = FakeDust3r()
+    pm = Dust3rPointMaps(model, size=16, batch=2)
+    pts, conf = pm(torch.rand(5, 24, 24, 3))
+    assert model.batches == [2, 2]
+    assert pts.shape == (5, 24, 24, 3) and conf.shape == (5, 24, 24)
+    # pair scales are matched to the first pair's (s_1 = 1.1): the frame at depth 2 * 1.1, render i at (2 + i) * 1.1
+    assert torch.allclose(pts[0, ..., 2], torch.full((24, 24), 2.2), atol=1e-5)
+    for i in range(1, 5):
+        assert torch.allclose(pts[i, ..., 2], torch.full((24, 24), (2 + i) * 1.1), atol=1e-4)
+
+
+def test_dust3r_loader_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "dust3r", None)
+    monkeypatch.setitem(sys.modules, "dust3r.model", None)
+    with pytest.raises(LearnedUnavailable, match="github.com/naver/dust3r"):
+        load_dust3r()
+    with pytest.raises(LearnedUnavailable, match="has no dust3r/ package folder"):
+        load_dust3r(checkout=str(tmp_path))
