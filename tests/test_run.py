@@ -99,7 +99,7 @@ def _nan_meshes(tmp_path, n):
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "single", "sizes", "video", "transparent", "no_alpha",
-                                  "mesh_count", "generator", "keyframes"])
+                                  "mesh_count", "generator", "keyframes", "scorer_weights", "stereo_path"])
 def test_bad_input_one_line_exit_2_no_output(tmp_path, case):
     gen = f"synthetic:{DEMO}"
     extra = []
@@ -118,6 +118,12 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, case):
     elif case == "keyframes":
         target = DEMO / "frames"
         extra = ["--keyframes", "many"]
+    elif case == "scorer_weights":  # a learned scorer asked for by name, without its package or weights
+        target = DEMO / "frames"
+        extra = ["--scorer", "dreamsim", "--weights", str(tmp_path / "none")]
+    elif case == "stereo_path":
+        target = DEMO / "frames"
+        extra = ["--stereo", str(tmp_path)]
     else:
         target = bad_frames_input(tmp_path, case)
     out = tmp_path / "out"

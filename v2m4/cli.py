@@ -137,6 +137,10 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
             import pxr  # noqa: F401
         except ImportError:
             raise V2M4Error("--also usd needs usd-core: pip install usd-core") from None
+    from .learned import check_scorer
+    check_scorer(scorer, weights=weights)
+    if stereo not in ("auto", "off") and not (Path(stereo) / "dust3r").is_dir():
+        raise V2M4Error(f"--stereo {stereo}: not a DUSt3R checkout (no dust3r/ folder in it)")
     _prepare_out(out, force=force, resume=resume)
     cfg = PipelineConfig(preset=preset, keyframes=kcfg, n_keyframes=n_key, device=device, backend=backend,
                          preview=preview, glb_mode=glb_mode, seed=seed, video_supervision=video_supervision,

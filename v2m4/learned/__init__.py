@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .common import LearnedUnavailable, weights_root
 
-__all__ = ["LearnedUnavailable", "weights_root", "load_scorer", "resolve_scorer"]
+__all__ = ["LearnedUnavailable", "weights_root", "check_scorer", "load_scorer", "resolve_scorer"]
 
 SCORERS = ("silhouette-colour", "dreamsim", "lpips", "auto")
 
@@ -29,6 +29,26 @@ def load_scorer(name: str, device="cpu", *, weights: str | None = None, batch: i
         from .lpips import load_lpips
         return load_lpips(device, weights=weights, batch=batch)
     raise V2M4Error(f"unknown scorer {name!r}; choose {', '.join(SCORERS)}")
+
+
+def check_scorer(name: str, *, weights: str | None = None) -> None:
+    """Raise now (LearnedUnavailable / V2M4Error) what ``load_scorer`` would raise later, without building the
+    model: a run checks this before it writes anything."""
+    from ..errors import V2M4Error
+    if name in ("auto", "silhouette-colour"):
+        return
+    if name == "dreamsim":
+        from .dreamsim import missing_files
+        from .common import require
+        require("dreamsim", "dreamsim")
+        missing_files(weights)
+    elif name == "lpips":
+        from .common import require
+        from .lpips import vgg_weights
+        require("lpips", "lpips")
+        vgg_weights(weights)
+    else:
+        raise V2M4Error(f"unknown scorer {name!r}; choose {', '.join(SCORERS)}")
 
 
 def resolve_scorer(name: str, device="cpu", *, weights: str | None = None) -> tuple[object, list[str]]:

@@ -45,16 +45,22 @@ class DreamSimScorer:
         return d + self.mask_weight * mask_mse
 
 
-def load_dreamsim(device="cpu", *, cache_dir: str | None = None, dreamsim_type: str = "ensemble",
-                  batch: int = 64) -> DreamSimScorer:
+def missing_files(cache_dir: str | None = None, dreamsim_type: str = "ensemble") -> Path:
+    """The weights folder, or LearnedUnavailable naming the files it lacks and how to fetch them."""
     folder = Path(cache_dir) if cache_dir else weights_root() / "dreamsim"
     if dreamsim_type not in _FILES:
         raise LearnedUnavailable(f"DreamSim type {dreamsim_type!r} unknown here; choose {', '.join(_FILES)}")
-    ds = require("dreamsim", "dreamsim")
     missing = [f for f in _FILES[dreamsim_type] if not (folder / f).exists()]
     if missing:
         raise LearnedUnavailable(
             f"DreamSim weights not found in {folder} (missing {', '.join(missing)}); fetch them once where there "
             f"is internet: python -c \"from dreamsim import dreamsim; dreamsim(cache_dir='{folder}')\"")
+    return folder
+
+
+def load_dreamsim(device="cpu", *, cache_dir: str | None = None, dreamsim_type: str = "ensemble",
+                  batch: int = 64) -> DreamSimScorer:
+    ds = require("dreamsim", "dreamsim")
+    folder = missing_files(cache_dir, dreamsim_type)
     model, _ = ds.dreamsim(pretrained=True, device=str(device), cache_dir=str(folder), dreamsim_type=dreamsim_type)
     return DreamSimScorer(model.eval().requires_grad_(False), batch=batch)
