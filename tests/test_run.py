@@ -177,3 +177,29 @@ def test_run_without_weights_uses_the_weight_free_path_and_says_so_once(tmp_path
     learned = json.loads((out / "report.json").read_text())["learned"]
     assert learned["scorer"] == "silhouette-colour" and learned["stereo"] is None
     assert any(n.startswith("DreamSim") for n in learned["unavailable"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX resource limits")
+@pytest.mark.parametrize("limit_bytes,stage", [(60_000, "generate"), (400_000, "export")])
+def test_disk_full_mid_run_leaves_no_partial_output(tmp_path, limit_bytes, stage):
+    """A write that fails part-way (RLIMIT_FSIZE: a file growing past the limit fails, as on a full disk) ends with
+    one line and exit 2; no temporary file and no final output stays; checkpoints do (for --resume)."""
+    import resource
+
+    item = DEMO
+    out = tmp_path / "out"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    r = subprocess.run([sys.executable, "-m", "v2m4.cli", "run", str(item / "frames"), "-o", str(out), "--generator",
+                        f"synthetic:{item}", "--preset", "tiny", "--resolution", "64", "--quiet"],
+                       capture_output=True, text=True, preexec_fn=limit)
+    assert r.returncode == 2, (r.stdout, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "could not write" in lines[0], r.stderr[-2000:]
+    left = [p.name for p in out.rglob("*") if p.is_file()]
+    assert not [n for n in left if ".part" in n or n.endswith(".tmp.npz") or n.startswith("tmp")], left
+    assert not {"animation.glb", "preview.mp4", "report.json"} & set(left)
+    if stage == "export":  # every stage before the export finished and is kept
+        assert "texture.npz" in left

@@ -82,8 +82,7 @@ def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
         raise V2M4Error(f"output folder {out} is not empty; add --force to overwrite it or --resume to continue")
     if force and not resume and out.exists():
         import shutil
-        for name in ("checkpoints", "animation.glb", "preview.mp4", "report.json", "meshes_obj", "meshes_ply",
-                     "animation.usda", "animation_texture.png"):
+        for name in ("checkpoints",) + FINAL_OUTPUTS:
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -151,8 +150,28 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
             from .bench import score_run
             result.report["bench"] = score_run(gen.item, frames, result, gen, n_points=n_points, seed=seed)
         return write_outputs(result, frames, out, cfg, log=log)
-    except OSError as exc:
-        raise V2M4Error(f"could not write to {out}: {exc.strerror or exc}") from None
+    except OSError as exc:  # a full disk, a quota, a vanished folder: no half-written output stays behind
+        _remove_partial_outputs(out)
+        raise V2M4Error(f"could not write to {out}: {exc.strerror or exc} (checkpoints are kept: free space and "
+                        f"run again with --resume)") from None
+
+
+FINAL_OUTPUTS = ("animation.glb", "preview.mp4", "report.json", "meshes_obj", "meshes_ply", "animation.usda",
+                 "animation_texture.png")
+
+
+def _remove_partial_outputs(out: Path) -> None:
+    """Temporary files anywhere under out, and the final outputs (a run's outputs are all there or none is)."""
+    import shutil
+    for p in list(out.rglob("*")):
+        if p.is_file() and (".part" in p.name or p.name.endswith(".tmp.npz") or p.name.startswith("tmp")):
+            p.unlink(missing_ok=True)
+    for name in FINAL_OUTPUTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
 
 
 def cmd_run(args) -> int:
