@@ -216,3 +216,54 @@ def test_dust3r_loader_says_what_to_install(tmp_path, monkeypatch):
         load_dust3r()
     with pytest.raises(LearnedUnavailable, match="has no dust3r/ package folder"):
         load_dust3r(checkout=str(tmp_path))
+
+
+def test_temporal_median_removes_a_one_frame_flicker_and_keeps_motion():
+    from v2m4.io.background import smooth_alpha
+    a = torch.zeros(7, 8, 16)
+    for t in range(7):
+        a[t, 2:5, t: t + 6] = 1  # a 6-pixel block moving one pixel per frame
+    flick = a.clone()
+    flick[3] = 0                  # the model lost the object in one frame
+    flick[5, 7, 15] = 1           # and caught a speck in another
+    s = smooth_alpha(flick, 1)
+    # restored where both neighbours see it: all but the leading and trailing column (6 of 18 pixels)
+    assert float((s[3] - a[3]).abs().sum()) == 6 and float((flick[3] - a[3]).abs().sum()) == 18
+    assert float(s[5, 7, 15]) == 0
+    assert torch.equal(smooth_alpha(a, 0), a)
+
+
+def test_background_removal_through_rembg_is_smoothed_and_reports_missing_pieces(monkeypatch):
+    from PIL import Image
+    import numpy as np
+    from v2m4.errors import V2M4Error
+    from v2m4.io.background import remove_background
+    from v2m4.types import Frames
+
+    monkeypatch.setitem(sys.modules, "rembg", None)
+    frames = Frames(torch.rand(5, 16, 16, 4), fps=10.0)
+    with pytest.raises(V2M4Error, match="pip install"):
+        remove_background(frames)
+    fake = types.ModuleType("rembg")
+    calls = []
+
+    def new_session(model):
+        if model != "u2net":
+            raise FileNotFoundError("no weights")
+        return "session"
+
+    def remove(img, session):
+        calls.append(session)
+        a = np.asarray(img)
+        alpha = np.zeros(a.shape[:2], np.uint8)
+        alpha[4:12, 4:12] = 255 if len(calls) != 3 else 0  # frame 2 flickers out
+        return Image.fromarray(np.dstack([a, alpha]))
+
+    fake.new_session, fake.remove = new_session, remove
+    monkeypatch.setitem(sys.modules, "rembg", fake)
+    with pytest.raises(V2M4Error, match="U2NET_HOME"):
+        remove_background(frames, model="isnet")
+    out = remove_background(frames, temporal_radius=1)
+    assert calls == ["session"] * 5
+    assert float(out.rgba[2, 8, 8, 3]) == 1.0 and float(out.rgba[2, 0, 0, 3]) == 0.0
+    assert torch.equal(out.rgba[..., :3], frames.rgb)  # colours stay the input's, unquantised

@@ -94,7 +94,8 @@ def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
 def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=None, device="cpu",
                  backend="torch", preset=None, keyframes="auto", resolution=None, resume=False, force=False,
                  log="bars", preview=True, glb_mode="targets", remove_background=False, seed=0, n_points=5000,
-                 video_supervision=None, also=(), scorer="auto", weights=None, stereo="auto") -> dict:
+                 video_supervision=None, also=(), scorer="auto", weights=None, stereo="auto",
+                 mask_smoothing=0) -> dict:
     """`v2m4 run`: read, check, reconstruct, write. With the synthetic generator the report also holds the bench's
     figures against its ground truth (``report["bench"]``, the same function as `v2m4 bench --method full`)."""
     from .io.frames import read_frames
@@ -109,9 +110,11 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
     res = resolution or (512 if preset == "paper" else 256)
     # every input check comes before the output folder is touched: a mistake leaves nothing behind
     frames = read_frames(input_path, masks=masks, fps=fps, max_size=res)
+    background = None
     if remove_background:
         from .io.background import remove_background as rb
-        frames = rb(frames)
+        frames = rb(frames, temporal_radius=mask_smoothing)
+        background = {"method": "rembg:u2net", "temporal_median_radius": mask_smoothing}
     check_frames(frames)
     gen = make_generator(generator_spec, len(frames), seed=seed)
     kcfg, n_key = KeyframeConfig(), None
@@ -146,6 +149,7 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
                          extra_exports=also, scorer=scorer, weights=weights, stereo=stereo)
     try:
         result = reconstruct(frames, gen, cfg, run_dir=out, resume=resume, log=log)
+        result.report["background"] = background or {"method": "input alpha" if masks is None else "--masks"}
         if generator_spec.startswith("synthetic:"):
             from .bench import score_run
             result.report["bench"] = score_run(gen.item, frames, result, gen, n_points=n_points, seed=seed)
@@ -183,7 +187,7 @@ def cmd_run(args) -> int:
                           preview=not args.no_preview, glb_mode="pca" if args.pca else "targets",
                           remove_background=args.remove_background, seed=args.seed,
                           also=tuple(args.also.split(",")) if args.also else (), scorer=args.scorer,
-                          weights=args.weights, stereo=args.stereo)
+                          weights=args.weights, stereo=args.stereo, mask_smoothing=args.mask_smoothing)
     if log != "quiet":
         iv = report["input_view"]
         print(f"wrote {out / 'animation.glb'} ({report['glb']['bytes'] / 1e6:.1f} MB, {report['glb']['targets']} "
@@ -261,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-preview", action="store_true")
     r.add_argument("--pca", action="store_true", help="compact GLB (PCA morph basis)")
     r.add_argument("--remove-background", action="store_true", help="cut the object out with rembg (optional extra)")
+    r.add_argument("--mask-smoothing", type=int, default=0, help="temporal median radius (frames) of the masks "
+                   "--remove-background makes (1 removes one-frame flicker, thins fast edges); 0: off")
     return ap
 
 

@@ -9,8 +9,22 @@ from ..errors import V2M4Error
 from ..types import Frames
 
 
-def remove_background(frames: Frames, *, model: str = "u2net") -> Frames:
-    """Frames with alpha from rembg's segmentation model (its weights come from ~/.u2net or $U2NET_HOME)."""
+def smooth_alpha(alpha: torch.Tensor, radius: int = 1) -> torch.Tensor:
+    """(T, H, W) alpha -> the per-pixel temporal median over 2 * radius + 1 frames (clamped at the ends).
+
+    A segmentation model run frame by frame flickers: a leg lost in one frame, a shadow caught in the next. Those
+    errors last one frame while the object persists, so a short median removes them; a moving part keeps what
+    its neighbouring frames share (a part moving by its own width within ``radius`` frames is thinned)."""
+    if radius <= 0 or alpha.shape[0] < 2:
+        return alpha
+    T = alpha.shape[0]
+    idx = (torch.arange(T)[:, None] + torch.arange(-radius, radius + 1)[None]).clamp(0, T - 1)
+    return alpha[idx].median(dim=1).values
+
+
+def remove_background(frames: Frames, *, model: str = "u2net", temporal_radius: int = 0) -> Frames:
+    """Frames with alpha from rembg's segmentation model (its weights come from ~/.u2net or $U2NET_HOME), made
+    temporally consistent by ``smooth_alpha`` (radius 0 turns that off)."""
     try:
         import rembg
     except ImportError:
@@ -27,4 +41,5 @@ def remove_background(frames: Frames, *, model: str = "u2net") -> Frames:
         cut = rembg.remove(Image.fromarray(im), session=session)
         out.append(np.asarray(cut.convert("RGBA")))
     rgba = torch.as_tensor(np.stack(out)).float() / 255
+    rgba = torch.cat([frames.rgb.to(rgba), smooth_alpha(rgba[..., 3], temporal_radius)[..., None]], -1)
     return Frames(rgba=rgba, fps=frames.fps, source=frames.source)
