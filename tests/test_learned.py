@@ -267,3 +267,51 @@ def test_background_removal_through_rembg_is_smoothed_and_reports_missing_pieces
     assert calls == ["session"] * 5
     assert float(out.rgba[2, 8, 8, 3]) == 1.0 and float(out.rgba[2, 0, 0, 3]) == 0.0
     assert torch.equal(out.rgba[..., :3], frames.rgb)  # colours stay the input's, unquantised
+
+
+def test_frechet_distance_and_fvd_with_a_fake_detector():
+    import numpy as np
+    from v2m4.metrics.learned import frechet_distance, fvd
+
+    g = np.random.default_rng(0)
+    a = g.normal(size=(400, 3))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(a, a + [2.0, 0, 0]) == pytest.approx(4.0, abs=1e-6)
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+            self.shapes = []
+
+        def forward(self, x, rescale, resize, return_features):
+            assert not rescale and not resize and return_features
+            self.shapes.append(tuple(x.shape))
+            return torch.stack([x.mean((1, 2, 3, 4)), x.std((1, 2, 3, 4)), x[:, 0].mean((1, 2, 3))], -1)
+
+    det = Detector()
+    v = torch.rand(48, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    assert fvd(det, v, v) == pytest.approx(0, abs=1e-6)
+    assert det.shapes[0] == (3, 3, 32, 224, 224)  # clips at stride 8 over 48 frames: starts 0, 8, 16
+    assert fvd(det, v, (v * 0.5).clamp(0, 1)) > 0.01
+    with pytest.raises(LearnedUnavailable, match="32 frames"):
+        fvd(det, v[:20], v[:20])
+
+
+def test_learned_metrics_say_n_a_with_the_reason_when_models_are_missing(monkeypatch, tmp_path):
+    from v2m4.metrics.learned import learned_metrics
+    monkeypatch.setenv("V2M4_WEIGHTS", str(tmp_path))
+    monkeypatch.delenv("V2M4_I3D", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    for name in ("open_clip", "lpips", "dreamsim"):
+        monkeypatch.setitem(sys.modules, name, None)
+    rgb, mask, frame = renders(4)
+    out, notes = learned_metrics(rgb, mask, frame[None].expand(4, -1, -1, -1))
+    assert out == {"clip_sim": "n/a: not installed", "lpips": "n/a: not installed",
+                   "dreamsim": "n/a: not installed", "fvd": "n/a: no weights"}
+    assert len(notes) == 4 and any("V2M4_I3D" in n for n in notes)
+    fake = types.ModuleType("lpips")
+    fake.LPIPS = FakeLPIPS
+    monkeypatch.setitem(sys.modules, "lpips", fake)
+    out, _ = learned_metrics(rgb, mask, frame[None].expand(4, -1, -1, -1))
+    assert out["lpips"] == "n/a: no weights"

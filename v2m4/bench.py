@@ -5,6 +5,9 @@ truth; the ground truth is used for scoring alone. Metrics (each the item's medi
 says otherwise):
 
   mask_iou, psnr, ssim     input view: renders through the method's video camera against the input frames
+  clip_sim, lpips, dreamsim, fvd
+                           learned input-view metrics (paper Table 2) where their models are installed, else
+                           "n/a: not installed" / "n/a: no weights" (v2m4/metrics/learned.py)
   chamfer_once, fscore1_once, fscore2_once
                            against the ground truth after ONE similarity alignment at the first frame (drift counts);
                            Chamfer-L2 in units of the ground truth's bounding-box diagonal (squared), F-score at 1%
@@ -118,6 +121,8 @@ def score_item(gt_vertices, gt_faces, frames, out, *, n_points: int, seed: int) 
     res["psnr"] = statistics.median(I.masked_psnr(rgb, ref[..., :3], ref[..., 3]).tolist())
     union = torch.maximum(mask, ref[..., 3])
     res["ssim"] = statistics.median(I.ssim(rgb * mask[..., None], ref[..., :3] * ref[..., 3:], union).tolist())
+    from .metrics.learned import learned_metrics
+    res.update(learned_metrics(rgb, mask, ref, device=rgb.device)[0])  # "n/a: ..." where a model is missing
     geo = G.sequence_geometry_scores(
         [m.vertices.detach().cpu() for m in out.meshes], [m.faces.cpu() for m in out.meshes],
         gt_vertices.cpu(), gt_faces.cpu(), n_points=n_points, seed=seed)

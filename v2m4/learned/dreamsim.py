@@ -34,6 +34,12 @@ class DreamSimScorer:
     batch: int = 64
     name: str = "dreamsim"
 
+    def distance(self, a: Tensor, b: Tensor) -> Tensor:
+        """(N, H, W, 3) x (N, H, W, 3) in [0, 1] -> (N,) DreamSim distances."""
+        dev = next(self.model.parameters()).device if hasattr(self.model, "parameters") else a.device
+        x, y = to_nchw(a, self.size), to_nchw(b, self.size)
+        return batched(lambda p, q: self.model(p.to(dev), q.to(dev)).reshape(-1), x, y, self.batch).to(a.device)
+
     def __call__(self, rgb: Tensor, mask: Tensor, frame: Tensor) -> Tensor:
         f = frame.to(rgb.dtype)
         a = to_nchw(composite(rgb, mask), self.size)
