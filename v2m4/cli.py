@@ -51,7 +51,7 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def make_generator(spec: str, n_frames: int, *, seed: int = 0):
+def make_generator(spec: str, n_frames: int, *, seed: int = 0, device: str = "cpu"):
     """--generator: synthetic:ITEM_DIR (a bench-format item's ground truth, for tests and demos), meshes:DIR (one
     mesh per frame from any tool), or trellis (the paper's generator; needs its package and weights)."""
     kind, _, arg = spec.partition(":")
@@ -70,8 +70,8 @@ def make_generator(spec: str, n_frames: int, *, seed: int = 0):
             raise V2M4Error("--generator meshes:DIR needs the folder of per-frame meshes")
         return MeshFolderGenerator(arg, n_frames)
     if kind == "trellis":
-        raise V2M4Error("the TRELLIS generator is not in this build yet; use --generator meshes:DIR with meshes "
-                        "made by TRELLIS (or any tool), one per frame")
+        from .generators.trellis import DEFAULT_MODEL, TrellisGenerator
+        return TrellisGenerator(arg or DEFAULT_MODEL, device=device, seed=seed)
     raise V2M4Error(f"unknown generator {spec!r}; choose synthetic:ITEM_DIR, meshes:DIR or trellis")
 
 
@@ -116,7 +116,7 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
         frames = rb(frames, temporal_radius=mask_smoothing)
         background = {"method": "rembg:u2net", "temporal_median_radius": mask_smoothing}
     check_frames(frames)
-    gen = make_generator(generator_spec, len(frames), seed=seed)
+    gen = make_generator(generator_spec, len(frames), seed=seed, device=device)
     kcfg, n_key = KeyframeConfig(), None
     if keyframes == "all":
         kcfg = KeyframeConfig(stride=1)
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="video (or frame folder) -> animated GLB, preview and report")
     r.add_argument("input", help="video file (mp4/webm/gif/...) or folder of frames (RGBA, or RGB with --masks)")
     r.add_argument("-o", "--out", required=True, help="output folder")
-    r.add_argument("--generator", default="trellis", help="trellis | meshes:DIR | synthetic:ITEM_DIR")
+    r.add_argument("--generator", default="trellis", help="trellis[:MODEL_OR_FOLDER] | meshes:DIR | synthetic:ITEM_DIR")
     r.add_argument("--masks", default=None, help="folder with one mask per frame")
     r.add_argument("--fps", type=float, default=None)
     r.add_argument("--device", default="cpu", help="cpu | cuda")

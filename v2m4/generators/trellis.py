@@ -1,0 +1,98 @@
+"""TRELLIS (Xiang et al. 2024, image-to-3D v1) as the per-frame generator (paper Sec. 3).
+
+No faithful TRELLIS package is on PyPI: the user installs the official checkout (github.com/microsoft/TRELLIS,
+its ``setup.sh``), makes it importable (``PYTHONPATH`` or ``$V2M4_TRELLIS``), and has the weights in the Hugging
+Face cache (``huggingface-cli download JeffreyXiang/TRELLIS-image-large``) or in a local folder. Everything is
+imported lazily; a missing piece is one line naming it.
+
+The official v1 mesh is z-up in [-0.5, 0.5]^3 with per-vertex colours; it is converted once here to our
+convention (+Y up, centred, largest side 1) by the rotation the official GLB export uses.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import V2M4Error
+from ..types import Mesh
+from .base import canonicalise
+
+DEFAULT_MODEL = "JeffreyXiang/TRELLIS-image-large"
+# z-up -> y-up, as trellis.utils.postprocessing_utils.to_glb rotates its vertices: (x, y, z) -> (x, z, -y)
+Z_UP_TO_Y_UP = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float64)
+
+
+def _import_pipeline():
+    checkout = os.environ.get("V2M4_TRELLIS")
+    if checkout:
+        if not (Path(checkout) / "trellis").is_dir():
+            raise V2M4Error(f"V2M4_TRELLIS={checkout} is not a TRELLIS checkout (no trellis/ folder in it)")
+        sys.path.insert(0, checkout)
+    try:
+        from trellis.pipelines import TrellisImageTo3DPipeline
+    except ImportError as exc:
+        raise V2M4Error(
+            f"TRELLIS is not installed ({exc.name or exc} is missing): git clone --recurse-submodules "
+            f"https://github.com/microsoft/TRELLIS, run its setup.sh, and set V2M4_TRELLIS to the checkout") from None
+    return TrellisImageTo3DPipeline
+
+
+def _weights(model: str) -> str:
+    """A local folder with pipeline.json, or a Hugging Face id already in the local cache."""
+    p = Path(model)
+    if p.is_dir():
+        if not (p / "pipeline.json").is_file():
+            raise V2M4Error(f"TRELLIS weights folder {p} has no pipeline.json")
+        return str(p)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(model, "pipeline.json")
+    except Exception:  # an id that is not a repo name, an old huggingface_hub
+        cached = None
+    if not isinstance(cached, str):
+        from huggingface_hub.constants import HF_HUB_CACHE
+        raise V2M4Error(f"TRELLIS weights {model} are not in the Hugging Face cache ({HF_HUB_CACHE}) and not a "
+                        f"folder; download them once: huggingface-cli download {model}")
+    return model
+
+
+def to_mesh(result) -> Mesh:
+    """The official MeshExtractResult (vertices (N, 3) z-up, faces (F, 3), vertex_attrs (N, C) with colours in
+    the first 3 channels) -> our Mesh (+Y up, canonical box, vertex colours)."""
+    v = result.vertices.detach().double().cpu().numpy() @ Z_UP_TO_Y_UP.T
+    f = result.faces.detach().long().cpu()
+    attrs = getattr(result, "vertex_attrs", None)
+    col = attrs[:, :3].detach().float().cpu().clamp(0, 1) if attrs is not None and attrs.shape[-1] >= 3 else None
+    return canonicalise(Mesh(torch.as_tensor(v, dtype=torch.float32), f, vertex_colors=col))
+
+
+class TrellisGenerator:
+    name = "trellis"
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cuda", seed: int = 0, ss_steps: int = 25,
+                 slat_steps: int = 25, cfg_strength: tuple[float, float] = (7.5, 3.0)):
+        # the sampler settings are the official run()'s defaults, except 25 steps per stage (Appendix A)
+        Pipeline = _import_pipeline()
+        path = _weights(model)
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise V2M4Error("TRELLIS needs a CUDA GPU here (its sparse ops and rasterisers are CUDA-only); use "
+                            "--generator meshes:DIR with meshes made elsewhere")
+        self.pipe = Pipeline.from_pretrained(path)
+        self.pipe.to(torch.device(device))
+        self.seed = seed
+        self.ss = {"steps": ss_steps, "cfg_strength": cfg_strength[0]}
+        self.slat = {"steps": slat_steps, "cfg_strength": cfg_strength[1]}
+
+    def generate(self, image: Tensor, index: int) -> Mesh:
+        from PIL import Image
+        rgba = (image.detach().cpu().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        out = self.pipe.run(Image.fromarray(rgba, "RGBA"), seed=self.seed + index, formats=["mesh"],
+                            preprocess_image=True, sparse_structure_sampler_params=self.ss,
+                            slat_sampler_params=self.slat)
+        return to_mesh(out["mesh"][0])
