@@ -239,7 +239,8 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
         rcfg = replace(registration_config(cfg.preset), seed=cfg.seed + 2)
         bar = L.bar(len(reposed) - 1, "register")
         res = register_sequence(reposed, rcfg, ctx, times=frames.times[key],
-                                progress=(lambda d, tot: bar.update(1)) if bar else None)
+                                progress=(lambda d, tot: bar.update(1)) if bar else None,
+                                video=(video_cam, kframes.mask.to(dev)))
         if bar:
             bar.close()
         seq = res.sequence

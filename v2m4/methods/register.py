@@ -20,7 +20,7 @@ def registration_config(preset: str) -> RegistrationConfig:
     base = preset.split("-")[0]
     if base == "tiny":  # smoke tests of the whole pipeline
         return replace(RegistrationConfig.fast(), global_iters=4, local_iters=6, render_res=32, view_pool=6,
-                       global_views=2, local_views=2, chamfer_points=200, sample_sets=2)
+                       global_views=2, local_views=2, chamfer_points=200, sample_sets=2, input_view_iters=3)
     return RegistrationConfig.paper() if base == "paper" else RegistrationConfig.fast()
 
 

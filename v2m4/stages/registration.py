@@ -66,6 +66,8 @@ class RegistrationConfig:
     remesh_rest: bool = True        # ours: isotropic remesh of the rest mesh first (stages/remesh.py says why)
     sample_sets: int = 16           # ours: surface-sample sets drawn once per pair, cycled through the steps
     arap_refresh: int = 10          # ours: steps between re-solving the ARAP rotations (the local step)
+    input_view_iters: int = 100     # ours: after each pair, local steps that also fit the video's own silhouette
+    w_input_view: float = 1.0       # ours: weight of that term (silhouette L1 over the video mask's area)
     seed: int = 0
 
     @staticmethod
@@ -76,7 +78,8 @@ class RegistrationConfig:
     def fast() -> "RegistrationConfig":
         """CPU preset: fewer, smaller views and iterations (same losses and weights)."""
         return RegistrationConfig(global_iters=60, global_views=6, global_lr=0.01, local_iters=120, local_views=8,
-                                  local_lr=0.006, render_res=96, view_pool=24, chamfer_points=1500)
+                                  local_lr=0.006, render_res=96, view_pool=24, chamfer_points=1500,
+                                  input_view_iters=40)
 
 
 @dataclass
@@ -306,6 +309,22 @@ def view_cameras(n: int, centre: Tensor, radius: float, cfg: RegistrationConfig,
                         resolution=(cfg.render_res, cfg.render_res))
 
 
+@dataclass
+class InputView:
+    """The video's view of one frame, for the input-view term: camera (1 view, world), mask (H, W) of the frame,
+    and the registration's normalisation (world = normalised * scale + centre)."""
+
+    camera: Camera
+    mask: Tensor
+    centre: Tensor
+    scale: float
+
+    def loss(self, ctx, template: Mesh, y: Tensor, topo) -> Tensor:
+        r = R.render(ctx, template, self.camera, channels=("mask",), vertices=y * self.scale + self.centre,
+                     topology=topo)
+        return (r["mask"][0] - self.mask).abs().sum() / self.mask.sum().clamp_min(1.0)
+
+
 class _Target:
     """A target mesh's fixed data for one pair: surface samples and a pool of renders (mask, normal)."""
 
@@ -369,16 +388,21 @@ def global_align(x: Tensor, template: Mesh, tgt: _Target, cfg: RegistrationConfi
 
 
 def local_align(x: Tensor, rest: Tensor, scale: float, template: Mesh, tgt: _Target, solver: SmoothSolver,
-                edges: Tensor, cfg: RegistrationConfig, ctx, g: torch.Generator, topo) -> Tensor:
-    """Per-vertex deformation of x (V, 3) onto the target under large steps; regularised against ``rest`` * scale."""
+                edges: Tensor, cfg: RegistrationConfig, ctx, g: torch.Generator, topo, *,
+                video: "InputView | None" = None, iters: int | None = None) -> Tensor:
+    """Per-vertex deformation of x (V, 3) onto the target under large steps; regularised against ``rest`` * scale.
+    video: also fit the frame's own silhouette seen from the video camera (``InputView``)."""
     u = solver.to_u(x.detach()).clone().requires_grad_(True)
     opt = UniformAdam([u], lr=cfg.local_lr)
     samples = _sample_sets(template.faces, face_areas(rest, template.faces), cfg.chamfer_points, cfg.sample_sets, g)
-    picks = tgt.picks(cfg.local_iters, cfg.local_views, g)
+    n_iters = cfg.local_iters if iters is None else iters
+    picks = tgt.picks(n_iters, cfg.local_views, g)
     rot = None
-    for it in range(cfg.local_iters):
+    for it in range(n_iters):
         y = solver.to_x(u)
         loss = cfg.w_chamfer * _chamfer(_points(y, samples[it % len(samples)]), tgt.points)
+        if video is not None:
+            loss = loss + cfg.w_input_view * video.loss(ctx, template, y, topo)
         if cfg.w_render > 0:
             loss = loss + cfg.w_render * _render_l1(ctx, template, y, tgt, picks[it], topo)
         if cfg.w_arap > 0:
@@ -418,11 +442,16 @@ def _normaliser(v: Tensor) -> tuple[Tensor, float]:
 
 
 def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.RenderContext, *,
-                      times: Tensor | None = None, progress=None) -> RegistrationResult:
+                      times: Tensor | None = None, progress=None,
+                      video: tuple[Camera, Tensor] | None = None) -> RegistrationResult:
     """Deform meshes[0] (the rest pose) through meshes[1:], one pair at a time (Sec. 4.3).
 
     meshes: re-posed meshes, one per keyframe, in one world frame (topology may differ between them).
     times (T,) seconds of each mesh (default 0, 1, 2, ...). progress: optional callable(done, total).
+    video: (the video camera, (T, H, W) masks of the keyframes): beyond the paper, each pair ends with
+    ``cfg.input_view_iters`` local steps that also fit the frame's own silhouette, so what the camera saw and
+    the targets (a generator's shapes, re-posed) disagree on is settled by the video; kept only if it folds no
+    more triangles than the limit.
     """
     if not meshes:
         raise V2M4Error("registration needs at least one mesh")
@@ -479,6 +508,13 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
             y2, ch2, fl2 = attempt(_quarter_turns(cfg.retry_starts, x.dtype, x.device))
             if (fl2 <= cfg.max_flipped, -ch2) > (fl <= cfg.max_flipped, -ch):
                 y, ch, fl = y2, ch2, fl2
+        if video is not None and cfg.input_view_iters > 0:
+            view = InputView(video[0], video[1][t].to(y), c0, k0)
+            y2 = local_align(y, rest, sc, template, tgt, solver, edges, cfg, ctx, g, topo, video=view,
+                             iters=cfg.input_view_iters)
+            fl2 = flipped_fraction(y2, rest, template.faces, edges)
+            if fl2 <= max(fl, cfg.max_flipped):
+                y, ch, fl = y2, _eval_chamfer(y2, template.faces, tgt, g), fl2
         x = y.detach()
         out.append(x)
         res.chamfer.append(ch)
