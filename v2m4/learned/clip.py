@@ -41,10 +41,34 @@ class CLIPSimilarity:
         return (self.embed(a) * self.embed(b)).sum(-1).cpu()
 
 
+def _cached(oc, name: str, tag: str) -> bool:
+    """Whether open_clip would find these weights without the network (Hugging Face cache or its URL cache)."""
+    import os
+    try:
+        cfg = oc.get_pretrained_cfg(name, tag) or {}
+    except Exception:
+        return False
+    hub = (cfg.get("hf_hub") or "").strip("/")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return False
+        return any(isinstance(try_to_load_from_cache(hub, f), str)
+                   for f in ("open_clip_pytorch_model.bin", "open_clip_model.safetensors"))
+    url = cfg.get("url")
+    return bool(url) and os.path.isfile(os.path.expanduser(f"~/.cache/clip/{os.path.basename(url)}"))
+
+
 def load_clip(device="cpu", *, backbone: tuple[str, str] = BACKBONE, checkpoint: str | None = None,
               batch: int = 64) -> CLIPSimilarity:
     oc = require("open_clip", "open_clip_torch")
     name, tag = backbone
+    if checkpoint is None and not _cached(oc, name, tag):  # never wait on a download that cannot happen
+        raise LearnedUnavailable(
+            f"CLIP {name} ({tag}) weights are not in the local cache; fetch them once where there is internet: "
+            f"python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{tag}')\" (or name a "
+            f"checkpoint file)")
     try:
         model = oc.create_model(name, pretrained=checkpoint or tag, device=device, cache_dir=None)
     except Exception as exc:  # open_clip raises RuntimeError / OSError / HF errors when it cannot fetch offline

@@ -75,7 +75,17 @@ def load_dust3r(device="cpu", *, checkout: str | None = None, checkpoint: str = 
             raise LearnedUnavailable(f"DUSt3R checkout {checkout} has no dust3r/ package folder")
         sys.path.insert(0, str(Path(checkout)))
     mod = require("dust3r.model", "the DUSt3R checkout: git clone --recursive https://github.com/naver/dust3r and "
-                                  "pass --dust3r PATH")
+                                  "pass --stereo PATH")
+    if not Path(checkpoint).exists():  # a Hugging Face id: only from the local cache, never a download
+        try:
+            from huggingface_hub import try_to_load_from_cache
+            found = any(isinstance(try_to_load_from_cache(checkpoint, f), str)
+                        for f in ("model.safetensors", "pytorch_model.bin"))
+        except Exception:
+            found = False
+        if not found:
+            raise LearnedUnavailable(f"DUSt3R checkpoint {checkpoint} is not in the Hugging Face cache; fetch it once "
+                                     f"where there is internet: huggingface-cli download {checkpoint}")
     try:
         model = mod.AsymmetricCroCo3DStereo.from_pretrained(checkpoint)
     except Exception as exc:
