@@ -165,13 +165,9 @@ def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
     import tempfile
 
     from .cli import run_pipeline
-    from .data.bench import bench_dir
+    from .data.bench import item_dir
 
-    path = Path(item_id)
-    if not (path / "meta.json").is_file():
-        path = bench_dir(settings.bench_dir) / item_id
-    if not (path / "meta.json").is_file():
-        raise V2M4Error(f"no bench item at {path} (expected a folder with meta.json)")
+    path = item_dir(item_id, settings.bench_dir)
     fps = float(json.loads((path / "meta.json").read_text())["fps"])
     with tempfile.TemporaryDirectory() as tmp:
         report = run_pipeline(path / "frames", Path(tmp) / "run", f"synthetic:{path}", fps=fps,

@@ -391,9 +391,8 @@ def _load(path) -> dict:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from .types import atomic_write_bytes
+    atomic_write_bytes(path, text.encode())
 
 
 def _jsonable(x):

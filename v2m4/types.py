@@ -29,6 +29,17 @@ def _to_numpy(value):
     return value
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes through a temporary file and a rename (a crash never leaves a half-written file)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_save_npz(path: str | os.PathLike, **arrays) -> None:
     """Write an ``.npz`` through a temporary file and a rename, so a crash never leaves a half-written file."""
     path = Path(path)

@@ -71,15 +71,21 @@ def _read_rgba(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255
 
 
-def load_item(item: str | os.PathLike, *, bench_dir: str | os.PathLike | None = None, frames: list[int] | None = None,
-              resolution: tuple[int, int] | None = None) -> BenchItem:
-    """Load an item by id (in the bench folder) or by path. frames: indices to keep (default all);
-    resolution: (H, W) to resize the frames to (K is scaled to match)."""
+def item_dir(item: str | os.PathLike, bench_dir: str | os.PathLike | None = None) -> Path:
+    """An item's folder, by path or by id in the bench folder."""
     path = Path(item)
     if not (path / "meta.json").is_file():
         path = globals()["bench_dir"](bench_dir) / str(item)
     if not (path / "meta.json").is_file():
         raise V2M4Error(f"no bench item at {path} (expected a folder with meta.json)")
+    return path
+
+
+def load_item(item: str | os.PathLike, *, bench_dir: str | os.PathLike | None = None, frames: list[int] | None = None,
+              resolution: tuple[int, int] | None = None) -> BenchItem:
+    """Load an item by id (in the bench folder) or by path. frames: indices to keep (default all);
+    resolution: (H, W) to resize the frames to (K is scaled to match)."""
+    path = item_dir(item, bench_dir)
     meta = json.loads((path / "meta.json").read_text())
     files = sorted((path / "frames").glob("*.png"))
     if not files:

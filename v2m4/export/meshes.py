@@ -10,13 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import V2M4Error
-from ..types import Animation
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from ..types import Animation, atomic_write_bytes
+from .gltf import _png
 
 
 def write_mesh_folder(folder: str | os.PathLike, anim: Animation, *, fmt: str = "obj") -> list[Path]:
@@ -32,13 +27,9 @@ def write_mesh_folder(folder: str | os.PathLike, anim: Animation, *, fmt: str = 
     uv = mesh.uv.detach().cpu().numpy() if mesh.uv is not None else None
     colours = mesh.vertex_colors.detach().cpu().numpy() if mesh.vertex_colors is not None else None
     if mesh.texture is not None:
-        from PIL import Image
-        tex = (mesh.texture.detach().cpu().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        tmp = out / "texture.png.part"
-        Image.fromarray(tex).save(tmp, format="PNG")
-        os.replace(tmp, out / "texture.png")
+        atomic_write_bytes(out / "texture.png", _png(mesh.texture.detach().cpu().numpy()))
         if fmt == "obj":
-            _atomic_write(out / "material.mtl", b"newmtl v2m4\nKd 1 1 1\nmap_Kd texture.png\n")
+            atomic_write_bytes(out / "material.mtl", b"newmtl v2m4\nKd 1 1 1\nmap_Kd texture.png\n")
     paths = []
     digits = max(5, len(str(len(anim) - 1)))
     for t in range(len(anim)):
@@ -53,10 +44,10 @@ def write_mesh_folder(folder: str | os.PathLike, anim: Animation, *, fmt: str = 
                 lines += [f"f {a}/{a} {b}/{b} {c}/{c}" for a, b, c in faces + 1]
             else:
                 lines += [f"f {a} {b} {c}" for a, b, c in faces + 1]
-            _atomic_write(p, ("\n".join(lines) + "\n").encode())
+            atomic_write_bytes(p, ("\n".join(lines) + "\n").encode())
         else:
             tm = trimesh.Trimesh(v, faces, process=False,
                                  vertex_colors=None if colours is None else (colours * 255).round().astype(np.uint8))
-            _atomic_write(p, tm.export(file_type="ply"))
+            atomic_write_bytes(p, tm.export(file_type="ply"))
         paths.append(p)
     return paths

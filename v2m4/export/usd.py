@@ -59,12 +59,10 @@ def write_usd(path: str | os.PathLike, anim: Animation, *, fps: float | None = N
         geom.CreateDisplayColorPrimvar(UsdGeom.Tokens.vertex).Set(
             Vt.Vec3fArray.FromNumpy(mesh.vertex_colors.detach().cpu().float().numpy()))
     if mesh.texture is not None and mesh.uv is not None:
-        from PIL import Image
+        from ..types import atomic_write_bytes
+        from .gltf import _png
         tex_name = path.stem + "_texture.png"
-        tex = (mesh.texture.detach().cpu().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        tex_tmp = path.with_name(tex_name + ".part")
-        Image.fromarray(tex).save(tex_tmp, format="PNG")
-        os.replace(tex_tmp, path.with_name(tex_name))
+        atomic_write_bytes(path.with_name(tex_name), _png(mesh.texture.detach().cpu().numpy()))
         mat = UsdShade.Material.Define(stage, "/v2m4/material")
         shader = UsdShade.Shader.Define(stage, "/v2m4/material/surface")
         shader.CreateIdAttr("UsdPreviewSurface")

@@ -42,13 +42,10 @@ class DreamSimScorer:
 
     def __call__(self, rgb: Tensor, mask: Tensor, frame: Tensor) -> Tensor:
         f = frame.to(rgb.dtype)
-        a = to_nchw(composite(rgb, mask), self.size)
-        b = to_nchw(composite(f[..., :3], f[..., 3])[None], self.size).to(a.device)
-        dev = next(self.model.parameters()).device if hasattr(self.model, "parameters") else a.device
-        d = batched(lambda x, y: self.model(x.to(dev), y.to(dev)).reshape(-1),
-                    a, b.expand(a.shape[0], -1, -1, -1), self.batch).to(rgb.device, rgb.dtype)
+        a = composite(rgb, mask)
+        b = composite(f[..., :3], f[..., 3])[None].expand_as(a)
         mask_mse = ((mask - f[None, ..., 3]) ** 2).mean((1, 2))
-        return d + self.mask_weight * mask_mse
+        return self.distance(a, b).to(rgb.dtype) + self.mask_weight * mask_mse
 
 
 def missing_files(cache_dir: str | None = None, dreamsim_type: str = "ensemble") -> Path:

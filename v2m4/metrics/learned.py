@@ -83,7 +83,8 @@ def learned_metrics(rgb: Tensor, mask: Tensor, frames: Tensor, *, device="cpu") 
         try:
             model = load()
         except LearnedUnavailable as exc:
-            out[key], _ = _short(exc), notes.append(str(exc))
+            out[key] = _short(exc)
+            notes.append(str(exc))
             continue
         with torch.no_grad():
             out[key] = statistics.median(run(model).float().cpu().tolist())
@@ -91,5 +92,6 @@ def learned_metrics(rgb: Tensor, mask: Tensor, frames: Tensor, *, device="cpu") 
     try:
         out["fvd"] = fvd(load_i3d(device), b, a)
     except LearnedUnavailable as exc:
-        out["fvd"], _ = _short(exc), notes.append(str(exc))
+        out["fvd"] = _short(exc)
+        notes.append(str(exc))
     return out, notes
