@@ -96,6 +96,12 @@ class DenseFragments:
         bg = torch.as_tensor(background, dtype=vals.dtype, device=vals.device)
         return torch.where(self.covered[..., None] > 0, vals, bg)
 
+    def guard_slivers(self, sliver: Tensor) -> "DenseFragments":
+        B, F = sliver.shape
+        face = (self.rast[..., 3].detach().long() - 1).clamp_min(0)
+        s = torch.gather(sliver, 1, face.reshape(B, -1)).view_as(face) & (self.covered > 0)
+        return DenseFragments(self.dr, torch.where(s[..., None], self.rast.detach(), self.rast))
+
     def depth_buffer(self) -> Tensor:
         z = torch.where(self.covered > 0, self.rast[..., 2].detach(), torch.full_like(self.covered, float("inf")))
         return z.reshape(-1)
