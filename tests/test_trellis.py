@@ -45,6 +45,16 @@ class FakePipeline:
         return {"mesh": [FakeMeshResult(v, f, attrs)]}
 
 
+@pytest.fixture(autouse=True)
+def no_fallback_modules(monkeypatch):
+    """install_fallbacks registers modules and environment switches for the whole process: stub it here (it is
+    tested on its own, in a subprocess, in test_sparse_ops.py)."""
+    calls = []
+    monkeypatch.setattr("v2m4.generators.trellis_fallbacks.install_fallbacks",
+                        lambda **kw: calls.append(kw) or {"spconv": "pure-torch fallback", "flash_attn": "installed"})
+    return calls
+
+
 @pytest.fixture
 def fake_trellis(monkeypatch, tmp_path):
     pkg = types.ModuleType("trellis")
@@ -74,6 +84,7 @@ def test_generator_converts_the_official_mesh_to_our_convention(fake_trellis):
     from v2m4.generators.trellis import Z_UP_TO_Y_UP
     assert np.linalg.det(Z_UP_TO_Y_UP) == pytest.approx(1.0)
     assert pipe.runs == [(8, 25, 25)]  # seed + frame index; 25 steps per stage (Appendix A)
+    assert gen.extensions == {"spconv": "pure-torch fallback", "flash_attn": "installed"}
 
 
 def test_missing_trellis_is_one_line_saying_what_to_install(monkeypatch):

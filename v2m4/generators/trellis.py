@@ -29,18 +29,22 @@ Z_UP_TO_Y_UP = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float64)
 
 
 def _import_pipeline():
+    """The official pipeline class, and which of spconv / flash_attn run as our pure-PyTorch stand-ins."""
     checkout = os.environ.get("V2M4_TRELLIS")
     if checkout:
         if not (Path(checkout) / "trellis").is_dir():
             raise V2M4Error(f"V2M4_TRELLIS={checkout} is not a TRELLIS checkout (no trellis/ folder in it)")
         sys.path.insert(0, checkout)
+    from .trellis_fallbacks import install_fallbacks
+
+    extensions = install_fallbacks()  # before TRELLIS's modules read their backend switches
     try:
         from trellis.pipelines import TrellisImageTo3DPipeline
     except ImportError as exc:
         raise V2M4Error(
             f"TRELLIS is not installed ({exc.name or exc} is missing): git clone --recurse-submodules "
             f"https://github.com/microsoft/TRELLIS, run its setup.sh, and set V2M4_TRELLIS to the checkout") from None
-    return TrellisImageTo3DPipeline
+    return TrellisImageTo3DPipeline, extensions
 
 
 def _weights(model: str) -> str:
@@ -78,7 +82,7 @@ class TrellisGenerator:
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cuda", seed: int = 0, ss_steps: int = 25,
                  slat_steps: int = 25, cfg_strength: tuple[float, float] = (7.5, 3.0)):
         # the sampler settings are the official run()'s defaults, except 25 steps per stage (Appendix A)
-        Pipeline = _import_pipeline()
+        Pipeline, self.extensions = _import_pipeline()
         path = _weights(model)
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise V2M4Error("TRELLIS needs a CUDA GPU here (its sparse ops and rasterisers are CUDA-only); use "
