@@ -1,6 +1,6 @@
 """TRELLIS generator backend (issue #9): its contract against a fake of the official API boundary
-(trellis.pipelines.TrellisImageTo3DPipeline), and the one-line messages for a missing install or missing weights.
-The tiny-model tests of the official classes (issue #9, not written yet) need the official checkout."""
+(trellis.pipelines.TrellisImageTo3DPipeline and the pieces Sec. 4.2's refinement drives), and the one-line
+messages for a missing install or missing weights. The official classes themselves: tests/test_trellis_tiny.py."""
 
 import sys
 import types
@@ -20,11 +20,75 @@ class FakeMeshResult:  # trellis.representations.mesh.MeshExtractResult's fields
     vertex_attrs: torch.Tensor
 
 
+class FakeSparseTensor:  # trellis.modules.sparse.SparseTensor: feats over coords, arithmetic on feats
+    def __init__(self, feats, coords):
+        self.feats, self.coords = feats, coords
+
+    def _f(self, o):
+        return o.feats if isinstance(o, FakeSparseTensor) else o
+
+    def __add__(self, o):
+        return FakeSparseTensor(self.feats + self._f(o), self.coords)
+
+    def __sub__(self, o):
+        return FakeSparseTensor(self.feats - self._f(o), self.coords)
+
+    def __mul__(self, o):
+        return FakeSparseTensor(self.feats * self._f(o), self.coords)
+
+    __radd__, __rmul__ = __add__, __mul__
+
+    def __rsub__(self, o):
+        return FakeSparseTensor(self._f(o) - self.feats, self.coords)
+
+
+class FakeFlow(torch.nn.Module):
+    """A velocity over 4-channel voxel latents, linear in them and in the mean of an (1, L, 8) embedding."""
+    in_channels = 4
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x, t, cond):
+        return FakeSparseTensor(x.feats * 0.5 + cond.mean(1) @ self.w, x.coords)
+
+
+BOX_V = torch.tensor([[x, y, z] for x in (-0.3, 0.3) for y in (-0.3, 0.3) for z in (-0.3, 0.3)])
+BOX_F = torch.tensor([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1], [2, 3, 7], [2, 7, 6],
+                      [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]])
+
+
+def fake_decoder(slat):
+    """A box (z-up) whose colour is the latent's mean: geometry fixed, appearance from the latent."""
+    col = torch.sigmoid(slat.feats.mean(0)[:3])
+    return [FakeMeshResult(BOX_V.clone(), BOX_F.clone(), torch.cat([col.expand(8, 3), torch.zeros(8, 3)], -1))]
+
+
 class FakePipeline:
     loaded = []
 
     def __init__(self, path):
         self.path, self.device, self.runs = path, None, []
+        self.models = {"slat_flow_model": FakeFlow().requires_grad_(False), "slat_decoder_mesh": fake_decoder}
+        self.slat_normalization = {"mean": [0.0] * 4, "std": [1.0] * 4}
+        self.slat_sampler_params = {"steps": 12, "cfg_strength": 3.0, "rescale_t": 3.0}
+        self.calls = []
+
+    def preprocess_image(self, image):
+        self.calls.append("preprocess_image")
+        return image
+
+    def get_cond(self, images):
+        self.calls.append("get_cond")
+        return {"cond": torch.full((1, 3, 8), 0.1), "neg_cond": torch.zeros(1, 3, 8)}
+
+    def sample_sparse_structure(self, cond, num_samples, params):
+        self.calls.append(("sample_sparse_structure", params["steps"]))
+        return torch.tensor([[0, 1, 1, 1], [0, 1, 2, 1], [0, 2, 1, 1]], dtype=torch.int32)
+
+    def decode_slat(self, slat, formats):
+        return {"mesh": fake_decoder(slat)}
 
     @classmethod
     def from_pretrained(cls, path):
@@ -61,8 +125,15 @@ def fake_trellis(monkeypatch, tmp_path):
     pipes = types.ModuleType("trellis.pipelines")
     pipes.TrellisImageTo3DPipeline = FakePipeline
     pkg.pipelines = pipes
+    modules = types.ModuleType("trellis.modules")
+    sparse = types.ModuleType("trellis.modules.sparse")
+    sparse.SparseTensor = FakeSparseTensor
+    modules.sparse = sparse
+    pkg.modules = modules
     monkeypatch.setitem(sys.modules, "trellis", pkg)
     monkeypatch.setitem(sys.modules, "trellis.pipelines", pipes)
+    monkeypatch.setitem(sys.modules, "trellis.modules", modules)
+    monkeypatch.setitem(sys.modules, "trellis.modules.sparse", sparse)
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "pipeline.json").write_text("{}")
@@ -115,3 +186,31 @@ def test_cli_run_with_trellis_missing_exits_2_with_one_line(tmp_path):
                         str(tmp_path / "out"), "--generator", "trellis"], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "TRELLIS" in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_refine_drives_the_official_pieces_and_lowers_the_render_loss(fake_trellis):
+    # Sec. 4.2 through the adapter: the frame shows the box in mauve; the fake decoder colours it by the latent's
+    # mean, so only the negative embedding's optimisation can move the colour towards the frame's
+    from v2m4 import render as R
+    from v2m4.camera import orbit_camera
+    from v2m4.generators.trellis import TrellisGenerator
+    from v2m4.stages.appearance import AppearanceConfig
+    from v2m4.types import Mesh
+
+    gen = TrellisGenerator(str(fake_trellis), device="cpu", seed=3)
+    cam = orbit_camera(torch.tensor([0.6]), torch.tensor([0.3]), torch.tensor([2.5]), torch.zeros(1, 3),
+                       fov_deg=40, resolution=(32, 32))
+    box = Mesh(BOX_V @ torch.tensor(np.asarray([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=np.float32)).T / 0.6,
+               BOX_F, vertex_colors=torch.tensor([0.7, 0.3, 0.6]).expand(8, 3))
+    out = R.render(R.context("torch"), box, cam, channels=("rgb", "mask"))
+    frame = torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1)
+    plain = gen.refine(frame, 2, cam, config=AppearanceConfig(t_max=-1), render_backend="torch")
+    assert gen.last_refinement.losses == []
+    mesh = gen.refine(frame, 2, cam, render_backend="torch")
+    pipe = FakePipeline.loaded[-1]
+    assert pipe.calls[:3] == ["preprocess_image", "get_cond", ("sample_sparse_structure", 25)]
+    r = gen.last_refinement
+    assert sum(r.iterations) == len(r.losses) > 0 and r.losses[-1] < r.losses[0]
+    assert mesh.faces.shape == (12, 3)
+    mauve = torch.tensor([0.7, 0.3, 0.6])
+    assert (mesh.vertex_colors[0] - mauve).norm() < 0.8 * (plain.vertex_colors[0] - mauve).norm()

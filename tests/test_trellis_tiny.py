@@ -71,3 +71,49 @@ def test_tiny_slat_flow_same_with_real_spconv():
     assert b["used"]["spconv"] == "installed"
     diff = max(abs(x - y) for x, y in zip(a["feats"], b["feats"]))
     assert diff < 1e-4 * max(1.0, max(abs(x) for x in b["feats"]))
+
+
+REFINE = textwrap.dedent('''
+    import json, sys, types, torch
+    from v2m4.generators.trellis_fallbacks import install_fallbacks
+    install_fallbacks(force=True)
+    pkg = types.ModuleType("trellis"); pkg.__path__ = [sys.argv[1] + "/trellis"]; sys.modules["trellis"] = pkg
+    from trellis.models.structured_latent_flow import SLatFlowModel
+    from trellis.modules import sparse as sp
+    from v2m4.stages.appearance import AppearanceConfig, negative_condition_gradient, refine_negative_condition
+    torch.manual_seed(0)
+    model = SLatFlowModel(resolution=8, in_channels=4, model_channels=32, cond_channels=16, out_channels=4,
+                          num_blocks=2, num_heads=2, patch_size=2, num_io_res_blocks=1, io_block_channels=[16])
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.05)
+    model.requires_grad_(False)
+    velocity = lambda x, t, c: model(x, torch.full((1,), 1000.0 * t), c)  # TRELLIS's sampler passes 1000 t
+    g = torch.Generator().manual_seed(1)
+    cells = torch.randperm(512, generator=g)[:40]
+    coords = torch.stack([torch.zeros(40, dtype=torch.long), cells // 64, (cells // 8) % 8, cells % 8], -1).int()
+    noise = sp.SparseTensor(feats=torch.randn(40, 4, generator=g), coords=coords)
+    cond = torch.randn(1, 5, 16, generator=g)
+    neg = torch.zeros(1, 5, 16)
+    colours = torch.randn(4, 3, generator=g)  # stand-in for decode + render: per-voxel colours of the latent
+    plain = lambda n: refine_negative_condition(velocity, lambda x: x.feats.sum(), noise, cond, n, steps=12,
+                                                config=AppearanceConfig(t_max=-1)).sample
+    frame = torch.sigmoid(plain(torch.randn(1, 5, 16, generator=g)).feats @ colours)
+    loss = lambda x0: ((torch.sigmoid(x0.feats @ colours) - frame) ** 2).sum()
+    grads = {str(iv): float(negative_condition_gradient(velocity, loss, noise, 0.3, cond, neg, cfg_strength=3.0,
+                                                        interval=iv).abs().sum()) for iv in [(0.0, 1.0), (0.5, 1.0)]}
+    ref = refine_negative_condition(velocity, loss, noise, cond, neg, steps=12)
+    print(json.dumps({"grads": grads, "plain": float(loss(plain(neg))), "refined": float(loss(ref.sample)),
+                      "n_adam": len(ref.losses)}))
+''')
+
+
+def test_refinement_on_the_tiny_official_flow_model():
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", REFINE, CHECKOUT], capture_output=True, text=True, env=env,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["grads"]["(0.0, 1.0)"] > 0 and r["grads"]["(0.5, 1.0)"] == 0  # t = 0.3: guided only in the first
+    assert r["n_adam"] > 0 and r["refined"] < r["plain"]

@@ -100,3 +100,62 @@ class TrellisGenerator:
                             preprocess_image=True, sparse_structure_sampler_params=self.ss,
                             slat_sampler_params=self.slat)
         return to_mesh(out["mesh"][0])
+
+    def refine(self, frame: Tensor, index: int, camera, *, scorer=None, config=None, render_backend: str = "auto",
+               progress=None) -> Mesh:
+        """Sec. 4.2: frame ``index`` generated again with its negative condition embedding optimised so that the
+        decoded mesh, rendered under ``camera`` (this frame's cam_from_canonical from the camera search, at the
+        frame's resolution), matches ``frame`` (H, W, 4). Same seed as ``generate``, so the same voxels.
+
+        The loss is the scorer's (weight-free silhouette + colour by default; DreamSim/LPIPS scorers where
+        installed) on renders of the decoded mesh with its vertex colours, plus the MSE term of the config.
+        """
+        from PIL import Image
+
+        from .. import render as R
+        from ..scoring import SilhouetteColourScorer
+        from ..stages.appearance import AppearanceConfig, refine_negative_condition
+        from trellis.modules import sparse as sp
+
+        pipe = self.pipe
+        scorer = scorer or SilhouetteColourScorer()
+        config = config or AppearanceConfig()
+        device = next(pipe.models["slat_flow_model"].parameters()).device
+        rgba = (frame.detach().cpu().clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        image = pipe.preprocess_image(Image.fromarray(rgba, "RGBA"))
+        cond = pipe.get_cond([image])
+        torch.manual_seed(self.seed + index)  # generate()'s seed: the same sparse structure
+        coords = pipe.sample_sparse_structure(cond, 1, self.ss)
+        flow = pipe.models["slat_flow_model"]
+        # drawn on the CPU and moved, as the official sample_slat does: the same noise as generate()'s
+        noise = sp.SparseTensor(feats=torch.randn(coords.shape[0], flow.in_channels).to(device), coords=coords)
+        norm = pipe.slat_normalization
+        std = torch.tensor(norm["std"], device=device)[None]
+        mean = torch.tensor(norm["mean"], device=device)[None]
+        ctx = R.context(render_backend, device)
+        target = frame.to(device)
+        rot = torch.as_tensor(Z_UP_TO_Y_UP, dtype=torch.float32, device=device)
+        cam = camera.to(device)
+
+        def velocity(x, t, c):
+            return flow(x, torch.full((1,), 1000.0 * t, device=device), c)  # TRELLIS's sampler passes 1000 t
+
+        def render_loss(x0):
+            mesh = pipe.models["slat_decoder_mesh"](x0 * std + mean)[0]
+            v = mesh.vertices.float() @ rot.T
+            lo, hi = v.detach().amin(0), v.detach().amax(0)  # generate()'s canonical box, held fixed
+            v = (v - (lo + hi) / 2) / (hi - lo).max().clamp_min(1e-12)
+            col = mesh.vertex_attrs[:, :3].float().clamp(0, 1)
+            out = R.render(ctx, Mesh(v, mesh.faces.long(), vertex_colors=col), cam, channels=("rgb", "mask"),
+                           background=0.5)
+            return scorer(out["rgb"], out["mask"], target)[0]
+
+        params = {**getattr(pipe, "slat_sampler_params", {}), **self.slat}
+        result = refine_negative_condition(velocity, render_loss, noise, cond["cond"], cond["neg_cond"],
+                                           steps=params["steps"], cfg_strength=params["cfg_strength"],
+                                           rescale_t=params.get("rescale_t", 3.0), config=config,
+                                           sigma_min=getattr(getattr(pipe, "slat_sampler", None), "sigma_min", 1e-5),
+                                           progress=progress)
+        self.last_refinement = result
+        with torch.no_grad():
+            return to_mesh(pipe.decode_slat(result.sample * std + mean, ["mesh"])["mesh"][0])

@@ -1,0 +1,67 @@
+"""Sec. 4.2 appearance refinement (negative-condition optimisation) on a small differentiable stand-in for the
+generator: a velocity network conditioned on an embedding, and a fixed linear 'decode and render' to an image."""
+
+import pytest
+import torch
+
+from v2m4.stages.appearance import (AppearanceConfig, iterations_per_step, negative_condition_gradient,
+                                    refine_negative_condition, time_pairs)
+
+
+class ToyFlow(torch.nn.Module):
+    """v(x, t, c): a conditional velocity field over 24-dim latents with an 8-dim condition embedding."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.wx = torch.nn.Parameter(torch.randn(24, 24, generator=g) * 0.2)
+        self.wc = torch.nn.Parameter(torch.randn(8, 24, generator=g) * 0.5)
+
+    def forward(self, x, t, c):
+        return torch.tanh(x @ self.wx + c @ self.wc * (1 + t))
+
+
+def _setup():
+    """The toy generator, and a frame it can reach: the render of a sample guided by another negative embedding."""
+    model = ToyFlow().requires_grad_(False)
+    decode = torch.randn(24, 3 * 16, generator=torch.Generator().manual_seed(1)) * 0.1  # latent -> 4x4 RGB
+    cond = torch.randn(1, 8, generator=torch.Generator().manual_seed(3))
+    neg = torch.zeros(1, 8)
+    noise = torch.randn(1, 24, generator=torch.Generator().manual_seed(4))
+    other = torch.randn(1, 8, generator=torch.Generator().manual_seed(5))
+    frame = torch.sigmoid(refine_negative_condition(model, lambda x: x.sum(), noise, cond, other, steps=25,
+                                                    config=AppearanceConfig(t_max=-1)).sample @ decode)
+    loss = lambda x0: ((torch.sigmoid(x0 @ decode) - frame) ** 2).sum()  # noqa: E731  squared error of the render
+    return model, loss, cond, neg, noise
+
+
+def test_schedule_follows_appendix_a():
+    pairs = time_pairs(25, rescale_t=1.0)
+    assert pairs[0][0] == pytest.approx(1.0) and pairs[-1][1] == pytest.approx(0.0)
+    iters = iterations_per_step(pairs, AppearanceConfig())
+    first = next(i for i, (t, _) in enumerate(pairs) if t <= 0.6)
+    assert all(n == 0 for n in iters[:first])  # nothing while t > 0.6
+    assert iters[first:first + 5] == [5] * 5 and iters[first + 5] == 6  # 5, then one more every 5 steps
+    assert pairs[first][0] <= 0.6 < pairs[first - 1][0]
+
+
+def test_negative_condition_gradient_only_inside_the_guidance_interval():
+    model, loss, cond, neg, noise = _setup()
+    for t in (0.3, 0.8):
+        for interval in ((0.0, 1.0), (0.5, 1.0)):
+            g = negative_condition_gradient(model, loss, noise, t, cond, neg, cfg_strength=3.0, interval=interval)
+            inside = interval[0] <= t <= interval[1]
+            assert (float(g.abs().sum()) > 1e-8) == inside, (t, interval)
+
+
+def test_refinement_lowers_the_render_loss_and_keeps_the_embedding_near_its_start():
+    model, loss, cond, neg, noise = _setup()
+    plain = refine_negative_condition(model, loss, noise, cond, neg, steps=25, config=AppearanceConfig(t_max=-1))
+    assert plain.losses == [] and torch.equal(plain.neg_cond, neg)  # t_max < 0: plain guided sampling
+    ref = refine_negative_condition(model, loss, noise, cond, neg, steps=25)
+    assert sum(ref.iterations) == len(ref.losses) > 0
+    assert float(loss(ref.sample)) < 0.6 * float(loss(plain.sample))  # measured: 0.43 -> 0.18
+    assert ref.losses[-1] < ref.losses[0]
+    # a stronger pull to the start keeps the embedding closer to it
+    tight = refine_negative_condition(model, loss, noise, cond, neg, steps=25, config=AppearanceConfig(reg_weight=50))
+    assert float((tight.neg_cond - neg).norm()) < float((ref.neg_cond - neg).norm())
