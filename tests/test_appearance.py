@@ -65,3 +65,49 @@ def test_refinement_lowers_the_render_loss_and_keeps_the_embedding_near_its_star
     # a stronger pull to the start keeps the embedding closer to it
     tight = refine_negative_condition(model, loss, noise, cond, neg, steps=25, config=AppearanceConfig(reg_weight=50))
     assert float((tight.neg_cond - neg).norm()) < float((ref.neg_cond - neg).norm())
+
+
+def test_pipeline_refines_each_keyframe_with_the_hook_and_skips_without(tmp_path):
+    from v2m4.camera import orbit_camera
+    from v2m4.pipeline import PipelineConfig, _Log, _refine_appearance
+    from v2m4.types import Frames, Mesh
+
+    tri = Mesh(torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]), torch.tensor([[0, 1, 2]]))
+    frames = Frames(rgba=torch.rand(3, 8, 8, 4), fps=10.0)
+    cams = orbit_camera(torch.zeros(3), torch.zeros(3), torch.full((3,), 3.0), torch.zeros(3, 3), fov_deg=40,
+                        resolution=(8, 8))
+    key = torch.tensor([0, 2, 5])
+
+    class WithHook:
+        name = "hooked"
+
+        def __init__(self):
+            self.calls = []
+
+        def refine(self, frame, t, cam):
+            self.calls.append((t, tuple(frame.shape), len(cam)))
+            if t == 5:
+                return Mesh(torch.zeros(3, 3), torch.zeros(0, 3, dtype=torch.long))  # unusable: rejected
+            return tri.with_vertices(tri.vertices + t)
+
+    gen, warn = WithHook(), []
+    meshes = [tri, tri, tri]
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    with pytest.warns(UserWarning, match="refined mesh rejected"):
+        got = _refine_appearance(gen, meshes, frames, key, cams, PipelineConfig(), ck, _Log("quiet"), warn)
+    assert got == "refined" and gen.calls == [(0, (8, 8, 4), 1), (2, (8, 8, 4), 1), (5, (8, 8, 4), 1)]
+    assert torch.equal(meshes[1].vertices, tri.vertices + 2) and meshes[2] is tri and len(warn) == 1
+    # resumed: the checkpointed frames are read back, only the rejected one is asked again
+    gen2, again = WithHook(), [tri, tri, tri]
+    with pytest.warns(UserWarning):
+        _refine_appearance(gen2, again, frames, key, cams, PipelineConfig(), ck, _Log("quiet"), [])
+    assert [c[0] for c in gen2.calls] == [5] and torch.equal(again[1].vertices, tri.vertices + 2)
+
+    class NoHook:
+        name = "synthetic"
+
+    assert _refine_appearance(NoHook(), [tri], frames, key[:1], cams, PipelineConfig(), None, _Log("quiet"),
+                              []).startswith("skipped: the synthetic generator")
+    assert _refine_appearance(gen, [tri], frames, key[:1], cams, PipelineConfig(refine_appearance=False), None,
+                              _Log("quiet"), []) == "off"

@@ -113,7 +113,7 @@ def test_submanifold_conv_matches_spconv():
 
 FALLBACK_SCRIPT = """
 import json, os, sys, torch
-for name in ("spconv", "spconv.pytorch", "flash_attn"):
+for name in ("spconv", "spconv.pytorch", "flash_attn", "kaolin"):
     sys.modules[name] = None  # as if not installed
 from v2m4.generators.trellis_fallbacks import install_fallbacks
 from v2m4.generators.sparse import submanifold_conv3d, varlen_attention
@@ -129,11 +129,14 @@ ref = submanifold_conv3d(x.features, coords, conv.weight, conv.bias)
 q, k, v = torch.randn(5, 2, 8), torch.randn(6, 2, 8), torch.randn(6, 2, 8)
 cu_q, cu_k = torch.tensor([0, 2, 5]).int(), torch.tensor([0, 4, 6]).int()
 a = flash_attn.flash_attn_varlen_func(q, k, v, cu_q, cu_k, 3, 4)
+from kaolin.utils.testing import check_tensor
+checks = [check_tensor(torch.zeros(4, 3), (None, 3), throw=False), check_tensor(torch.zeros(4, 2), (None, 3),
+          throw=False), check_tensor(torch.zeros(2), (2,), dtype=torch.float32)]
 print(json.dumps({"used": used, "env": [os.environ.get(n) for n in ("SPARSE_BACKEND", "SPARSE_ATTN_BACKEND",
                   "ATTN_BACKEND", "SPCONV_ALGO")], "conv_err": float((y.features - ref).abs().max()),
                   "cached": "k" in [key[0] for key in x.indice_dict],
                   "attn_err": float((a - varlen_attention(q, k, v, [2, 3], [4, 2])).abs().max()),
-                  "dense": list(x.dense().shape)}))
+                  "dense": list(x.dense().shape), "checks": checks}))
 """
 
 
@@ -150,7 +153,9 @@ def test_install_fallbacks_registers_stand_ins_for_missing_extensions():
     out = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["used"] == {"spconv": "pure-torch fallback", "flash_attn": "pure-torch fallback"}
+    assert r["used"] == {"spconv": "pure-torch fallback", "flash_attn": "pure-torch fallback",
+                         "kaolin": "pure-torch fallback"}
+    assert r["checks"] == [True, False, True]
     assert r["env"] == ["spconv", "flash_attn", "sdpa", "native"]
     assert r["conv_err"] == 0 and r["attn_err"] < 1e-6 and r["cached"]
     assert r["dense"] == [2, 4, 5, 5, 5]

@@ -46,6 +46,8 @@ class PipelineConfig:
     weights: str | None = None                 # folder of the scorer's weights (default: its standard cache)
     stereo: str = "auto"                       # Alg. 1 stereo prior: "auto" (DUSt3R when importable), "off", or
                                                # the path of a DUSt3R checkout
+    refine_appearance: bool = True             # Sec. 4.2: regenerate each keyframe with its negative condition
+                                               # optimised against the frame (generators with the hook: TRELLIS)
 
 
 @dataclass
@@ -215,6 +217,7 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
                             resolution=torch.tensor(cams.resolution), scales=scales, global_search=glob,
                             search_seconds=search_sec)
     _interrupt_hook("camera", 1)
+    appearance = _refine_appearance(generator, meshes, kframes, key, cams, cfg, ck, L, warn)
     from .stages.camera_search import repose
     world_from_cam = cams.world_from_cam[0]
     posed = [repose(m, cams.cam_from_world[k], world_from_cam, scale=float(scales[k])) for k, m in enumerate(meshes)]
@@ -283,7 +286,7 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     if learned is None and ck is not None and (ck / "learned.json").exists():  # resumed after the camera stage
         learned = json.loads((ck / "learned.json").read_text())
     report = {"frames": len(frames), "fps": frames.fps, "keyframes": key.tolist(), "seconds": seconds,
-              "learned": learned,
+              "learned": learned, "appearance": appearance,
               "warnings": warn, "registration": reg_extra, "config": _jsonable(asdict(cfg))}
     report["input_view"] = input_view_metrics(anim, frames, video_cam, ctx)
     from .stages.texture import ring_views, unreached_fraction
@@ -294,6 +297,41 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     report["stage_figures"] = dict(extras)
     return RunResult(animation=anim, camera=video_cam, report=report, world_from_canonical=world_from_canonical,
                      extras=extras)
+
+
+def _refine_appearance(generator, meshes: list, kframes: Frames, key, cams: Camera, cfg: PipelineConfig, ck, L,
+                       warn: list) -> str:
+    """Sec. 4.2 between the camera search and the re-pose: each keyframe's mesh regenerated (same seed, same
+    voxels, so the found camera still holds) with the appearance optimised against the frame. Replaces meshes[k]
+    in place; checkpointed per frame. Returns what happened, for the report."""
+    if not cfg.refine_appearance:
+        return "off"
+    refine = getattr(generator, "refine", None)
+    name = getattr(generator, "name", type(generator).__name__)
+    if refine is None:
+        L.event(stage="appearance", message=f"appearance refinement (Sec. 4.2) skipped: the {name} generator has "
+                "no hook for it (TRELLIS has)")
+        return f"skipped: the {name} generator has no hook"
+    bar = L.bar(len(meshes), "appearance")
+    for k, t in enumerate(key.tolist()):
+        f = ck / f"refined_{t:05d}.npz" if ck else None
+        if f is not None and f.is_file():
+            meshes[k] = Mesh.load(f).to(meshes[k].vertices.device)
+        else:
+            m = refine(kframes.rgba[k], t, cams[k])
+            why = _valid(m)
+            if why:
+                warn.append(f"frame {t}: refined mesh rejected ({why}); the generated one is kept")
+                warnings.warn(warn[-1])
+            else:
+                meshes[k] = m.to(meshes[k].vertices.device)
+                if f is not None:
+                    meshes[k].save(f)
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    return "refined"
 
 
 def _learned_parts(cfg: PipelineConfig, dev) -> tuple[object, object, dict]:

@@ -84,6 +84,12 @@ class TrellisGenerator:
         # the sampler settings are the official run()'s defaults, except 25 steps per stage (Appendix A)
         Pipeline, self.extensions = _import_pipeline()
         path = _weights(model)
+        if not torch.cuda.is_available():
+            from .trellis_fallbacks import device_safe_defaults
+            try:
+                device_safe_defaults("cpu")
+            except (ImportError, AttributeError):  # another TRELLIS version: its own defaults stand
+                pass
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise V2M4Error("TRELLIS needs a CUDA GPU here (its sparse ops and rasterisers are CUDA-only); use "
                             "--generator meshes:DIR with meshes made elsewhere")

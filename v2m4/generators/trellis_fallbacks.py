@@ -1,7 +1,8 @@
 """Stand-ins for the CUDA extensions the official TRELLIS code imports, over v2m4.generators.sparse (issue 9).
 
 TRELLIS's sparse modules import ``spconv.pytorch`` (SparseConvTensor, SubMConv3d) and, for attention over sparse
-tensors, ``flash_attn`` (its varlen functions) or ``xformers``. ``install_fallbacks()`` puts pure-PyTorch modules
+tensors, ``flash_attn`` (its varlen functions) or ``xformers``; its FlexiCubes mesh extraction imports one input
+check from ``kaolin``. ``install_fallbacks()`` puts pure-PyTorch modules
 under those names when, and only when, the real package cannot be imported, and selects them through TRELLIS's
 own environment switches; the dense transformers use TRELLIS's built-in ``sdpa`` backend. Only what the image-to-3D
 v1 models call is provided: submanifold convolutions (stride 1, no padding) and attention; a strided or inverse
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 
 from .sparse import neighbour_map, submanifold_conv3d, varlen_attention
 
-__all__ = ["install_fallbacks", "SparseConvTensor", "SubMConv3d"]
+__all__ = ["install_fallbacks", "device_safe_defaults", "SparseConvTensor", "SubMConv3d", "check_tensor"]
 
 
 class ConvAlgo(enum.Enum):
@@ -123,6 +124,30 @@ class SparseInverseConv3d(_NeedsSpconv):
     pass
 
 
+def check_tensor(tensor: Tensor, shape=None, dtype=None, device=None, throw: bool = True) -> bool:
+    """kaolin.utils.testing.check_tensor: shape (None matches any size), dtype and device of a tensor."""
+    problem = None
+    if shape is not None and (tensor.dim() != len(shape) or
+                              any(s is not None and s != t for s, t in zip(shape, tensor.shape))):
+        problem = f"tensor shape is {tuple(tensor.shape)}, should be {tuple(shape)}"
+    elif dtype is not None and tensor.dtype != dtype:
+        problem = f"tensor dtype is {tensor.dtype}, should be {dtype}"
+    elif device is not None and tensor.device != torch.device(device):
+        problem = f"tensor device is {tensor.device}, should be {device}"
+    if problem and throw:
+        raise ValueError(problem)
+    return problem is None
+
+
+def device_safe_defaults(device: str | torch.device) -> None:
+    """TRELLIS builds its FlexiCubes grids on "cuda" by default, at model construction: make that default the
+    device at hand, so the official models also build (and run) on a CPU. Call after importing trellis."""
+    import trellis.representations.mesh.cube2mesh as c2m
+
+    init = c2m.SparseFeatures2Mesh.__init__
+    init.__defaults__ = (str(torch.device(device)),) + tuple(init.__defaults__[1:])
+
+
 def _lens(cu_seqlens: Tensor) -> list[int]:
     return (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
 
@@ -175,7 +200,7 @@ def _available(name: str) -> bool:
 def install_fallbacks(*, force: bool = False) -> dict[str, str]:
     """Register the stand-ins for what is not installed and point TRELLIS's switches at them.
 
-    Returns {extension: "installed" | "pure-torch fallback"} for spconv and flash_attn. Call before importing
+    Returns {extension: "installed" | "pure-torch fallback"} for spconv, flash_attn and kaolin. Call before importing
     trellis (its modules read the switches at import). Real packages are never shadowed, unless force (tests
     that compare the fallbacks with the real packages in a separate process).
     """
@@ -205,4 +230,15 @@ def install_fallbacks(*, force: bool = False) -> dict[str, str]:
         used["flash_attn"] = "pure-torch fallback"
         os.environ.setdefault("ATTN_BACKEND", "sdpa")  # TRELLIS's dense attention has its own SDPA path
     os.environ.setdefault("SPARSE_ATTN_BACKEND", "flash_attn")
+    if _available("kaolin") and not force:
+        used["kaolin"] = "installed"
+    else:
+        names = ("kaolin", "kaolin.utils", "kaolin.utils.testing")
+        mods = [types.ModuleType(n) for n in names]
+        mods[0].utils, mods[1].testing = mods[1], mods[2]
+        mods[2].check_tensor = check_tensor
+        for n, m in zip(names, mods):
+            m.__v2m4_fallback__ = True
+            sys.modules[n] = m
+        used["kaolin"] = "pure-torch fallback"
     return used
