@@ -71,10 +71,13 @@ def main():
     from v2m4.types import Mesh
 
     cfgs = Path(checkout) / "configs"
-    ss_args = json.loads((cfgs / "generation/ss_flow_img_dit_L_16l8_fp16.json").read_text())["models"]["denoiser"]["args"]
-    ssd_args = json.loads((cfgs / "vae/ss_vae_conv3d_16l8_fp16.json").read_text())["models"]["decoder"]["args"]
-    sl_args = json.loads((cfgs / "generation/slat_flow_img_dit_L_64l8p2_fp16.json").read_text())["models"]["denoiser"]["args"]
-    dec_args = json.loads((cfgs / "vae/slat_vae_dec_mesh_swin8_B_64l8_fp16.json").read_text())["models"]["decoder"]["args"]
+    def model_args(config: str, model: str) -> dict:
+        return json.loads((cfgs / config).read_text())["models"][model]["args"]
+
+    ss_args = model_args("generation/ss_flow_img_dit_L_16l8_fp16.json", "denoiser")
+    ssd_args = model_args("vae/ss_vae_conv3d_16l8_fp16.json", "decoder")
+    sl_args = model_args("generation/slat_flow_img_dit_L_64l8p2_fp16.json", "denoiser")
+    dec_args = model_args("vae/slat_vae_dec_mesh_swin8_B_64l8_fp16.json", "decoder")
     steps, n_vox, res, cond_len = 25, 20000, 512, 1374
     if args.tiny:
         ss_args.update(model_channels=64, num_blocks=1, num_heads=2, cond_channels=32)

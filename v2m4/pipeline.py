@@ -114,7 +114,7 @@ def check_frames(frames: Frames) -> None:
 def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(), *,
                 run_dir: str | os.PathLike | None = None, resume: bool = False, log: str = "bars") -> RunResult:
     """Video frames + a generator -> the animated asset (and, with run_dir, every output file)."""
-    from .methods.camera import camera_config, repose_all
+    from .methods.camera import camera_config
     from .methods.full import texture_config, texture_stage
     from .methods.register import registration_config
     from .stages.animate import make_animation

@@ -111,7 +111,7 @@ def varlen_attention(q: Tensor, k: Tensor, v: Tensor, q_lens: Sequence[int], kv_
         out = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None],
                                              v.transpose(0, 1)[None], scale=scale)
         return out[0].transpose(0, 1)
-    B, H = len(q_lens), q.shape[1]
+    B = len(q_lens)
     Lq, Lk = max(q_lens), max(kv_lens)
     bq, iq = _segments(q_lens, q.device)
     bk, ik = _segments(kv_lens, k.device)
