@@ -23,6 +23,7 @@ from render import scene  # noqa: E402
 from v2m4 import Mesh  # noqa: E402
 from v2m4 import render as R  # noqa: E402
 from v2m4.camera import near_far  # noqa: E402
+from v2m4.render._torch import screen_area  # noqa: E402
 
 
 def run(backend: str, mesh: Mesh, cams, target_rgb, target_mask, weight=None, nudge: float = 0.0):
@@ -86,10 +87,7 @@ def main():
     with torch.no_grad():
         P = cams.clip_from_world(*near_far(mesh.vertices[None].expand(len(cams), -1, -1), cams))
         pos = torch.cat([mesh.vertices, torch.ones_like(mesh.vertices[:, :1])], -1) @ P.transpose(1, 2)
-        xy = pos[..., :2] / pos[..., 3:] * 128  # pixels (256² views)
-        c = xy[:, mesh.faces]  # (B, F, 3, 2)
-        d1, d2 = c[:, :, 1] - c[:, :, 0], c[:, :, 2] - c[:, :, 0]
-        px_area = 0.5 * (d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0]).abs()  # (B, F)
+        px_area = screen_area(pos, mesh.faces, (256, 256)).abs()  # (B, F) pixels²
         tid = b[4].clamp_min(0)
         area_at = torch.gather(px_area, 1, tid.reshape(len(cams), -1)).view_as(tid)
         well = same * (area_at >= 0.05).float()

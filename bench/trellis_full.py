@@ -29,14 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _randomise_zero_layers(model):
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.02)
-    return model.requires_grad_(False)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -65,10 +57,9 @@ def main():
 
     from v2m4 import render as R
     from v2m4.camera import orbit_camera
-    from v2m4.generators.trellis import Z_UP_TO_Y_UP
+    from v2m4.generators.trellis import randomise_zero_layers, render_extract
     from v2m4.scoring import SilhouetteColourScorer
     from v2m4.stages.appearance import AppearanceConfig, refine_negative_condition
-    from v2m4.types import Mesh
 
     cfgs = Path(checkout) / "configs"
     def model_args(config: str, model: str) -> dict:
@@ -89,10 +80,10 @@ def main():
         a["use_fp16"] = bool(a.get("use_fp16")) and cuda
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    ss_flow = _randomise_zero_layers(SparseStructureFlowModel(**ss_args)).to(dev).eval()
-    ss_dec = _randomise_zero_layers(SparseStructureDecoder(**ssd_args)).to(dev).eval()
-    sl_flow = _randomise_zero_layers(SLatFlowModel(**sl_args)).to(dev).eval()
-    mesh_dec = _randomise_zero_layers(SLatMeshDecoder(**dec_args)).to(dev).eval()
+    ss_flow = randomise_zero_layers(SparseStructureFlowModel(**ss_args)).to(dev).eval()
+    ss_dec = randomise_zero_layers(SparseStructureDecoder(**ssd_args)).to(dev).eval()
+    sl_flow = randomise_zero_layers(SLatFlowModel(**sl_args)).to(dev).eval()
+    mesh_dec = randomise_zero_layers(SLatMeshDecoder(**dec_args)).to(dev).eval()
     for m in (ss_flow, ss_dec, sl_flow, mesh_dec):
         if cuda and hasattr(m, "convert_to_fp16"):
             m.convert_to_fp16()
@@ -143,23 +134,19 @@ def main():
 
     # Sec. 4.2 for one frame: the frame is the render of this generation from a camera; refine from a different
     # start (another seed's negative embedding would be as good): what is timed is the work, not the gain
-    rot = torch.as_tensor(Z_UP_TO_Y_UP, dtype=torch.float32, device=dev)
     cam = orbit_camera(torch.tensor([0.6]), torch.tensor([0.3]), torch.tensor([2.2]), torch.zeros(1, 3), fov_deg=40,
                        resolution=(res, res)).to(dev)
     ctx = R.context("torch", dev)
     scorer = SilhouetteColourScorer()
 
-    def render(m):
-        v = m.vertices.float() @ rot.T
-        lo, hi = v.detach().amin(0), v.detach().amax(0)
-        v = (v - (lo + hi) / 2) / (hi - lo).max().clamp_min(1e-6)
-        return R.render(ctx, Mesh(v, m.faces.long(), vertex_colors=m.vertex_attrs[:, :3].float().clamp(0, 1)), cam,
-                        channels=("rgb", "mask"), background=0.5)
-
     with torch.no_grad():
-        shown = render(mesh)
+        shown = render_extract(ctx, mesh, cam)
     frame = torch.cat([shown["rgb"][0], shown["mask"][0, ..., None]], -1)
-    loss = lambda x0: scorer(*[render(mesh_dec(x0)[0])[k] for k in ("rgb", "mask")], frame)[0]  # noqa: E731
+
+    def loss(x0):
+        out = render_extract(ctx, mesh_dec(x0)[0], cam)
+        return scorer(out["rgb"], out["mask"], frame)[0]
+
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     sync()

@@ -25,13 +25,11 @@ SCRIPT = textwrap.dedent('''
     pkg = types.ModuleType("trellis"); pkg.__path__ = [sys.argv[1] + "/trellis"]; sys.modules["trellis"] = pkg
     from trellis.models.structured_latent_flow import SLatFlowModel
     from trellis.modules import sparse as sp
+    from v2m4.generators.trellis import randomise_zero_layers
     torch.manual_seed(0)
-    model = SLatFlowModel(resolution=8, in_channels=4, model_channels=32, cond_channels=16, out_channels=4,
-                          num_blocks=2, num_heads=2, patch_size=2, num_io_res_blocks=1, io_block_channels=[16])
-    with torch.no_grad():  # zero-initialised output layers would hide every path but the skips
-        for p in model.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.05)
+    model = randomise_zero_layers(SLatFlowModel(resolution=8, in_channels=4, model_channels=32, cond_channels=16,
+                                                out_channels=4, num_blocks=2, num_heads=2, patch_size=2,
+                                                num_io_res_blocks=1, io_block_channels=[16]), 0.05)
     g = torch.Generator().manual_seed(1)
     coords = []
     for b, n in enumerate((37, 22)):  # two sequences of different length: the varlen attention path
@@ -82,14 +80,11 @@ REFINE = textwrap.dedent('''
     from trellis.models.structured_latent_flow import SLatFlowModel
     from trellis.modules import sparse as sp
     from v2m4.stages.appearance import AppearanceConfig, negative_condition_gradient, refine_negative_condition
+    from v2m4.generators.trellis import randomise_zero_layers
     torch.manual_seed(0)
-    model = SLatFlowModel(resolution=8, in_channels=4, model_channels=32, cond_channels=16, out_channels=4,
-                          num_blocks=2, num_heads=2, patch_size=2, num_io_res_blocks=1, io_block_channels=[16])
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.05)
-    model.requires_grad_(False)
+    model = randomise_zero_layers(SLatFlowModel(resolution=8, in_channels=4, model_channels=32, cond_channels=16,
+                                                out_channels=4, num_blocks=2, num_heads=2, patch_size=2,
+                                                num_io_res_blocks=1, io_block_channels=[16]), 0.05)
     velocity = lambda x, t, c: model(x, torch.full((1,), 1000.0 * t), c)  # TRELLIS's sampler passes 1000 t
     g = torch.Generator().manual_seed(1)
     cells = torch.randperm(512, generator=g)[:40]
@@ -131,18 +126,11 @@ DECODE = textwrap.dedent('''
     from trellis.modules import sparse as sp
     from v2m4 import render as R
     from v2m4.camera import orbit_camera
-    from v2m4.generators.trellis import to_mesh, Z_UP_TO_Y_UP
+    from v2m4.generators.trellis import randomise_zero_layers, render_extract, to_mesh
     from v2m4.scoring import SilhouetteColourScorer
     from v2m4.stages.appearance import guided_velocity, negative_condition_gradient, predicted_x0
-    from v2m4.types import Mesh
 
-    def randomise(m):
-        with torch.no_grad():
-            for p in m.parameters():
-                if p.abs().sum() == 0:
-                    p.normal_(0, 0.05)
-        return m.requires_grad_(False)
-
+    randomise = lambda m: randomise_zero_layers(m, 0.05)
     torch.manual_seed(0)
     flow = randomise(SLatFlowModel(resolution=8, in_channels=4, model_channels=32, cond_channels=16, out_channels=4,
                                    num_blocks=1, num_heads=2, patch_size=2, num_io_res_blocks=1,
@@ -159,17 +147,11 @@ DECODE = textwrap.dedent('''
     velocity = lambda x, t, c: flow(x, torch.full((1,), 1000.0 * t), c)
     mesh = dec(noise)[0]
     ours = to_mesh(mesh)
-    rot = torch.as_tensor(Z_UP_TO_Y_UP, dtype=torch.float32)
     cam = orbit_camera(torch.tensor([0.5]), torch.tensor([0.3]), torch.tensor([2.2]), torch.zeros(1, 3), fov_deg=40,
                        resolution=(48, 48))
     ctx, scorer = R.context("torch"), SilhouetteColourScorer()
 
-    def render(m):
-        v = m.vertices.float() @ rot.T
-        lo, hi = v.detach().amin(0), v.detach().amax(0)
-        v = (v - (lo + hi) / 2) / (hi - lo).max()
-        return R.render(ctx, Mesh(v, m.faces.long(), vertex_colors=m.vertex_attrs[:, :3].clamp(0, 1)), cam,
-                        channels=("rgb", "mask"), background=0.5)
+    render = lambda m: render_extract(ctx, m, cam)
 
     # the frame: the render of a prediction guided by another negative embedding; then the gradient of the render
     # loss at one flow time, through renderer, decoder and flow model, must point downhill

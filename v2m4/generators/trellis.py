@@ -76,6 +76,32 @@ def to_mesh(result) -> Mesh:
     return canonicalise(Mesh(torch.as_tensor(v, dtype=torch.float32), f, vertex_colors=col))
 
 
+def render_extract(ctx, result, cameras, *, background: float = 0.5) -> dict:
+    """Render an official MeshExtractResult with its vertex colours, differentiably in its vertices and colours:
+    turned +Y up and put into the canonical box as ``to_mesh`` does (the box held fixed, so gradients move the
+    surface, not the frame). cameras: cam_from_canonical, as the camera search finds them."""
+    from .. import render as R
+
+    rot = torch.as_tensor(Z_UP_TO_Y_UP, dtype=torch.float32, device=result.vertices.device)
+    v = result.vertices.float() @ rot.T
+    lo, hi = v.detach().amin(0), v.detach().amax(0)
+    v = (v - (lo + hi) / 2) / (hi - lo).max().clamp_min(1e-12)
+    col = result.vertex_attrs[:, :3].float().clamp(0, 1)
+    return R.render(ctx, Mesh(v, result.faces.long(), vertex_colors=col), cameras, channels=("rgb", "mask"),
+                    background=background)
+
+
+def randomise_zero_layers(model, std: float = 0.02):
+    """A model built without weights, made to compute: TRELLIS zero-initialises its output layers, so a fresh
+    model hides every path but its skips; those get a small normal draw. Returns the model, frozen (tests and
+    benchmarks of the official classes without weights)."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, std)
+    return model.requires_grad_(False)
+
+
 class TrellisGenerator:
     name = "trellis"
 
@@ -84,15 +110,14 @@ class TrellisGenerator:
         # the sampler settings are the official run()'s defaults, except 25 steps per stage (Appendix A)
         Pipeline, self.extensions = _import_pipeline()
         path = _weights(model)
-        if not torch.cuda.is_available():
-            from .trellis_fallbacks import device_safe_defaults
-            try:
-                device_safe_defaults("cpu")
-            except (ImportError, AttributeError):  # another TRELLIS version: its own defaults stand
-                pass
         if str(device).startswith("cuda") and not torch.cuda.is_available():
             raise V2M4Error("TRELLIS needs a CUDA GPU here (its sparse ops and rasterisers are CUDA-only); use "
                             "--generator meshes:DIR with meshes made elsewhere")
+        from .trellis_fallbacks import device_safe_defaults
+        try:
+            device_safe_defaults(device)  # FlexiCubes builds its grids on the device the models will run on
+        except (ImportError, AttributeError):  # another TRELLIS version: its own defaults stand
+            pass
         self.pipe = Pipeline.from_pretrained(path)
         self.pipe.to(torch.device(device))
         self.seed = seed
@@ -140,20 +165,13 @@ class TrellisGenerator:
         mean = torch.tensor(norm["mean"], device=device)[None]
         ctx = R.context(render_backend, device)
         target = frame.to(device)
-        rot = torch.as_tensor(Z_UP_TO_Y_UP, dtype=torch.float32, device=device)
         cam = camera.to(device)
 
         def velocity(x, t, c):
             return flow(x, torch.full((1,), 1000.0 * t, device=device), c)  # TRELLIS's sampler passes 1000 t
 
         def render_loss(x0):
-            mesh = pipe.models["slat_decoder_mesh"](x0 * std + mean)[0]
-            v = mesh.vertices.float() @ rot.T
-            lo, hi = v.detach().amin(0), v.detach().amax(0)  # generate()'s canonical box, held fixed
-            v = (v - (lo + hi) / 2) / (hi - lo).max().clamp_min(1e-12)
-            col = mesh.vertex_attrs[:, :3].float().clamp(0, 1)
-            out = R.render(ctx, Mesh(v, mesh.faces.long(), vertex_colors=col), cam, channels=("rgb", "mask"),
-                           background=0.5)
+            out = render_extract(ctx, pipe.models["slat_decoder_mesh"](x0 * std + mean)[0], cam)
             return scorer(out["rgb"], out["mask"], target)[0]
 
         params = {**getattr(pipe, "slat_sampler_params", {}), **self.slat}
