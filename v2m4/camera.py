@@ -178,7 +178,12 @@ def near_far(vertices: Tensor, cameras: Camera, *, margin: float = 0.05) -> tupl
     Tight planes keep depth precision for the z-test; a mesh partly behind the camera is clipped at near.
     """
     with torch.no_grad():
-        _, depth = cameras.project(vertices.detach() if vertices.ndim == 3 else vertices.detach()[None].expand(len(cameras), -1, -1))
+        E = cameras.cam_from_world.to(vertices.dtype)
+        # depth alone (-z in the camera frame): the pixel coordinates of a full projection are not needed here
+        if vertices.ndim == 2:
+            depth = -(E[:, 2, :3] @ vertices.detach().T + E[:, 2, 3:])  # (B, V)
+        else:
+            depth = -((vertices.detach() @ E[:, 2, :3, None])[..., 0] + E[:, 2, 3:])
         dmin = depth.min(dim=1).values
         dmax = depth.max(dim=1).values
         span = (dmax - dmin).clamp_min(1e-6)

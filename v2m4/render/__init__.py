@@ -182,7 +182,7 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
         raise V2M4Error(f"vertices must be (V, 3) or ({B}, V, 3) for {B} cameras, got {tuple(verts.shape)}")
     faces = mesh.faces.to(verts.device)
     if near is None or far is None:
-        near, far = near_far(verts_b, cameras)
+        near, far = near_far(verts, cameras)
     P = cameras.clip_from_world(near, far).to(verts.dtype)  # (B, 4, 4)
     homo = torch.cat([verts_b, torch.ones_like(verts_b[..., :1])], -1)
     pos = homo @ P.transpose(1, 2)
