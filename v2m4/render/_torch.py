@@ -164,8 +164,8 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
     vertices snapped to 1/16 pixel with exact edge functions and a fill rule (a pixel centre exactly on an edge
     belongs to the triangle on one fixed side of it), so closed meshes render without cracks or double cover.
 
-    Each triangle tests the pixels of its bounding box; triangles are grouped by box shape (exact up to 8 pixels,
-    powers of two beyond) so that each group is one dense (n, wx * wy) tensor operation.
+    Each triangle tests the pixels of its bounding box; triangles are grouped by box shape (rounded up to powers
+    of two) so that each group is one dense (n, wx * wy) tensor operation.
     """
     h, w = resolution
     B, V = pos.shape[:2]
@@ -189,13 +189,14 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
     # most triangles of a dense mesh contain no pixel centre at all: they get no group below
     keep = (xmax >= xmin) & (ymax >= ymin) & (lo[3] > 1e-8) & (hi[2] >= -1) & (lo[2] <= 1)
 
-    # 2. group by window shape: exact up to 8 pixels, then powers of two, to keep the number of groups small. On
-    # a GPU a small batch is bound by kernel launches (some 25 per group), not by arithmetic: there every box up
-    # to 4 x 4 pixels shares one group (64 views of a 20k-face mesh: 23 groups -> 4, at 16 candidates per
-    # triangle instead of ~6).
+    # 2. group by window shape: powers of two, so that there are few groups. Each group costs some 25 tensor
+    # operations whatever its size, and that fixed cost dominates a small batch: exact shapes up to 8 pixels
+    # (64 groups) were 1.1-2.1x slower on the CPU than powers of two for 1-48 views of a 3k-face mesh at 128²
+    # and no faster for 8 views of a 20k-face one. On a GPU (kernel launches) every box up to 4 x 4 pixels shares
+    # one group (64 views of a 20k-face mesh: 23 groups -> 4, at 16 candidates per triangle instead of ~6).
     few_launches = pos.is_cuda and B * F * 16 <= (1 << 25)
     top = max(h, w) + 1
-    sizes = list(range(1, 9)) if not few_launches else [4, 8]
+    sizes = [1, 2] if not few_launches else [4, 8]
     while sizes[-1] < top:
         sizes.append(sizes[-1] * 2)
     size_of = torch.tensor(sizes, device=dev)
@@ -249,7 +250,7 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
             inside = co[6] + co[0] * qx + co[3] * qy >= 0
             for i in (1, 2):
                 inside &= co[6 + i] + co[i] * qx + co[3 + i] * qy >= 0
-            if wx > 8 or wy > 8 or few_launches:  # a window larger than the box: mask the pixels beyond it
+            if wx > 2 or wy > 2 or few_launches:  # a window larger than the box: mask the pixels beyond it
                 inside &= (ox <= co[13]) & (oy <= co[15])
             depth = co[9] * qx + co[10] * qy + co[11]
             inside &= (depth >= -1) & (depth <= 1)
