@@ -9,6 +9,7 @@ from conftest import DEMO_DIR
 from v2m4 import render as R
 from v2m4.data.bench import load_item
 from v2m4.generators.synthetic import SyntheticConfig, SyntheticGenerator
+from v2m4.scoring import SilhouetteColourScorer
 from v2m4.stages import camera_search as CS
 
 CTX = R.context()
@@ -113,3 +114,38 @@ def test_consistent_scales_undo_a_per_frame_normalisation():
     # the same mesh normalised at three sizes: the factors bring each back to the first one's size
     meshes = [mesh.with_vertices(mesh.vertices * s) for s in (1.0, 0.8, 1.25)]
     torch.testing.assert_close(CS.consistent_scales(meshes), torch.tensor([1.0, 1.25, 0.8], dtype=torch.float64))
+
+
+def _rotation_error_deg(res, gen, item, t):
+    G = gen.removed_transform(t).double()
+    M = item.camera.cam_from_world[0].double() @ torch.linalg.inv(G)
+    R_true = M[:3, :3] / torch.det(M[:3, :3]).abs() ** (1 / 3)
+    R_found = res.cameras.cam_from_world[t, :3, :3].double()
+    return math.degrees(math.acos(max(-1.0, min(1.0, (float(torch.trace(R_found @ R_true.T)) - 1) / 2))))
+
+
+def test_joint_refinement_of_warm_frames_recovers_every_pose():
+    """Warm frames refined together (refine_batch, what a GPU runs) recover every pose as frames refined one at
+    a time do: each pose takes the same Adam steps (refine_poses); only the next swarm's start differs."""
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0, 1, 2], resolution=(64, 64))
+    gen = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0))
+    meshes = [gen.generate(None, t) for t in range(3)]
+    cfg = replace(CS.CameraSearchConfig.fast(), n_samples=200, n_particles=16, pso_iters=6, refine_iters=30,
+                  warm_particles=12, warm_iters=3, warm_refine_iters=20, search_res=48, refine_res=64)
+    one = CS.search_cameras(meshes, item.frames, replace(cfg, refine_batch=1), CTX,
+                            generator=torch.Generator().manual_seed(0))
+    joint = CS.search_cameras(meshes, item.frames, replace(cfg, refine_batch=2), CTX,
+                              generator=torch.Generator().manual_seed(0))
+    assert len(joint.seconds) == 3 and bool(joint.global_search[0]) and not bool(joint.global_search[1:].any())
+    assert torch.equal(one.poses[0], joint.poses[0])  # the global frame is the same search
+    for t in range(3):
+        assert _rotation_error_deg(one, gen, item, t) < 5
+        assert _rotation_error_deg(joint, gen, item, t) < 5
+    # the batched refinement is the same optimisation: same start, same steps, same result
+    ms, vs = meshes[1:], [CS.make_view(item.frames.rgba[t], cfg.refine_res, cfg) for t in (1, 2)]
+    topo = [R.edge_topology(m.faces) for m in ms]
+    start = joint.poses[1:] + 0.02
+    both = CS.refine_poses(ms, start, vs, cfg, CTX, 5, topo, SilhouetteColourScorer())
+    alone = torch.stack([CS.refine_pose(m, p, v, cfg, CTX, 5, tp, SilhouetteColourScorer())
+                         for m, p, v, tp in zip(ms, start, vs, topo)])
+    assert torch.allclose(both, alone, atol=1e-5)

@@ -43,13 +43,16 @@ class SilhouetteColourScorer:
                                   # (0.0047 vs 0.0101); at 0.1 the mask could not break the tie
     coarse: int = 4               # pooling factor of the second, wide-basin scale
     name: str = "silhouette-colour"
+    per_view_frames: bool = True  # frame may also be (P, H, W, 4), one per render (joint camera refinement)
 
     def __call__(self, rgb: Tensor, mask: Tensor, frame: Tensor) -> Tensor:
         f = frame.to(rgb.dtype)
+        if f.ndim == 3:
+            f = f[None]
         a = composite(rgb, mask)
-        b = composite(f[..., :3], f[..., 3])[None]
+        b = composite(f[..., :3], f[..., 3])
         fine = (a - b).abs().mean((1, 2, 3))
         k = max(1, min(self.coarse, rgb.shape[1] // 4))
         coarse = (_pool(a, k) - _pool(b, k)).abs().mean((1, 2, 3))
-        mask_mse = ((mask - f[None, ..., 3]) ** 2).mean((1, 2))
+        mask_mse = ((mask - f[..., 3]) ** 2).mean((1, 2))
         return fine + coarse + self.mask_weight * mask_mse

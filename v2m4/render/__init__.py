@@ -29,7 +29,7 @@ from ..types import Mesh
 from . import _torch
 
 __all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "antialias", "edge_topology",
-           "render", "vertex_normals", "CHANNELS"]
+           "render", "render_each", "vertex_normals", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
 
@@ -231,3 +231,50 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
     if "tri_id" in channels:
         out["tri_id"] = frag.tri_id()
     return out
+
+
+def render_each(ctx: RenderContext, meshes: Seq[Mesh], cameras: Camera, *, channels: Seq[str] = ("rgb", "mask"),
+                topologies: Seq[tuple[Tensor, Tensor, Tensor]] | None = None, **kw) -> dict[str, Tensor]:
+    """View b of ``cameras`` shows ``meshes[b]`` alone: B different meshes (any topologies) in one render call.
+
+    What it is for: a GPU is bound by kernel launches, not arithmetic, when it renders one small view per call,
+    so optimising B independent poses (camera refinement of B frames) in one call per step is B times fewer
+    launches. The meshes are concatenated, and in view b the vertices of every other mesh are put behind the
+    camera, where both rasterisers drop their triangles. Work grows as B² x faces, so keep B to tens. Meshes
+    with textures are rendered one per call (their textures differ); vertex colours are concatenated.
+    Keyword arguments go to render(); near/far default to each mesh's own depth range in its view.
+    """
+    B = len(meshes)
+    if len(cameras) != B:
+        raise V2M4Error(f"render_each needs one camera per mesh, got {len(cameras)} cameras for {B} meshes")
+    if any(m.texture is not None for m in meshes) or B == 1:
+        outs = [render(ctx, m, cameras[b], channels=channels, topology=None if topologies is None else topologies[b],
+                       **kw) for b, m in enumerate(meshes)]
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+    dev = meshes[0].vertices.device
+    nv = [int(m.vertices.shape[0]) for m in meshes]
+    nf = [int(m.faces.shape[0]) for m in meshes]
+    v_off = torch.tensor([0] + nv[:-1], device=dev).cumsum(0).tolist()
+    f_off = torch.tensor([0] + nf[:-1], device=dev).cumsum(0).tolist()
+    faces = torch.cat([m.faces.to(dev).long() + o for m, o in zip(meshes, v_off)])
+    colors = None
+    if any(m.vertex_colors is not None for m in meshes):
+        colors = torch.cat([m.vertex_colors.to(dev) if m.vertex_colors is not None
+                            else torch.full((n, 3), 0.7, device=dev) for m, n in zip(meshes, nv)])
+    verts = torch.cat([m.vertices for m in meshes])
+    owner = torch.repeat_interleave(torch.arange(B, device=dev), torch.tensor(nv, device=dev))
+    # one unit behind each camera (the camera looks down its -Z): w < 0 there, so those triangles are dropped
+    behind = (cameras.world_from_cam[:, :3, 3] + cameras.world_from_cam[:, :3, 2]).detach().to(verts)  # (B, 3)
+    mine = owner[None] == torch.arange(B, device=dev)[:, None]  # (B, V)
+    verts_b = torch.where(mine[..., None], verts[None], behind[:, None])
+    if kw.get("near") is None or kw.get("far") is None:
+        nf_ = [near_far(m.vertices, cameras[b]) for b, m in enumerate(meshes)]
+        kw["near"] = torch.cat([n for n, _ in nf_])
+        kw["far"] = torch.cat([f for _, f in nf_])
+    topology = None
+    if topologies is not None:
+        topology = tuple(torch.cat(parts) for parts in zip(*[
+            (e + vo, torch.where(ef >= 0, ef + fo, ef), torch.where(op >= 0, op + vo, op))
+            for (e, ef, op), vo, fo in zip(topologies, v_off, f_off)]))
+    merged = Mesh(verts, faces, vertex_colors=colors)
+    return render(ctx, merged, cameras, channels=channels, vertices=verts_b, topology=topology, **kw)

@@ -189,14 +189,16 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
     # most triangles of a dense mesh contain no pixel centre at all: they get no group below
     keep = (xmax >= xmin) & (ymax >= ymin) & (lo[3] > 1e-8) & (hi[2] >= -1) & (lo[2] <= 1)
 
-    # 2. group by window shape: powers of two, so that there are few groups. Each group costs some 25 tensor
-    # operations whatever its size, and that fixed cost dominates a small batch: exact shapes up to 8 pixels
-    # (64 groups) were 1.1-2.1x slower on the CPU than powers of two for 1-48 views of a 3k-face mesh at 128²
-    # and no faster for 8 views of a 20k-face one. On a GPU (kernel launches) every box up to 4 x 4 pixels shares
-    # one group (64 views of a 20k-face mesh: 23 groups -> 4, at 16 candidates per triangle instead of ~6).
+    # 2. group by window shape. Each group costs some 25 tensor operations whatever its size. On the CPU that
+    # fixed cost dominates a small batch: windows of powers of two were 1.1-2.1x faster than exact shapes up to
+    # 8 pixels (64 groups) for 1-48 views of a 3k-face mesh at 128², and as fast for 8 views of a 20k-face one.
+    # On a GPU a large batch is bound by memory traffic, where exact shapes up to 8 pixels pay (2000 views of a
+    # 20k-face mesh at 256² on an H200: 0.21 s, 0.30 s with powers of two), and a small one by kernel launches,
+    # where every box up to 4 x 4 pixels shares one group (64 views: 23 groups -> 4).
     few_launches = pos.is_cuda and B * F * 16 <= (1 << 25)
     top = max(h, w) + 1
-    sizes = [1, 2] if not few_launches else [4, 8]
+    exact = 0 if few_launches else 8 if pos.is_cuda else 2  # windows up to this size fit their boxes exactly
+    sizes = list(range(1, exact + 1)) if exact else [4, 8]
     while sizes[-1] < top:
         sizes.append(sizes[-1] * 2)
     size_of = torch.tensor(sizes, device=dev)
@@ -250,7 +252,7 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
             inside = co[6] + co[0] * qx + co[3] * qy >= 0
             for i in (1, 2):
                 inside &= co[6 + i] + co[i] * qx + co[3 + i] * qy >= 0
-            if wx > 2 or wy > 2 or few_launches:  # a window larger than the box: mask the pixels beyond it
+            if max(wx, wy) > exact:  # a window larger than the box: mask the pixels beyond it
                 inside &= (ox <= co[13]) & (oy <= co[15])
             depth = co[9] * qx + co[10] * qy + co[11]
             inside &= (depth >= -1) & (depth <= 1)
