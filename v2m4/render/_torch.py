@@ -179,7 +179,7 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
     # 1. bounding boxes of every (view, triangle), flat index t = b * F + f; corners gathered as rows of 16 bytes
     # (rows are the fast gather on the CPU; a middle or last dimension is several times slower)
     vid = [(torch.arange(B, device=dev)[:, None] * V + tri[:, k]).view(-1) for k in range(3)]
-    corners = [comp.index_select(0, vk) for vk in vid]  # 3 x (B * F, 4)
+    corners = [_gather(comp, vk) for vk in vid]  # 3 x (B * F, 4); _gather: 16-byte rows are slow on CUDA
     lo = torch.minimum(torch.minimum(corners[0], corners[1]), corners[2]).T  # (4, B * F)
     hi = torch.maximum(torch.maximum(corners[0], corners[1]), corners[2]).T
     xmin = (lo[0] / S).ceil().clamp(0, w)  # range of pixel centres inside the bounding box
@@ -219,7 +219,7 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
 
     # 3. set up the kept triangles in group order, so that every group is a slice of the coefficient rows
     view, face = order // F, order % F
-    cv = [ck.index_select(0, order) for ck in corners]  # 3 x (n, 4)
+    cv = [_gather(ck, order) for ck in corners]  # 3 x (n, 4)
     del corners
     cx, cy, cz = ([ck[:, r] for ck in cv] for r in range(3))
     box = torch.stack([(torch.minimum(torch.minimum(cx[0], cx[1]), cx[2]) / S).ceil().clamp(0, w),
