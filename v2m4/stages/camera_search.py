@@ -448,16 +448,18 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         prior = None
         if stereo is not None:
             prior = stereo.estimate_pose(meshes[t], frame, cfg_t, ctx, scorer, generator=generator)
-        pose, _ = _global_search(meshes[t], frame_s, cfg_t, ctx, scorer, topo, generator, prior)
+        found, _ = _global_search(meshes[t], frame_s, cfg_t, ctx, scorer, topo, generator, prior)
         first = cfg_t.refine_iters if warm_score is None else min(cfg_t.warm_refine_iters, cfg_t.refine_iters)
-        pose = refine_pose(meshes[t], pose, frame_r, cfg_t, ctx, first, topo, scorer)
+        pose = refine_pose(meshes[t], found, frame_r, cfg_t, ctx, first, topo, scorer)
         score = float(score_poses(meshes[t], pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
         if warm_score is None or warm_score <= cfg.global_margin * score or first >= cfg_t.refine_iters:
             return pose, score
-        # A fallback refines as long as a warm frame does, and finishes the paper's refinement only when it beats
-        # the warm pose: most fallbacks keep the warm pose (all five on the H200 bench), and the rest of the
-        # refinement was two thirds of their cost there
-        pose = refine_pose(meshes[t], pose, frame_r, cfg_t, ctx, cfg_t.refine_iters - first, topo, scorer)
+        # A fallback refines as long as a warm frame does before it is compared with the warm pose, and only one
+        # that wins gets the paper's whole refinement: most fallbacks keep the warm pose (all five on the H200
+        # bench), and the rest of the refinement was two thirds of their cost there. The winner is refined again
+        # from the swarm's pose, not continued: a second Adam run restarts with full-size steps, which moved
+        # p03's poses (CPU bench: rotation p95 11.4 -> 15.4 degrees)
+        pose = refine_pose(meshes[t], found, frame_r, cfg_t, ctx, cfg_t.refine_iters, topo, scorer)
         return pose, float(score_poses(meshes[t], pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
 
     def finish(t, pose, score, was_global):
