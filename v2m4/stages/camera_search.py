@@ -71,7 +71,9 @@ class CameraSearchConfig:
     refine_batch: int | None = None       # ours: warm frames refined together, one render call per step for all
                                           # (refine_poses); a GPU is launch-bound on one small view per call. The
                                           # next frame's swarm then starts from this frame's unrefined pose.
-                                          # None: 16 on CUDA, 1 (each frame alone, no extra work) elsewhere
+                                          # None: on CUDA up to 16, fewer for large meshes (render_each's work
+                                          # grows as batch² x faces: batch² x faces <= 4M), 1 elsewhere (each
+                                          # frame alone, no extra work)
     warm_turns: bool = True               # also seed the local swarm with quarter turns about +Y: generators
                                           # snap objects to canonical axes and sometimes pick the wrong one
     warm_roll: float = math.radians(15)   # also seed the local swarm with the previous roll -/+ this (ours)
@@ -433,7 +435,10 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
     scorer = scorer or SilhouetteColourScorer()
     dev = meshes[0].vertices.device
     H, W = frames.resolution
-    batch = cfg.refine_batch or (16 if dev.type == "cuda" else 1)
+    batch = cfg.refine_batch
+    if batch is None:
+        faces = sum(int(m.faces.shape[0]) for m in meshes) / max(1, len(meshes))
+        batch = max(1, min(16, int((4e6 / max(faces, 1.0)) ** 0.5))) if dev.type == "cuda" else 1
     T = len(meshes)
     poses, scores, global_flags, secs = [None] * T, [None] * T, [False] * T, [0.0] * T
     pending = []  # warm frames whose swarm is done and whose refinement waits for a batch: (t, cfg_t, views, topo)
