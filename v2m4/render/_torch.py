@@ -164,8 +164,8 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
     vertices snapped to 1/16 pixel with exact edge functions and a fill rule (a pixel centre exactly on an edge
     belongs to the triangle on one fixed side of it), so closed meshes render without cracks or double cover.
 
-    Each triangle tests the pixels of its bounding box; triangles are grouped by box shape (rounded up to powers
-    of two) so that each group is one dense (n, wx * wy) tensor operation.
+    Each triangle tests the pixels of its bounding box; triangles are grouped by box shape (exact up to a small
+    size, powers of two beyond; see step 2) so that each group is one dense (n, wx * wy) tensor operation.
     """
     h, w = resolution
     B, V = pos.shape[:2]
