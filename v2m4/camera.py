@@ -172,10 +172,12 @@ def orbit_camera(yaw: Tensor, pitch: Tensor, radius: Tensor, target: Tensor, *, 
     return Camera(K, E, resolution)
 
 
-def near_far(vertices: Tensor, cameras: Camera, *, margin: float = 0.05) -> tuple[Tensor, Tensor]:
+def near_far(vertices: Tensor, cameras: Camera, *, margin: float = 0.05, mask: Tensor | None = None
+             ) -> tuple[Tensor, Tensor]:
     """Per-view (B,) near and far planes that bracket a point set (V, 3) or (B, V, 3) with a relative margin.
 
     Tight planes keep depth precision for the z-test; a mesh partly behind the camera is clipped at near.
+    mask (B, V) bool: only these points count in each view (render_each: each view's own mesh).
     """
     with torch.no_grad():
         E = cameras.cam_from_world.to(vertices.dtype)
@@ -184,8 +186,12 @@ def near_far(vertices: Tensor, cameras: Camera, *, margin: float = 0.05) -> tupl
             depth = -(E[:, 2, :3] @ vertices.detach().T + E[:, 2, 3:])  # (B, V)
         else:
             depth = -((vertices.detach() @ E[:, 2, :3, None])[..., 0] + E[:, 2, 3:])
-        dmin = depth.min(dim=1).values
-        dmax = depth.max(dim=1).values
+        if mask is None:
+            dmin = depth.min(dim=1).values
+            dmax = depth.max(dim=1).values
+        else:
+            dmin = torch.where(mask, depth, torch.inf).min(dim=1).values
+            dmax = torch.where(mask, depth, -torch.inf).max(dim=1).values
         span = (dmax - dmin).clamp_min(1e-6)
         far = dmax + margin * span + 1e-6
         near = torch.maximum(dmin - margin * span, far * 1e-3)

@@ -18,6 +18,7 @@ pixel (../shared/notes/rendering.md), which is the normal case for generated mes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Sequence as Seq
 
 import torch
@@ -253,9 +254,8 @@ def render_each(ctx: RenderContext, meshes: Seq[Mesh], cameras: Camera, *, chann
         return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
     dev = meshes[0].vertices.device
     nv = [int(m.vertices.shape[0]) for m in meshes]
-    nf = [int(m.faces.shape[0]) for m in meshes]
-    v_off = torch.tensor([0] + nv[:-1], device=dev).cumsum(0).tolist()
-    f_off = torch.tensor([0] + nf[:-1], device=dev).cumsum(0).tolist()
+    v_off = list(accumulate(nv[:-1], initial=0))
+    f_off = list(accumulate((int(m.faces.shape[0]) for m in meshes[:-1]), initial=0))
     faces = torch.cat([m.faces.to(dev).long() + o for m, o in zip(meshes, v_off)])
     colors = None
     if any(m.vertex_colors is not None for m in meshes):
@@ -268,9 +268,7 @@ def render_each(ctx: RenderContext, meshes: Seq[Mesh], cameras: Camera, *, chann
     mine = owner[None] == torch.arange(B, device=dev)[:, None]  # (B, V)
     verts_b = torch.where(mine[..., None], verts[None], behind[:, None])
     if kw.get("near") is None or kw.get("far") is None:
-        nf_ = [near_far(m.vertices, cameras[b]) for b, m in enumerate(meshes)]
-        kw["near"] = torch.cat([n for n, _ in nf_])
-        kw["far"] = torch.cat([f for _, f in nf_])
+        kw["near"], kw["far"] = near_far(verts, cameras, mask=mine)
     topology = None
     if topologies is not None:
         topology = tuple(torch.cat(parts) for parts in zip(*[

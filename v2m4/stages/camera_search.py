@@ -278,30 +278,8 @@ def particle_swarm(objective, init: Tensor, lower: Tensor, upper: Tensor, cfg: C
 def refine_pose(mesh: Mesh, pose: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
                 iters: int, topology, scorer: Scorer | None = None) -> Tensor:
     """Gradient descent on the silhouette MSE (Appendix A: 300 iterations, mask loss only), plus the scorer's
-    loss when cfg.refine_appearance."""
-    res = view.resolution
-    frame_r = view.image
-    target = frame_r[..., 3]
-    use_scorer = cfg.refine_appearance and scorer is not None
-    p = pose.clone()
-    angles = p[[0, 1, 6]].clone().requires_grad_(True)
-    log_r = p[2].log().clone().requires_grad_(True)
-    look = p[3:6].clone().requires_grad_(True)
-    opt = torch.optim.Adam([angles, log_r, look], lr=cfg.refine_lr)
-    for _ in range(iters):
-        opt.zero_grad()
-        q = torch.cat([angles[:2], log_r.exp()[None], look, angles[2:]])
-        r = R.render(ctx, mesh, pose_cameras(q[None], cfg, res, view.K), channels=("rgb", "mask") if use_scorer else ("mask",),
-                     topology=topology, background=0.5)
-        loss = ((r["mask"][0] - target) ** 2).mean()
-        if use_scorer:
-            loss = loss + scorer(r["rgb"], r["mask"], frame_r)[0]
-        loss.backward()
-        if not cfg.roll:
-            angles.grad[2] = 0
-        opt.step()
-    with torch.no_grad():
-        return torch.cat([angles[:2], log_r.exp()[None], look, angles[2:]])
+    loss when cfg.refine_appearance. (7,) -> (7,); refine_poses for one frame."""
+    return refine_poses([mesh], pose[None], [view], cfg, ctx, iters, [topology], scorer)[0]
 
 
 def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg: CameraSearchConfig,
@@ -309,8 +287,6 @@ def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg
     """refine_pose for T frames at once, (T, 7) -> (T, 7): every pose takes the Adam steps it would take alone
     (the frames' losses are summed and Adam is elementwise), with one render_each call per step for all frames,
     where one call per frame and step leaves a GPU waiting on kernel launches. All views share one resolution."""
-    if len(meshes) == 1:
-        return refine_pose(meshes[0], poses[0], views[0], cfg, ctx, iters, topologies[0], scorer)[None]
     res = views[0].resolution
     frames = torch.stack([v.image for v in views])  # (T, h, w, 4)
     K = torch.stack([v.K for v in views])
@@ -441,7 +417,8 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         batch = max(1, min(16, int((4e6 / max(faces, 1.0)) ** 0.5))) if dev.type == "cuda" else 1
     T = len(meshes)
     poses, scores, global_flags, secs = [None] * T, [None] * T, [False] * T, [0.0] * T
-    pending = []  # warm frames whose swarm is done and whose refinement waits for a batch: (t, cfg_t, views, topo)
+    # warm frames whose swarm is done and whose refinement waits for a batch: (t, frame, cfg_t, frame_s, frame_r, topo)
+    pending = []
 
     def frame_views(t):
         frame = frames.rgba[t].to(dev)
@@ -477,12 +454,11 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         if not pending:
             return
         t0 = time.perf_counter()
-        ts = [t for t, *_ in pending]
-        refined = refine_poses([meshes[t] for t in ts], torch.stack([poses[t] for t in ts]),
-                               [v[3] for _, _, v, _ in pending], pending[0][1], ctx, cfg.warm_refine_iters,
-                               [topo for *_, topo in pending], scorer)
+        ts, _, cfgs, _, views_r, topos = zip(*pending)
+        refined = refine_poses([meshes[t] for t in ts], torch.stack([poses[t] for t in ts]), list(views_r), cfgs[0],
+                               ctx, cfg.warm_refine_iters, list(topos), scorer)
         share = (time.perf_counter() - t0) / len(ts)
-        for k, (t, cfg_t, (frame, _, frame_s, frame_r), topo) in enumerate(pending):
+        for k, (t, frame, cfg_t, frame_s, frame_r, topo) in enumerate(pending):
             t1 = time.perf_counter()
             pose = refined[k]
             score = float(score_poses(meshes[t], pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
@@ -505,7 +481,7 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         if cfg_t.warm_start and prev_pose is not None:
             pose, _ = _local_search(mesh, frame_s, prev_pose, cfg_t, ctx, scorer, topo, generator)
             poses[t] = prev_pose = pose
-            pending.append((t, cfg_t, (frame, None, frame_s, frame_r), topo))
+            pending.append((t, frame, cfg_t, frame_s, frame_r, topo))
             secs[t] += time.perf_counter() - t0
             if len(pending) >= batch:
                 flush()
