@@ -57,6 +57,17 @@ def test_deterministic_per_seed_and_frame(item):
     assert torch.equal(a.vertices, b.vertices) and torch.equal(a.faces, b.faces)
 
 
+def test_same_source_frame_same_mesh_whatever_the_selection(item):
+    # a bench method on selected frames and `v2m4 run` on all of them must see the same generated meshes
+    everyone = load_item("demo", bench_dir=DEMO_DIR)
+    a = SyntheticGenerator(item, seed=0).generate(None, 2)  # source frame 12
+    b = SyntheticGenerator(everyone, seed=0).generate(None, 12)
+    assert torch.equal(a.vertices, b.vertices) and torch.equal(a.faces, b.faces)
+    assert torch.equal(a.vertex_colors, b.vertex_colors)
+    c = SyntheticGenerator(everyone, seed=0).generate(None, 2)
+    assert not torch.equal(c.vertices[:10], b.vertices[:10]) or c.vertices.shape != b.vertices.shape
+
+
 def test_mesh_folder_generator(tmp_path, item):
     g = SyntheticGenerator(item, seed=0)
     for t in range(4):

@@ -82,7 +82,10 @@ class SyntheticGenerator:
             self._transforms.append(M)
 
     def _rng(self, t: int, what: str) -> np.random.Generator:
-        return np.random.default_rng([self.seed, t, sum(map(ord, what))])
+        # keyed on the source frame (the item's frame_indices), not the position in the selection: a bench method
+        # run on 8 selected frames and `v2m4 run` on all 25 (which generates those 8 keyframes) then see the same
+        # meshes, so their tables compare
+        return np.random.default_rng([self.seed, int(self.item.frame_indices[t]), sum(map(ord, what))])
 
     def removed_transform(self, t: int) -> Tensor:
         """(4, 4) float32 similarity canonical_from_world applied to frame t (for scoring only)."""
