@@ -48,13 +48,14 @@ from .types import Mesh
 METHODS = {
     "naive": "v2m4.methods.naive",
     "camera": "v2m4.methods.camera",
-    "register": "v2m4.methods.register",
+    "register": "v2m4.pipeline:reconstruct",     # camera + registration: the pipeline without its texture stage
     "full": "v2m4.pipeline:reconstruct",         # camera + registration + texture: the whole pipeline
     "full_genref": "v2m4.pipeline:reconstruct",  # the same with the paper's texture supervision alone
 }
 # methods that are the whole pipeline (``v2m4 run``), benched through the very function the CLI calls, so that
 # `v2m4 run ITEM/frames --generator synthetic:ITEM` reports the same figures (``score_run``)
-PIPELINE_METHODS = {"full": {}, "full_genref": {"video_supervision": False}}
+# `register` too, so that it and `full` differ by the texture stage alone (same frames, meshes, seeds and cameras)
+PIPELINE_METHODS = {"register": {"texture": False}, "full": {}, "full_genref": {"video_supervision": False}}
 
 # column order of the table; methods may add extras after these
 COLUMNS = ["mask_iou", "psnr", "ssim", "chamfer_once", "fscore1_once", "fscore2_once", "chamfer_per_frame",

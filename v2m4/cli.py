@@ -95,7 +95,7 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
                  backend="torch", preset=None, keyframes="auto", resolution=None, resume=False, force=False,
                  log="bars", preview=True, glb_mode="targets", remove_background=False, seed=0, n_points=5000,
                  video_supervision=None, also=(), scorer="auto", weights=None, stereo="auto",
-                 mask_smoothing=0, refine_appearance=True) -> dict:
+                 mask_smoothing=0, refine_appearance=True, texture=True) -> dict:
     """`v2m4 run`: read, check, reconstruct, write. With the synthetic generator the report also holds the bench's
     figures against its ground truth (``report["bench"]``, the same function as `v2m4 bench --method full`)."""
     from .io.frames import read_frames
@@ -147,7 +147,7 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
     cfg = PipelineConfig(preset=preset, keyframes=kcfg, n_keyframes=n_key, device=device, backend=backend,
                          preview=preview, glb_mode=glb_mode, seed=seed, video_supervision=video_supervision,
                          extra_exports=also, scorer=scorer, weights=weights, stereo=stereo,
-                         refine_appearance=refine_appearance)
+                         refine_appearance=refine_appearance, texture=texture)
     try:
         result = reconstruct(frames, gen, cfg, run_dir=out, resume=resume, log=log)
         result.report["background"] = background or {"method": "input alpha" if masks is None else "--masks"}
@@ -189,7 +189,7 @@ def cmd_run(args) -> int:
                           remove_background=args.remove_background, seed=args.seed,
                           also=tuple(args.also.split(",")) if args.also else (), scorer=args.scorer,
                           weights=args.weights, stereo=args.stereo, mask_smoothing=args.mask_smoothing,
-                          refine_appearance=not args.no_appearance_refinement)
+                          refine_appearance=not args.no_appearance_refinement, texture=not args.no_texture)
     if log != "quiet":
         iv = report["input_view"]
         print(f"wrote {out / 'animation.glb'} ({report['glb']['bytes'] / 1e6:.1f} MB, {report['glb']['targets']} "
@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-appearance-refinement", action="store_true",
                    help="skip Sec. 4.2 (regenerating each keyframe with its appearance fitted to the frame; "
                         "TRELLIS only, other generators skip it with a notice)")
+    r.add_argument("--no-texture", action="store_true",
+                   help="skip Sec. 4.4: the mesh keeps the first keyframe's generated vertex colours")
     r.add_argument("--stereo", default="auto", help="stereo prior: auto (DUSt3R when importable) | off | PATH of a "
                    "DUSt3R checkout")
     r.add_argument("--also", default="", help="more exports, comma-separated: obj, ply (a mesh per frame), usd")

@@ -40,6 +40,8 @@ class PipelineConfig:
     preview_normals: bool = False
     glb_mode: str = "targets"                  # "targets" (one per keyframe) or "pca" (compact)
     video_supervision: bool | None = None      # texture supervision override (None: the preset's)
+    texture: bool = True                       # Sec. 4.4; False: no texture stage, the rest mesh keeps the first
+                                               # keyframe's generated vertex colours (the bench's `register`)
     extra_exports: tuple[str, ...] = ()        # any of "obj", "ply" (a file per frame), "usd"
     scorer: str = "auto"                       # Sec. 4.1: "auto" (DreamSim when its weights are here, else the
                                                # weight-free scorer), "dreamsim", "lpips", "silhouette-colour"
@@ -264,7 +266,11 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
 
     # 5. texture
     t0 = time.perf_counter()
-    if have("texture.npz"):
+    if not cfg.texture:
+        textured = seq.rest.to(dev)
+        vmap = torch.arange(textured.vertices.shape[0], device=dev)
+        unreached = None
+    elif have("texture.npz"):
         d = _load(ck / "texture.npz")
         textured = Mesh.from_arrays({k: v.numpy() for k, v in d.items()}, "tex_").to(dev)
         vmap = d["vmap"].to(dev)
@@ -289,11 +295,12 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
               "learned": learned, "appearance": appearance,
               "warnings": warn, "registration": reg_extra, "config": _jsonable(asdict(cfg))}
     report["input_view"] = input_view_metrics(anim, frames, video_cam, ctx)
-    from .stages.texture import ring_views, unreached_fraction
-    report["unreached_frac"] = unreached_fraction(textured, unreached, ring_views(textured, 8, 256), ctx)
-    vs = texture_config(cfg.preset).video_supervision if cfg.video_supervision is None else cfg.video_supervision
-    extras.update(unreached_frac=report["unreached_frac"], texture_size=float(textured.texture.shape[0]),
-                  video_supervision=float(vs))
+    if cfg.texture:
+        from .stages.texture import ring_views, unreached_fraction
+        report["unreached_frac"] = unreached_fraction(textured, unreached, ring_views(textured, 8, 256), ctx)
+        vs = texture_config(cfg.preset).video_supervision if cfg.video_supervision is None else cfg.video_supervision
+        extras.update(unreached_frac=report["unreached_frac"], texture_size=float(textured.texture.shape[0]),
+                      video_supervision=float(vs))
     report["stage_figures"] = dict(extras)
     return RunResult(animation=anim, camera=video_cam, report=report, world_from_canonical=world_from_canonical,
                      extras=extras)

@@ -5,8 +5,6 @@ function, see ``v2m4.bench.PIPELINE_METHODS``), so its figures are the ones a us
 
 from __future__ import annotations
 
-import time
-import warnings
 from dataclasses import replace
 
 import torch
@@ -14,11 +12,8 @@ import torch
 from .. import render as R
 from ..camera import Camera
 from ..stages.texture import (TextureConfig, appearance_renders, apply_colour_transfer, bake_texture,
-                              colour_transfer, random_views, ring_views, unreached_fraction, uv_atlas)
-from ..errors import V2M4Error
+                              colour_transfer, random_views, uv_atlas)
 from ..types import Frames, Mesh
-from . import MethodOutput
-from . import register as register_method
 
 
 def texture_config(preset: str) -> TextureConfig:

@@ -1,19 +1,17 @@
-"""Bench method ``register``: camera search and re-pose (Sec. 4.1), then topology-consistent registration
-(Sec. 4.3). The output is one mesh (the first frame's, with its generated colours) moving through every frame."""
+"""Registration presets and collapse measures (Sec. 4.3).
+
+The bench's ``register`` method is the pipeline without its texture stage (``v2m4.bench.PIPELINE_METHODS``): camera
+search and re-pose, then registration, the first keyframe's generated colours on the one moving mesh; so it and
+``full`` differ by the texture alone."""
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import replace
 
 import torch
 
-from .. import render as R
-from ..stages.registration import RegistrationConfig, edge_change, register_sequence, unique_edges
-from ..types import Frames, Mesh
-from . import MethodOutput
-from . import camera as camera_method
+from ..stages.registration import RegistrationConfig, edge_change, unique_edges
+from ..types import Mesh
 
 
 def registration_config(preset: str) -> RegistrationConfig:
@@ -33,34 +31,3 @@ def sequence_quality(vertices: torch.Tensor, rest: Mesh) -> dict[str, float]:
         torch.zeros(1)
     fl = [flipped_fraction(v, rest.vertices, rest.faces, edges) for v in vertices[1:]] or [0.0]
     return {"edge_change_p99": float(torch.quantile(ch.double().cpu(), 0.99)), "flipped_frac": max(fl)}
-
-
-def stages(frames: Frames, generated: list[Mesh], *, preset: str, ctx: R.RenderContext,
-           generator: torch.Generator | None = None):
-    """Camera search + re-pose, then registration: (camera MethodOutput, RegistrationResult, seconds)."""
-    cam = camera_method.run(frames, generated, preset=preset, ctx=ctx, generator=generator)
-    cfg = registration_config(preset)
-    t0 = time.perf_counter()
-    res = register_sequence(cam.meshes, cfg, ctx, times=frames.times)
-    return cam, res, time.perf_counter() - t0
-
-
-def registration_extras(cam: MethodOutput, res) -> dict[str, float]:
-    seq = res.sequence
-    extras = dict(cam.extras)
-    extras.update(sequence_quality(seq.vertices, seq.rest))
-    if res.chamfer:
-        extras["chamfer_generated"] = statistics.median(res.chamfer)
-        extras["chamfer_generated_max"] = max(res.chamfer)
-        extras["sec_per_pair"] = statistics.mean(res.seconds)
-        extras["retried_pairs"] = float(sum(res.retried))
-    return extras
-
-
-def run(frames: Frames, generated: list[Mesh], *, preset: str = "fast", ctx: R.RenderContext,
-        generator: torch.Generator | None = None) -> MethodOutput:
-    cam, res, secs = stages(frames, generated, preset=preset, ctx=ctx, generator=generator)
-    seq = res.sequence
-    return MethodOutput(meshes=[seq.mesh(k) for k in range(len(seq))], camera=cam.camera,
-                        world_from_canonical=cam.world_from_canonical, extras=registration_extras(cam, res),
-                        stage_seconds={**cam.stage_seconds, "register": secs})
