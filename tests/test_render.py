@@ -323,3 +323,23 @@ def test_render_each_matches_one_render_per_mesh():
     assert torch.allclose(joint["mask"], mask, atol=1e-5)
     assert torch.allclose(joint["rgb"], rgb, atol=1e-5)
     assert torch.allclose(g_joint, g_sep, rtol=1e-3, atol=1e-3)
+
+
+def test_mesh_split_at_uv_seams_renders_like_the_welded_mesh():
+    # a textured mesh comes split at its seams (copies share positions); the seams must not be antialiased as
+    # outlines: every face on its own vertices renders exactly like the connected mesh
+    welded = _sphere(3)
+    F = welded.faces.shape[0]
+    g = torch.Generator().manual_seed(0)
+    tex = torch.rand(8, 8, 3, generator=g)
+    uv_w = torch.rand(welded.vertices.shape[0], 2, generator=g)
+    split_idx = welded.faces.reshape(-1)
+    split = Mesh(welded.vertices[split_idx], torch.arange(3 * F).reshape(F, 3), uv=uv_w[split_idx], texture=tex)
+    welded = Mesh(welded.vertices, welded.faces, uv=uv_w, texture=tex)
+    cam = _front_camera(res=96)
+    a = R.render(CTX, welded, cam, channels=("rgb", "mask"))
+    b = R.render(CTX, split, cam, channels=("rgb", "mask"))
+    torch.testing.assert_close(b["mask"], a["mask"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(b["rgb"], a["rgb"], atol=1e-5, rtol=0)
+    edges, edge_faces, _ = R.edge_topology(R.weld_faces(split.faces, split.vertices))
+    assert (edge_faces >= 0).all()  # the welded connectivity is closed again

@@ -30,7 +30,7 @@ from ..types import Mesh
 from . import _torch
 
 __all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "antialias", "edge_topology",
-           "render", "render_each", "vertex_normals", "CHANNELS"]
+           "weld_faces", "render", "render_each", "vertex_normals", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
 
@@ -133,6 +133,16 @@ def edge_topology(tri: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return _torch.edge_topology(tri.long())
 
 
+def weld_faces(faces: Tensor, vertices: Tensor) -> Tensor:
+    """faces (F, 3) with every vertex replaced by the lowest-index vertex at the same position: the connectivity of
+    a mesh split at UV seams (the copies share positions), for ``edge_topology``. Indices stay valid for vertices."""
+    _, inv = torch.unique(vertices.detach(), dim=0, return_inverse=True)
+    idx = torch.arange(vertices.shape[0], device=vertices.device)
+    rep = torch.full((int(inv.max()) + 1 if inv.numel() else 0,), vertices.shape[0], device=vertices.device,
+                     dtype=idx.dtype).scatter_reduce(0, inv, idx, "amin")
+    return rep[inv][faces.long()]
+
+
 def antialias(ctx: RenderContext, color: Tensor, rast: Tensor, pos: Tensor, tri: Tensor, *,
               topology: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
     """color (B, H, W, C) -> (B, H, W, C) with silhouette edges blended, differentiable in pos and color."""
@@ -199,7 +209,8 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
         frag = frag.guard_slivers(area.abs() < sliver_area)
     out: dict[str, Tensor] = {}
     if antialias_edges and topology is None and ("rgb" in channels or "mask" in channels):
-        topology = edge_topology(faces)
+        # a textured mesh is split at its UV seams: weld the copies, or every seam is an outline to the antialias
+        topology = edge_topology(faces if mesh.uv is None else weld_faces(faces, mesh.vertices.to(faces.device)))
 
     if "rgb" in channels or "mask" in channels:
         if "rgb" in channels:
