@@ -341,5 +341,12 @@ def test_mesh_split_at_uv_seams_renders_like_the_welded_mesh():
     b = R.render(CTX, split, cam, channels=("rgb", "mask"))
     torch.testing.assert_close(b["mask"], a["mask"], atol=1e-5, rtol=0)
     torch.testing.assert_close(b["rgb"], a["rgb"], atol=1e-5, rtol=0)
-    edges, edge_faces, _ = R.edge_topology(R.weld_faces(split.faces, split.vertices))
+    edges, edge_faces, _ = R.edge_topology(split.faces, split.vertices)
     assert (edge_faces >= 0).all()  # the welded connectivity is closed again
+    # without a texture too (a mesh file split at seams), and through render_each
+    plain_split, plain = Mesh(split.vertices, split.faces), Mesh(welded.vertices, welded.faces)
+    a = R.render(CTX, plain, cam, channels=("mask",))["mask"]
+    torch.testing.assert_close(R.render(CTX, plain_split, cam, channels=("mask",))["mask"], a, atol=1e-5, rtol=0)
+    two = Camera(cam.K.expand(2, 3, 3), cam.cam_from_world.expand(2, 4, 4), cam.resolution)
+    each = R.render_each(CTX, [plain_split, plain_split], two, channels=("mask",))["mask"]
+    torch.testing.assert_close(each, a.expand(2, -1, -1), atol=1e-5, rtol=0)

@@ -482,7 +482,7 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
     for t, mesh in enumerate(meshes):
         t0 = time.perf_counter()
         frame, cfg_t, frame_s, frame_r = frame_views(t)
-        topo = R.edge_topology(mesh.faces)
+        topo = R.edge_topology(mesh.faces, mesh.vertices)
         if cfg_t.warm_start and prev_pose is not None:
             pose, _ = _local_search(mesh, frame_s, prev_pose, cfg_t, ctx, scorer, topo, generator)
             poses[t] = prev_pose = pose

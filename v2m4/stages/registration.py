@@ -472,7 +472,7 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
     rest = norm(rest_w.vertices).detach()
     template = Mesh(rest, rest_w.faces)
     edges = unique_edges(rest_w.faces)
-    topo = R.edge_topology(rest_w.faces)
+    topo = R.edge_topology(rest_w.faces, rest_w.vertices)
     solver = SmoothSolver(rest.shape[0], rest_w.faces, cfg.smooth_lambda, dense_max=cfg.dense_max_vertices)
     T = len(meshes)
     times = torch.arange(T, dtype=torch.float32) if times is None else times.float()

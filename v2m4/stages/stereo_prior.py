@@ -145,7 +145,7 @@ class StereoPrior:
 
         view = make_view(frame, search_cfg.search_res, search_cfg)
         res = view.resolution
-        topo = R.edge_topology(mesh.faces)
+        topo = R.edge_topology(mesh.faces, mesh.vertices)
         cand = sample_poses(search_cfg.n_samples, search_cfg, generator=generator, device=frame.device)
         for _ in range(search_cfg.center_steps if search_cfg.center_samples else 0):
             cand = center_poses(mesh, cand, view, search_cfg, ctx, topo)
