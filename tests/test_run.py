@@ -178,7 +178,7 @@ def test_bench_register_is_the_pipeline_without_its_texture(tmp_path):
     geometry = ("chamfer_once", "fscore2_once", "rot_err_med_deg", "trans_err_med", "flipped_frac",
                 "edge_change_p99", "chamfer_generated")
     assert {k: rows["register"][k] for k in geometry} == {k: rows["full"][k] for k in geometry}
-    # the textured mesh is split at its UV seams, which the antialiasing sees as edges: masks differ at a few pixels
+    # the textured mesh is split at its UV seams; render welds the copies, so only float noise may remain
     assert abs(rows["register"]["mask_iou"] - rows["full"]["mask_iou"]) < 0.01
     assert "unreached_frac" not in rows["register"] and "unreached_frac" in rows["full"]
     assert rows["register"]["psnr"] != rows["full"]["psnr"]  # the colours differ

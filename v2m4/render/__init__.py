@@ -141,10 +141,9 @@ def edge_topology(tri: Tensor, vertices: Tensor | None = None) -> tuple[Tensor, 
 def weld_faces(faces: Tensor, vertices: Tensor) -> Tensor:
     """faces (F, 3) with every vertex replaced by the lowest-index vertex at the same position: the connectivity of
     a mesh split at UV seams (the copies share positions), for ``edge_topology``. Indices stay valid for vertices."""
-    _, inv = torch.unique(vertices.detach(), dim=0, return_inverse=True)
+    uniq, inv = torch.unique(vertices.detach(), dim=0, return_inverse=True)
     idx = torch.arange(vertices.shape[0], device=vertices.device)
-    rep = torch.full((int(inv.max()) + 1 if inv.numel() else 0,), vertices.shape[0], device=vertices.device,
-                     dtype=idx.dtype).scatter_reduce(0, inv, idx, "amin")
+    rep = idx.new_full((uniq.shape[0],), vertices.shape[0]).scatter_reduce(0, inv, idx, "amin")
     return rep[inv][faces.long()]
 
 
