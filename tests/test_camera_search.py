@@ -116,6 +116,26 @@ def test_consistent_scales_undo_a_per_frame_normalisation():
     torch.testing.assert_close(CS.consistent_scales(meshes), torch.tensor([1.0, 1.25, 0.8], dtype=torch.float64))
 
 
+def test_steady_depths_remove_noise_and_keep_motion():
+    g = torch.Generator().manual_seed(3)
+    times = torch.arange(12, dtype=torch.float64) / 8
+    noise = 1 + 0.015 * torch.randn(12, generator=g, dtype=torch.float64)  # a generator's 1.5% size error
+    # a still object: one depth for every frame, at the noisy depths' level
+    still = 2.0 * noise
+    out = still * CS.steady_depths(still, times)
+    assert float(out.std() / out.mean()) < 0.002 < float(still.std() / still.mean())
+    assert abs(float(out.mean()) - 2.0) < 0.03
+    # an object walking towards the camera, 2.0 -> 1.4: the approach is kept, the noise around it shrinks
+    truth = torch.linspace(2.0, 1.4, 12, dtype=torch.float64)
+    walk = truth * noise
+    out = walk * CS.steady_depths(walk, times)
+    rms = lambda d: float(((d / truth - 1) ** 2).mean().sqrt())  # noqa: E731
+    assert rms(out) < 0.6 * rms(walk)
+    assert float(out[0] - out[-1]) > 0.5
+    # too few frames to tell noise from motion: left alone
+    torch.testing.assert_close(CS.steady_depths(still[:3], times[:3]), torch.ones(3, dtype=torch.float64))
+
+
 def _rotation_error_deg(res, gen, item, t):
     G = gen.removed_transform(t).double()
     M = item.camera.cam_from_world[0].double() @ torch.linalg.inv(G)

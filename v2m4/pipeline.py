@@ -211,8 +211,8 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
         if ck:
             _atomic_text(ck / "learned.json", json.dumps(learned))
         cams = found.cameras
-        from .stages.camera_search import consistent_scales
-        scales = consistent_scales(meshes) if ccfg.consistent_scale else torch.ones(len(meshes), dtype=torch.float64)
+        from .stages.camera_search import repose_scales
+        scales = repose_scales(meshes, cams.cam_from_world, frames.times[key], ccfg)
         glob, search_sec = found.global_search.cpu().bool(), torch.tensor(found.seconds, dtype=torch.float64)
         if ck:
             atomic_save_npz(ck / "camera.npz", K=cams.K, cam_from_world=cams.cam_from_world,

@@ -8,8 +8,7 @@ from dataclasses import replace
 import torch
 
 from .. import render as R
-from ..stages.camera_search import (CameraSearchConfig, CameraSearchResult, consistent_scales, repose,
-                                    search_cameras)
+from ..stages.camera_search import CameraSearchConfig, CameraSearchResult, repose, repose_scales, search_cameras
 from ..types import Frames, Mesh
 from . import MethodOutput
 
@@ -24,17 +23,17 @@ def camera_config(preset: str) -> CameraSearchConfig:
     return replace(cfg, warm_start=False) if cold == "cold" else cfg
 
 
-def repose_all(generated: list[Mesh], found: CameraSearchResult, *, consistent_scale: bool = True
+def repose_all(generated: list[Mesh], found: CameraSearchResult, times: torch.Tensor, cfg: CameraSearchConfig
                ) -> tuple[list[Mesh], torch.Tensor]:
     """Every frame's mesh in the world of the video camera. Returns the meshes and world_from_canonical (T, 4, 4).
 
     The video camera is the first frame's found camera, so the world is the first mesh's canonical frame: +Y up
     as the generator made it (a fixed camera looking down -Z would tilt the ground by the video's pitch) and the
-    first mesh keeps its size. With consistent_scale, each mesh is scaled about the camera centre to the first
-    mesh's surface area (``consistent_scales``), which leaves every image unchanged.
+    first mesh keeps its size. Each mesh is then scaled about the camera centre as the config asks
+    (``repose_scales``: equal surface areas, depths smoothed over time), which leaves every image unchanged.
     """
     world_from_cam = found.cameras.world_from_cam[0]
-    k = consistent_scales(generated) if consistent_scale else torch.ones(len(generated), dtype=torch.float64)
+    k = repose_scales(generated, found.cameras.cam_from_world, times, cfg)
     out = [repose(m, found.cameras.cam_from_world[t], world_from_cam, scale=float(k[t]))
            for t, m in enumerate(generated)]
     return [m for m, _ in out], torch.stack([M for _, M in out])
@@ -46,7 +45,7 @@ def run(frames: Frames, generated: list[Mesh], *, preset: str = "fast", ctx: R.R
     cfg = camera_config(preset)
     t0 = time.perf_counter()
     found = search_cameras(generated, frames, cfg, ctx, generator=g)
-    meshes, world_from_canonical = repose_all(generated, found, consistent_scale=cfg.consistent_scale)
+    meshes, world_from_canonical = repose_all(generated, found, frames.times, cfg)
     secs = time.perf_counter() - t0
     glob = found.global_search
     sec = torch.tensor(found.seconds)
