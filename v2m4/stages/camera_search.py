@@ -572,10 +572,10 @@ def steady_depths(depths: Tensor, times: Tensor) -> Tensor:
 
 
 def repose_scales(meshes: list[Mesh], cam_from_canonical: Tensor, times: Tensor, cfg: CameraSearchConfig) -> Tensor:
-    """(T,) the factors about the camera centre that ``repose`` applies: ``consistent_scales`` then
-    ``steady_depths`` on the depths of the meshes' bounding-box centres, each as the config asks."""
+    """(T,) float64 on the CPU: the factors about the camera centre that ``repose`` applies, ``consistent_scales``
+    then ``steady_depths`` on the depths of the meshes' bounding-box centres, each as the config asks."""
     T = len(meshes)
-    k = consistent_scales(meshes) if cfg.consistent_scale else torch.ones(T, dtype=torch.float64)
+    k = consistent_scales(meshes).cpu() if cfg.consistent_scale else torch.ones(T, dtype=torch.float64)
     if not cfg.steady_depth:
         return k
     centres = torch.stack([(m.vertices.max(0).values + m.vertices.min(0).values).double().cpu() / 2 for m in meshes])
