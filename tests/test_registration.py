@@ -9,8 +9,9 @@ import trimesh
 
 from v2m4 import render as R
 from v2m4.metrics.geometry import nearest_distances, sample_surface
-from v2m4.stages.registration import (RegistrationConfig, SmoothSolver, arap_energy, area_energy, edge_energy,
-                                      flipped_fraction, register_sequence, unique_edges)
+from v2m4.stages.registration import (RegistrationConfig, SmoothSolver, arap_energy, arap_rotations, area_energy,
+                                      edge_energy, flipped_fraction, fold_energy, register_sequence, unfold,
+                                      unique_edges)
 from v2m4.stages.remesh import remesh_isotropic, triangle_quality
 from v2m4.types import Mesh
 
@@ -108,6 +109,34 @@ def test_flipped_fraction_counts_folds_not_rotations():
     squashed = g.vertices.clone()
     squashed[5 * 11 + 5] = squashed[5 * 11 + 6]  # two corners merged: those triangles collapse
     assert round(flipped_fraction(squashed, g.vertices, g.faces, e) * len(g.faces)) >= 2
+
+
+def test_fold_energy_is_zero_at_rest_and_unfolds_a_fold():
+    m = capsule()
+    e = unique_edges(m.faces)
+    turned = m.vertices @ torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]).T
+    assert float(fold_energy(turned, m.vertices, m.faces, arap_rotations(turned, m.vertices, e))) == 0.0
+    g = grid()
+    e = unique_edges(g.faces)
+    x = g.vertices.clone()
+    x[5 * 11 + 5, 0] += 0.25
+    assert flipped_fraction(x, g.vertices, g.faces, e) > 0
+    x.requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=0.005)
+    for _ in range(200):  # the barrier alone, rotations held as registration holds them
+        rot = arap_rotations(x.detach(), g.vertices, e)
+        loss = fold_energy(x, g.vertices, g.faces, rot)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert flipped_fraction(x.detach(), g.vertices, g.faces, e) == 0.0
+    # the repair: the fold gone, and only the bad faces' corners and two rings around them moved
+    x = g.vertices.clone()
+    x[5 * 11 + 5, 0] += 0.25
+    y = unfold(x, g.vertices, g.faces, e)
+    assert flipped_fraction(y, g.vertices, g.faces, e) == 0.0
+    moved = (y - x).norm(dim=-1) > 0
+    assert 0 < int(moved.sum()) < 60 and not bool(moved[0]) and not bool(moved[-1])
 
 
 def test_smooth_solver_inverts_its_matrix():

@@ -8,7 +8,8 @@ Chamfer + multi-view render L1, then per-vertex offsets under the large-steps pa
 Ours, against drift: the ARAP, area and edge terms compare with the REST mesh (scaled by the accumulated global
 scale), never with the previous frame, so an error made at one frame is pulled back instead of inherited; and a
 pair whose loss jumps far above the sequence's so far, or that folds triangles, is retried from the previous good
-state with a fresh, multi-start global alignment.
+state with a fresh, multi-start global alignment. Against collapse: triangles left folded or collapsed by a fit
+are repaired locally (``unfold``) before the next pair starts from them.
 
 What is rendered: silhouette (antialiased, so the outline pulls vertices) and world-space normals (inside the
 outline, so folds and bulges pull too). Colour is not: the next frame's generated colours are not those of the
@@ -55,6 +56,7 @@ class RegistrationConfig:
     w_arap: float = 1.0             # Appendix A
     w_area: float = 1e6             # Appendix A: face-area consistency
     w_edge: float = 1e2             # Appendix A: edge-length consistency
+    unfold_iters: int = 100         # ours: steps of the local repair of folded or collapsed triangles (unfold)
     render_res: int = 256           # ours: render-loss resolution
     view_pool: int = 100            # ours: target renders made once per pair; each step draws its views from them
     fov_deg: float = 40.0           # ours: the views' field of view
@@ -153,6 +155,63 @@ def edge_energy(x: Tensor, rest: Tensor, edges: Tensor, scale: float = 1.0) -> T
     lx = (x[edges[:, 1]] - x[edges[:, 0]]).norm(dim=-1)
     lr = (rest[edges[:, 1]] - rest[edges[:, 0]]).norm(dim=-1) * scale
     return ((lx - lr) ** 2).mean()
+
+
+def fold_energy(x: Tensor, rest: Tensor, faces: Tensor, rotations: Tensor, scale: float = 1.0, *,
+                min_ratio: float = 0.1) -> Tensor:
+    """Barrier against what ``flipped_fraction`` counts, summed over faces (a few bad faces are not averaged away).
+
+    Each face's area vector projected on its rest normal carried by its corners' local rotations (the ARAP
+    rotations, so an articulated limb that turns costs nothing), over its (scaled) rest area: 1 at rest, near 0
+    collapsed, negative folded; the barrier is 0 above ``min_ratio`` and quadratic below. Signed, so a fold in a
+    flat region still has a gradient (an unsigned normal or area does not change as a flat fold slides), and
+    needed because the paper's area term cannot stop a collapse: a mean of squared absolute changes hardly notices
+    one small face vanishing."""
+    n0 = face_normals(rest, faces)
+    carried = torch.nn.functional.normalize(sum((rotations[faces[:, k]] @ n0[..., None])[..., 0] for k in range(3)),
+                                            dim=-1, eps=1e-20)
+    t = x[faces]
+    signed = (torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1) * carried).sum(-1) / 2
+    ratio = signed / (scale * scale * face_areas(rest, faces)).clamp_min(1e-30)
+    return (torch.relu(min_ratio - ratio) ** 2).sum()
+
+
+def unfold(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor, scale: float = 1.0, *, iters: int = 100,
+           ring: int = 2) -> Tensor:
+    """Positions x with folded and collapsed triangles repaired: ``fold_energy`` minimised over the corners of the
+    bad faces and ``ring`` rings around them, every other vertex held.
+
+    A repair after the fit rather than a term inside it: the large-steps optimiser normalises every step by the
+    largest gradient it has seen, so a barrier's spike would stall the whole fit for hundreds of steps."""
+    with torch.no_grad():
+        rot = arap_rotations(x, rest * scale, edges)
+        n0 = face_normals(rest, faces)
+        carried = sum((rot[faces[:, k]] @ n0[..., None])[..., 0] for k in range(3))
+        t = x[faces]
+        signed = (torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1) * carried).sum(-1)
+        bad = signed <= 0.1 * carried.norm(dim=-1) * 2 * scale * scale * face_areas(rest, faces)
+        if not bool(bad.any()) or iters <= 0:
+            return x
+        active = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        active[faces[bad].flatten()] = True
+        for _ in range(ring):
+            grow = active[edges[:, 0]] | active[edges[:, 1]]
+            active[edges[grow].flatten()] = True
+        step = float((x[edges[:, 1]] - x[edges[:, 0]]).norm(dim=-1).median()) * 0.05
+    y = x.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([y], lr=step)
+    mask = active[:, None].to(x.dtype)
+    for it in range(iters):
+        if it % 10 == 0:
+            rot = arap_rotations(y.detach(), rest * scale, edges)
+        loss = fold_energy(y, rest, faces, rot, scale)
+        if float(loss.detach()) == 0.0:
+            break
+        opt.zero_grad()
+        loss.backward()
+        y.grad *= mask
+        opt.step()
+    return y.detach()
 
 
 def flipped_fraction(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor) -> float:
@@ -498,6 +557,7 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
                 y0, _, _ = min(tries, key=lambda r: _eval_chamfer(r[0], template.faces, tgt, g))
                 y, _, _ = global_align(y0, template, tgt, cfg, ctx, g, topo)
             y = local_align(y, rest, sc, template, tgt, solver, edges, cfg, ctx, g, topo)
+            y = unfold(y, rest, template.faces, edges, sc, iters=cfg.unfold_iters)
             return y, _eval_chamfer(y, template.faces, tgt, g), flipped_fraction(y, rest, template.faces, edges)
 
         y, ch, fl = attempt(None)
@@ -513,6 +573,7 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
             view = InputView(video[0], video[1][t].to(y), c0, k0)
             y2 = local_align(y, rest, sc, template, tgt, solver, edges, cfg, ctx, g, topo, video=view,
                              iters=cfg.input_view_iters)
+            y2 = unfold(y2, rest, template.faces, edges, sc, iters=cfg.unfold_iters)
             fl2 = flipped_fraction(y2, rest, template.faces, edges)
             if fl2 <= max(fl, cfg.max_flipped):
                 y, ch, fl = y2, _eval_chamfer(y2, template.faces, tgt, g), fl2
