@@ -136,6 +136,24 @@ def test_steady_depths_remove_noise_and_keep_motion():
     torch.testing.assert_close(CS.steady_depths(still[:3], times[:3]), torch.ones(3, dtype=torch.float64))
 
 
+def test_repose_scales_give_a_still_object_one_size_and_depth():
+    mesh = SyntheticGenerator(load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(16, 16)), seed=0,
+                              config=SyntheticConfig(target_faces=500)).generate(None, 0)
+    sizes = (1.0, 0.8, 1.25, 1.0, 0.9, 1.1)
+    meshes = [mesh.with_vertices(mesh.vertices * s) for s in sizes]
+    g = torch.Generator().manual_seed(0)
+    cam = torch.eye(4, dtype=torch.float64).repeat(len(sizes), 1, 1)
+    # each frame's camera at the distance that makes its mesh look the same, with a 1.5% error on top
+    cam[:, 2, 3] = -2.5 * torch.tensor(sizes, dtype=torch.float64) * (1 + 0.015 * torch.randn(len(sizes), generator=g))
+    times = torch.arange(len(sizes), dtype=torch.float64) / 10
+    plain = CS.repose_scales(meshes, cam, times, replace(CS.CameraSearchConfig.fast(), steady_depth=False))
+    torch.testing.assert_close(plain, CS.consistent_scales(meshes))
+    k = CS.repose_scales(meshes, cam, times, CS.CameraSearchConfig.fast())
+    depth = (-cam[:, 2, 3] + CS.surface_centroid(mesh).double()[2] * torch.tensor(sizes, dtype=torch.float64)) * k
+    assert float(depth.std() / depth.mean()) < 1e-3
+    assert float((k / plain - 1).abs().max()) < 0.05  # moved by about the injected error, no more
+
+
 def _rotation_error_deg(res, gen, item, t):
     G = gen.removed_transform(t).double()
     M = item.camera.cam_from_world[0].double() @ torch.linalg.inv(G)

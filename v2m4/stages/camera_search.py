@@ -525,6 +525,13 @@ def surface_area(mesh: Mesh) -> Tensor:
     return torch.linalg.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=-1).norm(dim=-1).sum() / 2
 
 
+def surface_centroid(mesh: Mesh) -> Tensor:
+    """(3,) area-weighted centroid of a mesh's surface."""
+    t = mesh.vertices[mesh.faces]
+    a = torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1).norm(dim=-1)
+    return (a[:, None] * t.mean(1)).sum(0) / a.sum().clamp_min(1e-30)
+
+
 def consistent_scales(meshes: list[Mesh]) -> Tensor:
     """(T,) factors k_t = sqrt(area_0 / area_t) that give every frame's mesh the first one's surface area.
 
@@ -573,12 +580,14 @@ def steady_depths(depths: Tensor, times: Tensor) -> Tensor:
 
 def repose_scales(meshes: list[Mesh], cam_from_canonical: Tensor, times: Tensor, cfg: CameraSearchConfig) -> Tensor:
     """(T,) float64 on the CPU: the factors about the camera centre that ``repose`` applies, ``consistent_scales``
-    then ``steady_depths`` on the depths of the meshes' bounding-box centres, each as the config asks."""
+    then ``steady_depths`` on the depths of the meshes' surface centroids (which a moving limb shifts less than it
+    does a bounding box's centre: on the CPU bench, translation error at most 0.5% of the diagonal on 6 of 9
+    items against 3 of 9), each as the config asks."""
     T = len(meshes)
     k = consistent_scales(meshes).cpu() if cfg.consistent_scale else torch.ones(T, dtype=torch.float64)
     if not cfg.steady_depth:
         return k
-    centres = torch.stack([(m.vertices.max(0).values + m.vertices.min(0).values).double().cpu() / 2 for m in meshes])
+    centres = torch.stack([surface_centroid(m).double().cpu() for m in meshes])
     M = cam_from_canonical.double().cpu()
     depth = ((M[:, :3, :3] @ centres[..., None])[..., 0] + M[:, :3, 3]).norm(dim=-1) * k
     return k * steady_depths(depth, times)
