@@ -519,17 +519,20 @@ def repose(mesh: Mesh, cam_from_canonical: Tensor, world_from_cam: Tensor, *, sc
     return mesh.with_vertices(v), M
 
 
+def _triangle_areas(mesh: Mesh) -> Tensor:
+    t = mesh.vertices[mesh.faces]
+    return torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1).norm(dim=-1) / 2
+
+
 def surface_area(mesh: Mesh) -> Tensor:
     """Total triangle area of a mesh (scalar tensor)."""
-    v, f = mesh.vertices, mesh.faces
-    return torch.linalg.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=-1).norm(dim=-1).sum() / 2
+    return _triangle_areas(mesh).sum()
 
 
 def surface_centroid(mesh: Mesh) -> Tensor:
     """(3,) area-weighted centroid of a mesh's surface."""
-    t = mesh.vertices[mesh.faces]
-    a = torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1).norm(dim=-1)
-    return (a[:, None] * t.mean(1)).sum(0) / a.sum().clamp_min(1e-30)
+    a = _triangle_areas(mesh)
+    return (a[:, None] * mesh.vertices[mesh.faces].mean(1)).sum(0) / a.sum().clamp_min(1e-30)
 
 
 def consistent_scales(meshes: list[Mesh]) -> Tensor:
@@ -554,8 +557,8 @@ def steady_depths(depths: Tensor, times: Tensor) -> Tensor:
     diagonal, more than the shape error. Objects move smoothly, the errors do not: log-depth is smoothed with a
     Whittaker smoother penalising either speed in depth (a still object gets one depth) or acceleration (a steady
     approach stays a straight line), the penalty and its weight chosen by generalised cross-validation, so motion
-    in depth that the data show is kept. Scaling
-    about the camera centre leaves every image unchanged. Fewer than 4 frames: no smoothing (ones).
+    in depth that the data show is kept. Scaling about the camera centre leaves every image unchanged. Fewer than
+    4 frames: no smoothing (ones).
     """
     T = len(depths)
     y = depths.double().clamp_min(1e-12).log().cpu()

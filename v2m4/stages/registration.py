@@ -157,6 +157,17 @@ def edge_energy(x: Tensor, rest: Tensor, edges: Tensor, scale: float = 1.0) -> T
     return ((lx - lr) ** 2).mean()
 
 
+def carried_area_ratio(x: Tensor, rest: Tensor, faces: Tensor, rotations: Tensor, scale: float = 1.0) -> Tensor:
+    """(F,) each face's area vector projected on its rest normal carried by its corners' local rotations, over its
+    (scaled) rest area: 1 at rest, near 0 collapsed, negative folded."""
+    n0 = face_normals(rest, faces)
+    carried = torch.nn.functional.normalize(sum((rotations[faces[:, k]] @ n0[..., None])[..., 0] for k in range(3)),
+                                            dim=-1, eps=1e-20)
+    t = x[faces]
+    signed = (torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1) * carried).sum(-1) / 2
+    return signed / (scale * scale * face_areas(rest, faces)).clamp_min(1e-30)
+
+
 def fold_energy(x: Tensor, rest: Tensor, faces: Tensor, rotations: Tensor, scale: float = 1.0, *,
                 min_ratio: float = 0.1) -> Tensor:
     """Barrier against what ``flipped_fraction`` counts, summed over faces (a few bad faces are not averaged away).
@@ -167,29 +178,19 @@ def fold_energy(x: Tensor, rest: Tensor, faces: Tensor, rotations: Tensor, scale
     flat region still has a gradient (an unsigned normal or area does not change as a flat fold slides), and
     needed because the paper's area term cannot stop a collapse: a mean of squared absolute changes hardly notices
     one small face vanishing."""
-    n0 = face_normals(rest, faces)
-    carried = torch.nn.functional.normalize(sum((rotations[faces[:, k]] @ n0[..., None])[..., 0] for k in range(3)),
-                                            dim=-1, eps=1e-20)
-    t = x[faces]
-    signed = (torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1) * carried).sum(-1) / 2
-    ratio = signed / (scale * scale * face_areas(rest, faces)).clamp_min(1e-30)
+    ratio = carried_area_ratio(x, rest, faces, rotations, scale)
     return (torch.relu(min_ratio - ratio) ** 2).sum()
 
 
 def unfold(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor, scale: float = 1.0, *, iters: int = 100,
            ring: int = 2) -> Tensor:
     """Positions x with folded and collapsed triangles repaired: ``fold_energy`` minimised over the corners of the
-    bad faces and ``ring`` rings around them, every other vertex held.
+    bad faces (those it penalises) and ``ring`` rings around them, every other vertex held.
 
     A repair after the fit rather than a term inside it: the large-steps optimiser normalises every step by the
     largest gradient it has seen, so a barrier's spike would stall the whole fit for hundreds of steps."""
     with torch.no_grad():
-        rot = arap_rotations(x, rest * scale, edges)
-        n0 = face_normals(rest, faces)
-        carried = sum((rot[faces[:, k]] @ n0[..., None])[..., 0] for k in range(3))
-        t = x[faces]
-        signed = (torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1) * carried).sum(-1)
-        bad = signed <= 0.1 * carried.norm(dim=-1) * 2 * scale * scale * face_areas(rest, faces)
+        bad = carried_area_ratio(x, rest, faces, arap_rotations(x, rest * scale, edges), scale) <= 0.1
         if not bool(bad.any()) or iters <= 0:
             return x
         active = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
