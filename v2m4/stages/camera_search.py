@@ -90,6 +90,16 @@ class CameraSearchConfig:
     refine_appearance: bool = True        # ours: refine on the scorer's appearance term too, not the mask alone
                                           # (a silhouette hardly constrains pitch or mirror-symmetric turns)
     max_batch: int = 512                  # views per render call (memory bound)
+    shape_weight: float = 0.0             # beyond the paper, off: weight of the shape-continuity term
+                                          # (shape_distance) in a warm frame's swarm, a fallback's swarm and the
+                                          # warm-versus-global choice. Measured on the H200 (paper preset, 12
+                                          # frames, 3 seeds; bench/results/camera_shape_prior_h200.json): at 0.1
+                                          # it removes p03's front/back flips (rotation p95 64/67/4.7 -> 2.3/5.2/
+                                          # 2.2 deg) but drags p09's gallop (p95 2.8/5.4/5.4 -> 13/4.7/17 deg),
+                                          # so it is not on by default
+    shape_swarm: bool = True              # ours: the term also steers the warm swarm (False: only the fallback's
+                                          # swarm and the warm-versus-global choice)
+    shape_points: int = 400               # surface samples per mesh for that term
     consistent_scale: bool = True         # beyond the paper: re-pose with equal surface areas (consistent_scales)
     steady_depth: bool = True             # beyond the paper: smooth the re-posed depths over time (steady_depths)
 
@@ -250,6 +260,31 @@ def score_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchCo
     return torch.cat(out)
 
 
+def camera_points(points: Tensor, poses: Tensor, cfg: CameraSearchConfig) -> Tensor:
+    """(N, 3) canonical points seen by P poses -> (P, N, 3) in camera coordinates, centred on their mean and
+    divided by their RMS radius: what is left is the shape's orientation towards the camera, not its size or
+    place (which the silhouette fixes, and which a generator's normalisation scrambles)."""
+    M = pose_cameras(poses, cfg, (8, 8)).cam_from_world.to(points)
+    x = points @ M[:, :3, :3].transpose(1, 2) + M[:, None, :3, 3]
+    x = x - x.mean(1, keepdim=True)
+    return x / x.square().sum(-1).mean(1).sqrt().clamp_min(1e-12)[:, None, None]
+
+
+def shape_distance(points: Tensor, poses: Tensor, reference: Tensor, cfg: CameraSearchConfig) -> Tensor:
+    """(P,) symmetric Chamfer (mean squared) between a mesh's points under P poses and a reference (N, 3), all as
+    ``camera_points``. Beyond the paper: a temporal prior on the object's orientation in the fixed camera.
+
+    A single view often fits a mirrored or turned pose almost as well as the right one (front and back of a
+    symmetric figure, a flat-coloured sphere), and generators snap meshes to canonical axes, so a frame's camera
+    may legitimately turn by a quarter turn from the previous one. What stays continuous is the object: the
+    previous frame's mesh seen by its camera and this frame's mesh seen by the right camera are nearly the same
+    shape facing the same way, while a flipped pose faces the other way.
+    """
+    x = camera_points(points, poses, cfg)
+    d = torch.cdist(x, reference.to(x)[None].expand(len(x), -1, -1)).square()
+    return d.min(2).values.mean(1) + d.min(1).values.mean(1)
+
+
 def particle_swarm(objective, init: Tensor, lower: Tensor, upper: Tensor, cfg: CameraSearchConfig, iters: int, *,
                    generator: torch.Generator, periodic: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Minimise objective((P, D) -> (P,)) from P initial particles; returns (best position (D,), best value).
@@ -352,7 +387,7 @@ def look_at_range_for(frame: Tensor, cfg: CameraSearchConfig) -> float:
     return max(cfg.look_at_range, 1.25 * radius_range_for(frame, cfg)[1] / 2.5 * off / f + 0.5)
 
 
-def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=None):
+def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=None, shape=None):
     dev = frame_s.image.device
     lo, hi = _lower_upper(cfg, dev)
     cand = sample_poses(cfg.n_samples, cfg, generator=generator, device=dev)
@@ -365,11 +400,22 @@ def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=
     if prior_pose is not None:
         init = torch.cat([init, prior_pose[None].to(init)])
     periodic = torch.tensor([True, False, False, False, False, False, False], device=dev)
-    return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, cfg,
+    return particle_swarm(_objective(mesh, frame_s, cfg, ctx, scorer, topo, shape), init, lo, hi, cfg,
                           cfg.pso_iters, generator=generator, periodic=periodic)
 
 
-def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator):
+def _objective(mesh, frame_s, cfg, ctx, scorer, topo, shape=None):
+    """The swarm's objective: the scorer's loss, plus cfg.shape_weight x ``shape_distance`` to ``shape`` (points
+    (N, 3) of this mesh, reference (N', 3)) when given."""
+    def f(x):
+        out = score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo)
+        if shape is not None and cfg.shape_weight > 0:
+            out = out + cfg.shape_weight * shape_distance(shape[0], x, shape[1], cfg).to(out)
+        return out
+    return f
+
+
+def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator, shape=None):
     dev = frame_s.image.device
     lo, hi = _lower_upper(cfg, dev)
     spread = torch.tensor(cfg.warm_spread, device=dev)
@@ -404,7 +450,7 @@ def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator):
             init[-len(seeds):] = center_poses(mesh, init[-len(seeds):], frame_s, cfg, ctx, topo)
     local = replace(cfg, max_velocity=cfg.max_velocity * 0.25)
     periodic = torch.tensor([True, False, False, False, False, False, False], device=dev)
-    return particle_swarm(lambda x: score_poses(mesh, x, frame_s, cfg, ctx, scorer, topo), init, lo, hi, local,
+    return particle_swarm(_objective(mesh, frame_s, cfg, ctx, scorer, topo, shape), init, lo, hi, local,
                           cfg.warm_iters, generator=generator, periodic=periodic)
 
 
@@ -424,6 +470,20 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         batch = max(1, min(16, int((4e6 / max(faces, 1.0)) ** 0.5))) if dev.type == "cuda" else 1
     T = len(meshes)
     poses, scores, global_flags, secs = [None] * T, [None] * T, [False] * T, [0.0] * T
+    points = None
+    if cfg.shape_weight > 0:
+        from ..metrics.geometry import sample_surface
+        points = [sample_surface(m.vertices, m.faces, cfg.shape_points, generator=generator).to(dev) for m in meshes]
+
+    def shape_for(t):
+        """(this frame's points, the previous frame's seen by its current pose) for the shape term, or None."""
+        if points is None or t == 0 or poses[t - 1] is None:
+            return None
+        return points[t], camera_points(points[t - 1], poses[t - 1][None], cfg)[0]
+
+    def shape_cost(t, pose):
+        sh = shape_for(t)
+        return 0.0 if sh is None else cfg.shape_weight * float(shape_distance(sh[0], pose[None], sh[1], cfg)[0])
     # warm frames whose swarm is done and whose refinement waits for a batch: (t, frame, cfg_t, frame_s, frame_r, topo)
     pending = []
 
@@ -437,7 +497,9 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         prior = None
         if stereo is not None:
             prior = stereo.estimate_pose(meshes[t], frame, cfg_t, ctx, scorer, generator=generator)
-        found, _ = _global_search(meshes[t], frame_s, cfg_t, ctx, scorer, topo, generator, prior)
+        # a fallback keeps the shape term: its global swarm otherwise lands on the mirrored pose it fell back from
+        found, _ = _global_search(meshes[t], frame_s, cfg_t, ctx, scorer, topo, generator, prior,
+                                  shape_for(t) if warm_score is not None else None)
         first = cfg_t.refine_iters if warm_score is None else min(cfg_t.warm_refine_iters, cfg_t.refine_iters)
         pose = refine_pose(meshes[t], found, frame_r, cfg_t, ctx, first, topo, scorer)
         score = float(score_poses(meshes[t], pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
@@ -473,8 +535,9 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
             if score > cfg.warm_fallback_ratio * statistics.median(scores[:t]):
                 g_pose, g_score = global_frame(t, frame, cfg_t, frame_s, frame_r, topo, warm_score=score)
                 # temporal prior: a single view often fits a mirrored pose almost as well (front/back of a
-                # symmetric figure), so the global result replaces the warm one only when it is clearly better
-                if not score <= cfg.global_margin * g_score:
+                # symmetric figure), so the global result replaces the warm one only when it is clearly better,
+                # shape continuity (shape_distance) included
+                if not score + shape_cost(t, pose) <= cfg.global_margin * (g_score + shape_cost(t, g_pose)):
                     found = (g_pose, g_score, True)
             secs[t] += share + time.perf_counter() - t1
             finish(t, *found)
@@ -486,7 +549,8 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         frame, cfg_t, frame_s, frame_r = frame_views(t)
         topo = R.edge_topology(mesh.faces, mesh.vertices)
         if cfg_t.warm_start and prev_pose is not None:
-            pose, _ = _local_search(mesh, frame_s, prev_pose, cfg_t, ctx, scorer, topo, generator)
+            pose, _ = _local_search(mesh, frame_s, prev_pose, cfg_t, ctx, scorer, topo, generator,
+                                    shape_for(t) if cfg.shape_swarm else None)
             poses[t] = prev_pose = pose
             pending.append((t, frame, cfg_t, frame_s, frame_r, topo))
             secs[t] += time.perf_counter() - t0
