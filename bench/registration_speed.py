@@ -70,7 +70,7 @@ def main():
                      "iters": cfg.global_iters + cfg.local_iters, "views": [cfg.global_views, cfg.local_views],
                      "render_res": cfg.render_res, "sec_per_pair": round(secs, 3),
                      "sec_per_iter_ms": round(1000 * secs / (cfg.global_iters + cfg.local_iters), 2),
-                     "chamfer": round(res.chamfer[0], 6), "flipped": res.flipped[0],
+                     "chamfer": round(res.chamfer[0], 6), "flipped": res.flipped[0], "retried": res.retried[0],
                      "date": datetime.date.today().isoformat(), "torch": torch.__version__})
     print("| device | backend | preset | V | iters | views | res | s/pair | ms/iter | chamfer |")
     print("|---|---|---|---|---|---|---|---|---|---|")
