@@ -42,6 +42,15 @@ def pair(item_id: str, device):
     return out
 
 
+def _commit() -> str:
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git here)"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -71,7 +80,7 @@ def main():
                      "render_res": cfg.render_res, "sec_per_pair": round(secs, 3),
                      "sec_per_iter_ms": round(1000 * secs / (cfg.global_iters + cfg.local_iters), 2),
                      "chamfer": round(res.chamfer[0], 6), "flipped": res.flipped[0], "retried": res.retried[0],
-                     "date": datetime.date.today().isoformat(), "torch": torch.__version__})
+                     "date": datetime.date.today().isoformat(), "torch": torch.__version__, "commit": _commit()})
     print("| device | backend | preset | V | iters | views | res | s/pair | ms/iter | chamfer |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
