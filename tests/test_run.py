@@ -222,3 +222,20 @@ def test_disk_full_mid_run_leaves_no_partial_output(tmp_path, limit_bytes, stage
     assert not {"animation.glb", "preview.mp4", "report.json"} & set(left)
     if stage == "export":  # every stage before the export finished and is kept
         assert "texture.npz" in left
+
+
+def test_registration_warnings_reach_the_report(tmp_path):
+    """A gpytoolbox that cannot be imported (as with a numpy it was not built for) leaves the rest mesh as
+    generated, which folds more under registration: the run goes on, and report.json says so."""
+    fake = tmp_path / "fake"
+    (fake / "gpytoolbox").mkdir(parents=True)
+    (fake / "gpytoolbox" / "__init__.py").write_text(
+        "raise ImportError('numpy.core.multiarray failed to import')\n")
+    item = small_demo(tmp_path, n=4)
+    out = tmp_path / "out"
+    path = os.pathsep.join([str(fake)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    r = run_tiny(item, out, "--no-preview", env={"PYTHONPATH": path})
+    assert r.returncode == 0, r.stderr
+    warns = json.loads((out / "report.json").read_text())["warnings"]
+    assert any(w.startswith("registration: rest mesh kept as generated") and "numpy.core.multiarray" in w
+               for w in warns), warns

@@ -243,11 +243,17 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
         L.event(stage="register", message="registration")
         rcfg = replace(registration_config(cfg.preset), seed=cfg.seed + 2)
         bar = L.bar(len(reposed) - 1, "register")
-        res = register_sequence(reposed, rcfg, ctx, times=frames.times[key],
-                                progress=(lambda d, tot: bar.update(1)) if bar else None,
-                                video=(video_cam, kframes.mask.to(dev)))
+        # what registration warns of (a rest mesh it could not remesh folds more) belongs in the report too
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = register_sequence(reposed, rcfg, ctx, times=frames.times[key],
+                                    progress=(lambda d, tot: bar.update(1)) if bar else None,
+                                    video=(video_cam, kframes.mask.to(dev)))
         if bar:
             bar.close()
+        for w in caught:
+            warn.append(f"registration: {w.message}")
+            warnings.warn(warn[-1], w.category if issubclass(w.category, Warning) else UserWarning)
         seq = res.sequence
         reg_extra = {"chamfer": res.chamfer, "flipped": res.flipped, "retried": res.retried, "seconds": res.seconds}
         if ck:
