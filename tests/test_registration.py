@@ -10,9 +10,9 @@ import trimesh
 from v2m4 import render as R
 from v2m4.metrics.geometry import nearest_distances, sample_surface
 from v2m4.stages.registration import (RegistrationConfig, SmoothSolver, arap_energy, arap_rotations, area_energy,
-                                      edge_energy, flipped_fraction, fold_energy, register_sequence, unfold,
+                                      edge_energy, face_areas, flipped_fraction, fold_energy, register_sequence, unfold,
                                       unique_edges)
-from v2m4.stages.remesh import remesh_isotropic, triangle_quality
+from v2m4.stages.remesh import delaunay_flips, remesh_isotropic, triangle_quality
 from v2m4.types import Mesh
 
 CTX = R.context("torch", "cpu")
@@ -156,6 +156,50 @@ def test_remesh_makes_good_triangles_on_the_same_surface():
     assert float(triangle_quality(r.vertices, r.faces).quantile(0.05)) > 0.6
     assert float((r.vertices.norm(dim=-1) - 1).abs().max()) < 0.03  # still the (decimated) unit sphere
     assert r.vertex_colors is not None and r.vertex_colors.shape == r.vertices.shape
+
+
+def _bad_grid(n=8, seed=0):
+    """A jittered planar grid with every quad split along its longer diagonal (slivers where the jitter is large),
+    lifted into a tilted plane."""
+    g = torch.Generator().manual_seed(seed)
+    ij = torch.stack(torch.meshgrid(torch.arange(n + 1.0), torch.arange(n + 1.0), indexing="ij"), -1).reshape(-1, 2)
+    xy = ij + (torch.rand(ij.shape, generator=g) - 0.5) * 0.5  # quads stay convex: a valid start
+    faces = []
+    for i in range(n):
+        for j in range(n):
+            a, b, c, d = i * (n + 1) + j, (i + 1) * (n + 1) + j, (i + 1) * (n + 1) + j + 1, i * (n + 1) + j + 1
+            if (xy[a] - xy[c]).norm() > (xy[b] - xy[d]).norm():
+                faces += [[a, b, c], [a, c, d]]
+            else:
+                faces += [[a, b, d], [b, c, d]]
+    v = torch.cat([xy, (0.3 * xy[:, :1])], 1)
+    return Mesh(v, torch.tensor(faces, dtype=torch.int64))
+
+
+def test_delaunay_flips_make_a_flat_mesh_delaunay_and_keep_its_surface():
+    m = _bad_grid()
+    r = delaunay_flips(m)
+    assert torch.equal(r.vertices, m.vertices) and r.faces.shape == m.faces.shape
+    area = lambda mm: float(face_areas(mm.vertices, mm.faces).sum())  # noqa: E731
+    assert abs(area(r) - area(m)) < 1e-4 * area(m)  # same plane region, re-triangulated
+    # a valid oriented surface: every edge in one or two faces, each interior edge once each way
+    he = torch.cat([r.faces[:, [0, 1]], r.faces[:, [1, 2]], r.faces[:, [2, 0]]])
+    assert len({tuple(e) for e in he.tolist()}) == len(he)
+    assert len({tuple(sorted(f)) for f in r.faces.tolist()}) == len(r.faces)
+    # Delaunay: no interior edge has opposite angles summing above pi
+    V = r.vertices.double()
+
+    def angle(p, q, s):
+        u, w = V[q] - V[p], V[s] - V[p]
+        return math.acos(max(-1.0, min(1.0, float(u @ w / (u.norm() * w.norm())))))
+    opp = {}
+    for f in r.faces.tolist():
+        for k in range(3):
+            a, b, c = f[k], f[(k + 1) % 3], f[(k + 2) % 3]
+            opp.setdefault(tuple(sorted((a, b))), []).append(angle(c, a, b))
+    assert max(sum(v) for v in opp.values() if len(v) == 2) <= math.pi + 1e-6
+    before = float(triangle_quality(m.vertices, m.faces).min())
+    assert float(triangle_quality(r.vertices, r.faces).min()) > before
 
 
 def test_non_finite_mesh_is_refused():

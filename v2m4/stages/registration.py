@@ -522,11 +522,13 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
     g = torch.Generator().manual_seed(cfg.seed)
     rest_w = meshes[0]
     if cfg.remesh_rest:
-        from .remesh import remesh_isotropic
+        from .remesh import delaunay_flips, remesh_isotropic
         try:
             rest_w = remesh_isotropic(rest_w)
         except V2M4Error as exc:
-            warnings.warn(f"rest mesh kept as generated: {exc}")
+            rest_w = delaunay_flips(rest_w)
+            warnings.warn(f"rest mesh kept as generated, its edges only flipped towards Delaunay (it folds more "
+                          f"under registration than a remeshed one): {exc}")
     c0, k0 = _normaliser(rest_w.vertices)
     norm = lambda v: (v - c0) / k0  # noqa: E731
     rest = norm(rest_w.vertices).detach()

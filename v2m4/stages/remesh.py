@@ -10,6 +10,7 @@ resolution stays what the generator chose.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -101,3 +102,69 @@ def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int
     dev = mesh.vertices.device
     return Mesh(torch.as_tensor(V2, dtype=mesh.vertices.dtype, device=dev),
                 torch.as_tensor(F2, dtype=torch.int64, device=dev), vertex_colors=colors)
+
+
+def _corner_angle(V: np.ndarray, p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Angle at vertex p of the triangles (p, q, r), radians."""
+    u, v = V[q] - V[p], V[r] - V[p]
+    n = np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-30)
+    return np.arccos(np.clip((u * v).sum(1) / n, -1.0, 1.0))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+
+
+def delaunay_flips(mesh: Mesh, *, passes: int = 20, max_dihedral_deg: float = 20.0) -> Mesh:
+    """``mesh`` with edges flipped towards a Delaunay triangulation where the surface is nearly flat: same vertices,
+    same number of faces. The fallback when ``remesh_isotropic`` cannot run (gpytoolbox missing, or built for
+    another numpy): on the bench's decimated fox (p01, frames 0 and 12) it leaves 9% of triangles under 5 degrees
+    instead of 16%, and the registered pair (fast preset) folds 0.11% of triangles instead of 0.95% (none after a
+    real remesh).
+
+    An interior edge shared by two consistently oriented faces is flipped when its two opposite angles sum above
+    pi, the faces' normals are within ``max_dihedral_deg`` (so the shape does not change), both new faces keep the
+    old orientation and the new edge does not exist yet. Each pass flips a set of edges with no face in common,
+    most violated first."""
+    V = mesh.vertices.detach().double().cpu().numpy()
+    F = mesh.faces.cpu().numpy().astype(np.int64).copy()
+    cos_lim = np.cos(np.radians(max_dihedral_deg))
+    for _ in range(passes):
+        he = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])  # half-edges a -> b
+        opp = np.concatenate([F[:, 2], F[:, 0], F[:, 1]])
+        face = np.tile(np.arange(len(F)), 3)
+        key = np.sort(he, axis=1)
+        uniq, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        order = np.argsort(inv, kind="stable")
+        start = np.r_[0, np.cumsum(counts)[:-1]]
+        two = np.nonzero(counts == 2)[0]
+        h0, h1 = order[start[two]], order[start[two] + 1]
+        ok = (he[h0, 0] == he[h1, 1]) & (he[h0, 1] == he[h1, 0])  # consistently oriented pair
+        h0, h1 = h0[ok], h1[ok]
+        a, b, c, d = he[h0, 0], he[h0, 1], opp[h0], opp[h1]
+        sum_opp = _corner_angle(V, c, a, b) + _corner_angle(V, d, a, b)
+        n0, n1 = _unit(np.cross(V[b] - V[a], V[c] - V[a])), _unit(np.cross(V[a] - V[b], V[d] - V[b]))
+        m0, m1 = np.cross(V[a] - V[c], V[d] - V[c]), np.cross(V[b] - V[d], V[c] - V[d])  # new (c,a,d), (d,b,c)
+        cand = (sum_opp > np.pi + 1e-9) & ((n0 * n1).sum(1) > cos_lim) & ((m0 * n0).sum(1) > 0) \
+            & ((m1 * n0).sum(1) > 0) & (c != d)
+        idx = np.nonzero(cand)[0]
+        if len(idx) == 0:
+            break
+        existing = set(map(tuple, uniq.tolist()))
+        used = np.zeros(len(F), dtype=bool)
+        chosen = []
+        f0, f1 = face[h0], face[h1]
+        for i in idx[np.argsort(-sum_opp[idx])]:
+            e = (min(c[i], d[i]), max(c[i], d[i]))
+            if used[f0[i]] or used[f1[i]] or e in existing:
+                continue
+            used[f0[i]] = used[f1[i]] = True
+            existing.add(e)
+            chosen.append(i)
+        if not chosen:
+            break
+        ch = np.array(chosen)
+        F[f0[ch]] = np.stack([c[ch], a[ch], d[ch]], 1)
+        F[f1[ch]] = np.stack([d[ch], b[ch], c[ch]], 1)
+    return dataclasses.replace(mesh, faces=torch.as_tensor(F, dtype=mesh.faces.dtype, device=mesh.faces.device))
