@@ -497,7 +497,7 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         prior = None
         if stereo is not None:
             prior = stereo.estimate_pose(meshes[t], frame, cfg_t, ctx, scorer, generator=generator)
-        # a fallback keeps the shape term: its global swarm otherwise lands on the mirrored pose it fell back from
+        # a fallback's swarm weighs continuity too, so that it is judged by what the choice below judges
         found, _ = _global_search(meshes[t], frame_s, cfg_t, ctx, scorer, topo, generator, prior,
                                   shape_for(t) if warm_score is not None else None)
         first = cfg_t.refine_iters if warm_score is None else min(cfg_t.warm_refine_iters, cfg_t.refine_iters)
