@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from v2m4 import render as R  # noqa: E402
+from v2m4.bench import git_commit  # noqa: E402
 from v2m4.data.bench import load_item  # noqa: E402
 from v2m4.generators.synthetic import SyntheticGenerator  # noqa: E402
 from v2m4.stages.registration import RegistrationConfig, register_sequence  # noqa: E402
@@ -40,15 +41,6 @@ def pair(item_id: str, device):
         M = torch.linalg.inv(gen.removed_transform(t).double()).float()
         out.append(m.with_vertices(m.vertices @ M[:3, :3].T + M[:3, 3]).to(device))
     return out
-
-
-def _commit() -> str:
-    import subprocess
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (no git here)"
 
 
 def main():
@@ -80,7 +72,7 @@ def main():
                      "render_res": cfg.render_res, "sec_per_pair": round(secs, 3),
                      "sec_per_iter_ms": round(1000 * secs / (cfg.global_iters + cfg.local_iters), 2),
                      "chamfer": round(res.chamfer[0], 6), "flipped": res.flipped[0], "retried": res.retried[0],
-                     "date": datetime.date.today().isoformat(), "torch": torch.__version__, "commit": _commit()})
+                     "date": datetime.date.today().isoformat(), "torch": torch.__version__, "commit": git_commit() or "unknown (no git here)"})
     print("| device | backend | preset | V | iters | views | res | s/pair | ms/iter | chamfer |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

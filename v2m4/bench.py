@@ -233,15 +233,25 @@ def machine_description(device: str) -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def git_commit() -> str:
+    """Short hash of this checkout's HEAD, with "+local changes" when tracked files differ from it; "" without git
+    (the device machine's copy of the tree has none)."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=here).stdout.strip()
+        except OSError:
+            return ""
+    commit = git("rev-parse", "--short", "HEAD")
+    return commit + ("+local changes" if commit and git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def run_bench(settings: BenchSettings, *, progress=None) -> dict:
     from .data.bench import list_items
 
     load_method(settings.method)  # fail before any work on an unknown or unavailable method
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parent).stdout.strip()
-    commit = commit + ("+local changes" if dirty else "")
+    commit = git_commit()
     items = list(settings.items) or [i for i in list_items(bench_dir=settings.bench_dir) if i.startswith("p")]
     if not items:
         raise V2M4Error("no bench items found; set V2M4_BENCH_DIR or pass --bench-dir")

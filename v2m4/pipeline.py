@@ -253,7 +253,7 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
             bar.close()
         for w in caught:
             warn.append(f"registration: {w.message}")
-            warnings.warn(warn[-1], w.category if issubclass(w.category, Warning) else UserWarning)
+            warnings.warn(warn[-1], w.category)
         seq = res.sequence
         reg_extra = {"chamfer": res.chamfer, "flipped": res.flipped, "retried": res.retried, "seconds": res.seconds}
         if ck:

@@ -481,9 +481,12 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
             return None
         return points[t], camera_points(points[t - 1], poses[t - 1][None], cfg)[0]
 
-    def shape_cost(t, pose):
+    def shape_costs(t, *candidates):
+        """cfg.shape_weight x the shape term of each candidate pose of frame t (zeros when the term is off)."""
         sh = shape_for(t)
-        return 0.0 if sh is None else cfg.shape_weight * float(shape_distance(sh[0], pose[None], sh[1], cfg)[0])
+        if sh is None:
+            return [0.0] * len(candidates)
+        return (cfg.shape_weight * shape_distance(sh[0], torch.stack(candidates), sh[1], cfg)).tolist()
     # warm frames whose swarm is done and whose refinement waits for a batch: (t, frame, cfg_t, frame_s, frame_r, topo)
     pending = []
 
@@ -537,7 +540,8 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
                 # temporal prior: a single view often fits a mirrored pose almost as well (front/back of a
                 # symmetric figure), so the global result replaces the warm one only when it is clearly better,
                 # shape continuity (shape_distance) included
-                if not score + shape_cost(t, pose) <= cfg.global_margin * (g_score + shape_cost(t, g_pose)):
+                c_warm, c_glob = shape_costs(t, pose, g_pose)
+                if not score + c_warm <= cfg.global_margin * (g_score + c_glob):
                     found = (g_pose, g_score, True)
             secs[t] += share + time.perf_counter() - t1
             finish(t, *found)
