@@ -261,7 +261,7 @@ class SmoothSolver:
         self.n = n
         if n <= dense_max:
             M = torch.eye(n, dtype=torch.float64, device=faces.device) + lam * uniform_laplacian(n, faces)
-            self.inv = torch.cholesky_inverse(torch.linalg.cholesky(M)).float()
+            self.inv = torch.cholesky_inverse(torch.linalg.cholesky(M)).float().contiguous()  # it comes column-major
             self.M = M.float()
             self._chol = None
         else:
@@ -284,7 +284,9 @@ class SmoothSolver:
 
     def to_x(self, u: Tensor) -> Tensor:
         if self.inv is not None:
-            return self.inv @ u
+            # inv is symmetric, so this is inv @ u; written this way neither pass multiplies by a transposed
+            # (column-major) inv, which on the CPU is 4x slower (1.6k vertices: 29 -> 7.6 ms per step, fwd+bwd)
+            return (u.T @ self.inv).T
         return _CholespySolve.apply(u, self._chol)
 
 
@@ -355,7 +357,8 @@ def _chamfer(a: Tensor, b: Tensor) -> Tensor:
     rebuilt from the gathered points: the gradient is the same, and cdist's backward (an N x M x 3 tensor) is gone."""
     with torch.no_grad():
         d = torch.cdist(a.detach(), b)
-        ia, ib = d.argmin(1), d.argmin(0)
+        # argmin down the columns strides through memory; a transposed copy is faster (CPU: 31 -> 21 ms at 1.5k)
+        ia, ib = d.argmin(1), d.t().contiguous().argmin(1)
     return ((a - b[ia]) ** 2).sum(-1).mean() + ((b - a[ib]) ** 2).sum(-1).mean()
 
 
