@@ -1,5 +1,6 @@
 """Registration (Sec. 4.3): rigid+scale recovery, a known bend, constant topology, regulariser properties."""
 
+import importlib.util
 import math
 from dataclasses import replace
 
@@ -9,9 +10,9 @@ import trimesh
 
 from v2m4 import render as R
 from v2m4.metrics.geometry import nearest_distances, sample_surface
-from v2m4.stages.registration import (RegistrationConfig, SmoothSolver, arap_energy, arap_rotations, area_energy,
-                                      edge_energy, face_areas, flipped_fraction, fold_energy, register_sequence, unfold,
-                                      unique_edges)
+from v2m4.stages.registration import (RegistrationConfig, SmoothSolver, arap_energy, arap_rotations, arap_scale,
+                                      area_energy, edge_energy, face_areas, flipped_fraction, fold_energy,
+                                      register_sequence, unfold, unique_edges)
 from v2m4.stages.remesh import delaunay_flips, remesh_isotropic, triangle_quality
 from v2m4.types import Mesh
 
@@ -209,3 +210,38 @@ def test_non_finite_mesh_is_refused():
     from v2m4.errors import V2M4Error
     with pytest.raises(V2M4Error, match="non-finite"):
         register_sequence([m, m.with_vertices(bad)], small_cfg(), CTX)
+
+
+def spiky_sphere() -> Mesh:
+    """A sphere with six thin spikes: an isotropic remesh trims their tips."""
+    tm = trimesh.creation.icosphere(3)
+    v = torch.tensor(tm.vertices, dtype=torch.float32)
+    for ax in torch.cat([torch.eye(3), -torch.eye(3)]):
+        v = v + (torch.clamp(v @ ax - 0.9, min=0) * 12)[:, None] * ax
+    return Mesh(v * 0.5, torch.tensor(tm.faces, dtype=torch.int64))
+
+
+def test_arap_scale_is_one_under_rotation_and_s_under_scaling():
+    m = capsule()
+    e = unique_edges(m.faces)
+    a = 0.7
+    Rz = torch.tensor([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.0]])
+    assert arap_scale(m.vertices @ Rz.T + 2.0, m.vertices, e) == pytest.approx(1.0, abs=1e-5)
+    assert arap_scale(1.05 * m.vertices @ Rz.T, m.vertices, e) == pytest.approx(1.05, abs=1e-5)
+    # a gentle bend turns each neighbourhood and hardly stretches it (its area changes by 0.2%)
+    assert arap_scale(bend(m.vertices, 0.3), m.vertices, e) == pytest.approx(1.0, abs=0.005)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gpytoolbox") is None, reason="remeshing needs gpytoolbox")
+def test_fitted_rest_keeps_the_size_of_a_remeshed_mesh():
+    # the same shape twice: the output must not change size from frame 0 to frame 1. Unfitted, the remeshed rest
+    # (spike tips trimmed) is stretched back out by frame 1's render term; fitted, frame 0 already is.
+    m = spiky_sphere()
+    growth = {}
+    for fit in (False, True):
+        cfg = replace(small_cfg(), remesh_rest=True, fit_rest=fit, local_iters=60, global_iters=20)
+        res = register_sequence([m, m], cfg, CTX)
+        e = unique_edges(res.sequence.rest.faces)
+        growth[fit] = arap_scale(res.sequence.vertices[1], res.sequence.vertices[0], e) - 1
+    assert abs(growth[True]) < 0.003, growth
+    assert growth[False] > 0.005, growth  # the case the fit is for

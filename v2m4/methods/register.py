@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import torch
 
-from ..stages.registration import RegistrationConfig, edge_change, unique_edges
+from ..stages.registration import RegistrationConfig, arap_scale, edge_change, unique_edges
 from ..types import Mesh
 
 
@@ -24,10 +24,13 @@ def registration_config(preset: str) -> RegistrationConfig:
 
 def sequence_quality(vertices: torch.Tensor, rest: Mesh) -> dict[str, float]:
     """Collapse measures of a registered sequence against its rest mesh: the 99th percentile of relative edge-length
-    change over all frames and edges, and the largest per-frame share of folded or collapsed triangles."""
+    change over all frames and edges, the largest per-frame share of folded or collapsed triangles, and the largest
+    change of size against the rest pose (``arap_scale``; an articulated object keeps its size)."""
     from ..stages.registration import flipped_fraction
     edges = unique_edges(rest.faces)
     ch = torch.cat([edge_change(v, rest.vertices, edges) for v in vertices[1:]]) if len(vertices) > 1 else \
         torch.zeros(1)
     fl = [flipped_fraction(v, rest.vertices, rest.faces, edges) for v in vertices[1:]] or [0.0]
-    return {"edge_change_p99": float(torch.quantile(ch.double().cpu(), 0.99)), "flipped_frac": max(fl)}
+    size = [abs(arap_scale(v, rest.vertices, edges) - 1.0) for v in vertices[1:]] or [0.0]
+    return {"edge_change_p99": float(torch.quantile(ch.double().cpu(), 0.99)), "flipped_frac": max(fl),
+            "size_change_max": max(size)}

@@ -66,6 +66,9 @@ class RegistrationConfig:
     retry_starts: int = 4           # ours: rotation starts of the retry's global alignment (quarter turns about +Y)
     dense_max_vertices: int = 12000 # ours: above this the large-steps solve needs cholespy
     remesh_rest: bool = True        # ours: isotropic remesh of the rest mesh first (stages/remesh.py says why)
+    fit_rest: bool = False          # ours: fit the remeshed rest mesh to the first frame's mesh with the local
+                                    # step's losses before any pair (register_sequence says why); off: on the
+                                    # CPU bench it helped two items' drift and hurt two others'
     sample_sets: int = 16           # ours: surface-sample sets drawn once per pair, cycled through the steps
     arap_refresh: int = 10          # ours: steps between re-solving the ARAP rotations (the local step)
     input_view_iters: int = 0       # ours: after each pair, local steps that also fit the video's own silhouette
@@ -230,6 +233,16 @@ def flipped_fraction(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor) -> f
         folded = dots.mean(-1) < 0
         collapsed = face_areas(x, faces) < 0.01 * s * s * face_areas(rest, faces)
         return float((folded | collapsed).float().mean())
+
+
+def arap_scale(x: Tensor, rest: Tensor, edges: Tensor) -> float:
+    """The uniform scale of positions x (V, 3) against the rest pose with each vertex's best local rotation taken out
+    (ARAP's local step): 1 for a rigid motion of the rest shape, s for the rest shape scaled by s, near 1 for a
+    motion that turns parts without stretching them."""
+    rot = arap_rotations(x, rest, edges)
+    er = rest[edges[:, 1]] - rest[edges[:, 0]]
+    ex = x[edges[:, 1]] - x[edges[:, 0]]
+    return float((ex * (rot[edges[:, 0]] @ er[..., None])[..., 0]).sum() / (er * er).sum().clamp_min(1e-30))
 
 
 def edge_change(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
@@ -542,9 +555,23 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
     T = len(meshes)
     times = torch.arange(T, dtype=torch.float32) if times is None else times.float()
     res = RegistrationResult(sequence=None, scales=[1.0])  # type: ignore[arg-type]
+    area0 = face_areas(norm(meshes[0].vertices), meshes[0].faces).sum()
+    if cfg.fit_rest and rest_w is not meshes[0]:
+        # A remesh trims thin extremities (fingers, ears), which every later pair's render term stretched the whole
+        # mesh back out to: frame 1 on came out ~2-4% larger than frame 0 (ARAP-fitted scale, p04 on the CPU
+        # bench). Fitting the rest mesh to its own frame first gives frame 0 the fit every other frame gets, and
+        # the regularisers a reference that needs no stretching.
+        tgt0 = _Target(Mesh(norm(meshes[0].vertices).detach(), meshes[0].faces), cfg, ctx, g)
+        view0 = None if video is None or cfg.input_view_iters <= 0 else \
+            InputView(video[0], video[1][0].to(rest), c0, k0)
+        y = local_align(rest, rest, 1.0, template, tgt0, solver, edges, cfg, ctx, g, topo, video=view0)
+        y = unfold(y, rest, template.faces, edges, 1.0, iters=cfg.unfold_iters)
+        if flipped_fraction(y, rest, template.faces, edges) <= cfg.max_flipped:
+            rest = y.detach()
+            rest_w = rest_w.with_vertices(rest * k0 + c0)
+            template = Mesh(rest, rest_w.faces)
     out = [rest]
     x = rest
-    area0 = face_areas(norm(meshes[0].vertices), meshes[0].faces).sum()
     for t in range(1, T):
         t0 = time.perf_counter()
         tgt_mesh = Mesh(norm(meshes[t].vertices).detach(), meshes[t].faces)
