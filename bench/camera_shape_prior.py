@@ -24,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from v2m4 import render as R  # noqa: E402
-from v2m4.bench import _frame_selection, machine_description  # noqa: E402
-from v2m4.data.bench import load_item  # noqa: E402
+from v2m4.bench import load_selected_item, machine_description  # noqa: E402
 from v2m4.generators.synthetic import SyntheticGenerator  # noqa: E402
 from v2m4.methods.camera import camera_config, repose_all  # noqa: E402
 from v2m4.metrics import geometry as G  # noqa: E402
@@ -48,9 +47,7 @@ def main() -> None:
     dev = torch.device(a.device)
     rows = []
     for item_id in a.items.split(","):
-        probe = load_item(item_id)
-        item = load_item(item_id, frames=_frame_selection(len(probe.frames), a.frames),
-                         resolution=(a.resolution, a.resolution))
+        item = load_selected_item(item_id, a.frames, a.resolution)
         gen = SyntheticGenerator(item, seed=0)
         meshes = [gen.generate(item.frames.rgba[t], t).to(dev) for t in range(len(item.frames))]
         removed = torch.stack([gen.removed_transform(t) for t in range(len(item.frames))])

@@ -34,19 +34,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from v2m4 import render as R  # noqa: E402
-from v2m4.bench import _frame_selection, git_commit, machine_description  # noqa: E402
-from v2m4.data.bench import load_item  # noqa: E402
+from v2m4.bench import git_commit, load_selected_item, machine_description  # noqa: E402
+from v2m4.data.bench import list_items  # noqa: E402
 from v2m4.generators.synthetic import SyntheticGenerator  # noqa: E402
 from v2m4.methods.camera import camera_config  # noqa: E402
 from v2m4.stages.camera_search import consistent_scales, repose_scales, search_cameras  # noqa: E402
 
-ITEMS = ["p01_fox_walk", "p02_fox_survey", "p03_cesiumman_walk", "p04_riggedfigure", "p05_morphsphere",
-         "p06_milktruck_wheels", "p07_fox_rootmotion_run", "p08_kaykit_knight_run", "p09_quaternius_stag_gallop",
-         "p10_quaternius_dino_wave"]
 
-
-def place_errors(cam_from_canonical: torch.Tensor, scales: torch.Tensor, removed: torch.Tensor, gt: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def place_errors(cam_from_canonical: torch.Tensor, scales: torch.Tensor, removed: torch.Tensor, gt: torch.Tensor,
+                 diag: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(T,) size errors and (T,) centroid displacement errors (fractions of the diagonal), relative to frame 0.
 
     world_from_gt_t = W0 @ diag(k_t) @ cam_from_canonical_t @ canonical_from_gt_t: a perfect search and re-pose make
@@ -58,7 +54,6 @@ def place_errors(cam_from_canonical: torch.Tensor, scales: torch.Tensor, removed
     X = W0 @ S @ C @ removed.double()
     s = torch.linalg.det(X[:, :3, :3]).abs() ** (1 / 3)
     c = gt.double().mean(1)
-    diag = float((gt[0].max(0).values - gt[0].min(0).values).norm())
     at = (X[:, :3, :3] @ c[..., None])[..., 0] + X[:, :3, 3]
     at0 = (X[0, :3, :3] @ c[..., None])[..., 0] + X[0, :3, 3]
     return s / s[0] - 1, (at - at0).norm(dim=-1) / s[0] / diag
@@ -66,7 +61,7 @@ def place_errors(cam_from_canonical: torch.Tensor, scales: torch.Tensor, removed
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", default=",".join(ITEMS))
+    ap.add_argument("--items", default=None, help="comma-separated ids (default: every p* item)")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backend", default="torch")
@@ -82,13 +77,13 @@ def main() -> None:
             "resolution": a.resolution, "frames": a.frames, "commit": git_commit(), "date": time.strftime("%Y-%m-%d")}
     print("| item | seed | size_err_max % | pos_err_raw_max % | pos_err_max % | pos_err_last % | depth_diag | sec |")
     print("|---|---|---|---|---|---|---|---|")
-    for item_id in a.items.split(","):
-        probe = load_item(item_id)
-        item = load_item(item_id, frames=_frame_selection(len(probe.frames), a.frames),
-                         resolution=(a.resolution, a.resolution))
+    items = a.items.split(",") if a.items else [i for i in list_items() if i.startswith("p")]
+    for item_id in items:
+        item = load_selected_item(item_id, a.frames, a.resolution)
         gen = SyntheticGenerator(item, seed=0)
         meshes = [gen.generate(item.frames.rgba[t], t).to(dev) for t in range(len(item.frames))]
         removed = torch.stack([gen.removed_transform(t) for t in range(len(item.frames))])
+        diag = float((item.gt_vertices[0].max(0).values - item.gt_vertices[0].min(0).values).norm())
         ctx = R.context(a.backend, dev)
         for seed in (int(s) for s in a.seeds.split(",")):
             t0 = time.perf_counter()
@@ -97,9 +92,8 @@ def main() -> None:
             C = found.cameras.cam_from_world.cpu()
             k_area = consistent_scales(meshes).cpu()
             k = repose_scales(meshes, C, item.frames.times, cfg)
-            size, raw = place_errors(C, k_area, removed, item.gt_vertices)
-            _, pos = place_errors(C, k, removed, item.gt_vertices)
-            diag = float((item.gt_vertices[0].max(0).values - item.gt_vertices[0].min(0).values).norm())
+            size, raw = place_errors(C, k_area, removed, item.gt_vertices, diag)
+            _, pos = place_errors(C, k, removed, item.gt_vertices, diag)
             cam = item.camera.cam_from_world[0].double()
             depth = float(((cam[:3, :3] @ item.gt_vertices[0].double().mean(0)) + cam[:3, 3]).norm()) / diag
             row = {"item": item_id, "seed": seed, "size_err_max": float(size.abs().max()),

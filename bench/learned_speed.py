@@ -91,18 +91,15 @@ def main() -> None:
 
     # the camera search with the DreamSim-sized scorer (paper preset) on one item's first frames
     from v2m4 import render as R
-    from v2m4.data.bench import load_item
+    from v2m4.bench import load_selected_item
     from v2m4.generators.synthetic import SyntheticGenerator
     from v2m4.learned.dreamsim import DreamSimScorer
     from v2m4.methods.camera import camera_config
     from v2m4.stages.camera_search import search_cameras
-    from v2m4.stages.keyframes import budget_keyframes
 
-    probe = load_item(a.search_item)
-    sel = budget_keyframes(len(probe.frames), a.search_frames).tolist()
-    item = load_item(a.search_item, frames=sel, resolution=(512, 512))
+    item = load_selected_item(a.search_item, a.search_frames, 512)
     gen = SyntheticGenerator(item)
-    meshes = [gen.generate(item.frames.rgba[t], t).to(dev) for t in range(len(sel))]
+    meshes = [gen.generate(item.frames.rgba[t], t).to(dev) for t in range(len(item.frames))]
     ctx = R.context("nvdiffrast" if dev.type == "cuda" else "torch", dev)
     search = {}
     for name, scorer in (("silhouette-colour", None), ("dreamsim_proxy", DreamSimScorer(ds, batch=B))):
@@ -113,7 +110,7 @@ def main() -> None:
             torch.cuda.synchronize()
         sec = torch.tensor(found.seconds)
         g = found.global_search
-        search[name] = {"frames": len(sel), "sec_total": round(time.perf_counter() - t0, 2),
+        search[name] = {"frames": len(item.frames), "sec_total": round(time.perf_counter() - t0, 2),
                         "sec_global_frame": round(float(sec[g].mean()), 3) if g.any() else None,
                         "sec_warm_frame": round(float(sec[~g].mean()), 3) if (~g).any() else None}
         print(name, search[name], flush=True)

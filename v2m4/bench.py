@@ -187,16 +187,21 @@ def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
     return row
 
 
+def load_selected_item(item_id: str, max_frames: int | None, resolution: int, bench_dir=None):
+    """A bench item with at most ``max_frames`` frames evenly spread over its clip, at resolution² pixels."""
+    from .data.bench import load_item
+
+    probe = load_item(item_id, bench_dir=bench_dir)
+    sel = _frame_selection(len(probe.frames), max_frames)
+    return load_item(item_id, frames=sel, resolution=(resolution, resolution), bench_dir=bench_dir)
+
+
 def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
     if settings.method in PIPELINE_METHODS:
         return _bench_pipeline(item_id, settings)
-    from .data.bench import load_item
     from .generators.synthetic import SyntheticGenerator
 
-    probe = load_item(item_id, bench_dir=settings.bench_dir)
-    sel = _frame_selection(len(probe.frames), settings.max_frames)
-    item = load_item(item_id, frames=sel, resolution=(settings.resolution, settings.resolution),
-                     bench_dir=settings.bench_dir)
+    item = load_selected_item(item_id, settings.max_frames, settings.resolution, settings.bench_dir)
     device = torch.device(settings.device)
     gen = SyntheticGenerator(item, seed=settings.seed)
     t0 = time.perf_counter()
