@@ -136,6 +136,19 @@ def test_steady_depths_remove_noise_and_keep_motion():
     torch.testing.assert_close(CS.steady_depths(still[:3], times[:3]), torch.ones(3, dtype=torch.float64))
 
 
+def test_steady_depths_do_not_read_correlated_error_as_motion():
+    # a still object whose per-frame errors drift together (warm-started frames share their radius error): a 1.5%
+    # creep over 8 frames, within what the per-frame noise explains, must come out as one depth
+    times = torch.arange(8, dtype=torch.float64) / 8
+    err = torch.tensor([0.0, 0.2, 0.5, 0.4, 0.8, 1.1, 1.0, 1.5], dtype=torch.float64) / 100
+    still = 2.0 * (1 + err)
+    out = still * CS.steady_depths(still, times)
+    assert float(out.std() / out.mean()) < 1e-9
+    # the same creep with a noise budget far below it is motion, and stays
+    out = still * CS.steady_depths(still, times, noise=0.001)
+    assert float(out[-1] / out[0]) > 1.005
+
+
 def test_repose_scales_give_a_still_object_one_size_and_depth():
     mesh = SyntheticGenerator(load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(16, 16)), seed=0,
                               config=SyntheticConfig(target_faces=500)).generate(None, 0)
