@@ -179,6 +179,14 @@ def test_installed_without_weights_says_where_they_are_looked_for(fake_trellis, 
         TrellisGenerator(str(tmp_path / "empty"), device="cpu")
 
 
+def test_weights_by_id_without_huggingface_hub_say_what_to_install(fake_trellis, monkeypatch):
+    from v2m4.generators.trellis import TrellisGenerator
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(V2M4Error, match="pip install huggingface_hub") as e:
+        TrellisGenerator(device="cpu")
+    assert "\n" not in str(e.value)
+
+
 def test_cli_run_with_trellis_missing_exits_2_with_one_line(tmp_path):
     import subprocess
     from conftest import DEMO_DIR

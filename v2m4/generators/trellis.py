@@ -56,6 +56,11 @@ def _weights(model: str) -> str:
         return str(p)
     try:
         from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # TRELLIS needs it to load an id; without it only a folder can be read
+        raise V2M4Error(f"TRELLIS weights {model} are not a folder, and huggingface_hub is not installed to find "
+                        f"them in the Hugging Face cache: pip install huggingface_hub, then download them once: "
+                        f"huggingface-cli download {model}") from None
+    try:
         cached = try_to_load_from_cache(model, "pipeline.json")
     except Exception:  # an id that is not a repo name, an old huggingface_hub
         cached = None
