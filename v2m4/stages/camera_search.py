@@ -618,7 +618,7 @@ def consistent_scales(meshes: list[Mesh]) -> Tensor:
     return (a[0] / a.clamp_min(1e-30)).sqrt()
 
 
-def steady_depths(depths: Tensor, times: Tensor, noise: float = 0.015) -> Tensor:
+def steady_depths(depths: Tensor, times: Tensor, noise: float = CameraSearchConfig.depth_noise) -> Tensor:
     """(T,) factors about the camera centre that replace per-frame depths (T,) by a smoothed track over ``times``.
 
     Beyond the paper. A re-posed mesh's depth is its size (a generator's normalisation, or its surface area under
