@@ -66,6 +66,8 @@ class RegistrationConfig:
     retry_starts: int = 4           # ours: rotation starts of the retry's global alignment (quarter turns about +Y)
     dense_max_vertices: int = 12000 # ours: above this the large-steps solve needs cholespy
     remesh_rest: bool = True        # ours: isotropic remesh of the rest mesh first (stages/remesh.py says why)
+    remesh_feature_deg: float | None = None  # ours: keep edges sharper than this as creases in that remesh; off:
+                                             # it keeps the surface but its slivers fold (remesh_isotropic says)
     fit_rest: bool = False          # ours: fit the remeshed rest mesh to the first frame's mesh with the local
                                     # step's losses before any pair (register_sequence says why); off: on the
                                     # CPU bench it helped two items' drift and hurt two others'
@@ -540,7 +542,7 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
     if cfg.remesh_rest:
         from .remesh import delaunay_flips, remesh_isotropic
         try:
-            rest_w = remesh_isotropic(rest_w)
+            rest_w = remesh_isotropic(rest_w, feature_deg=cfg.remesh_feature_deg)
         except V2M4Error as exc:
             rest_w = delaunay_flips(rest_w)
             warnings.warn(f"rest mesh kept as generated, its edges only flipped towards Delaunay (it folds more "
