@@ -5,7 +5,6 @@ import inspect
 import math
 from dataclasses import replace
 
-
 import pytest
 import torch
 import trimesh
