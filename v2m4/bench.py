@@ -20,6 +20,10 @@ says otherwise):
   jitter                   mean acceleration of ground-truth-anchored surface points followed on the output
                            (fraction of the diagonal per frame^2); jitter_gt is the same for the ground truth
   sec_per_frame            method wall time per frame (the synthetic generator's time is gen_sec_per_frame)
+  mask_iou_true_pose       methods that re-pose (camera): the input-view mask IoU of the generated meshes placed
+                           by the transform the synthetic generator removed, through the true camera; what a
+                           perfect camera search would score, since the generator's decimation and noise change
+                           the silhouette
 
 Results go to bench/results/<method>.json (shape: {"method", "date", "machine", "device", "settings", "items"})
 and a Markdown table beside it.
@@ -106,6 +110,19 @@ def _render_outputs(ctx, meshes: list[Mesh], camera) -> tuple[torch.Tensor, torc
             rgb.append(out["rgb"][0])
             mask.append(out["mask"][0])
     return torch.stack(rgb), torch.stack(mask)
+
+
+def _true_pose_iou(generated: list[Mesh], canonical_from_world: torch.Tensor, item) -> float:
+    """Median input-view mask IoU of the generated meshes put back where the generator took them from."""
+    from .metrics import image as I
+
+    placed = []
+    for m, M in zip(generated, canonical_from_world):
+        W = torch.linalg.inv(M.double()).float().to(m.vertices)
+        placed.append(m.with_vertices(m.vertices @ W[:3, :3].T + W[:3, 3]))
+    _, mask = _render_outputs(R.context("torch", placed[0].vertices.device), placed,
+                              item.camera.to(placed[0].vertices.device))
+    return statistics.median(I.mask_iou(mask, item.frames.rgba[..., 3].to(mask.device)).tolist())
 
 
 def score_item(gt_vertices, gt_faces, frames, out, *, n_points: int, seed: int) -> dict[str, float]:
@@ -222,6 +239,7 @@ def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
 
         removed = torch.stack([gen.removed_transform(t) for t in range(len(item.frames))])
         scores.update(pose_errors(out.world_from_canonical.cpu(), removed.cpu(), item.gt_vertices.cpu()))
+        scores["mask_iou_true_pose"] = _true_pose_iou(generated, removed, item)
     scores.update(out.extras)
     T = len(item.frames)
     scores["sec_per_frame"] = t_method / T
