@@ -40,18 +40,21 @@ def small_cfg(**kw) -> RegistrationConfig:
                    chamfer_points=800, remesh_rest=False, **kw)
 
 
-def test_rigid_and_scale_motion_is_recovered():
+@pytest.mark.parametrize("global_normals,tol", [(True, 0.01), (None, 0.015)], ids=["normals", "rest-decides"])
+def test_rigid_and_scale_motion_is_recovered(global_normals, tol):
+    """A raw (not remeshed) rest mesh leaves the global step silhouettes only; on this clean capsule that costs a
+    little precision (1.15% against 0.9% of the diagonal), on a raw generated mesh it avoids a wrong fit."""
     m = capsule()
     a = 0.4
     Rm = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
     moved = 1.2 * m.vertices @ Rm.T + torch.tensor([0.2, -0.1, 0.05])
-    res = register_sequence([m, m.with_vertices(moved)], small_cfg(), CTX)
+    res = register_sequence([m, m.with_vertices(moved)], small_cfg(global_normals=global_normals), CTX)
     out = res.sequence.vertices
     assert out.shape == (2, *m.vertices.shape)
     assert torch.equal(res.sequence.rest.faces, m.faces)
     diag = m.with_vertices(moved).bbox_diagonal()
     err = (out[1] - moved).norm(dim=-1)
-    assert float(err.max()) < 0.01 * diag, float(err.max()) / diag
+    assert float(err.max()) < tol * diag, float(err.max()) / diag
     assert torch.allclose(out[0], m.vertices, atol=1e-5)
     assert res.scales[1] == pytest.approx(1.2, rel=0.02)
 
