@@ -54,7 +54,6 @@ class RegistrationConfig:
     local_lr: float = 0.003         # ours (uniform Adam in the large-steps parameter u)
     smooth_lambda: float = 19.0     # ours: Nicolet et al.'s lambda for I + lambda L
     w_render: float = 1.0           # Appendix A: every loss not named below has weight 1
-    w_render_normal: float = 1.0    # ours: weight of the normal channel inside the render term (0: silhouette only)
     global_normals: bool | None = None  # ours: the global alignment's render term has the normal channel too.
                                     # None: only when the rest mesh was remeshed. A raw generated rest
                                     # (remesh_rest=False, or gpytoolbox missing) was pulled off its target by the
@@ -424,10 +423,9 @@ class _Target:
         centre = (v.max(0).values + v.min(0).values) / 2
         radius = float((v - centre).norm(dim=-1).max())
         self.cams = view_cameras(cfg.view_pool, centre, radius, cfg, g)
-        self.w_normal = cfg.w_render_normal
         with torch.no_grad():
-            out = R.render(ctx, mesh, self.cams, channels=("mask", "normal") if self.w_normal > 0 else ("mask",))
-        self.mask, self.normal = out["mask"], out.get("normal")
+            out = R.render(ctx, mesh, self.cams, channels=("mask", "normal"))
+        self.mask, self.normal = out["mask"], out["normal"]
 
     def picks(self, steps: int, n: int, g: torch.Generator) -> Tensor:
         """(steps, n) view indices, drawn up front so the loop never waits on the host."""
@@ -440,12 +438,11 @@ def _sample_sets(faces: Tensor, weights: Tensor, n: int, sets: int, g: torch.Gen
 
 
 def _render_l1(ctx, template: Mesh, x: Tensor, tgt: _Target, idx: Tensor, topo, normals: bool = True) -> Tensor:
-    if tgt.normal is None or not normals:
+    if not normals:
         out = R.render(ctx, template, tgt.cams[idx], channels=("mask",), vertices=x, topology=topo)
         return (out["mask"] - tgt.mask[idx]).abs().mean()
     out = R.render(ctx, template, tgt.cams[idx], channels=("mask", "normal"), vertices=x, topology=topo)
-    return (out["mask"] - tgt.mask[idx]).abs().mean() + \
-        tgt.w_normal * (out["normal"] - tgt.normal[idx]).abs().sum(-1).mean()
+    return (out["mask"] - tgt.mask[idx]).abs().mean() + (out["normal"] - tgt.normal[idx]).abs().sum(-1).mean()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -474,7 +471,8 @@ def global_align(x: Tensor, template: Mesh, tgt: _Target, cfg: RegistrationConfi
         y = moved()
         loss = cfg.w_chamfer * _chamfer(_points(y, samples[it % len(samples)]), tgt.points)
         if cfg.w_render > 0:
-            loss = loss + cfg.w_render * _render_l1(ctx, template, y, tgt, picks[it], topo, cfg.global_normals is not False)
+            loss = loss + cfg.w_render * _render_l1(ctx, template, y, tgt, picks[it], topo,
+                                                    normals=cfg.global_normals is not False)
         opt.zero_grad()
         loss.backward()
         opt.step()
