@@ -115,11 +115,10 @@ def _render_outputs(ctx, meshes: list[Mesh], camera) -> tuple[torch.Tensor, torc
 def _true_pose_iou(generated: list[Mesh], canonical_from_world: torch.Tensor, item) -> float:
     """Median input-view mask IoU of the generated meshes put back where the generator took them from."""
     from .metrics import image as I
+    from .metrics.geometry import apply
 
-    placed = []
-    for m, M in zip(generated, canonical_from_world):
-        W = torch.linalg.inv(M.double()).float().to(m.vertices)
-        placed.append(m.with_vertices(m.vertices @ W[:3, :3].T + W[:3, 3]))
+    placed = [m.with_vertices(apply(torch.linalg.inv(M.double()).to(m.vertices), m.vertices))
+              for m, M in zip(generated, canonical_from_world)]
     _, mask = _render_outputs(R.context("torch", placed[0].vertices.device), placed,
                               item.camera.to(placed[0].vertices.device))
     return statistics.median(I.mask_iou(mask, item.frames.rgba[..., 3].to(mask.device)).tolist())

@@ -438,11 +438,10 @@ def _sample_sets(faces: Tensor, weights: Tensor, n: int, sets: int, g: torch.Gen
 
 
 def _render_l1(ctx, template: Mesh, x: Tensor, tgt: _Target, idx: Tensor, topo, normals: bool = True) -> Tensor:
-    if not normals:
-        out = R.render(ctx, template, tgt.cams[idx], channels=("mask",), vertices=x, topology=topo)
-        return (out["mask"] - tgt.mask[idx]).abs().mean()
-    out = R.render(ctx, template, tgt.cams[idx], channels=("mask", "normal"), vertices=x, topology=topo)
-    return (out["mask"] - tgt.mask[idx]).abs().mean() + (out["normal"] - tgt.normal[idx]).abs().sum(-1).mean()
+    out = R.render(ctx, template, tgt.cams[idx], channels=("mask", "normal") if normals else ("mask",),
+                   vertices=x, topology=topo)
+    loss = (out["mask"] - tgt.mask[idx]).abs().mean()
+    return loss + (out["normal"] - tgt.normal[idx]).abs().sum(-1).mean() if normals else loss
 
 
 # ---------------------------------------------------------------------------------------------------------------
