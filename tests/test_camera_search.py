@@ -116,24 +116,47 @@ def test_consistent_scales_undo_a_per_frame_normalisation():
     torch.testing.assert_close(CS.consistent_scales(meshes), torch.tensor([1.0, 1.25, 0.8], dtype=torch.float64))
 
 
+def _along(depths, ray=(0.05, 0.02, -1.0)):
+    """positions at the given distances from the camera along one ray"""
+    r = torch.tensor(ray, dtype=torch.float64)
+    return depths[:, None] * r / r.norm()
+
+
 def test_steady_depths_remove_noise_and_keep_motion():
     g = torch.Generator().manual_seed(3)
     times = torch.arange(12, dtype=torch.float64) / 8
     noise = 1 + 0.015 * torch.randn(12, generator=g, dtype=torch.float64)  # a generator's 1.5% size error
     # a still object: one depth for every frame, at the noisy depths' level
     still = 2.0 * noise
-    out = still * CS.steady_depths(still, times)
+    out = still * CS.steady_depths(_along(still), times)
     assert float(out.std() / out.mean()) < 0.002 < float(still.std() / still.mean())
     assert abs(float(out.mean()) - 2.0) < 0.03
     # an object walking towards the camera, 2.0 -> 1.4: the approach is kept, the noise around it shrinks
     truth = torch.linspace(2.0, 1.4, 12, dtype=torch.float64)
     walk = truth * noise
-    out = walk * CS.steady_depths(walk, times)
+    out = walk * CS.steady_depths(_along(walk), times)
     rms = lambda d: float(((d / truth - 1) ** 2).mean().sqrt())  # noqa: E731
     assert rms(out) < 0.6 * rms(walk)
     assert float(out[0] - out[-1]) > 0.5
     # too few frames to tell noise from motion: left alone
-    torch.testing.assert_close(CS.steady_depths(still[:3], times[:3]), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(CS.steady_depths(_along(still[:3]), times[:3]), torch.ones(3, dtype=torch.float64))
+
+
+def test_steady_depths_follow_an_object_crossing_the_view():
+    # a straight run across the view at constant speed, 4 units from the camera: its distance dips by 2% at the
+    # middle (sqrt(4^2 + x^2)), within the per-frame noise, which one distance for all frames would flatten
+    g = torch.Generator().manual_seed(5)
+    times = torch.arange(10, dtype=torch.float64) / 8
+    x = torch.linspace(-0.85, 0.85, 10, dtype=torch.float64)
+    truth = torch.stack([x, torch.full_like(x, -0.3), torch.full_like(x, -4.0)], 1)
+    noisy = truth * (1 + 0.015 * torch.randn(10, 1, generator=g, dtype=torch.float64))
+    out = noisy.norm(dim=-1) * CS.steady_depths(noisy, times)
+    # the common scale is the noisy data's mean whatever is done (it changes nothing on screen): compare shapes
+    shape = lambda d: d / d.log().mean().exp()  # noqa: E731
+    err = lambda d: float(((shape(d) / shape(truth.norm(dim=-1)) - 1) ** 2).mean().sqrt())  # noqa: E731
+    flat = torch.ones(10, dtype=torch.float64)
+    assert err(out) < 0.2 * min(err(noisy.norm(dim=-1)), err(flat))
+    assert float(out[0] + out[-1]) / 2 > float(out[4:6].mean()) * 1.015  # the 2% dip is kept
 
 
 def test_steady_depths_do_not_read_correlated_error_as_motion():
@@ -142,10 +165,10 @@ def test_steady_depths_do_not_read_correlated_error_as_motion():
     times = torch.arange(8, dtype=torch.float64) / 8
     err = torch.tensor([0.0, 0.2, 0.5, 0.4, 0.8, 1.1, 1.0, 1.5], dtype=torch.float64) / 100
     still = 2.0 * (1 + err)
-    out = still * CS.steady_depths(still, times)
+    out = still * CS.steady_depths(_along(still), times)
     assert float(out.std() / out.mean()) < 1e-9
     # the same creep with a noise budget far below it is motion, and stays
-    out = still * CS.steady_depths(still, times, noise=0.001)
+    out = still * CS.steady_depths(_along(still), times, noise=0.001)
     assert float(out[-1] / out[0]) > 1.005
 
 
@@ -199,7 +222,9 @@ def test_joint_refinement_of_warm_frames_recovers_every_pose():
     both = CS.refine_poses(ms, start, vs, cfg, CTX, 5, topo, SilhouetteColourScorer())
     alone = torch.stack([CS.refine_pose(m, p, v, cfg, CTX, 5, tp, SilhouetteColourScorer())
                          for m, p, v, tp in zip(ms, start, vs, topo)])
-    assert torch.allclose(both, alone, atol=1e-5)
+    # up to float summation order, which differs between one batched render and single ones and between CPUs
+    # (1e-4 after 5 steps on some machines): a different optimisation would differ by ~0.02, the offset
+    assert torch.allclose(both, alone, atol=1e-3)
 
 
 def test_shape_distance_sees_orientation_not_size_or_place():
