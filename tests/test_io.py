@@ -86,3 +86,17 @@ def test_mesh_errors(tmp_path):
     (tmp_path / "bad.ply").write_bytes(b"ply\nformat nonsense\n")
     with pytest.raises(V2M4Error):
         load_mesh(tmp_path / "bad.ply")
+
+
+def test_selected_frames_keep_their_times(tmp_path):
+    from v2m4.types import Frames
+
+    frames = Frames(torch.rand(6, 4, 4, 4), fps=10.0)
+    torch.testing.assert_close(frames.times, torch.arange(6, dtype=torch.float32) / 10)
+    picked = frames.select([0, 2, 5])  # uneven steps, as the bench's keyframes are
+    torch.testing.assert_close(picked.times, torch.tensor([0.0, 0.2, 0.5]))
+    torch.testing.assert_close(picked.select([1, 2]).times, torch.tensor([0.0, 0.3]))
+    picked.save(tmp_path / "f.npz")
+    torch.testing.assert_close(Frames.load(tmp_path / "f.npz").times, picked.times)
+    with pytest.raises(V2M4Error, match="timestamps"):
+        Frames(torch.rand(3, 4, 4, 4), fps=10.0, timestamps=torch.zeros(2))

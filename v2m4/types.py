@@ -137,17 +137,22 @@ class Frames:
 
     rgba (T, H, W, 4) float32 in [0, 1], straight (not premultiplied) alpha; alpha is the object mask.
     fps: frames per second of the source. source: where the frames came from (for reports).
+    timestamps (T,) seconds from the source's first frame, for frames picked out of a clip at uneven steps (the
+    bench's evenly spread keyframes); None: consecutive frames at ``fps``.
     """
 
     rgba: Tensor
     fps: float
     source: str = ""
+    timestamps: Tensor | None = None
 
     def __post_init__(self):
         if self.rgba.ndim != 4 or self.rgba.shape[-1] != 4:
             raise V2M4Error(f"frames must have shape (T, H, W, 4), got {tuple(self.rgba.shape)}")
         if not self.fps > 0:
             raise V2M4Error(f"frames need a positive fps, got {self.fps}")
+        if self.timestamps is not None and tuple(self.timestamps.shape) != (len(self),):
+            raise V2M4Error(f"frames have {len(self)} images but timestamps of shape {tuple(self.timestamps.shape)}")
 
     def __len__(self) -> int:
         return self.rgba.shape[0]
@@ -170,20 +175,27 @@ class Frames:
     @property
     def times(self) -> Tensor:
         """(T,) seconds from the first frame."""
+        if self.timestamps is not None:
+            return (self.timestamps - self.timestamps[0]).float()
         return torch.arange(len(self), dtype=torch.float32) / self.fps
 
     def select(self, index) -> "Frames":
-        return Frames(rgba=self.rgba[index], fps=self.fps, source=self.source)
+        """The frames at ``index``, each keeping its time."""
+        t = self.timestamps if self.timestamps is not None else torch.arange(len(self), dtype=torch.float64) / self.fps
+        return Frames(rgba=self.rgba[index], fps=self.fps, source=self.source, timestamps=t[index])
 
     def save(self, path: str | os.PathLike) -> None:
         # uint8 keeps a checkpoint of a 48-frame 512^2 clip at 50 MB instead of 200 MB; frames come from 8-bit files
         rgba8 = (self.rgba.clamp(0, 1) * 255).round().to(torch.uint8)
-        atomic_save_npz(path, rgba8=rgba8, fps=np.float64(self.fps), source=np.str_(self.source))
+        extra = {} if self.timestamps is None else {"timestamps": self.timestamps.double().cpu().numpy()}
+        atomic_save_npz(path, rgba8=rgba8, fps=np.float64(self.fps), source=np.str_(self.source), **extra)
 
     @staticmethod
     def load(path: str | os.PathLike) -> "Frames":
         d = _load_npz(path)
-        return Frames(rgba=torch.as_tensor(d["rgba8"]).float() / 255, fps=float(d["fps"]), source=str(d["source"]))
+        ts = torch.as_tensor(d["timestamps"]) if "timestamps" in d else None
+        return Frames(rgba=torch.as_tensor(d["rgba8"]).float() / 255, fps=float(d["fps"]), source=str(d["source"]),
+                      timestamps=ts)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,9 @@ class CameraSearchConfig:
     still_angle: float = 0.05             # ours: radians an object's direction may stray from its mean and still
                                           # count as in place for steady_depths (bench: 0.005-0.021 for the
                                           # in-place items, 0.21 for the fox crossing the view)
+    lateral_noise: float = 0.01           # ours: sideways error of a moving object's centre, a fraction of its
+                                          # distance, that steady_depths assumes (a running fox's surface
+                                          # centroid shifts ~1% of the distance as its legs move)
 
     @staticmethod
     def paper() -> "CameraSearchConfig":
@@ -624,7 +627,8 @@ def consistent_scales(meshes: list[Mesh]) -> Tensor:
 
 
 def steady_depths(positions: Tensor, times: Tensor, noise: float = CameraSearchConfig.depth_noise,
-                  still_angle: float = CameraSearchConfig.still_angle) -> Tensor:
+                  still_angle: float = CameraSearchConfig.still_angle,
+                  lateral_noise: float = CameraSearchConfig.lateral_noise) -> Tensor:
     """(T,) factors about the camera centre that move each frame's object along its ray to a smoothed track.
 
     positions (T, 3): the object's centre per frame in the video camera's frame (the camera centre at the origin);
@@ -635,57 +639,99 @@ def steady_depths(positions: Tensor, times: Tensor, noise: float = CameraSearchC
     perturbed mesh, becomes depth error; at 1.5-4 bounding-box diagonals from the camera that is 2-8% of the
     diagonal, more than the shape error. Objects move smoothly, the errors do not.
 
-    An object whose direction stays within ``still_angle`` of its mean (one in place: the bench's walks, gallops
-    and waves move 0.3-1.2 degrees) gets one distance when the log-distances scatter no more than ``noise`` (the
-    per-frame log-depth error) explains: a chi-square test at 95%. The test comes first because the errors are not
-    independent (warm-started frames share a radius error, a pose shares its area error): cross-validation alone
-    read them as motion and kept a drift of 2-5% of the diagonal on a third of the CPU bench's items.
+    An object in place (its direction within ``still_angle`` of its mean: the bench's walks, gallops and waves
+    move 0.3-1.2 degrees) gets one distance when the log-distances scatter no more than ``noise`` (the per-frame
+    log-depth error) explains, a chi-square test at 95%; otherwise log-distance is smoothed over time
+    (``_smooth_log_depth``). The test comes first because the errors are not independent (warm-started frames
+    share a radius error, a pose shares its area error): cross-validation alone read them as motion and kept a
+    drift of 2-5% of the diagonal on a third of the CPU bench's items.
 
-    Otherwise the log-distances are smoothed with a penalty on the object's speed or acceleration in 3-D (a
-    Whittaker smoother, linearised at the data; the common scale is left to the data, since it changes nothing on
-    screen), the penalty and its weight chosen by generalised cross-validation. The sideways motion, which the
-    image measures well, then tells the distance much of what it should do: an object running across the view
-    along a straight line comes closer and recedes again by the cosine of its angle, which a penalty on the
-    distance alone (or one distance) flattens. On the bench's fox crossing the view (p07, 12 degrees either side):
-    translation error median 3.1% -> 1.3% of the diagonal at 128^2, 2.9% -> 0.67% at 256^2.
+    An object crossing the view is smoothed as a 3-D track instead (``_smooth_track``): one distance, or a
+    smoothed distance, would flatten what a straight run past the camera does (closer at the middle by the
+    cosine of its angle: 2% for the bench's fox, 12 degrees either side, at four diagonals, 8% of the diagonal).
     Scaling about the camera centre leaves every image unchanged. Fewer than 4 frames: no smoothing (ones).
     """
     T = len(positions)
     p = positions.double().cpu()
-    y = p.norm(dim=-1).clamp_min(1e-12).log()
     if T < 4:
         return torch.ones(T, dtype=torch.float64)
-    from scipy.stats import chi2
-    ray = p / p.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    mean_ray = ray.mean(0) / ray.mean(0).norm().clamp_min(1e-12)
-    in_place = float(torch.acos((ray @ mean_ray).clamp(-1, 1)).max()) <= still_angle
-    if in_place and float(((y - y.mean()) ** 2).sum()) <= noise ** 2 * chi2.ppf(0.95, T - 1):
-        return (y.mean() - y).exp()
     x = times.double().cpu()
     x = (x - x[0]) / (x[-1] - x[0]).clamp_min(1e-12)
-    I = torch.eye(T, dtype=torch.float64)
+    ray = p / p.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    mean_ray = ray.mean(0) / ray.mean(0).norm().clamp_min(1e-12)
+    if float(torch.acos((ray @ mean_ray).clamp(-1, 1)).max()) > still_angle:
+        return _smooth_track(p, x, noise, lateral_noise)
+    from scipy.stats import chi2
+    y = p.norm(dim=-1).clamp_min(1e-12).log()
+    if float(((y - y.mean()) ** 2).sum()) <= noise ** 2 * chi2.ppf(0.95, T - 1):
+        return (y.mean() - y).exp()
+    return (_smooth_log_depth(y, x) - y).exp()
+
+
+def _differences(x: Tensor) -> tuple[Tensor, Tensor]:
+    """First and second difference operators over the sample times x (T,)."""
+    I = torch.eye(len(x), dtype=torch.float64)
     D1 = (I[1:] - I[:-1]) / (x[1:] - x[:-1]).clamp_min(1e-6)[:, None]
-    D2 = D1[1:] - D1[:-1]
-    q = p / p.norm(dim=-1).mean()  # in units of the mean distance: a log-distance change dz moves q_t by q_t dz
-    centre = I - 1.0 / T  # the common scale is the data's alone
+    return D1, D1[1:] - D1[:-1]
+
+
+def _gcv(n: int, rss: float, trace: float) -> float:
+    # GCV with its trace inflated by 1.4 (Kim & Gu 2004): plain GCV undersmooths short series
+    return n * rss / max(n - 1.4 * trace, 1e-9) ** 2
+
+
+def _smooth_log_depth(y: Tensor, x: Tensor) -> Tensor:
+    """Whittaker smoother of log-distances y (T,) over times x: speed (a still object) or acceleration (a steady
+    approach) penalised, the penalty and its weight chosen by generalised cross-validation."""
+    T = len(y)
+    I = torch.eye(T, dtype=torch.float64)
     best = None
-    # speed penalised (an object in place) or acceleration (a steady approach); an object crossing the view is
-    # on its way somewhere, so only acceleration: there the speed penalty, which flattens the distance, won the
-    # cross-validation on 9 of 30 simulated runs like the test's and left 0.7% of error in the track's shape
-    for D in (D1, D2) if in_place else (D2,):
-        # 3-D speed (acceleration) of exp(z) * ray, linearised at z = y: G z + c, per coordinate
-        G = torch.cat([D @ torch.diag(q[:, j]) @ centre for j in range(3)])
-        c = torch.cat([D @ q[:, j] for j in range(3)]) - G @ y
-        P, b = G.T @ G, G.T @ c
+    for D in _differences(x):
+        P = D.T @ D
         for k in range(-24, 25):  # lambda from 1e-6 to 1e6
-            lam = 10 ** (k / 4)
-            H = torch.linalg.inv(I + lam * P)
-            z = H @ (y - lam * b)
-            # GCV with its trace inflated by 1.4 (Kim & Gu 2004): plain GCV undersmooths short series
-            gcv = T * float(((y - z) ** 2).sum()) / max(T - 1.4 * float(H.trace()), 1e-9) ** 2
-            if best is None or gcv < best[0]:
-                best = (gcv, z)
-    return (best[1] - y).exp()
+            H = torch.linalg.inv(I + 10 ** (k / 4) * P)
+            z = H @ y
+            g = _gcv(T, float(((y - z) ** 2).sum()), float(H.trace()))
+            if best is None or g < best[0]:
+                best = (g, z)
+    return best[1]
+
+
+def _smooth_track(p: Tensor, x: Tensor, noise: float, lateral_noise: float) -> Tensor:
+    """Depth factors (T,) for positions p (T, 3) of an object crossing the view: a 3-D Whittaker smoother with the
+    noise of each position along its ray (``noise``) and across it (``lateral_noise``, the sideways shift of a
+    centroid as limbs move) as its weights, and the acceleration penalised. A constant-velocity track is taken
+    when its chi-square residual is within 95% (the sideways motion then tells the distance what to do),
+    otherwise the penalty's weight is chosen by generalised cross-validation. Each position's new distance is
+    its projection on its own ray: the sideways part is the image's, and stays."""
+    from scipy.stats import chi2
+    T = len(p)
+    dist = p.norm(dim=-1)
+    ray = p / dist[:, None]
+    e3 = torch.eye(3, dtype=torch.float64)
+    along = ray[:, :, None] * ray[:, None, :]
+    blocks = (along / noise ** 2 + (e3 - along) / lateral_noise ** 2) / dist[:, None, None] ** 2
+    W = torch.block_diag(*blocks)  # (3T, 3T) inverse covariance of the stacked positions
+    b = W @ p.reshape(-1)
+    # a constant-velocity track a + v x: weighted least squares, and its chi-square residual
+    A = torch.cat([e3.expand(T, 3, 3), x[:, None, None] * e3], 2).reshape(3 * T, 6)
+    line = A @ torch.linalg.solve(A.T @ W @ A, A.T @ b)
+    r = p.reshape(-1) - line
+    if float(r @ W @ r) <= chi2.ppf(0.95, 3 * T - 6):
+        fit = line
+    else:
+        D2 = torch.kron(_differences(x)[1], e3) / float(dist.mean()) ** 2
+        P = D2.T @ D2
+        best = None
+        for k in range(-8, 41):  # lambda from 1e-2 to 1e10: W is in units of 1/noise^2
+            H = torch.linalg.solve(W + 10 ** (k / 4) * P, W)
+            z = H @ p.reshape(-1)
+            res = p.reshape(-1) - z
+            g = _gcv(3 * T, float(res @ W @ res), float(H.trace()))
+            if best is None or g < best[0]:
+                best = (g, z)
+        fit = best[1]
+    return (fit.reshape(T, 3) * ray).sum(-1) / dist
 
 
 def repose_scales(meshes: list[Mesh], cam_from_canonical: Tensor, times: Tensor, cfg: CameraSearchConfig) -> Tensor:
@@ -700,4 +746,4 @@ def repose_scales(meshes: list[Mesh], cam_from_canonical: Tensor, times: Tensor,
     centres = torch.stack([surface_centroid(m).double().cpu() for m in meshes])
     M = cam_from_canonical.double().cpu()
     pos = ((M[:, :3, :3] @ centres[..., None])[..., 0] + M[:, :3, 3]) * k[:, None]
-    return k * steady_depths(pos, times, cfg.depth_noise, cfg.still_angle)
+    return k * steady_depths(pos, times, cfg.depth_noise, cfg.still_angle, cfg.lateral_noise)
