@@ -175,14 +175,18 @@ class Frames:
     @property
     def times(self) -> Tensor:
         """(T,) seconds from the first frame."""
+        t = self._seconds()
+        return (t - t[0]).float() if len(t) else t.float()
+
+    def _seconds(self) -> Tensor:
+        """(T,) float64 seconds from the source's first frame."""
         if self.timestamps is not None:
-            return (self.timestamps - self.timestamps[0]).float()
-        return torch.arange(len(self), dtype=torch.float32) / self.fps
+            return self.timestamps
+        return torch.arange(len(self), dtype=torch.float64) / self.fps
 
     def select(self, index) -> "Frames":
         """The frames at ``index``, each keeping its time."""
-        t = self.timestamps if self.timestamps is not None else torch.arange(len(self), dtype=torch.float64) / self.fps
-        return Frames(rgba=self.rgba[index], fps=self.fps, source=self.source, timestamps=t[index])
+        return Frames(rgba=self.rgba[index], fps=self.fps, source=self.source, timestamps=self._seconds()[index])
 
     def save(self, path: str | os.PathLike) -> None:
         # uint8 keeps a checkpoint of a 48-frame 512^2 clip at 50 MB instead of 200 MB; frames come from 8-bit files

@@ -108,13 +108,13 @@ def load_item(item: str | os.PathLike, *, bench_dir: str | os.PathLike | None = 
             tex = torch.as_tensor(np.asarray(Image.open(path / "materials" / m["texture"]).convert("RGBA"),
                                              dtype=np.float32) / 255)
         mats.append(Material(torch.tensor(m["base_color_factor"], dtype=torch.float32), tex))
-    return BenchItem(id=path.name, frames=Frames(rgba, float(meta["fps"]), source=str(path),
-                                                          timestamps=torch.as_tensor(gt["times"][sel], dtype=torch.float64)),
+    times = torch.as_tensor(gt["times"][sel], dtype=torch.float64)
+    return BenchItem(id=path.name, frames=Frames(rgba, float(meta["fps"]), source=str(path), timestamps=times),
                      gt_vertices=torch.as_tensor(gt["verts"][sel], dtype=torch.float32),
                      faces=torch.as_tensor(gt["faces"], dtype=torch.int64),
                      uv=torch.as_tensor(gt["uv"], dtype=torch.float32),
                      face_material=torch.as_tensor(gt["face_material"].astype(np.int64)),
-                     materials=mats, camera=cam, times=torch.as_tensor(gt["times"][sel], dtype=torch.float32),
+                     materials=mats, camera=cam, times=times.float(),
                      frame_indices=sel)
 
 

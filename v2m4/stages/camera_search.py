@@ -657,8 +657,8 @@ def steady_depths(positions: Tensor, times: Tensor, noise: float = CameraSearchC
         return torch.ones(T, dtype=torch.float64)
     x = times.double().cpu()
     x = (x - x[0]) / (x[-1] - x[0]).clamp_min(1e-12)
-    ray = p / p.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    mean_ray = ray.mean(0) / ray.mean(0).norm().clamp_min(1e-12)
+    ray = torch.nn.functional.normalize(p, dim=-1)
+    mean_ray = torch.nn.functional.normalize(ray.mean(0), dim=0)
     if float(torch.acos((ray @ mean_ray).clamp(-1, 1)).max()) > still_angle:
         return _smooth_track(p, x, noise, lateral_noise)
     from scipy.stats import chi2
