@@ -131,15 +131,32 @@ def test_steady_depths_remove_noise_and_keep_motion():
     out = still * CS.steady_depths(_along(still), times)
     assert float(out.std() / out.mean()) < 0.002 < float(still.std() / still.mean())
     assert abs(float(out.mean()) - 2.0) < 0.03
-    # an object walking towards the camera, 2.0 -> 1.4: the approach is kept, the noise around it shrinks
-    truth = torch.linspace(2.0, 1.4, 12, dtype=torch.float64)
-    walk = truth * noise
-    out = walk * CS.steady_depths(_along(walk), times)
+    # an object walking towards a camera above its path, 2.0 -> 1.4 units ahead: the approach is kept (its
+    # direction drops 4 degrees, within what counts as in place), the noise around it shrinks
+    z = torch.linspace(2.0, 1.4, 12, dtype=torch.float64)
+    path = torch.stack([torch.full_like(z, 0.05), torch.full_like(z, -0.35), -z], 1)
+    truth = path.norm(dim=-1)
+    walk = path * noise[:, None]
+    out = walk.norm(dim=-1) * CS.steady_depths(walk, times)
     rms = lambda d: float(((d / truth - 1) ** 2).mean().sqrt())  # noqa: E731
-    assert rms(out) < 0.6 * rms(walk)
+    assert rms(out) < 0.6 * rms(walk.norm(dim=-1))
     assert float(out[0] - out[-1]) > 0.5
     # too few frames to tell noise from motion: left alone
     torch.testing.assert_close(CS.steady_depths(_along(still[:3]), times[:3]), torch.ones(3, dtype=torch.float64))
+
+
+def test_steady_depths_read_a_growing_object_in_place_as_growing():
+    # an object in place that doubles in size and shrinks back (a bloom, a morph): equal surface areas put it at
+    # half the distance instead, along the same ray. One distance comes back; the growth then stays in the sizes
+    g = torch.Generator().manual_seed(4)
+    times = torch.arange(10, dtype=torch.float64) / 8
+    size = 1 + torch.sin(torch.linspace(0, math.pi, 10, dtype=torch.float64))
+    seen = 3.0 / size * (1 + 0.015 * torch.randn(10, generator=g, dtype=torch.float64))
+    out = seen * CS.steady_depths(_along(seen), times)
+    assert float(out.std() / out.mean()) < 1e-9
+    # with the rule off, the same distances are smoothed as motion
+    out = seen * CS.steady_depths(_along(seen), times, growth_angle=0.0)
+    assert float(out.max() / out.min()) > 1.5
 
 
 def test_steady_depths_follow_an_object_crossing_the_view():
@@ -167,8 +184,9 @@ def test_steady_depths_do_not_read_correlated_error_as_motion():
     still = 2.0 * (1 + err)
     out = still * CS.steady_depths(_along(still), times)
     assert float(out.std() / out.mean()) < 1e-9
-    # the same creep with a noise budget far below it is motion, and stays
-    out = still * CS.steady_depths(_along(still), times, noise=0.001)
+    # the same creep with a noise budget far below it is motion, and stays (the growth rule off: along one ray
+    # it would read the creep as a change of size)
+    out = still * CS.steady_depths(_along(still), times, noise=0.001, growth_angle=0.0)
     assert float(out[-1] / out[0]) > 1.005
 
 

@@ -110,6 +110,10 @@ class CameraSearchConfig:
     lateral_noise: float = 0.01           # ours: sideways error of a moving object's centre, a fraction of its
                                           # distance, that steady_depths assumes (a running fox's surface
                                           # centroid shifts ~1% of the distance as its legs move)
+    growth_angle: float = 0.1             # ours: radians (~6 deg); an object in place whose distance changes with
+                                          # its direction moving less than tan(growth_angle) times as much is
+                                          # read as changing size, not approaching (steady_depths; bench p05:
+                                          # log-distance range 0.70, directions within 0.024; 0 turns it off)
 
     @staticmethod
     def paper() -> "CameraSearchConfig":
@@ -628,7 +632,8 @@ def consistent_scales(meshes: list[Mesh]) -> Tensor:
 
 def steady_depths(positions: Tensor, times: Tensor, noise: float = CameraSearchConfig.depth_noise,
                   still_angle: float = CameraSearchConfig.still_angle,
-                  lateral_noise: float = CameraSearchConfig.lateral_noise) -> Tensor:
+                  lateral_noise: float = CameraSearchConfig.lateral_noise,
+                  growth_angle: float = CameraSearchConfig.growth_angle) -> Tensor:
     """(T,) factors about the camera centre that move each frame's object along its ray to a smoothed track.
 
     positions (T, 3): the object's centre per frame in the video camera's frame (the camera centre at the origin);
@@ -641,8 +646,13 @@ def steady_depths(positions: Tensor, times: Tensor, noise: float = CameraSearchC
 
     An object in place (its direction within ``still_angle`` of its mean: the bench's walks, gallops and waves
     move 0.3-1.2 degrees) gets one distance when the log-distances scatter no more than ``noise`` (the per-frame
-    log-depth error) explains, a chi-square test at 95%; otherwise log-distance is smoothed over time
-    (``_smooth_log_depth``). The test comes first because the errors are not independent (warm-started frames
+    log-depth error) explains, a chi-square test at 95%. Beyond that, a distance that changes while the direction
+    barely does (sideways by less than ``tan(growth_angle)`` times the change along the ray) is read as a change
+    of size and also gets one distance: the equal-area sizes assume a constant surface area, which a blooming or
+    morphing object breaks (the bench's morph sphere grows to 3.9 times its area and back: read as motion, its
+    translation error was 68-70% of the diagonal). The price: an object walking at the camera within
+    ``growth_angle`` of its ray is read as growing; ``growth_angle=0`` turns the rule off. Otherwise
+    log-distance is smoothed over time (``_smooth_log_depth``). The test comes first because the errors are not independent (warm-started frames
     share a radius error, a pose shares its area error): cross-validation alone read them as motion and kept a
     drift of 2-5% of the diagonal on a third of the CPU bench's items.
 
@@ -664,6 +674,12 @@ def steady_depths(positions: Tensor, times: Tensor, noise: float = CameraSearchC
     from scipy.stats import chi2
     y = p.norm(dim=-1).clamp_min(1e-12).log()
     if float(((y - y.mean()) ** 2).sum()) <= noise ** 2 * chi2.ppf(0.95, T - 1):
+        return (y.mean() - y).exp()
+    # a depth change that would carry the object less than tan(growth_angle) as far sideways as along its ray
+    # is read as the object's size changing (a bloom, a morph: the equal-area sizes assume constant area), and the
+    # distance is held: an approach that close to the camera's ray is rare, a changing size is not
+    spread = float(torch.acos((ray @ ray.T).clamp(-1, 1)).max())
+    if spread < float(y.max() - y.min()) * math.tan(growth_angle):
         return (y.mean() - y).exp()
     return (_smooth_log_depth(y, x) - y).exp()
 
@@ -746,4 +762,4 @@ def repose_scales(meshes: list[Mesh], cam_from_canonical: Tensor, times: Tensor,
     centres = torch.stack([surface_centroid(m).double().cpu() for m in meshes])
     M = cam_from_canonical.double().cpu()
     pos = ((M[:, :3, :3] @ centres[..., None])[..., 0] + M[:, :3, 3]) * k[:, None]
-    return k * steady_depths(pos, times, cfg.depth_noise, cfg.still_angle, cfg.lateral_noise)
+    return k * steady_depths(pos, times, cfg.depth_noise, cfg.still_angle, cfg.lateral_noise, cfg.growth_angle)
