@@ -275,3 +275,38 @@ def test_search_with_the_shape_term_recovers_every_pose():
     res = CS.search_cameras(meshes, item.frames, cfg, CTX, generator=torch.Generator().manual_seed(0))
     for t in range(3):
         assert _rotation_error_deg(res, gen, item, t) < 5
+
+
+def test_mask_iou_poses_is_one_at_the_pose_that_made_the_frame():
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(64, 64))
+    mesh = SyntheticGenerator(item, seed=0).generate(None, 0)
+    cfg = CS.CameraSearchConfig.fast()
+    pose = torch.tensor([[0.4, 0.2, 2.5, 0.0, 0.0, 0.0, 0.0]])
+    out = R.render(CTX, mesh, CS.pose_cameras(pose, cfg, (64, 64)), channels=("rgb", "mask"), antialias_edges=False)
+    frame = torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1)
+    view = CS.SearchView(frame, CS.pose_cameras(pose, cfg, (64, 64)).K[0])
+    off = pose.clone()
+    off[0, 3] = 0.6  # the look-at moved sideways: the silhouette slides off the frame's
+    iou = CS.mask_iou_poses(mesh, torch.cat([pose, off]), view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))
+    assert float(iou[0]) > 0.999 and float(iou[1]) < 0.6
+
+
+def test_a_warm_frame_whose_silhouette_misses_falls_back_to_the_global_search():
+    # the second frame's mesh is the first one pitched by 60 degrees (beyond the warm swarm's spread, and not one of
+    # its quarter turns about +Y) and the video shows the same image: the warm pose fits poorly, and the
+    # silhouette test sends the frame to the global search, whose pose replaces it (only a clearly better score does)
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0, 0], resolution=(64, 64))
+    mesh = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0)).generate(None, 0)
+    turned = mesh.with_vertices(mesh.vertices @ _rotation([1, 0, 0], math.radians(60)).T)
+    cfg = replace(CS.CameraSearchConfig.fast(), n_samples=300, n_particles=24, pso_iters=8, warm_particles=12,
+                  warm_iters=3, warm_fallback_ratio=1e9)  # the score test off: the silhouette test alone
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    on = CS.search_cameras([mesh, turned], item.frames, cfg, CTX, generator=g())
+    off = CS.search_cameras([mesh, turned], item.frames, replace(cfg, warm_fallback_iou=None), CTX, generator=g())
+    assert on.global_search.tolist() == [True, True] and off.global_search.tolist() == [True, False]
+    topo = R.edge_topology(turned.faces, turned.vertices)
+    view = CS.make_view(item.frames.rgba[1], cfg.search_res, cfg)
+    iou_on, iou_off = (float(CS.mask_iou_poses(turned, r.poses[1:], view, cfg, CTX, topo)[0]) for r in (on, off))
+    first = float(CS.mask_iou_poses(mesh, on.poses[:1], view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))[0])
+    assert iou_off < first - cfg.warm_fallback_iou  # what sent it there
+    assert float(on.scores[1]) < float(off.scores[1]) / cfg.global_margin

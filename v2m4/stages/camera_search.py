@@ -68,6 +68,10 @@ class CameraSearchConfig:
     warm_spread: tuple[float, ...] = (0.15, 0.08, 0.1, 0.05, 0.05, 0.05, 0.05)  # initial swarm spread per parameter
     global_margin: float = 1.15           # keep the warm pose unless the global one scores this much better
     warm_fallback_ratio: float = 2.5      # global search when the warm score exceeds this times the median score
+    warm_fallback_iou: float | None = 0.1       # ours: ... or when its silhouette IoU is this far below the median IoU
+                                          # so far. Scores are not comparable across frames (the appearance term
+                                          # follows the shading): on p05, a morph, a warm frame at IoU 0.72
+                                          # scored better than the first frame at 0.99
                                           # of the frames so far (scores vary from frame to frame). Measured on
                                           # the H200 (paper preset, 5 items, 12 frames, fallbacks off): good warm
                                           # poses reach 1.96x (early frames, a median of one or two), the two
@@ -272,6 +276,20 @@ def score_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchCo
                          topology=topology, background=0.5)
             out.append(scorer(r["rgb"], r["mask"], view.image))
     return torch.cat(out)
+
+
+def mask_iou_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
+                   topology) -> Tensor:
+    """(P,) silhouette IoU of P poses' renders with the view's mask (both thresholded at 0.5)."""
+    res = view.resolution
+    f = view.image[..., 3] > 0.5
+    out = []
+    with torch.no_grad():
+        for chunk in poses.split(cfg.max_batch):
+            m = R.render(ctx, mesh, pose_cameras(chunk, cfg, res, view.K), channels=("mask",), topology=topology,
+                         antialias_edges=False)["mask"] > 0.5
+            out.append((m & f).sum((1, 2)) / (m | f).sum((1, 2)).clamp_min(1))
+    return torch.cat(out).float()
 
 
 def camera_points(points: Tensor, poses: Tensor, cfg: CameraSearchConfig) -> Tensor:
@@ -484,6 +502,7 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         batch = max(1, min(16, int((4e6 / max(faces, 1.0)) ** 0.5))) if dev.type == "cuda" else 1
     T = len(meshes)
     poses, scores, global_flags, secs = [None] * T, [None] * T, [False] * T, [0.0] * T
+    ious = [None] * T
     points = None
     if cfg.shape_weight > 0:
         from ..metrics.geometry import sample_surface
@@ -530,8 +549,10 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         pose = refine_pose(meshes[t], found, frame_r, cfg_t, ctx, cfg_t.refine_iters, topo, scorer)
         return pose, float(score_poses(meshes[t], pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
 
-    def finish(t, pose, score, was_global):
+    def finish(t, pose, score, was_global, frame_s, topo):
         poses[t], scores[t], global_flags[t] = pose, score, was_global
+        if cfg.warm_fallback_iou is not None:
+            ious[t] = float(mask_iou_poses(meshes[t], pose[None], frame_s, cfg, ctx, topo)[0])
         if progress:
             progress(t, score, was_global)
 
@@ -549,7 +570,11 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
             pose = refined[k]
             score = float(score_poses(meshes[t], pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
             found = (pose, score, False)
-            if score > cfg.warm_fallback_ratio * statistics.median(scores[:t]):
+            poor = score > cfg.warm_fallback_ratio * statistics.median(scores[:t])
+            if not poor and cfg.warm_fallback_iou is not None:
+                iou = float(mask_iou_poses(meshes[t], pose[None], frame_s, cfg, ctx, topo)[0])
+                poor = iou < statistics.median(ious[:t]) - cfg.warm_fallback_iou
+            if poor:
                 g_pose, g_score = global_frame(t, frame, cfg_t, frame_s, frame_r, topo, warm_score=score)
                 # temporal prior: a single view often fits a mirrored pose almost as well (front/back of a
                 # symmetric figure), so the global result replaces the warm one only when it is clearly better,
@@ -557,8 +582,8 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
                 c_warm, c_glob = shape_costs(t, pose, g_pose)
                 if not score + c_warm <= cfg.global_margin * (g_score + c_glob):
                     found = (g_pose, g_score, True)
+            finish(t, *found, frame_s, topo)
             secs[t] += share + time.perf_counter() - t1
-            finish(t, *found)
         pending.clear()
 
     prev_pose = None
@@ -577,8 +602,8 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
                 prev_pose = poses[t]  # refined, and possibly replaced by the global search
             continue
         pose, score = global_frame(t, frame, cfg_t, frame_s, frame_r, topo)
+        finish(t, pose, score, True, frame_s, topo)
         secs[t] += time.perf_counter() - t0
-        finish(t, pose, score, True)
         prev_pose = pose
     flush()
     P = torch.stack(poses)
