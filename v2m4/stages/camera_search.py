@@ -68,15 +68,15 @@ class CameraSearchConfig:
     warm_spread: tuple[float, ...] = (0.15, 0.08, 0.1, 0.05, 0.05, 0.05, 0.05)  # initial swarm spread per parameter
     global_margin: float = 1.15           # keep the warm pose unless the global one scores this much better
     warm_fallback_ratio: float = 2.5      # global search when the warm score exceeds this times the median score
-    warm_fallback_iou: float | None = 0.1       # ours: ... or when its silhouette IoU is this far below the median IoU
-                                          # so far. Scores are not comparable across frames (the appearance term
-                                          # follows the shading): on p05, a morph, a warm frame at IoU 0.72
-                                          # scored better than the first frame at 0.99
                                           # of the frames so far (scores vary from frame to frame). Measured on
                                           # the H200 (paper preset, 5 items, 12 frames, fallbacks off): good warm
                                           # poses reach 1.96x (early frames, a median of one or two), the two
                                           # 170-degree flips of p10 3.0x; at 1.5 p09 searched 4 frames globally
                                           # for nothing (warm kept) and its warm frames cost 0.87 s
+    warm_fallback_iou: float | None = 0.1  # ours: ... or when its silhouette IoU is this far below the median IoU
+                                          # so far (None: off). Scores are not comparable across frames (the
+                                          # appearance term follows the shading): on p05, a morph, a warm frame
+                                          # at IoU 0.72 scored better than the first frame at 0.99
     refine_batch: int | None = None       # ours: warm frames refined together, one render call per step for all
                                           # (refine_poses); a GPU is launch-bound on one small view per call. The
                                           # next frame's swarm then starts from this frame's unrefined pose.
@@ -549,10 +549,11 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         pose = refine_pose(meshes[t], found, frame_r, cfg_t, ctx, cfg_t.refine_iters, topo, scorer)
         return pose, float(score_poses(meshes[t], pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
 
-    def finish(t, pose, score, was_global, frame_s, topo):
+    def finish(t, pose, score, was_global, frame_s, topo, iou=None):
         poses[t], scores[t], global_flags[t] = pose, score, was_global
         if cfg.warm_fallback_iou is not None:
-            ious[t] = float(mask_iou_poses(meshes[t], pose[None], frame_s, cfg, ctx, topo)[0])
+            ious[t] = iou if iou is not None else float(mask_iou_poses(meshes[t], pose[None], frame_s, cfg, ctx,
+                                                                        topo)[0])
         if progress:
             progress(t, score, was_global)
 
@@ -569,7 +570,7 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
             t1 = time.perf_counter()
             pose = refined[k]
             score = float(score_poses(meshes[t], pose[None], frame_s, cfg_t, ctx, scorer, topo)[0])
-            found = (pose, score, False)
+            found, iou = (pose, score, False), None
             poor = score > cfg.warm_fallback_ratio * statistics.median(scores[:t])
             if not poor and cfg.warm_fallback_iou is not None:
                 iou = float(mask_iou_poses(meshes[t], pose[None], frame_s, cfg, ctx, topo)[0])
@@ -581,8 +582,8 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
                 # shape continuity (shape_distance) included
                 c_warm, c_glob = shape_costs(t, pose, g_pose)
                 if not score + c_warm <= cfg.global_margin * (g_score + c_glob):
-                    found = (g_pose, g_score, True)
-            finish(t, *found, frame_s, topo)
+                    found, iou = (g_pose, g_score, True), None
+            finish(t, *found, frame_s, topo, iou)
             secs[t] += share + time.perf_counter() - t1
         pending.clear()
 
@@ -677,9 +678,10 @@ def steady_depths(positions: Tensor, times: Tensor, noise: float = CameraSearchC
     morphing object breaks (the bench's morph sphere grows to 3.9 times its area and back: read as motion, its
     translation error was 68-70% of the diagonal). The price: an object walking at the camera within
     ``growth_angle`` of its ray is read as growing; ``growth_angle=0`` turns the rule off. Otherwise
-    log-distance is smoothed over time (``_smooth_log_depth``). The test comes first because the errors are not independent (warm-started frames
-    share a radius error, a pose shares its area error): cross-validation alone read them as motion and kept a
-    drift of 2-5% of the diagonal on a third of the CPU bench's items.
+    log-distance is smoothed over time (``_smooth_log_depth``). The chi-square test comes first because the
+    errors are not independent (warm-started frames share a radius error, a pose shares its area error):
+    cross-validation alone read them as motion and kept a drift of 2-5% of the diagonal on a third of the CPU
+    bench's items.
 
     An object crossing the view is smoothed as a 3-D track instead (``_smooth_track``): one distance, or a
     smoothed distance, would flatten what a straight run past the camera does (closer at the middle by the
@@ -700,9 +702,7 @@ def steady_depths(positions: Tensor, times: Tensor, noise: float = CameraSearchC
     y = p.norm(dim=-1).clamp_min(1e-12).log()
     if float(((y - y.mean()) ** 2).sum()) <= noise ** 2 * chi2.ppf(0.95, T - 1):
         return (y.mean() - y).exp()
-    # a depth change that would carry the object less than tan(growth_angle) as far sideways as along its ray
-    # is read as the object's size changing (a bloom, a morph: the equal-area sizes assume constant area), and the
-    # distance is held: an approach that close to the camera's ray is rare, a changing size is not
+    # a change of size (the docstring says why): an approach this close to the camera's ray is rare
     spread = float(torch.acos((ray @ ray.T).clamp(-1, 1)).max())
     if spread < float(y.max() - y.min()) * math.tan(growth_angle):
         return (y.mean() - y).exp()
