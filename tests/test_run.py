@@ -198,16 +198,36 @@ def test_true_pose_iou_puts_the_generated_meshes_back_where_they_were(tmp_path):
     item = load_selected_item(str(small_demo(tmp_path, n=4)), 3, 64)
     exact = SyntheticConfig(remesh=False, noise_amplitude=0.0, color_jitter=0.0, flip_prob=1.0)  # turns only
     gen = SyntheticGenerator(item, config=exact)
-    removed = torch.stack([gen.removed_transform(t) for t in range(3)])
     ctx = R.context("torch", torch.device("cpu"))
     gt = [R.render(ctx, Mesh(item.gt_vertices[t], item.faces), item.camera, channels=("mask",))["mask"][0]
           for t in range(3)]
     want = float(mask_iou(torch.stack(gt), item.frames.rgba[..., 3]).median())
-    assert abs(_true_pose_iou([gen.generate(None, t) for t in range(3)], removed, item) - want) < 1e-3
+    assert abs(_true_pose_iou(item, gen, [gen.generate(None, t) for t in range(3)]) - want) < 1e-3
     noisy = SyntheticGenerator(item)
-    got = _true_pose_iou([noisy.generate(None, t) for t in range(3)],
-                         torch.stack([noisy.removed_transform(t) for t in range(3)]), item)
+    got = _true_pose_iou(item, noisy, [noisy.generate(None, t) for t in range(3)])
     assert 0.6 < got < want
+
+
+def test_bench_true_pose_row_is_the_ceiling_of_re_posing(tmp_path, monkeypatch):
+    """The `true_pose` row: zero pose error by construction, its input-view IoU is `mask_iou_true_pose`, and
+    with the generator's perturbations off it is the ground truth itself (F-score 1 at every frame)."""
+    from v2m4.bench import BenchSettings, bench_item
+    from v2m4.generators import synthetic
+
+    item = str(small_demo(tmp_path, n=4))
+    row = bench_item(item, BenchSettings(method="true_pose", resolution=64, max_frames=3))
+    assert row["rot_err_med_deg"] < 0.01 and row["trans_err_med"] < 1e-4
+    assert row["mask_iou"] == row["mask_iou_true_pose"]
+    exact = synthetic.SyntheticConfig(remesh=False, noise_amplitude=0.0, color_jitter=0.0, flip_prob=1.0)
+
+    class Exact(synthetic.SyntheticGenerator):
+        def __init__(self, item, *, seed=0):
+            super().__init__(item, seed=seed, config=exact)
+
+    monkeypatch.setattr(synthetic, "SyntheticGenerator", Exact)
+    clean = bench_item(item, BenchSettings(method="true_pose", resolution=64, max_frames=3))
+    assert clean["fscore2_once_first"] == clean["fscore2_once_last"] == 1.0
+    assert clean["fscore2_once"] >= row["fscore2_once"]
 
 
 def test_run_without_weights_uses_the_weight_free_path_and_says_so_once(tmp_path):

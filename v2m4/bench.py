@@ -25,6 +25,11 @@ says otherwise):
                            perfect camera search would score, since the generator's decimation and noise change
                            the silhouette
 
+The method ``true_pose`` is that placement scored in full: not a method (it reads what the generator removed) but
+the ceiling of every re-posing one. Its rows say what the metrics allow at perfect cameras: an item whose first
+frame is a sphere has no orientation for the one alignment to fix, and a small error of that alignment, from the
+generator's noise, grows with the distance the object travels.
+
 Results go to bench/results/<method>.json (shape: {"method", "date", "machine", "device", "settings", "items"})
 and a Markdown table beside it.
 """
@@ -55,6 +60,7 @@ METHODS = {
     "register": "v2m4.pipeline:reconstruct",     # camera + registration: the pipeline without its texture stage
     "full": "v2m4.pipeline:reconstruct",         # camera + registration + texture: the whole pipeline
     "full_genref": "v2m4.pipeline:reconstruct",  # the same with the paper's texture supervision alone
+    "true_pose": "v2m4.bench:true_pose_output",   # not a method: the generator's meshes at their true poses
 }
 # methods that are the whole pipeline (``v2m4 run``), benched through the very function the CLI calls, so that
 # `v2m4 run ITEM/frames --generator synthetic:ITEM` reports the same figures (``score_run``)
@@ -112,16 +118,13 @@ def _render_outputs(ctx, meshes: list[Mesh], camera) -> tuple[torch.Tensor, torc
     return torch.stack(rgb), torch.stack(mask)
 
 
-def _true_pose_iou(generated: list[Mesh], canonical_from_world: torch.Tensor, item) -> float:
+def _true_pose_iou(item, generator, generated: list[Mesh]) -> float:
     """Median input-view mask IoU of the generated meshes put back where the generator took them from."""
     from .metrics import image as I
-    from .metrics.geometry import apply
 
-    placed = [m.with_vertices(apply(torch.linalg.inv(M.double()).to(m.vertices), m.vertices))
-              for m, M in zip(generated, canonical_from_world)]
-    _, mask = _render_outputs(R.context("torch", placed[0].vertices.device), placed,
-                              item.camera.to(placed[0].vertices.device))
-    return statistics.median(I.mask_iou(mask, item.frames.rgba[..., 3].to(mask.device)).tolist())
+    out = true_pose_output(item, generator, [m.to(torch.device("cpu")) for m in generated])
+    _, mask = _render_outputs(R.context("torch", torch.device("cpu")), out.meshes, out.camera)
+    return statistics.median(I.mask_iou(mask, item.frames.rgba[..., 3]).tolist())
 
 
 def score_item(gt_vertices, gt_faces, frames, out, *, n_points: int, seed: int) -> dict[str, float]:
@@ -212,6 +215,20 @@ def load_selected_item(item_id: str, max_frames: int | None, resolution: int, be
     return load_item(item_id, frames=sel, resolution=(resolution, resolution), bench_dir=bench_dir)
 
 
+def true_pose_output(item, generator, generated: list[Mesh]):
+    """The ``true_pose`` row's output: each generated mesh moved by the inverse of the similarity the synthetic
+    generator removed (into the ground truth's world), seen through the true camera. No re-posing method can do
+    better on the geometry columns, since the meshes are the generator's."""
+    from .methods import MethodOutput
+    from .metrics.geometry import apply
+
+    world_from_canonical = torch.stack([torch.linalg.inv(generator.removed_transform(t).double())
+                                        for t in range(len(generated))])
+    meshes = [m.with_vertices(apply(M.to(m.vertices), m.vertices)) for m, M in zip(generated, world_from_canonical)]
+    return MethodOutput(meshes=meshes, camera=item.camera.to(generated[0].vertices.device),
+                        world_from_canonical=world_from_canonical.float())
+
+
 def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
     if settings.method in PIPELINE_METHODS:
         return _bench_pipeline(item_id, settings)
@@ -227,7 +244,10 @@ def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
     ctx = R.context(settings.backend, device)
     g = torch.Generator().manual_seed(settings.seed)
     t0 = time.perf_counter()
-    out = run(item.frames, generated, preset=settings.preset, ctx=ctx, generator=g)
+    if settings.method == "true_pose":
+        out = run(item, gen, generated)
+    else:
+        out = run(item.frames, generated, preset=settings.preset, ctx=ctx, generator=g)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t_method = time.perf_counter() - t0
@@ -238,7 +258,7 @@ def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
 
         removed = torch.stack([gen.removed_transform(t) for t in range(len(item.frames))])
         scores.update(pose_errors(out.world_from_canonical.cpu(), removed.cpu(), item.gt_vertices.cpu()))
-        scores["mask_iou_true_pose"] = _true_pose_iou(generated, removed, item)
+        scores["mask_iou_true_pose"] = _true_pose_iou(item, gen, generated)
     scores.update(out.extras)
     T = len(item.frames)
     scores["sec_per_frame"] = t_method / T

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="run a method on bench items and print/write the metrics table")
-    p.add_argument("--method", default="naive", help="naive | camera | register | full")
+    p.add_argument("--method", default="naive", help="naive | camera | register | full | full_genref | true_pose (the ceiling: true poses)")
     p.add_argument("--items", nargs="*", default=[], help="item ids (default: every p* item)")
     p.add_argument("--quick", action="store_true", help="6 frames at 128² (for tests and a first look)")
     p.add_argument("--resolution", type=int, default=None)
