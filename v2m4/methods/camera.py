@@ -8,19 +8,26 @@ from dataclasses import replace
 import torch
 
 from .. import render as R
+from ..errors import V2M4Error
 from ..stages.camera_search import CameraSearchConfig, CameraSearchResult, repose, repose_scales, search_cameras
 from ..types import Frames, Mesh
 from . import MethodOutput
 
 
 def camera_config(preset: str) -> CameraSearchConfig:
-    """"fast" (CPU) or "paper"; a "-cold" suffix turns the temporal warm start off (every frame searched globally)."""
-    base, _, cold = preset.partition("-")
+    """"fast" (CPU) or "paper", with optional suffixes: "-cold" turns the temporal warm start off (every frame
+    searched globally), "-back" turns the backward pass on and "-noback" off."""
+    base, *suffixes = preset.split("-")
     cfg = CameraSearchConfig.paper() if base == "paper" else CameraSearchConfig.fast()
     if base == "tiny":  # smoke tests of the whole pipeline: every code path, minimal work
         cfg = replace(cfg, n_samples=64, n_particles=8, pso_iters=2, refine_iters=5, search_res=32, refine_res=48,
                       warm_particles=6, warm_iters=1, warm_refine_iters=3)
-    return replace(cfg, warm_start=False) if cold == "cold" else cfg
+    flags = {"cold": {"warm_start": False}, "back": {"backward_pass": True}, "noback": {"backward_pass": False}}
+    for sfx in suffixes:
+        if sfx not in flags:
+            raise V2M4Error(f"unknown preset suffix -{sfx} in {preset!r}; known: " + ", ".join(f"-{k}" for k in flags))
+        cfg = replace(cfg, **flags[sfx])
+    return cfg
 
 
 def repose_all(generated: list[Mesh], found: CameraSearchResult, times: torch.Tensor, cfg: CameraSearchConfig

@@ -86,6 +86,11 @@ class CameraSearchConfig:
     warm_turns: bool = True               # also seed the local swarm with quarter turns about +Y: generators
                                           # snap objects to canonical axes and sometimes pick the wrong one
     warm_roll: float = math.radians(15)   # also seed the local swarm with the previous roll -/+ this (ours)
+    backward_pass: bool = False           # ours: after the forward pass, each frame from the last but one back
+                                          # to the first also starts from the next frame's pose (centred and
+                                          # refined as a warm frame) and takes it if it scores better: a frame
+                                          # that cannot fix a turn (a sphere, a front view) hands the forward
+                                          # pass an arbitrary one, which the next frames may then keep
     center_samples: bool = True           # ours: move each sampled pose's radius and look-at so the render's
                                           # silhouette area and centroid match the frame's before scoring
     center_steps: int = 3                 # fixed-point steps of that centring
@@ -588,10 +593,12 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         pending.clear()
 
     prev_pose = None
+    seen = [None] * T  # (cfg_t, frame_s, frame_r, topo) of each frame, for the backward pass
     for t, mesh in enumerate(meshes):
         t0 = time.perf_counter()
         frame, cfg_t, frame_s, frame_r = frame_views(t)
         topo = R.edge_topology(mesh.faces, mesh.vertices)
+        seen[t] = (cfg_t, frame_s, frame_r, topo)
         if cfg_t.warm_start and prev_pose is not None:
             pose, _ = _local_search(mesh, frame_s, prev_pose, cfg_t, ctx, scorer, topo, generator,
                                     shape_for(t) if cfg.shape_swarm else None)
@@ -607,6 +614,17 @@ def search_cameras(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, 
         secs[t] += time.perf_counter() - t0
         prev_pose = pose
     flush()
+    for t in range(T - 2, -1, -1) if cfg.backward_pass and cfg.warm_start else ():
+        t0 = time.perf_counter()
+        cfg_t, frame_s, frame_r, topo = seen[t]
+        cand = poses[t + 1][None]
+        for _ in range(cfg.center_steps):  # the next mesh is normalised on its own: its radius and look-at differ
+            cand = center_poses(meshes[t], cand, frame_s, cfg_t, ctx, topo)
+        cand = refine_pose(meshes[t], cand[0], frame_r, cfg_t, ctx, cfg.warm_refine_iters, topo, scorer)
+        score = float(score_poses(meshes[t], cand[None], frame_s, cfg_t, ctx, scorer, topo)[0])
+        if score < scores[t]:
+            poses[t], scores[t] = cand, score
+        secs[t] += time.perf_counter() - t0
     P = torch.stack(poses)
     return CameraSearchResult(poses=P, cameras=pose_cameras(P, cfg, (H, W)), scores=torch.tensor(scores, dtype=torch.float32),
                               global_search=torch.tensor(global_flags), seconds=secs)
