@@ -292,21 +292,32 @@ def test_mask_iou_poses_is_one_at_the_pose_that_made_the_frame():
 
 
 def test_a_warm_frame_whose_silhouette_misses_falls_back_to_the_global_search():
-    # the second frame's mesh is the first one pitched by 60 degrees (beyond the warm swarm's spread, and not one of
-    # its quarter turns about +Y) and the video shows the same image: the warm pose fits poorly, and the
-    # silhouette test sends the frame to the global search, whose pose replaces it (only a clearly better score does)
-    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0, 0], resolution=(64, 64))
+    # both frames are one render of the demo mesh; the second frame's mesh is that mesh turned by 60 degrees about
+    # the camera's right axis (beyond the warm swarm's spread, and not one of its quarter turns about +Y), so the
+    # warm pose fits poorly while a pose in the search's range (pitch 0.2 - 60 degrees, no roll) reproduces the
+    # frame exactly: the silhouette test sends the frame to the global search, whose pose replaces the warm one
+    # (only a clearly better score does)
+    from v2m4.types import Frames
+
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(64, 64))
     mesh = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0)).generate(None, 0)
-    turned = mesh.with_vertices(mesh.vertices @ _rotation([1, 0, 0], math.radians(60)).T)
     cfg = replace(CS.CameraSearchConfig.fast(), n_samples=300, n_particles=24, pso_iters=8, warm_particles=12,
                   warm_iters=3, warm_fallback_ratio=1e9)  # the score test off: the silhouette test alone
+    pose = torch.tensor([[0.4, 0.2, 2.5, 0.0, 0.0, 0.0, 0.0]])
+    cam = CS.pose_cameras(pose, cfg, (64, 64))
+    out = R.render(CTX, mesh, cam, channels=("rgb", "mask"))
+    frame = torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1)
+    frames = Frames(frame[None].expand(2, -1, -1, -1).contiguous(), fps=10.0)
+    right = cam.cam_from_world[0, 0, :3]
+    turned = mesh.with_vertices(mesh.vertices @ _rotation(right.tolist(), math.radians(60)).T)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    on = CS.search_cameras([mesh, turned], item.frames, cfg, CTX, generator=g())
-    off = CS.search_cameras([mesh, turned], item.frames, replace(cfg, warm_fallback_iou=None), CTX, generator=g())
+    on = CS.search_cameras([mesh, turned], frames, cfg, CTX, generator=g())
+    off = CS.search_cameras([mesh, turned], frames, replace(cfg, warm_fallback_iou=None), CTX, generator=g())
     assert on.global_search.tolist() == [True, True] and off.global_search.tolist() == [True, False]
     topo = R.edge_topology(turned.faces, turned.vertices)
-    view = CS.make_view(item.frames.rgba[1], cfg.search_res, cfg)
+    view = CS.make_view(frames.rgba[1], cfg.search_res, cfg)
     iou_on, iou_off = (float(CS.mask_iou_poses(turned, r.poses[1:], view, cfg, CTX, topo)[0]) for r in (on, off))
     first = float(CS.mask_iou_poses(mesh, on.poses[:1], view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))[0])
     assert iou_off < first - cfg.warm_fallback_iou  # what sent it there
+    assert iou_on > first - cfg.warm_fallback_iou  # and the global search found the frame's pose again
     assert float(on.scores[1]) < float(off.scores[1]) / cfg.global_margin
