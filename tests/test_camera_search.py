@@ -321,3 +321,29 @@ def test_a_warm_frame_whose_silhouette_misses_falls_back_to_the_global_search():
     assert iou_off < first - cfg.warm_fallback_iou  # what sent it there
     assert iou_on > first - cfg.warm_fallback_iou  # and the global search found the frame's pose again
     assert float(on.scores[1]) < float(off.scores[1]) / cfg.global_margin
+
+
+def test_backward_pass_hands_a_frame_the_next_frames_better_pose():
+    # two frames of one render; frame 0 holds a pose turned 70 degrees away (what a sphere-like first frame can
+    # hand the forward pass), frame 1 the pose that made the render: the backward pass gives frame 0 a pose that
+    # reproduces the frame, and leaves frame 1 alone
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(64, 64))
+    mesh = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0)).generate(None, 0)
+    cfg = replace(CS.CameraSearchConfig.fast(), search_res=48, refine_res=64, warm_refine_iters=30)
+    true = torch.tensor([0.4, 0.2, 2.5, 0.0, 0.0, 0.0, 0.0])
+    out = R.render(CTX, mesh, CS.pose_cameras(true[None], cfg, (64, 64)), channels=("rgb", "mask"))
+    frame = torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1)
+    topo = R.edge_topology(mesh.faces, mesh.vertices)
+    views = [(cfg, CS.make_view(frame, cfg.search_res, cfg), CS.make_view(frame, cfg.refine_res, cfg), topo)] * 2
+    scorer = SilhouetteColourScorer()
+    wrong = true.clone()
+    wrong[0] += math.radians(70)
+    poses = [wrong, true.clone()]
+    scores = [float(CS.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
+    before = list(scores)
+    secs = CS.backward_pass([mesh, mesh], poses, scores, views, cfg, CTX, scorer, batch=1)
+    assert len(secs) == 2 and secs[0] > 0 and secs[1] == 0
+    assert scores[0] < 0.5 * before[0] and scores[1] == before[1] and torch.equal(poses[1], true)
+    iou = CS.mask_iou_poses(mesh, torch.stack([wrong] + poses), views[0][1], cfg, CTX, topo).tolist()
+    assert iou[0] < 0.6 and iou[1] > iou[2] - 0.03  # the wrong pose's silhouette, then about the true pose's
+    assert abs(float(poses[0][0]) - 0.4) < math.radians(3)
