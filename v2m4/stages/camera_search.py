@@ -86,14 +86,17 @@ class CameraSearchConfig:
     warm_turns: bool = True               # also seed the local swarm with quarter turns about +Y: generators
                                           # snap objects to canonical axes and sometimes pick the wrong one
     warm_roll: float = math.radians(15)   # also seed the local swarm with the previous roll -/+ this (ours)
-    backward_pass: bool = True            # ours: after the forward pass, each frame from the last but one back
-                                          # to the first also starts from the next frame's pose (centred, then
-                                          # refined with the warm frames' steps, `refine_batch` frames at once)
-                                          # and takes it if it scores better. A frame that cannot fix a turn (a
-                                          # sphere, a front view) hands the forward pass an arbitrary one, which
-                                          # the next frames may keep. CPU bench, 128², 8 frames: p05 rotation
-                                          # median 15.7 -> 8.1 deg, p03's p95 5.8 -> 1.8 deg, the others within
-                                          # noise; one warm refinement more per frame
+    backward_pass: bool = False           # ours, on in the fast preset: after the forward pass, each frame from
+                                          # the last but one back to the first also starts from the next frame's
+                                          # pose (centred, then refined with the warm frames' steps,
+                                          # `refine_batch` frames at once) and takes it if it scores better. A
+                                          # frame that cannot fix a turn (a sphere, a front view) hands the
+                                          # forward pass an arbitrary one, which the next frames may keep. CPU
+                                          # bench, 128², 8 frames: p05 rotation median 15.7 -> 8.1 deg, p03's p95
+                                          # 5.8 -> 1.8 deg, the others within noise. Off in the paper preset: on
+                                          # the H200 it cost 0.1-0.3 s per warm frame (0.22-0.57 -> 0.39-0.64 s)
+                                          # for one more item under 5 deg (p09), batches of 11 frames refined at
+                                          # once do not hand a pose on from frame to frame, so p05 kept its 60 deg
     center_samples: bool = True           # ours: move each sampled pose's radius and look-at so the render's
                                           # silhouette area and centroid match the frame's before scoring
     center_steps: int = 3                 # fixed-point steps of that centring
@@ -138,7 +141,7 @@ class CameraSearchConfig:
         frames, rotation median 4.5° -> 2.4°, p95 11° -> 7.1°, for ~0.3 s more per warm frame)."""
         return CameraSearchConfig(n_samples=600, n_particles=48, pso_iters=12, refine_iters=80, search_res=64,
                                   refine_res=192, warm_particles=24, warm_iters=5, warm_refine_iters=60,
-                                  refine_lr=0.02, max_batch=256,
+                                  refine_lr=0.02, max_batch=256, backward_pass=True,
                                   warm_fallback_ratio=1.5)  # 64 px scores are noisier; measured at 1.5 there
 
 
