@@ -34,15 +34,14 @@ from v2m4.generators.synthetic import SyntheticGenerator  # noqa: E402
 from v2m4.methods.camera import camera_config, repose_all  # noqa: E402
 from v2m4.metrics.pose import pose_errors  # noqa: E402
 from v2m4.scoring import SilhouetteColourScorer  # noqa: E402
-from v2m4.stages.camera_search import make_view, pose_cameras, search_cameras  # noqa: E402
+from v2m4.stages.camera_search import make_view, pose_cameras, refinement_loss, search_cameras  # noqa: E402
 
 
 def objective(ctx, mesh, cam: Camera, frame: torch.Tensor, scorer) -> float:
-    """refine_poses' loss of one view: mask MSE + the scorer."""
+    """refine_poses' loss of one view (``refinement_loss``)."""
     with torch.no_grad():
         r = R.render(ctx, mesh, cam, channels=("rgb", "mask"), background=0.5)
-        mse = ((r["mask"][0] - frame[..., 3]) ** 2).mean()
-        return float(mse + scorer(r["rgb"], r["mask"], frame)[0])
+        return float(refinement_loss(r["rgb"], r["mask"], frame[None], scorer)[0])
 
 
 def main() -> None:

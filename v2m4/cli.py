@@ -13,14 +13,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="run a method on bench items and print/write the metrics table")
-    p.add_argument("--method", default="naive", help="naive | camera | register | full | full_genref | true_pose (the ceiling: true poses)")
+    p.add_argument("--method", default="naive", help="naive | camera | register | full | full_genref | "
+                   "true_pose (the ceiling: the generator's meshes at their true poses)")
     p.add_argument("--items", nargs="*", default=[], help="item ids (default: every p* item)")
     p.add_argument("--quick", action="store_true", help="6 frames at 128² (for tests and a first look)")
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--backend", default="torch", help="torch | nvdiffrast | auto")
-    p.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default); suffixes: -cold (no warm start), -back/-noback (camera backward pass on/off)")
+    p.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default); suffixes: "
+                   "-cold (no warm start), -back/-noback (camera backward pass on/off)")
     p.add_argument("--bench-dir", default=None, help="bench data folder (default: $V2M4_BENCH_DIR or ../shared/data/bench)")
     p.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder for <method>.json and .md")
     p.add_argument("--name", default=None, help="file name stem (default: the method; e.g. camera_h100)")
@@ -250,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fps", type=float, default=None)
     r.add_argument("--device", default="cpu", help="cpu | cuda")
     r.add_argument("--backend", default="torch", help="torch | nvdiffrast (CUDA, non-commercial licence)")
-    r.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default); suffixes: -cold (no warm start), -back/-noback (camera backward pass on/off)")
+    r.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default); suffixes: "
+                   "-cold (no warm start), -back/-noback (camera backward pass on/off)")
     r.add_argument("--keyframes", default="auto", help="auto (paper stride from the fps) | adaptive | N | all")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--scorer", default="auto", help="camera-search scorer: auto (DreamSim when its weights are "

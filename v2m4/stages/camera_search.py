@@ -367,6 +367,17 @@ def refine_pose(mesh: Mesh, pose: Tensor, view: SearchView, cfg: CameraSearchCon
     return refine_poses([mesh], pose[None], [view], cfg, ctx, iters, [topology], scorer)[0]
 
 
+def refinement_loss(rgb: Tensor | None, mask: Tensor, frames: Tensor, scorer: Scorer | None = None) -> Tensor:
+    """(T,) what ``refine_poses`` descends for T renders against T frames (T, h, w, 4): the mask MSE, plus the
+    scorer's loss when a scorer is given."""
+    loss = ((mask - frames[..., 3]) ** 2).mean((1, 2))
+    if scorer is None:
+        return loss
+    if getattr(scorer, "per_view_frames", False):
+        return loss + scorer(rgb, mask, frames)
+    return loss + torch.cat([scorer(rgb[t:t + 1], mask[t:t + 1], frames[t]) for t in range(len(frames))])
+
+
 def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg: CameraSearchConfig,
                  ctx: R.RenderContext, iters: int, topologies: list, scorer: Scorer | None = None) -> Tensor:
     """refine_pose for T frames at once, (T, 7) -> (T, 7): every pose takes the Adam steps it would take alone
@@ -388,13 +399,7 @@ def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg
         cams = Camera(K.to(cams.K), cams.cam_from_world, res)
         r = R.render_each(ctx, meshes, cams, channels=("rgb", "mask") if use_scorer else ("mask",),
                           topologies=topologies, background=0.5)
-        loss = ((r["mask"] - frames[..., 3]) ** 2).mean((1, 2))
-        if use_scorer:
-            if getattr(scorer, "per_view_frames", False):
-                loss = loss + scorer(r["rgb"], r["mask"], frames)
-            else:
-                loss = loss + torch.cat([scorer(r["rgb"][t:t + 1], r["mask"][t:t + 1], frames[t])
-                                         for t in range(len(meshes))])
+        loss = refinement_loss(r["rgb"] if use_scorer else None, r["mask"], frames, scorer if use_scorer else None)
         loss.sum().backward()
         if not cfg.roll:
             angles.grad[:, 2] = 0
@@ -501,8 +506,9 @@ def backward_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float], 
                   cfg: CameraSearchConfig, ctx: R.RenderContext, scorer: Scorer, batch: int) -> list[float]:
     """``CameraSearchConfig.backward_pass``: frame t (from the last but one back to the first) also starts from
     frame t + 1's pose, centred on its own mesh (normalised on its own, so radius and look-at differ) and refined
-    with the warm frames' steps, and takes the better of the refined and the centred pose if it scores better. poses (7,) and scores are updated in place;
-    views[t] = (config, search view, refinement view, edge topology) of frame t. ``batch`` frames are refined
+    with the warm frames' steps, and takes the better of the refined and the centred pose if it scores better.
+    poses (7,) and scores are updated in place; views[t] = (config, search view, refinement view, edge topology)
+    of frame t. ``batch`` frames are refined
     together, as warm frames are, from the last ones back: each starts from a pose the batch after it may have
     just replaced. Returns the seconds spent per frame."""
     T = len(meshes)
