@@ -11,6 +11,7 @@ from v2m4.data.bench import load_item
 from v2m4.generators.synthetic import SyntheticConfig, SyntheticGenerator
 from v2m4.scoring import SilhouetteColourScorer
 from v2m4.stages import camera_search as CS
+from v2m4.types import Mesh
 
 CTX = R.context()
 
@@ -347,3 +348,36 @@ def test_backward_pass_hands_a_frame_the_next_frames_better_pose():
     iou = CS.mask_iou_poses(mesh, torch.stack([wrong] + poses), views[0][1], cfg, CTX, topo).tolist()
     assert iou[0] < 0.6 and iou[1] > iou[2] - 0.03  # the wrong pose's silhouette, then about the true pose's
     assert abs(float(poses[0][0]) - 0.4) < math.radians(3)
+
+
+def test_a_warm_frame_of_a_symmetric_shape_keeps_its_turn():
+    # the demo mesh joined with itself turned half way about +Y looks the same from yaw and yaw + 180 degrees, so
+    # the warm swarm's half-turn seed ties with the previous pose: the tie must go to continuity (a sphere-like
+    # frame of the bench's morph sphere took the half turn, 178 degrees of rotation error at 256²)
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(64, 64))
+    mesh = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0)).generate(None, 0)
+    half = _rotation([0, 1, 0], math.pi)
+    sym = Mesh(torch.cat([mesh.vertices, mesh.vertices @ half.T]),
+               torch.cat([mesh.faces, mesh.faces + len(mesh.vertices)]),
+               vertex_colors=torch.cat([mesh.vertex_colors, mesh.vertex_colors]))
+    cfg = replace(CS.CameraSearchConfig.fast(), search_res=48)
+    true = torch.tensor([0.4, 0.2, 2.5, 0.0, 0.0, 0.0, 0.0])
+    out = R.render(CTX, sym, CS.pose_cameras(true[None], cfg, (64, 64)), channels=("rgb", "mask"))
+    frame = torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1)
+    view = CS.make_view(frame, cfg.search_res, cfg)
+    topo = R.edge_topology(sym.faces, sym.vertices)
+    for seed in range(6):
+        pose, _ = CS._local_search(sym, view, true, cfg, CTX, SilhouetteColourScorer(), topo,
+                                   torch.Generator().manual_seed(seed))
+        turn = (float(pose[0]) - 0.4 + math.pi) % (2 * math.pi) - math.pi
+        assert abs(turn) < math.radians(20), (seed, math.degrees(turn))
+    # while a real quarter turn (a generator's wrong canonical axis) still wins: the plain mesh turned by 90 degrees
+    quarter = mesh.with_vertices(mesh.vertices @ _rotation([0, 1, 0], math.pi / 2).T)
+    out = R.render(CTX, mesh, CS.pose_cameras(true[None], cfg, (64, 64)), channels=("rgb", "mask"))
+    view = CS.make_view(torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1), cfg.search_res, cfg)
+    topo = R.edge_topology(quarter.faces, quarter.vertices)
+    pose, _ = CS._local_search(quarter, view, true, cfg, CTX, SilhouetteColourScorer(), topo,
+                               torch.Generator().manual_seed(0))
+    turn = (float(pose[0]) - 0.4 + math.pi) % (2 * math.pi) - math.pi
+    assert abs(abs(turn) - math.pi / 2) < math.radians(10), math.degrees(turn)
+    assert float(CS.mask_iou_poses(quarter, pose[None], view, cfg, CTX, topo)[0]) > 0.9

@@ -67,6 +67,11 @@ class CameraSearchConfig:
     warm_refine_iters: int = 100
     warm_spread: tuple[float, ...] = (0.15, 0.08, 0.1, 0.05, 0.05, 0.05, 0.05)  # initial swarm spread per parameter
     global_margin: float = 1.15           # keep the warm pose unless the global one scores this much better
+    turn_margin: float = 1.15             # ours: a warm swarm's particle more than 45 deg of yaw from the previous
+                                          # pose (where the quarter-turn seeds start) must score this much better
+                                          # to win. A symmetric shape ties with its turns, and a tie must keep
+                                          # the previous pose: p05 at 256², its near-sphere last frame took the
+                                          # half turn (178 deg of rotation error). 1: no preference
     warm_fallback_ratio: float = 2.5      # global search when the warm score exceeds this times the median score
                                           # of the frames so far (scores vary from frame to frame). Measured on
                                           # the H200 (paper preset, 5 items, 12 frames, fallbacks off): good warm
@@ -498,8 +503,16 @@ def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator, shape
             init[-len(seeds):] = center_poses(mesh, init[-len(seeds):], frame_s, cfg, ctx, topo)
     local = replace(cfg, max_velocity=cfg.max_velocity * 0.25)
     periodic = torch.tensor([True, False, False, False, False, False, False], device=dev)
-    return particle_swarm(_objective(mesh, frame_s, cfg, ctx, scorer, topo, shape), init, lo, hi, local,
-                          cfg.warm_iters, generator=generator, periodic=periodic)
+    base = _objective(mesh, frame_s, cfg, ctx, scorer, topo, shape)
+
+    def margin(x):
+        # the same temporal prior as the global fallback's margin: a turn replaces continuity only when clearly
+        # better. Scaling the (positive) score leaves the search inside each basin as it was
+        yaw = torch.remainder(x[:, 0] - start[0] + math.pi, 2 * math.pi) - math.pi
+        return torch.where(yaw.abs() > math.pi / 4, cfg.turn_margin, 1.0)
+    best, val = particle_swarm(lambda x: base(x) * margin(x), init, lo, hi, local, cfg.warm_iters,
+                               generator=generator, periodic=periodic)
+    return best, val / margin(best[None])[0]
 
 
 def backward_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float], views: list[tuple],
