@@ -395,3 +395,24 @@ def test_a_warm_frame_takes_a_turn_only_when_it_scores_clearly_better():
     # fitting the frame as well as the unturned mesh does from the true pose
     ref = float(CS.mask_iou_poses(mesh, true[None], view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))[0])
     assert float(CS.mask_iou_poses(quarter, pose[None], view, cfg, CTX, topo)[0]) > ref - 0.03
+
+
+def test_backward_pass_hands_a_batch_the_pose_after_it():
+    # three frames of one render; frames 0 and 1 hold a pose turned 70 degrees away, frame 2 the true one; refined
+    # as one batch of two, frame 0 cannot wait for frame 1's new pose, so it also starts from frame 2's
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(64, 64))
+    mesh = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0)).generate(None, 0)
+    cfg = replace(CS.CameraSearchConfig.fast(), search_res=48, refine_res=64, warm_refine_iters=30)
+    true = torch.tensor([0.4, 0.2, 2.5, 0.0, 0.0, 0.0, 0.0])
+    out = R.render(CTX, mesh, CS.pose_cameras(true[None], cfg, (64, 64)), channels=("rgb", "mask"))
+    frame = torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1)
+    topo = R.edge_topology(mesh.faces, mesh.vertices)
+    views = [(cfg, CS.make_view(frame, cfg.search_res, cfg), CS.make_view(frame, cfg.refine_res, cfg), topo)] * 3
+    scorer = SilhouetteColourScorer()
+    wrong = true.clone()
+    wrong[0] += math.radians(70)
+    poses = [wrong.clone(), wrong.clone(), true.clone()]
+    scores = [float(CS.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
+    CS.backward_pass([mesh] * 3, poses, scores, views, cfg, CTX, scorer, batch=2)
+    for t in (0, 1):
+        assert abs(float(poses[t][0]) - 0.4) < math.radians(3), (t, poses[t])

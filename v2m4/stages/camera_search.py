@@ -523,28 +523,35 @@ def backward_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float], 
     frame t + 1's pose, centred on its own mesh (normalised on its own, so radius and look-at differ) and refined
     with the warm frames' steps, and takes the better of the refined and the centred pose if it scores better.
     poses (7,) and scores are updated in place; views[t] = (config, search view, refinement view, edge topology)
-    of frame t. ``batch`` frames are refined
-    together, as warm frames are, from the last ones back: each starts from a pose the batch after it may have
-    just replaced. Returns the seconds spent per frame."""
+    of frame t. ``batch`` frames are refined together, as warm frames are, from the last ones back; inside a
+    batch each frame also starts from the pose of the frame just after the batch. Returns the seconds spent per
+    frame."""
     T = len(meshes)
     secs = [0.0] * T
     for hi in range(T - 1, 0, -batch):
         t0 = time.perf_counter()
         ts = list(range(max(0, hi - batch), hi))
+        # each frame starts from the next frame's pose and, inside a batch, also from the pose of the frame after
+        # the batch (``hi``, final by now): frames refined together cannot hand a pose on to each other, and a
+        # pose the forward pass found late must reach the whole batch. H200, paper preset, p05: frames 0-5 kept
+        # the arbitrary turn of the sphere at frame 0, ~180 deg from frames 6-11, whose first one was searched
+        # globally; with the next frame's pose alone, a batch of 11 handed it to frame 5 only
+        jobs = [(t, src) for t in ts for src in dict.fromkeys((t + 1, hi))]
         cands = []
-        for t in ts:
+        for t, src in jobs:
             cfg_t, frame_s, _, topo = views[t]
-            c = poses[t + 1][None]
+            c = poses[src][None]
             for _ in range(cfg.center_steps):
                 c = center_poses(meshes[t], c, frame_s, cfg_t, ctx, topo)
             cands.append(c[0])
-        refined = refine_poses([meshes[t] for t in ts], torch.stack(cands), [views[t][2] for t in ts],
-                               views[ts[0]][0], ctx, cfg.warm_refine_iters, [views[t][3] for t in ts], scorer)
-        for k, t in enumerate(ts):
+        refined = refine_poses([meshes[t] for t, _ in jobs], torch.stack(cands), [views[t][2] for t, _ in jobs],
+                               views[ts[0]][0], ctx, cfg.warm_refine_iters, [views[t][3] for t, _ in jobs], scorer)
+        for t in ts:
             cfg_t, frame_s, _, topo = views[t]
-            # the centred pose competes too: the refinement's objective (finer, mask-weighted) can walk it back to
+            ks = [k for k, (u, _) in enumerate(jobs) if u == t]
+            # the centred poses compete too: the refinement's objective (finer, mask-weighted) can walk one back to
             # the very pose the search's score rejects (p02 at 256², frame 0: 0.065 centred, 0.111 refined)
-            both = torch.stack([refined[k], cands[k]])
+            both = torch.stack([refined[k] for k in ks] + [cands[k] for k in ks])
             s = score_poses(meshes[t], both, frame_s, cfg_t, ctx, scorer, topo)
             j = int(torch.argmin(s))
             if float(s[j]) < scores[t]:
