@@ -324,10 +324,8 @@ def test_a_warm_frame_whose_silhouette_misses_falls_back_to_the_global_search():
     assert float(on.scores[1]) < float(off.scores[1]) / cfg.global_margin
 
 
-def test_backward_pass_hands_a_frame_the_next_frames_better_pose():
-    # two frames of one render; frame 0 holds a pose turned 70 degrees away (what a sphere-like first frame can
-    # hand the forward pass), frame 1 the pose that made the render: the backward pass gives frame 0 a pose that
-    # reproduces the frame, and leaves frame 1 alone
+def _backward_case(n):
+    """A render of the demo mesh from a known pose as n frames, their views, and a pose turned 70 degrees away."""
     item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(64, 64))
     mesh = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0)).generate(None, 0)
     cfg = replace(CS.CameraSearchConfig.fast(), search_res=48, refine_res=64, warm_refine_iters=30)
@@ -335,10 +333,18 @@ def test_backward_pass_hands_a_frame_the_next_frames_better_pose():
     out = R.render(CTX, mesh, CS.pose_cameras(true[None], cfg, (64, 64)), channels=("rgb", "mask"))
     frame = torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1)
     topo = R.edge_topology(mesh.faces, mesh.vertices)
-    views = [(cfg, CS.make_view(frame, cfg.search_res, cfg), CS.make_view(frame, cfg.refine_res, cfg), topo)] * 2
-    scorer = SilhouetteColourScorer()
+    views = [(cfg, CS.make_view(frame, cfg.search_res, cfg), CS.make_view(frame, cfg.refine_res, cfg), topo)] * n
     wrong = true.clone()
     wrong[0] += math.radians(70)
+    return mesh, cfg, true, wrong, topo, views
+
+
+def test_backward_pass_hands_a_frame_the_next_frames_better_pose():
+    # two frames of one render; frame 0 holds a pose turned 70 degrees away (what a sphere-like first frame can
+    # hand the forward pass), frame 1 the pose that made the render: the backward pass gives frame 0 a pose that
+    # reproduces the frame, and leaves frame 1 alone
+    mesh, cfg, true, wrong, topo, views = _backward_case(2)
+    scorer = SilhouetteColourScorer()
     poses = [wrong, true.clone()]
     scores = [float(CS.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
     before = list(scores)
@@ -400,17 +406,8 @@ def test_a_warm_frame_takes_a_turn_only_when_it_scores_clearly_better():
 def test_backward_pass_hands_a_batch_the_pose_after_it():
     # three frames of one render; frames 0 and 1 hold a pose turned 70 degrees away, frame 2 the true one; refined
     # as one batch of two, frame 0 cannot wait for frame 1's new pose, so it also starts from frame 2's
-    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0], resolution=(64, 64))
-    mesh = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0)).generate(None, 0)
-    cfg = replace(CS.CameraSearchConfig.fast(), search_res=48, refine_res=64, warm_refine_iters=30)
-    true = torch.tensor([0.4, 0.2, 2.5, 0.0, 0.0, 0.0, 0.0])
-    out = R.render(CTX, mesh, CS.pose_cameras(true[None], cfg, (64, 64)), channels=("rgb", "mask"))
-    frame = torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1)
-    topo = R.edge_topology(mesh.faces, mesh.vertices)
-    views = [(cfg, CS.make_view(frame, cfg.search_res, cfg), CS.make_view(frame, cfg.refine_res, cfg), topo)] * 3
+    mesh, cfg, true, wrong, topo, views = _backward_case(3)
     scorer = SilhouetteColourScorer()
-    wrong = true.clone()
-    wrong[0] += math.radians(70)
     poses = [wrong.clone(), wrong.clone(), true.clone()]
     scores = [float(CS.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
     CS.backward_pass([mesh] * 3, poses, scores, views, cfg, CTX, scorer, batch=2)
