@@ -536,22 +536,21 @@ def backward_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float], 
         # pose the forward pass found late must reach the whole batch. H200, paper preset, p05: frames 0-5 kept
         # the arbitrary turn of the sphere at frame 0, ~180 deg from frames 6-11, whose first one was searched
         # globally; with the next frame's pose alone, a batch of 11 handed it to frame 5 only
-        jobs = [(t, src) for t in ts for src in dict.fromkeys((t + 1, hi))]
-        cands = []
-        for t, src in jobs:
-            cfg_t, frame_s, _, topo = views[t]
-            c = poses[src][None]
-            for _ in range(cfg.center_steps):
-                c = center_poses(meshes[t], c, frame_s, cfg_t, ctx, topo)
-            cands.append(c[0])
-        refined = refine_poses([meshes[t] for t, _ in jobs], torch.stack(cands), [views[t][2] for t, _ in jobs],
-                               views[ts[0]][0], ctx, cfg.warm_refine_iters, [views[t][3] for t, _ in jobs], scorer)
+        cands = []  # per frame, its starting poses centred on its own mesh in one call
         for t in ts:
             cfg_t, frame_s, _, topo = views[t]
-            ks = [k for k, (u, _) in enumerate(jobs) if u == t]
+            c = torch.stack([poses[u] for u in dict.fromkeys((t + 1, hi))])
+            for _ in range(cfg.center_steps):
+                c = center_poses(meshes[t], c, frame_s, cfg_t, ctx, topo)
+            cands.append(c)
+        owner = [t for t, c in zip(ts, cands) for _ in range(len(c))]
+        refined = refine_poses([meshes[t] for t in owner], torch.cat(cands), [views[t][2] for t in owner],
+                               views[ts[0]][0], ctx, cfg.warm_refine_iters, [views[t][3] for t in owner], scorer)
+        for t, c, r in zip(ts, cands, torch.split(refined, [len(c) for c in cands])):
+            cfg_t, frame_s, _, topo = views[t]
             # the centred poses compete too: the refinement's objective (finer, mask-weighted) can walk one back to
             # the very pose the search's score rejects (p02 at 256², frame 0: 0.065 centred, 0.111 refined)
-            both = torch.stack([refined[k] for k in ks] + [cands[k] for k in ks])
+            both = torch.cat([r, c])
             s = score_poses(meshes[t], both, frame_s, cfg_t, ctx, scorer, topo)
             j = int(torch.argmin(s))
             if float(s[j]) < scores[t]:
