@@ -17,6 +17,7 @@ class MeshFolderGenerator:
     """``generate(image, t)`` returns the t-th mesh of the folder, canonicalised unless ``canonical=False``."""
 
     name = "meshes"
+    fov_deg = 40.0  # unknown for meshes made elsewhere; TRELLIS's, the most common source
 
     def __init__(self, folder: str | Path, n_frames: int, *, canonical: bool = True):
         folder = Path(folder)

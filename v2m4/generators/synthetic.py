@@ -1,9 +1,10 @@
-"""A stand-in for a native 3D generator (TRELLIS) built from a bench item's ground truth, for tests and benchmarks.
+"""A stand-in for a native 3D generator (TRELLIS) built from a ground-truth animated mesh, for tests and benchmarks.
 
 It reproduces the failure modes the paper lists (Sec. 1, 4.1, 4.3, Fig. 2), each with a knob and a seed:
-- **independent re-meshing every frame**: the ground truth is subdivided (carrying its texture colours), welded,
-  and decimated by quadric edge collapse (fast-simplification) to a target face count jittered per frame, so
-  vertex count and connectivity change from frame to frame;
+- **independent re-meshing every frame**: the ground truth is subdivided (carrying its colours) to at least three
+  times the target face count, welded, and decimated by quadric edge collapse (fast-simplification) to the target
+  (``target_faces``, the density of the generated meshes) jittered per frame, so vertex count and connectivity
+  change from frame to frame;
 - **canonical placement**: the object's per-frame rigid motion in the video is removed. Its rotation R_t is the
   Kabsch fit of frame t's ground-truth vertices to frame 0's (the topology of the ground truth is constant);
   canonical = s_t * F_t * R_t^T (x - c_t), centred on the bounding box and scaled into [-0.5, 0.5]^3, so the
@@ -25,7 +26,6 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from ..data.bench import BenchItem, vertex_colors
 from ..errors import V2M4Error
 from ..types import Mesh
 
@@ -33,12 +33,25 @@ from ..types import Mesh
 @dataclass(frozen=True)
 class SyntheticConfig:
     remesh: bool = True
-    target_faces: int = 3000          # decimation target (a TRELLIS mesh has 1e4-1e5 faces; smaller keeps CPU stages fast)
+    target_faces: int = 3000          # faces of each generated mesh, above or below the ground truth's (a TRELLIS
+                                      # mesh has 1e4-1e5 faces; fewer keep the CPU stages fast)
     target_jitter: float = 0.2        # relative jitter of the target face count per frame
     flip_prob: float = 0.1            # chance of a wrong 90/180/270 degree turn about +Y per frame
     noise_amplitude: float = 0.01     # displacement amplitude, in canonical units (the object spans 1)
     noise_frequency: float = 1.5      # cycles per canonical unit of the displacement field
     color_jitter: float = 0.05        # std of the per-frame brightness factor and per-channel offsets
+
+
+def _item_colors(item):
+    """(V, 3) colours of a duck-typed item: its ``vertex_colors``, else (a bench item) its materials baked."""
+    colors = getattr(item, "vertex_colors", None)
+    if colors is not None and not callable(colors):
+        return colors
+    if hasattr(item, "materials"):
+        from ..data.bench import vertex_colors  # bench items carry uv + materials, not colours
+
+        return vertex_colors(item)
+    return None
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -57,16 +70,34 @@ def _rot_y(quarters: int) -> np.ndarray:
 
 
 class SyntheticGenerator:
-    """Per-frame generated meshes from a bench item's ground truth. ``generate(image, t)`` ignores the image."""
+    """Per-frame generated meshes from a ground truth. ``generate(image, t)`` ignores the image.
+
+    ``SyntheticGenerator(gt_vertices (T, V, 3), faces (F, 3), vertex_colors (V, 3) in [0, 1] or None, seed=...)``,
+    or ``SyntheticGenerator(item, seed=...)`` with any object that has ``gt_vertices`` and ``faces`` (a bench item;
+    see ``from_item``). ``frame_indices`` (T,): the source frame of each of the T frames, which keys the random draws
+    (default 0..T-1).
+    """
 
     name = "synthetic"
+    fov_deg = 40.0  # it renders nothing; the TRELLIS value the camera search assumes
 
-    def __init__(self, item: BenchItem, *, seed: int = 0, config: SyntheticConfig = SyntheticConfig()):
-        self.item = item
+    def __init__(self, gt_vertices, faces=None, vertex_colors=None, *, seed: int = 0,
+                 config: SyntheticConfig = SyntheticConfig(), frame_indices=None):
+        self.item = None
+        if faces is None and hasattr(gt_vertices, "gt_vertices"):  # SyntheticGenerator(item, ...)
+            self.item = item = gt_vertices
+            gt_vertices, faces, vertex_colors = item.gt_vertices, item.faces, _item_colors(item)
+            frame_indices = getattr(item, "frame_indices", None) if frame_indices is None else frame_indices
+        gt = torch.as_tensor(gt_vertices).double().numpy()
+        if gt.ndim != 3 or gt.shape[-1] != 3 or faces is None:
+            raise V2M4Error(f"the synthetic generator needs gt_vertices (T, V, 3) and faces (F, 3), got "
+                            f"{tuple(gt.shape)} and {None if faces is None else tuple(np.shape(faces))}")
+        self.gt_vertices = gt
+        self.faces = torch.as_tensor(faces).numpy().astype(np.int64)
+        self._colors = None if vertex_colors is None else torch.as_tensor(vertex_colors).numpy().astype(np.float64)
+        self.frame_indices = list(range(gt.shape[0])) if frame_indices is None else [int(i) for i in frame_indices]
         self.seed = seed
         self.cfg = config
-        self._colors = vertex_colors(item).numpy().astype(np.float64)
-        gt = item.gt_vertices.double().numpy()
         self._transforms = []
         for t in range(gt.shape[0]):
             R = _kabsch(gt[t], gt[0])  # maps frame t's orientation back onto frame 0's
@@ -81,35 +112,43 @@ class SyntheticGenerator:
             M[:3, 3] = -s * (lo + hi) / 2
             self._transforms.append(M)
 
+    @classmethod
+    def from_item(cls, item, *, seed: int = 0, config: SyntheticConfig = SyntheticConfig()) -> "SyntheticGenerator":
+        """From any object with ``gt_vertices`` (T, V, 3), ``faces`` (F, 3), and ``vertex_colors`` (V, 3) or a bench
+        item's materials; ``frame_indices`` when it has them."""
+        return cls(item, seed=seed, config=config)
+
     def _rng(self, t: int, what: str) -> np.random.Generator:
         # keyed on the source frame (the item's frame_indices), not the position in the selection: a bench method
         # run on 8 selected frames and `v2m4 run` on all 25 (which generates those 8 keyframes) then see the same
         # meshes, so their tables compare
-        return np.random.default_rng([self.seed, int(self.item.frame_indices[t]), sum(map(ord, what))])
+        return np.random.default_rng([self.seed, self.frame_indices[t], sum(map(ord, what))])
 
     def removed_transform(self, t: int) -> Tensor:
         """(4, 4) float32 similarity canonical_from_world applied to frame t (for scoring only)."""
         return torch.as_tensor(self._transforms[t], dtype=torch.float32)
 
     def generate(self, image: Tensor | None, t: int) -> Mesh:
-        """The generated mesh of frame t in the canonical frame, with vertex colours."""
+        """The generated mesh of frame t in the canonical frame, with vertex colours (when the ground truth has
+        them)."""
         if not 0 <= t < len(self._transforms):
             raise V2M4Error(f"frame {t} out of range: the synthetic generator has {len(self._transforms)} frames")
         cfg = self.cfg
-        verts = self.item.gt_vertices[t].double().numpy()
-        faces = self.item.faces.numpy()
-        colors = self._colors
+        verts = self.gt_vertices[t]
+        faces = self.faces
+        colors = self._colors if self._colors is not None else np.zeros((verts.shape[0], 0))
         M = self._transforms[t]
         verts = verts @ M[:3, :3].T + M[:3, 3]
         if cfg.remesh:
             verts, faces, colors = self._remesh(verts, faces, colors, t)
         if cfg.noise_amplitude > 0:
             verts = verts + self._noise(verts, t)
-        if cfg.color_jitter > 0:
+        if cfg.color_jitter > 0 and self._colors is not None:
             rng = self._rng(t, "color")
             colors = colors * (1 + cfg.color_jitter * rng.standard_normal()) + cfg.color_jitter * rng.standard_normal(3)
         return Mesh(torch.as_tensor(verts, dtype=torch.float32), torch.as_tensor(faces, dtype=torch.int64),
-                    vertex_colors=torch.as_tensor(np.clip(colors, 0, 1), dtype=torch.float32))
+                    vertex_colors=None if self._colors is None else
+                    torch.as_tensor(np.clip(colors, 0, 1), dtype=torch.float32))
 
     def _remesh(self, verts, faces, colors, t):
         import fast_simplification

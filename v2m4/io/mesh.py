@@ -1,4 +1,5 @@
-"""Meshes from and to files (OBJ, PLY, GLB/glTF, OFF, STL) through trimesh."""
+"""Meshes from and to files (OBJ, PLY, GLB/glTF, OFF, STL): glTF through ``gltf_read`` unless textured, the rest
+through trimesh."""
 
 from __future__ import annotations
 
@@ -14,14 +15,33 @@ MESH_SUFFIXES = {".obj", ".ply", ".glb", ".gltf", ".off", ".stl"}
 
 
 def load_mesh(path: str | Path) -> Mesh:
-    """One triangle mesh; a scene with several meshes is merged. Vertex colours or uv + texture are kept."""
-    import trimesh
-
+    """One triangle mesh; a scene with several meshes is merged (node transforms applied). Keeps uv + base colour
+    texture, else vertex colours (sRGB): glTF COLOR_0 in any encoding (``io.gltf_read``), PLY/OBJ/OFF colours.
+    A mesh with neither has ``vertex_colors=None``."""
     path = Path(path)
     if not path.is_file():
         raise V2M4Error(f"mesh file {path} does not exist")
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise V2M4Error(f"{path.name}: unsupported mesh format; use one of {', '.join(sorted(MESH_SUFFIXES))}")
+    mesh = None
+    if path.suffix.lower() in {".glb", ".gltf"}:
+        from .gltf_read import gltf_mesh, has_texture, open_gltf
+
+        gltf = open_gltf(path)
+        if not has_texture(gltf):  # trimesh drops COLOR_0 beside a material; textures it reads (and packs) well
+            mesh = gltf_mesh(gltf, path)
+    if mesh is None:
+        mesh = _trimesh_mesh(path)
+    if mesh.faces.shape[0] == 0:
+        raise V2M4Error(f"mesh {path.name} has no triangles")
+    if not torch.isfinite(mesh.vertices).all():
+        raise V2M4Error(f"mesh {path.name} has non-finite vertex positions")
+    return mesh
+
+
+def _trimesh_mesh(path: Path) -> Mesh:
+    import trimesh
+
     try:
         m = trimesh.load(path, force="mesh", process=False)
     except Exception as exc:  # trimesh raises many types on broken files
@@ -29,8 +49,6 @@ def load_mesh(path: str | Path) -> Mesh:
     if not isinstance(m, trimesh.Trimesh) or len(m.faces) == 0:
         raise V2M4Error(f"mesh {path.name} has no triangles")
     v = torch.as_tensor(np.asarray(m.vertices), dtype=torch.float32)
-    if not torch.isfinite(v).all():
-        raise V2M4Error(f"mesh {path.name} has non-finite vertex positions")
     f = torch.as_tensor(np.asarray(m.faces), dtype=torch.int64)
     uv = tex = colors = None
     vis = m.visual
@@ -39,8 +57,9 @@ def load_mesh(path: str | Path) -> Mesh:
         if img is not None:
             uv = torch.as_tensor(np.asarray(vis.uv), dtype=torch.float32)
             uv[:, 1] = 1 - uv[:, 1]  # trimesh keeps OpenGL-style v up; ours is glTF's v down
-            tex = torch.as_tensor(np.asarray(img.convert("RGB")), dtype=torch.float32) / 255
-    if tex is None and getattr(vis, "kind", None) == "vertex":
+            tex = torch.as_tensor(np.array(img.convert("RGB")), dtype=torch.float32) / 255
+    if tex is None and getattr(vis, "kind", None) in ("vertex", "face"):
+        # face colours (PLY, OFF) become vertex colours by trimesh's averaging over each vertex's faces
         colors = torch.as_tensor(np.asarray(vis.vertex_colors)[:, :3], dtype=torch.float32) / 255
     return Mesh(v, f, uv=uv, texture=tex, vertex_colors=colors)
 
@@ -61,7 +80,8 @@ def save_mesh(mesh: Mesh, path: str | Path) -> None:
         img = Image.fromarray((mesh.texture.detach().cpu().numpy().clip(0, 1) * 255).astype(np.uint8))
         visual = trimesh.visual.TextureVisuals(uv=uv, image=img)
     elif mesh.vertex_colors is not None:
-        visual = trimesh.visual.ColorVisuals(vertex_colors=(mesh.vertex_colors.detach().cpu().numpy().clip(0, 1) * 255).astype(np.uint8))
+        rgb = mesh.vertex_colors.detach().cpu().numpy().clip(0, 1)
+        visual = trimesh.visual.ColorVisuals(vertex_colors=(rgb * 255 + 0.5).astype(np.uint8))  # rounded
     else:
         visual = None
     path.parent.mkdir(parents=True, exist_ok=True)
