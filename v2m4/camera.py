@@ -1,6 +1,6 @@
 """Cameras, in batches, and the one camera convention of the project.
 
-Convention (the bench's ``meta.json`` uses it too):
+Convention (every camera the package reads or writes, files included):
 - World: glTF, +Y up, right-handed.
 - Camera frame: OpenGL, the camera looks down its -Z axis, +Y is up, +X is right.
 - Pixels: (u, v) with u to the right and v **downward**; the centre of the pixel in row i, column j is
@@ -25,6 +25,10 @@ import torch
 from torch import Tensor
 
 from .errors import V2M4Error
+
+# vertical field of view for views the package chooses itself (not in the paper): the official V2M4 code renders
+# generated meshes at a 40 degree field of view
+DEFAULT_FOV_DEG = 40.0
 
 
 @dataclass(frozen=True)

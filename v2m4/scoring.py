@@ -2,8 +2,9 @@
 
 A scorer takes P renders and one frame and returns P losses (lower is better), batched. The paper scores with
 DreamSim (weight 1) plus a foreground-mask term (weight 0.1). The default here needs no learned weights:
-the mask term is the same (weighted to this appearance term's scale), and the appearance term compares the object composited on grey at two scales, so
-that it sees colour layout (which side of the object faces the camera) and, through the composite, the outline.
+the mask term is the same (weighted to this appearance term's scale), and the appearance term compares the object
+composited on grey at two scales, so that it sees colour layout (which side of the object faces the camera) and,
+through the composite, the outline.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class SilhouetteColourScorer:
     """Weight-free default: appearance L1 of grey composites at full and 1/4 resolution + mask_weight * mask MSE."""
 
     mask_weight: float = 1.0      # Appendix A pairs 0.1 with DreamSim; our L1 appearance terms are ~10x smaller
-                                  # than DreamSim distances and nearly flat between a right and a wrong view of a
-                                  # small object (p07 at 64 px: 0.0176 vs 0.0175), where the mask MSE halves
-                                  # (0.0047 vs 0.0101); at 0.1 the mask could not break the tie
+                                  # than DreamSim distances and can be flat between a right and a wrong view of a
+                                  # small object, where the mask term still differs; at 0.1 the mask could not
+                                  # break such ties. Tuned: see docs/calibration.md
     coarse: int = 4               # pooling factor of the second, wide-basin scale
     name: str = "silhouette-colour"
     per_view_frames: bool = True  # frame may also be (P, H, W, 4), one per render (joint camera refinement)

@@ -138,7 +138,7 @@ class Frames:
     rgba (T, H, W, 4) float32 in [0, 1], straight (not premultiplied) alpha; alpha is the object mask.
     fps: frames per second of the source. source: where the frames came from (for reports).
     timestamps (T,) seconds from the source's first frame, for frames picked out of a clip at uneven steps (the
-    bench's evenly spread keyframes); None: consecutive frames at ``fps``.
+    benchmark's evenly spread keyframes); None: consecutive frames at ``fps``.
     """
 
     rgba: Tensor

@@ -1,6 +1,7 @@
-"""The benchmark items: rendered animated assets with ground-truth meshes and cameras (../shared/data/bench).
+"""The benchmark items: rendered animated assets with ground-truth meshes and cameras.
 
-Layout of an item folder (see that folder's README.md): frames/0000.png... (RGBA), gt_mesh.npz (verts (T, V, 3),
+The benchmark folder is the caller's ``bench_dir`` argument, else ``$V2M4_BENCH_DIR``. Layout of an item folder
+(see the benchmark folder's README.md): frames/0000.png... (RGBA), gt_mesh.npz (verts (T, V, 3),
 faces, uv, face_material, times), meta.json (fps, K, world_to_camera_opengl, resolution), materials/, source/.
 The pipeline sees only the frames; everything else is for scoring and for the synthetic generator.
 """
@@ -21,12 +22,14 @@ from ..camera import Camera
 from ..errors import V2M4Error
 from ..types import Frames, Mesh
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def bench_dir(path: str | os.PathLike | None = None) -> Path:
-    """The bench folder: the argument, else $V2M4_BENCH_DIR, else ../shared/data/bench beside the repository."""
-    p = Path(path or os.environ.get("V2M4_BENCH_DIR") or REPO.parent / "shared" / "data" / "bench")
+    """The benchmark folder: the argument, else $V2M4_BENCH_DIR."""
+    given = path or os.environ.get("V2M4_BENCH_DIR")
+    if not given:
+        raise V2M4Error("no benchmark folder given; set V2M4_BENCH_DIR to the folder of benchmark items, "
+                        "or pass bench_dir (--bench-dir on the command line)")
+    p = Path(given)
     if not p.is_dir():
         raise V2M4Error(f"bench folder {p} does not exist; set V2M4_BENCH_DIR or pass --bench-dir")
     return p
@@ -75,6 +78,9 @@ def item_dir(item: str | os.PathLike, bench_dir: str | os.PathLike | None = None
     """An item's folder, by path or by id in the bench folder."""
     path = Path(item)
     if not (path / "meta.json").is_file():
+        if not (bench_dir or os.environ.get("V2M4_BENCH_DIR")):
+            raise V2M4Error(f"no bench item at {path} (expected a folder with meta.json); to load an item by id, "
+                            "set V2M4_BENCH_DIR to the folder of benchmark items or pass bench_dir")
         path = globals()["bench_dir"](bench_dir) / str(item)
     if not (path / "meta.json").is_file():
         raise V2M4Error(f"no bench item at {path} (expected a folder with meta.json)")

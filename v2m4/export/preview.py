@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import render as R
-from ..camera import Camera, orbit_camera
+from ..camera import DEFAULT_FOV_DEG, Camera, orbit_camera
 from ..errors import V2M4Error
 from ..types import Animation, Frames
 
@@ -40,8 +40,9 @@ def _panels(anim: Animation, frames: Frames | None, camera: Camera, ctx, size: i
     radius = float((v_all - centre.to(v_all)).norm(dim=-1).max())
     t = anim.times[start:stop].to(verts)
     yaw = 2 * math.pi * t / orbit_period_s
-    orbit = orbit_camera(yaw, torch.full_like(yaw, math.radians(15)), torch.full_like(yaw, 1.15 * radius / math.sin(math.radians(20))),
-                         centre[None].expand(n, 3).contiguous(), fov_deg=40.0, resolution=(size, size))
+    dist = 1.15 * radius / math.sin(math.radians(DEFAULT_FOV_DEG / 2))
+    orbit = orbit_camera(yaw, torch.full_like(yaw, math.radians(15)), torch.full_like(yaw, dist),
+                         centre[None].expand(n, 3).contiguous(), fov_deg=DEFAULT_FOV_DEG, resolution=(size, size))
     chans = ("rgb", "mask", "normal") if normals else ("rgb", "mask")
     with torch.no_grad():
         a = R.render(ctx, anim.mesh, cams, channels=chans, vertices=verts)

@@ -1,4 +1,4 @@
-"""Pure-PyTorch sparse voxel operations that TRELLIS inference needs from CUDA extensions (issue 9).
+"""Pure-PyTorch sparse voxel operations that TRELLIS inference needs from CUDA extensions.
 
     nbr = neighbour_map(coords, (3, 3, 3))                      # (K, N) input row at each kernel offset, -1: none
     out = submanifold_conv3d(feats, coords, weight, bias)       # spconv.SubMConv3d's result, weight in its layout

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..camera import DEFAULT_FOV_DEG
 from ..errors import V2M4Error
 from ..types import Mesh
 from .base import canonicalise
@@ -109,6 +110,7 @@ def randomise_zero_layers(model, std: float = 0.02):
 
 class TrellisGenerator:
     name = "trellis"
+    fov_deg = DEFAULT_FOV_DEG  # the official code renders and conditions at 40 degrees
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "cuda", seed: int = 0, ss_steps: int = 25,
                  slat_steps: int = 25, cfg_strength: tuple[float, float] = (7.5, 3.0)):

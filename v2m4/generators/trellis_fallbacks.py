@@ -1,4 +1,4 @@
-"""Stand-ins for the CUDA extensions the official TRELLIS code imports, over v2m4.generators.sparse (issue 9).
+"""Stand-ins for the CUDA extensions the official TRELLIS code imports, over v2m4.generators.sparse.
 
 TRELLIS's sparse modules import ``spconv.pytorch`` (SparseConvTensor, SubMConv3d) and, for attention over sparse
 tensors, ``flash_attn`` (its varlen functions) or ``xformers``; its FlexiCubes mesh extraction imports one input

@@ -45,8 +45,8 @@ def _read_video(path: Path) -> tuple[list[np.ndarray], float]:
 
 def resize_rgba(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(H, W, 4) float RGBA in [0, 1], straight alpha -> (h, w, 4), area-averaged. Premultiplied while resampling so
-    that a transparent pixel's colour does not bleed into the object's edge. The bench loader uses it too, so a
-    run on a bench item's frames sees exactly the bench's pixels."""
+    that a transparent pixel's colour does not bleed into the object's edge. The benchmark loader uses it too, so a
+    run on a benchmark item's frames sees exactly the pixels it is scored against."""
     if a.shape[:2] == tuple(size):
         return a
     a = a.astype(np.float32, copy=True)

@@ -1,4 +1,4 @@
-"""Learned models, all optional (issue #10): DreamSim and LPIPS scorers, a DUSt3R point-map model for the stereo
+"""Learned models, all optional: DreamSim and LPIPS scorers, a DUSt3R point-map model for the stereo
 prior, CLIP similarity as a metric. Each adapter imports its library lazily, finds its weights in the standard
 cache or a folder the user names, and otherwise raises ``LearnedUnavailable`` with one line saying what is
 missing; ``resolve`` turns that into the weight-free path plus one note for the run's report and log.

@@ -103,7 +103,7 @@ def align_similarity(src: Tensor, dst: Tensor, *, coarse_points: int = 800, iter
 
     Scaled ICP from each of the 24 cube rotations (after matching centroids and RMS radii) on a subsample, then
     the best start refined on all points. Symmetric shapes may still settle in a mirror-like minimum; the
-    24 starts make a wrong basin unlikely for the asymmetric objects of the bench.
+    24 starts make a wrong basin unlikely for asymmetric objects.
     """
     g = generator or torch.Generator().manual_seed(0)
     s_np, d_np = src.detach().double().cpu().numpy(), dst.detach().double().cpu().numpy()
@@ -144,7 +144,7 @@ def vertex_jitter(vertices: Tensor) -> float:
 
 def sequence_geometry_scores(pred_vertices: list[Tensor], pred_faces: list[Tensor], gt_vertices: Tensor,
                              gt_faces: Tensor, *, n_points: int = 5000, seed: int = 0) -> dict[str, float]:
-    """The bench's geometry columns for one item (see v2m4/bench.py). Distances in units of the ground truth's
+    """The benchmark's geometry columns for one item (see ``v2m4.bench``). Distances in units of the ground truth's
     first-frame bounding-box diagonal; Chamfer-L2 is therefore in diagonal² units."""
     g = torch.Generator().manual_seed(seed)
     T = len(pred_vertices)

@@ -1,4 +1,4 @@
-"""Pose errors of a re-posing method against the transforms the synthetic generator removed (issue 4).
+"""Pose errors of a re-posing method against the transforms the synthetic generator removed (Sec. 4.1).
 
 The method's world frame is its own (e.g. the first mesh's canonical frame), so errors are measured after one
 global similarity between the ground-truth world and the method's world, fitted over the whole sequence: one view

@@ -1,4 +1,5 @@
-"""Differentiable mesh rendering: four small primitives and one convenience (issue 3).
+"""Differentiable mesh rendering: four small primitives and one convenience. The paper renders with
+nvdiffrast [19] (Sec. 4.1, Appendix A); this package offers the same primitives on any device.
 
     ctx  = context("torch", device)                       # or "nvdiffrast" (CUDA, opt-in)
     rast = rasterize(ctx, pos_clip, tri, (H, W))          # (B, H, W, 4) = (u, v, z_ndc, triangle id + 1)
@@ -12,7 +13,8 @@ top row, because our clip space has ndc_y growing downward. ``render(ctx, mesh, 
 Backends. ``torch`` (default, any device) is pure PyTorch and is the reference; ``nvdiffrast`` wraps the CUDA
 rasteriser. Silhouette gradients always come from this package's edge-crossing antialias, also with the
 nvdiffrast backend: nvdiffrast's own antialias loses most of its gradient once triangles are smaller than a
-pixel (../shared/notes/rendering.md), which is the normal case for generated meshes.
+pixel (its edge analysis between neighbouring pixels rarely sees the owning triangle; figures in
+docs/calibration.md), which is the normal case for generated meshes.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from ..errors import V2M4Error
 from ..types import Mesh
 from . import _torch
 
-__all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "antialias", "edge_topology",
-           "weld_faces", "render", "render_each", "vertex_normals", "CHANNELS"]
+__all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "antialias",
+           "edge_topology", "weld_faces", "render", "render_each", "vertex_normals", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
 
@@ -128,11 +130,33 @@ def texture(ctx: RenderContext, tex: Tensor, uv: Tensor, *, mip_levels: int = 0,
     return _torch.texture(tex, uv, mip_levels=mip_levels, uv_da=uv_da)
 
 
+def sample_texture(tex: Tensor, uv: Tensor) -> Tensor:
+    """tex (Ht, Wt, C) float, uv (..., 2) same dtype and device -> (..., C): bilinear lookups at arbitrary points.
+
+    The filter ``texture`` and ``render`` use (level 0, no context needed), for code that works on texture
+    coordinates rather than pixels, e.g. comparing a texture with colours observed at known uv.
+    uv in glTF convention: u grows along texel columns, v along texel rows, (0, 0) is the top-left corner of
+    texel (0, 0), whose centre is (0.5 / Wt, 0.5 / Ht). Coordinates out of [0, 1] clamp to the border texels.
+    Gradients reach tex and uv.
+
+    >>> tex = torch.tensor([[[0.0], [1.0]], [[2.0], [3.0]]])  # 2 x 2 texels, one channel
+    >>> sample_texture(tex, torch.tensor([[0.25, 0.25], [0.5, 0.5]]))  # texel (0, 0)'s centre; the middle
+    tensor([[0.0000],
+            [1.5000]])
+    """
+    if tex.ndim != 3:
+        raise V2M4Error(f"tex must have shape (Ht, Wt, C), got {tuple(tex.shape)}")
+    if uv.shape[-1:] != (2,):
+        raise V2M4Error(f"uv must have last dimension 2, got shape {tuple(uv.shape)}")
+    out = _torch._bilinear(tex[None], uv.reshape(-1, 2), None)
+    return out.reshape(*uv.shape[:-1], tex.shape[-1])
+
+
 def edge_topology(tri: Tensor, vertices: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """tri (F, 3) -> (edges (E, 2), edge_faces (E, 2), opposite (E, 2)); compute once per mesh, pass to antialias.
     vertices (V, 3): weld vertices at the same position first (``weld_faces``). Meshes split at UV seams (a
-    textured mesh, most files from other tools) need it, or every seam is an outline to the antialias: the
-    bench's ground truth rendered unwelded covers 4-8% less than its frames at 128²."""
+    textured mesh, most files from other tools) need it, or every seam is an outline to the antialias, which
+    blends background into the surface along it and shrinks the mask (docs/calibration.md)."""
     if vertices is not None:
         tri = weld_faces(tri, vertices.to(tri.device))
     return _torch.edge_topology(tri.long())

@@ -1,8 +1,11 @@
 """nvdiffrast backend (opt-in, CUDA only; its licence is non-commercial, so it is never the only way).
 
 Installed from the PyPI package ``diffrp-nvdiffrast``, which JIT-compiles its CUDA plugin on first use. On
-torch >= 2.5 the plugin module must be registered in ``sys.modules`` before nvdiffrast imports it by name
-(../shared/notes/nvdiffrast.md); ``load_nvdiffrast`` applies that fix once, inside this backend.
+torch >= 2.5 the plugin module must be registered in ``sys.modules`` before nvdiffrast imports it by name:
+nvdiffrast 0.3.3 loads its plugin with ``torch.utils.cpp_extension.load`` and then calls
+``importlib.import_module``, and recent torch no longer registers the module it returns, so the import fails
+with ``ModuleNotFoundError: No module named 'nvdiffrast_plugin_...'``. ``load_nvdiffrast`` applies that fix once,
+inside this backend.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ over views, triangles or pixels in Python.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -155,52 +156,77 @@ def _setup(x: list[Tensor], y: list[Tensor], z: list[Tensor], box: Tensor, dtype
     return out
 
 
-@torch.no_grad()
-def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candidates: int) -> Tensor:
-    """pos (B, V, 4) clip, tri (F, 3) int64 -> triangle id (B, H, W) int64, -1 where nothing is visible.
+def _min3(a: list[Tensor]) -> Tensor:
+    return torch.minimum(torch.minimum(a[0], a[1]), a[2])
 
-    Triangles with a vertex behind the eye (w <= 0) or entirely outside the depth range are dropped: the
-    pipeline frames whole objects, so near-plane clipping is not worth its cost here. Coverage is tested on
-    vertices snapped to 1/16 pixel with exact edge functions and a fill rule (a pixel centre exactly on an edge
-    belongs to the triangle on one fixed side of it), so closed meshes render without cracks or double cover.
 
-    Each triangle tests the pixels of its bounding box; triangles are grouped by box shape (exact up to a small
-    size, powers of two beyond; see step 2) so that each group is one dense (n, wx * wy) tensor operation.
-    """
+def _max3(a: list[Tensor]) -> Tensor:
+    return torch.maximum(torch.maximum(a[0], a[1]), a[2])
+
+
+def _pixel_box(xlo: Tensor, xhi: Tensor, ylo: Tensor, yhi: Tensor, resolution: tuple[int, int]) -> list[Tensor]:
+    """Subpixel extents (n,) -> [xmin, xmax, ymin, ymax] (n,) the range of pixel centres inside, clamped to the
+    image (empty when max < min)."""
     h, w = resolution
-    B, V = pos.shape[:2]
-    F = tri.shape[0]
     S = SUBPIXEL
+    return [(xlo / S).ceil().clamp(0, w), (xhi / S).floor().clamp(-1, w - 1),
+            (ylo / S).ceil().clamp(0, h), (yhi / S).floor().clamp(-1, h - 1)]
+
+
+def _triangle_corners(pos: Tensor, tri: Tensor, resolution: tuple[int, int]) -> list[Tensor]:
+    """pos (B, V, 4) clip, tri (F, 3) -> 3 x (B * F, 4): snapped subpixel x, y, z_ndc and w of corner k of every
+    (view, triangle), flat index t = b * F + f.
+
+    Corners are gathered as rows of 16 bytes: rows are the fast gather on the CPU (a middle or last dimension is
+    several times slower); _gather handles the CUDA case, where 16-byte rows are slow.
+    """
+    B, V = pos.shape[:2]
     dev = pos.device
     sx, sy = _snap(pos.float(), resolution)
     z = pos[..., 2].float() / pos[..., 3].float()
     comp = torch.stack([sx, sy, z, pos[..., 3].float()], -1).view(B * V, 4)  # per (view, vertex): x, y, z, w
-
-    # 1. bounding boxes of every (view, triangle), flat index t = b * F + f; corners gathered as rows of 16 bytes
-    # (rows are the fast gather on the CPU; a middle or last dimension is several times slower)
     vid = [(torch.arange(B, device=dev)[:, None] * V + tri[:, k]).view(-1) for k in range(3)]
-    corners = [_gather(comp, vk) for vk in vid]  # 3 x (B * F, 4); _gather: 16-byte rows are slow on CUDA
-    lo = torch.minimum(torch.minimum(corners[0], corners[1]), corners[2]).T  # (4, B * F)
-    hi = torch.maximum(torch.maximum(corners[0], corners[1]), corners[2]).T
-    xmin = (lo[0] / S).ceil().clamp(0, w)  # range of pixel centres inside the bounding box
-    xmax = (hi[0] / S).floor().clamp(-1, w - 1)
-    ymin = (lo[1] / S).ceil().clamp(0, h)
-    ymax = (hi[1] / S).floor().clamp(-1, h - 1)
-    # most triangles of a dense mesh contain no pixel centre at all: they get no group below
-    keep = (xmax >= xmin) & (ymax >= ymin) & (lo[3] > 1e-8) & (hi[2] >= -1) & (lo[2] <= 1)
+    return [_gather(comp, vk) for vk in vid]
 
-    # 2. group by window shape. Each group costs some 25 tensor operations whatever its size. On the CPU that
-    # fixed cost dominates a small batch: windows of powers of two were 1.1-2.1x faster than exact shapes up to
-    # 8 pixels (64 groups) for 1-48 views of a 3k-face mesh at 128², and as fast for 8 views of a 20k-face one.
-    # On a GPU a large batch is bound by memory traffic, where exact shapes up to 8 pixels pay (2000 views of a
-    # 20k-face mesh at 256² on an H200: 0.21 s, 0.30 s with powers of two), and a small one by kernel launches,
-    # where every box up to 4 x 4 pixels shares one group (64 views: 23 groups -> 4).
-    few_launches = pos.is_cuda and B * F * 16 <= (1 << 25)
+
+def _window_sizes(pos: Tensor, faces: int, resolution: tuple[int, int]) -> tuple[list[int], int]:
+    """The window extents (pixels, ascending) that triangles are grouped by, and ``exact``: windows up to that
+    extent fit their boxes exactly (0: none does).
+
+    Each group costs some 25 tensor operations whatever its size. On the CPU that fixed cost dominates a small
+    batch: windows of powers of two were 1.1-2.1x faster than exact shapes up to 8 pixels (64 groups) for 1-48
+    views of a 3k-face mesh at 128², and as fast for 8 views of a 20k-face one. On a GPU a large batch is bound
+    by memory traffic, where exact shapes up to 8 pixels pay (2000 views of a 20k-face mesh at 256² on an H200:
+    0.21 s, 0.30 s with powers of two), and a small one by kernel launches, where every box up to 4 x 4 pixels
+    shares one group (64 views: 23 groups -> 4).
+    """
+    h, w = resolution
+    few_launches = pos.is_cuda and pos.shape[0] * faces * 16 <= (1 << 25)
     top = max(h, w) + 1
-    exact = 0 if few_launches else 8 if pos.is_cuda else 2  # windows up to this size fit their boxes exactly
+    exact = 0 if few_launches else 8 if pos.is_cuda else 2
     sizes = list(range(1, exact + 1)) if exact else [4, 8]
     while sizes[-1] < top:
         sizes.append(sizes[-1] * 2)
+    return sizes, exact
+
+
+def _group_by_window(corners: list[Tensor], sizes: list[int], resolution: tuple[int, int]
+                     ) -> tuple[Tensor, list[int], list[int]]:
+    """corners from _triangle_corners -> (order (n,) int64 the flat (view, triangle) indices of the triangles
+    worth testing, sorted by group; keys and counts, one per group in that order).
+
+    A group key is (window index x, window index y, float64 flag) packed as (ix * len(sizes) + iy) * 2 + flag.
+    Dropped: triangles whose box holds no pixel centre (most triangles of a dense mesh), a vertex behind the eye
+    (w <= 0) or that lie entirely outside the depth range.
+    """
+    h, w = resolution
+    S = SUBPIXEL
+    dev = corners[0].device
+    lo = torch.minimum(torch.minimum(corners[0], corners[1]), corners[2]).T  # (4, B * F)
+    hi = torch.maximum(torch.maximum(corners[0], corners[1]), corners[2]).T
+    xmin, xmax, ymin, ymax = _pixel_box(lo[0], hi[0], lo[1], hi[1], resolution)
+    keep = (xmax >= xmin) & (ymax >= ymin) & (lo[3] > 1e-8) & (hi[2] >= -1) & (lo[2] <= 1)
+    top = max(h, w) + 1
     size_of = torch.tensor(sizes, device=dev)
     lut = torch.searchsorted(size_of, torch.arange(top + 1, device=dev))  # box extent -> window index
     ix = lut[(xmax - xmin + 1).long().clamp(1, top)]
@@ -216,55 +242,86 @@ def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candid
     if keys and keys[0] < 0:  # the dropped triangles sort first
         order = order[counts[0]:]
         keys, counts = keys[1:], counts[1:]
+    return order, keys, counts
 
-    # 3. set up the kept triangles in group order, so that every group is a slice of the coefficient rows
+
+def _window_keys(co: Tensor, face: Tensor, window: tuple[Tensor, Tensor], masked: bool) -> Tensor:
+    """co (17, n, 1) coefficient rows of _setup, face (n, 1), window (ox, oy) (P,) pixel offsets from each box's
+    first centre -> (n, P) int64 z-test keys: depth in [0, 1] as float32 bits << 32 | face, _BIG where the
+    window pixel is not covered. masked: the window is larger than some boxes, so pixels beyond a box are out."""
+    ox, oy = window
+    qx = SUBPIXEL * ox  # subpixel offsets from the box's first centre
+    qy = SUBPIXEL * oy
+    inside = co[6] + co[0] * qx + co[3] * qy >= 0
+    for i in (1, 2):
+        inside &= co[6 + i] + co[i] * qx + co[3 + i] * qy >= 0
+    if masked:
+        inside &= (ox <= co[13]) & (oy <= co[15])
+    depth = co[9] * qx + co[10] * qy + co[11]
+    inside &= (depth >= -1) & (depth <= 1)
+    d01 = ((depth.float() + 1) * 0.5).clamp(0, 1)  # float32 bits of a depth in [0, 1] sort as the depth does
+    key = (d01.view(torch.int32).long() << 32) | face
+    return torch.where(inside, key, _BIG)
+
+
+def _ztest_group(out: Tensor, coef: Tensor, view: Tensor, face: Tensor, extent: tuple[int, int], *, masked: bool,
+                 max_candidates: int, resolution: tuple[int, int]) -> None:
+    """Z-test one group into out (B * H * W,) int64 keys, in place: coef (17, n) of triangles whose boxes fit
+    a window of extent (wx, wy) pixels, view and face (n,). A dense (triangles, window pixels) coverage and depth
+    test per chunk of at most max_candidates pairs, then one scatter-min."""
+    h, w = resolution
+    wx, wy = extent
+    ox = torch.arange(wx, device=coef.device, dtype=coef.dtype).repeat(wy)
+    oy = torch.arange(wy, device=coef.device, dtype=coef.dtype).repeat_interleave(wx)
+    step = max(1, max_candidates // (wx * wy))
+    for c0 in range(0, coef.shape[1], step):
+        c1 = min(coef.shape[1], c0 + step)
+        co = coef[:, c0:c1, None]
+        key = _window_keys(co, face[c0:c1, None], (ox, oy), masked)
+        px = (co[12] + ox).long().clamp(max=w - 1)
+        py = (co[14] + oy).long().clamp(max=h - 1)
+        pix = (view[c0:c1, None] * h + py) * w + px
+        out.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), reduce="amin")
+
+
+@torch.no_grad()
+def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int], max_candidates: int) -> Tensor:
+    """pos (B, V, 4) clip, tri (F, 3) int64 -> triangle id (B, H, W) int64, -1 where nothing is visible.
+
+    Triangles with a vertex behind the eye (w <= 0) or entirely outside the depth range are dropped: the
+    pipeline frames whole objects, so near-plane clipping is not worth its cost here. Coverage is tested on
+    vertices snapped to 1/16 pixel with exact edge functions and a fill rule (a pixel centre exactly on an edge
+    belongs to the triangle on one fixed side of it), so closed meshes render without cracks or double cover.
+
+    Each triangle tests the pixels of its bounding box; triangles are grouped by box shape (exact up to a small
+    size, powers of two beyond; see _window_sizes) so that each group is one dense (n, wx * wy) tensor operation.
+    """
+    h, w = resolution
+    B, F = pos.shape[0], tri.shape[0]
+    corners = _triangle_corners(pos, tri, resolution)
+    sizes, exact = _window_sizes(pos, F, resolution)
+    order, keys, counts = _group_by_window(corners, sizes, resolution)
+    # set up the kept triangles in group order, so that every group is a slice of the coefficient rows
     view, face = order // F, order % F
     cv = [_gather(ck, order) for ck in corners]  # 3 x (n, 4)
     del corners
     cx, cy, cz = ([ck[:, r] for ck in cv] for r in range(3))
     # the boxes again from the gathered corners: a dozen elementwise operations cost less on the CPU than
-    # gathering four columns of step 1's (4, B * F) rows
-    box = torch.stack([(torch.minimum(torch.minimum(cx[0], cx[1]), cx[2]) / S).ceil().clamp(0, w),
-                       (torch.maximum(torch.maximum(cx[0], cx[1]), cx[2]) / S).floor().clamp(-1, w - 1),
-                       (torch.minimum(torch.minimum(cy[0], cy[1]), cy[2]) / S).ceil().clamp(0, h),
-                       (torch.maximum(torch.maximum(cy[0], cy[1]), cy[2]) / S).floor().clamp(-1, h - 1)], 0)
+    # gathering four columns of the (4, B * F) rows _group_by_window had
+    box = torch.stack(_pixel_box(_min3(cx), _max3(cx), _min3(cy), _max3(cy), resolution), 0)
     coef = _setup(cx, cy, cz, box, torch.float32)
-
-    # 4. per group, a dense (triangles, window pixels) coverage and depth test; one scatter-min per chunk does the
-    # z-test on (depth, triangle) packed into one int64 (depth in [0, 1] as float32 bits is monotonic)
-    out = torch.full((B * h * w,), _BIG, dtype=torch.int64, device=dev)
-    big = torch.tensor(_BIG, dtype=torch.int64, device=dev)
+    # one scatter-min per chunk does the z-test on (depth, triangle) packed into one int64
+    out = torch.full((B * h * w,), _BIG, dtype=torch.int64, device=pos.device)
     start = 0
     for key_g, count in zip(keys, counts):  # a few dozen window shapes at most
         s0, start = start, start + count
-        dt = torch.float64 if key_g % 2 else torch.float32
-        wx, wy = sizes[(key_g // 2) // len(sizes)], sizes[(key_g // 2) % len(sizes)]
-        if dt == torch.float64:
-            cf = _setup(*([t[s0:start] for t in ct] for ct in (cx, cy, cz)), box[:, s0:start], dt)
+        if key_g % 2:  # float64: set up again, in double
+            cf = _setup(*([t[s0:start] for t in ct] for ct in (cx, cy, cz)), box[:, s0:start], torch.float64)
         else:
             cf = coef[:, s0:start]
-        ox = torch.arange(wx, device=dev, dtype=dt).repeat(wy)
-        oy = torch.arange(wy, device=dev, dtype=dt).repeat_interleave(wx)
-        qx = S * ox  # (wx * wy,) subpixel offsets from the box's first centre
-        qy = S * oy
-        step = max(1, max_candidates // (wx * wy))
-        for c0 in range(0, count, step):
-            c1 = min(count, c0 + step)
-            co = cf[:, c0:c1, None]
-            inside = co[6] + co[0] * qx + co[3] * qy >= 0
-            for i in (1, 2):
-                inside &= co[6 + i] + co[i] * qx + co[3 + i] * qy >= 0
-            if max(wx, wy) > exact:  # a window larger than the box: mask the pixels beyond it
-                inside &= (ox <= co[13]) & (oy <= co[15])
-            depth = co[9] * qx + co[10] * qy + co[11]
-            inside &= (depth >= -1) & (depth <= 1)
-            d01 = ((depth.float() + 1) * 0.5).clamp(0, 1)
-            key = (d01.view(torch.int32).long() << 32) | face[s0 + c0:s0 + c1, None]
-            key = torch.where(inside, key, big)
-            px = (co[12] + ox).long().clamp(max=w - 1)
-            py = (co[14] + oy).long().clamp(max=h - 1)
-            pix = (view[s0 + c0:s0 + c1, None] * h + py) * w + px
-            out.scatter_reduce_(0, pix.reshape(-1), key.reshape(-1), reduce="amin")
+        wx, wy = sizes[(key_g // 2) // len(sizes)], sizes[(key_g // 2) % len(sizes)]
+        _ztest_group(out, cf, view[s0:start], face[s0:start], (wx, wy), masked=max(wx, wy) > exact,
+                     max_candidates=max_candidates, resolution=resolution)
     tri_id = torch.where(out == _BIG, torch.full_like(out, -1), out & 0xFFFFFFFF)
     return tri_id.view(B, h, w)
 
@@ -504,6 +561,90 @@ def screen_area(pos: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Tensor
     return 0.5 * ((px[1] - px[0]) * (py[2] - py[0]) - (px[2] - px[0]) * (py[1] - py[0]))
 
 
+class _Spans(NamedTuple):
+    """The silhouette edges of a batch, one row per (view, edge) pair, and the pixel lines each one crosses."""
+
+    view: Tensor    # (M,) int64 view b
+    edge: Tensor    # (M,) int64 index into topology's edges
+    steep: Tensor   # (M,) bool: walked across pixel rows (steep) rather than columns (flat)
+    nx: Tensor      # (M,) a normal of the edge in screen space, x
+    ny: Tensor      # (M,) and y
+    side: Tensor    # (M,) sign of (nx, ny) . (c - a) for the inside point c: the inside is that side of the edge
+    first: Tensor   # (M,) the first row (steep) or column (flat) crossed, float
+    count: Tensor   # (M,) int64 how many rows or columns are crossed
+
+
+@torch.no_grad()
+def _silhouette_spans(x: Tensor, y: Tensor, pos: Tensor, topology: tuple[Tensor, Tensor, Tensor], area: Tensor,
+                      resolution: tuple[int, int]) -> _Spans:
+    """x, y (B, V) pixel coordinates, pos (B, V, 4) clip, area (B, F) signed screen area -> the silhouette edges
+    (boundary edges, or edges between a front- and a back-facing triangle) with both ends in front of the eye."""
+    h, w = resolution
+    edges, edge_faces, opposite = topology
+    # per-edge tests with edges as rows, (E, B): gathering rows is several times faster than a middle dimension
+    facing = (area > 0).T.contiguous()  # (F, B)
+    boundary = edge_faces[:, 1] < 0
+    f0 = facing.index_select(0, edge_faces[:, 0])
+    f1 = facing.index_select(0, edge_faces[:, 1].clamp_min(0))
+    in_front = (pos[..., 3] > 1e-8).T.contiguous()
+    both_in_front = in_front.index_select(0, edges[:, 0]) & in_front.index_select(0, edges[:, 1])
+    sil = (boundary[:, None] | (f0 != f1)) & both_in_front
+    bi, ei = sil.T.nonzero(as_tuple=True)  # (view, edge) order
+    ax, ay = x[bi, edges[ei, 0]], y[bi, edges[ei, 0]]
+    bx, by = x[bi, edges[ei, 1]], y[bi, edges[ei, 1]]
+    steep = (by - ay).abs() >= (bx - ax).abs()
+    # the inside of the edge is the side of face 0's third vertex (for a fold both faces lie on that side)
+    cx, cy = x[bi, opposite[ei, 0]], y[bi, opposite[ei, 0]]
+    nx, ny = -(by - ay), (bx - ax)
+    side = torch.sign(nx * (cx - ax) + ny * (cy - ay))
+    # sweep coordinate: rows for steep edges, columns for flat ones; half-open span so that consecutive
+    # edges of a silhouette polyline never both claim one crossing
+    s0 = torch.where(steep, ay, ax)
+    s1 = torch.where(steep, by, bx)
+    lim = torch.where(steep, torch.full_like(s0, h), torch.full_like(s0, w))
+    lo = torch.minimum(s0, s1).ceil().clamp(0, None)
+    hi = torch.maximum(s0, s1).ceil().clamp(None, lim)
+    return _Spans(bi, ei, steep, nx, ny, side, lo, (hi - lo).clamp_min(0).long())
+
+
+@torch.no_grad()
+def _pixel_pairs(cross: Tensor, line: Tensor, view: Tensor, steep: Tensor, inside_is_1: Tensor,
+                 resolution: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The two pixel centres either side of each crossing. cross (N,) position along the other axis, line (N,)
+    the row (steep) or column (flat) crossed, view (N,), steep (N,), inside_is_1 (N,) bool: the inside pixel is
+    the one after the crossing -> (j0 (N,) the pixel before the crossing along the other axis, float; pix_in,
+    pix_out (N,) flat pixel indices b * H * W + i * W + j; ok (N,) bool, both pixels in the image)."""
+    h, w = resolution
+    lim_o = torch.where(steep, torch.full_like(cross, w), torch.full_like(cross, h))
+    j0 = cross.floor()
+    ok = (j0 >= 0) & (j0 + 1 < lim_o)
+    # clamp so that the lookups stay in bounds; crossings outside the image are dropped by `ok`
+    j0l = torch.minimum(j0.long().clamp_min(0), lim_o.long() - 1)
+    j1l = torch.minimum((j0.long() + 1).clamp_min(0), lim_o.long() - 1)
+    sl = line.long()
+    row0 = torch.where(steep, sl, j0l)
+    col0 = torch.where(steep, j0l, sl)
+    row1 = torch.where(steep, sl, j1l)
+    col1 = torch.where(steep, j1l, sl)
+    pix0 = (view * h + row0) * w + col0
+    pix1 = (view * h + row1) * w + col1
+    return j0, torch.where(inside_is_1, pix1, pix0), torch.where(inside_is_1, pix0, pix1), ok
+
+
+def _share_coverage(color: Tensor, d: Tensor, pix_in: Tensor, pix_out: Tensor) -> Tensor:
+    """color (B, H, W, C); per crossing d (N,) distance from the inside pixel's centre, pix_in, pix_out (N,) ->
+    (B, H, W, C): the outside pixel takes (d - 0.5)+ of the inside colour, the inside one (0.5 - d)+ of the
+    outside colour."""
+    B, h, w, C = color.shape
+    cflat = color.reshape(-1, C)
+    c_in, c_out = cflat[pix_in], cflat[pix_out]
+    delta_out = (d - 0.5).clamp_min(0)[:, None] * (c_in - c_out)
+    delta_in = (0.5 - d).clamp_min(0)[:, None] * (c_out - c_in)
+    # one scatter for both sides: each out-of-place index_add copies the whole image
+    out = cflat.index_add(0, torch.cat([pix_out, pix_in]), torch.cat([delta_out, delta_in]))
+    return out.view(B, h, w, C)
+
+
 def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: tuple[Tensor, Tensor, Tensor],
               area: Tensor | None = None) -> Tensor:
     """Blend colours across visible silhouette edges so that the image is differentiable in vertex positions.
@@ -511,53 +652,30 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
     color (B, H, W, C), zbuf (B * H * W,) z_ndc of the visible surface or +inf (Fragments.depth_buffer),
     pos (B, V, 4) clip, tri (F, 3), topology from edge_topology(tri), area (B, F) screen_area if already known.
 
-    Edge-crossing formulation (../shared/notes/rendering.md): every silhouette edge (boundary edge, or edge
-    between a front- and a back-facing triangle in this view) is walked across pixel rows (for steep edges) or
-    columns (for flat ones). Where it crosses the segment between two neighbouring pixel centres, the inside
-    pixel p and the outside pixel q share coverage: with d the distance from p's centre to the crossing,
-    q takes (d - 0.5)+ of p's colour and p takes (0.5 - d)+ of q's. Summed over crossings this moves the
-    image by exactly the area swept by the edge, so d(image)/d(vertex) is right however small the triangles
-    are. An edge counts as visible where the outside pixel is background or lies behind the edge.
+    Edge-crossing formulation: every silhouette edge (boundary edge, or edge between a front- and a back-facing
+    triangle in this view) is walked across pixel rows (for steep edges) or columns (for flat ones). Where it
+    crosses the segment between two neighbouring pixel centres, the inside pixel p and the outside pixel q share
+    coverage: with d the distance from p's centre to the crossing, q takes (d - 0.5)+ of p's colour and p takes
+    (0.5 - d)+ of q's. Summed over crossings this moves the image by exactly the area swept by the edge, so
+    d(image)/d(vertex) is right however small the triangles are. An edge counts as visible where the outside
+    pixel is background or lies behind the edge. Why not nvdiffrast's antialias (an analysis of neighbouring
+    pixel pairs, Laine et al. 2020): near a smooth silhouette the last front-facing triangles are far narrower
+    than a pixel, so the triangle at a pixel centre rarely owns the silhouette edge, and the silhouette gradient
+    all but vanishes once triangles are smaller than a pixel (see docs/calibration.md).
     """
     B, h, w, C = color.shape
-    edges, edge_faces, opposite = topology
+    edges = topology[0]
     x, y, z = _screen(pos, (h, w))
-    with torch.no_grad():
-        if area is None:
-            area = screen_area(pos, tri, (h, w))
-        # per-edge tests with edges as rows, (E, B): gathering rows is several times faster than a middle dimension
-        facing = (area > 0).T.contiguous()  # (F, B)
-        boundary = edge_faces[:, 1] < 0
-        f0 = facing.index_select(0, edge_faces[:, 0])
-        f1 = facing.index_select(0, edge_faces[:, 1].clamp_min(0))
-        in_front = (pos[..., 3] > 1e-8).T.contiguous()
-        sil = (boundary[:, None] | (f0 != f1)) & in_front.index_select(0, edges[:, 0]) & in_front.index_select(0, edges[:, 1])
-        bi, ei = sil.T.nonzero(as_tuple=True)  # (view, edge) order
-        ax, ay = x[bi, edges[ei, 0]], y[bi, edges[ei, 0]]
-        bx, by = x[bi, edges[ei, 1]], y[bi, edges[ei, 1]]
-        steep = (by - ay).abs() >= (bx - ax).abs()
-        # the inside of the edge is the side of face 0's third vertex (for a fold both faces lie on that side)
-        cx, cy = x[bi, opposite[ei, 0]], y[bi, opposite[ei, 0]]
-        nx, ny = -(by - ay), (bx - ax)  # a normal of the edge in screen space
-        side = torch.sign(nx * (cx - ax) + ny * (cy - ay))
-        # sweep coordinate: rows for steep edges, columns for flat ones; half-open span so that consecutive
-        # edges of a silhouette polyline never both claim one crossing
-        s0 = torch.where(steep, ay, ax)
-        s1 = torch.where(steep, by, bx)
-        lim = torch.where(steep, torch.full_like(s0, h), torch.full_like(s0, w))
-        lo = torch.minimum(s0, s1).ceil().clamp(0, None)
-        hi = torch.maximum(s0, s1).ceil().clamp(None, lim)
-        count = (hi - lo).clamp_min(0).long()
-        n = int(count.sum())
-    if n == 0:
+    if area is None:
+        area = screen_area(pos, tri, (h, w))
+    sp = _silhouette_spans(x, y, pos, topology, area, (h, w))
+    if int(sp.count.sum()) == 0:
         return color
     # (the walk has no Python loop over edges; crossings are bounded by the silhouette length, so no tiling)
-    k, local = _expand(count)
-    s = lo[k] + local  # integer row (steep) or column (flat) of each crossing
-    b = bi[k]
-    e = ei[k]
-    st = steep[k]
-    i0, i1 = edges[e, 0], edges[e, 1]
+    k, local = _expand(sp.count)
+    s = sp.first[k] + local  # integer row (steep) or column (flat) of each crossing
+    b, st = sp.view[k], sp.steep[k]
+    i0, i1 = edges[sp.edge[k], 0], edges[sp.edge[k], 1]
     X0, Y0, X1, Y1 = x[b, i0], y[b, i0], x[b, i1], y[b, i1]
     A0 = torch.where(st, Y0, X0)
     A1 = torch.where(st, Y1, X1)
@@ -566,33 +684,11 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
     t = (s - A0) / (A1 - A0)
     cross = O0 + t * (O1 - O0)  # differentiable crossing position along the other axis
     with torch.no_grad():
-        lim_o = torch.where(st, torch.full_like(cross, w), torch.full_like(cross, h))
-        j0 = cross.floor()
-        ok = (j0 >= 0) & (j0 + 1 < lim_o)
-        ze = z[b, i0] + t * (z[b, i1] - z[b, i0])
         # which of the two pixels is inside: moving +1 along the other axis goes to the side sign(n . dir)
-        n_along = torch.where(st, nx[k], ny[k])
-        inside_is_1 = torch.sign(n_along) == side[k]
-        # clamp so that the lookups below stay in bounds; crossings outside the image are dropped by `ok`
-        j0l = torch.minimum(j0.long().clamp_min(0), lim_o.long() - 1)
-        j1l = torch.minimum((j0.long() + 1).clamp_min(0), lim_o.long() - 1)
-        sl = s.long()
-        row0 = torch.where(st, sl, j0l)
-        col0 = torch.where(st, j0l, sl)
-        row1 = torch.where(st, sl, j1l)
-        col1 = torch.where(st, j1l, sl)
-        pix0 = (b * h + row0) * w + col0
-        pix1 = (b * h + row1) * w + col1
-        pix_in = torch.where(inside_is_1, pix1, pix0)
-        pix_out = torch.where(inside_is_1, pix0, pix1)
+        inside_is_1 = torch.sign(torch.where(st, sp.nx[k], sp.ny[k])) == sp.side[k]
+        j0, pix_in, pix_out, ok = _pixel_pairs(cross, s, b, st, inside_is_1, (h, w))
+        ze = z[b, i0] + t * (z[b, i1] - z[b, i0])
         ok &= torch.isfinite(zbuf[pix_in]) & (zbuf[pix_out] > ze)
     frac = cross - j0  # distance of the crossing from pixel 0's centre, in [0, 1)
     d = torch.where(inside_is_1, 1 - frac, frac)[ok]
-    pin, pout = pix_in[ok], pix_out[ok]
-    cflat = color.reshape(-1, C)
-    c_in, c_out = cflat[pin], cflat[pout]
-    delta_out = (d - 0.5).clamp_min(0)[:, None] * (c_in - c_out)
-    delta_in = (0.5 - d).clamp_min(0)[:, None] * (c_out - c_in)
-    # one scatter for both sides: each out-of-place index_add copies the whole image
-    out = cflat.index_add(0, torch.cat([pout, pin]), torch.cat([delta_out, delta_in]))
-    return out.view(B, h, w, C)
+    return _share_coverage(color, d, pix_in[ok], pix_out[ok])

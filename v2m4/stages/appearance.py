@@ -26,9 +26,10 @@ class AppearanceConfig:
     t_max: float = 0.6             # Appendix A: optimise only while 0.6 >= t >= 0
     first_iters: int = 5           # Appendix A: 5 Adam steps at the first optimised denoising step ...
     iters_every: int = 5           # ... and one more every 5 denoising steps
-    lr: float = 0.1                # issue 9 (the paper gives none): Adam on the embedding
+    lr: float = 0.1                # ours (the paper gives none): Adam on the embedding; docs/calibration.md
     reg_weight: float = 0.2        # Appendix A: MSE to the embedding's initial value
-    cfg_interval: tuple[float, float] = (0.0, 1.0)  # guidance over the whole interval while refining (issue 9)
+    cfg_interval: tuple[float, float] = (0.0, 1.0)  # ours: guidance at every t while refining, since the negative
+                                   # embedding acts (and gets a gradient) only inside it; docs/calibration.md
 
 
 def time_pairs(steps: int, rescale_t: float = 1.0) -> list[tuple[float, float]]:

@@ -22,6 +22,7 @@ class KeyframeConfig:
     high_fps: float = 50.0        # ours: where "high fps" starts (the paper gives no number; 60 fps footage is
                                   # high, 24-30 fps film and web video low)
     mode: str = "fixed"           # "fixed" (the paper) or "adaptive" (ours)
+    budget: int | None = None     # ours: this many keyframes instead of the stride (evenly spread when fixed)
 
     def stride_for(self, fps: float) -> int:
         return self.stride if self.stride else (5 if fps >= self.high_fps else 3)
@@ -40,7 +41,7 @@ def fixed_keyframes(n_frames: int, stride: int) -> Tensor:
 
 
 def budget_keyframes(n_frames: int, budget: int) -> Tensor:
-    """``budget`` keyframes evenly spread over the clip, first and last included (the bench's frame selection, so
+    """``budget`` keyframes evenly spread over the clip, first and last included (the benchmark's frame selection, so
     a run with ``--keyframes N`` reconstructs exactly the frames ``v2m4 bench --max-frames N`` scores)."""
     if n_frames < 1:
         raise V2M4Error("no frames to pick keyframes from")
@@ -90,6 +91,11 @@ def adaptive_keyframes(frames: Frames, budget: int) -> Tensor:
 
 
 def select_keyframes(frames: Frames, cfg: KeyframeConfig = KeyframeConfig()) -> Tensor:
+    """The keyframe indices (K,) int64 of ``frames``, first and last always among them."""
+    if cfg.budget:
+        if cfg.mode == "adaptive":
+            return adaptive_keyframes(frames, cfg.budget)
+        return budget_keyframes(len(frames), cfg.budget)
     fixed = fixed_keyframes(len(frames), cfg.stride_for(frames.fps))
     if cfg.mode == "fixed":
         return fixed

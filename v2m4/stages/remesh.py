@@ -1,8 +1,8 @@
 """Isotropic remeshing of the rest mesh (ours, beyond the paper).
 
-Generators emit meshes simplified by quadric decimation, full of slivers (on the bench's synthetic fox, 12% of
-triangles have quality < 0.1, where 1 is equilateral). Slivers are what registration folds first: nearly all the
-triangles it flipped there were slivers. The rest mesh fixes the topology of the whole animation, so it is the one
+Generators emit meshes simplified by quadric decimation, full of slivers (triangles of quality < 0.1, where 1 is
+equilateral; figures in docs/calibration.md). Slivers are what registration folds first: nearly all the triangles
+it flips are slivers. The rest mesh fixes the topology of the whole animation, so it is the one
 place where remeshing pays: every later frame, the texture atlas and the exported file inherit well-shaped triangles.
 We use Botsch & Kobbelt's isotropic remeshing from ``gpytoolbox`` at the mesh's own median edge length, so the
 resolution stays what the generator chose.
@@ -90,14 +90,8 @@ def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int
 
     feature_deg: edges whose faces meet at more than this dihedral angle are kept as creases (split and collapsed
     only along themselves; gpytoolbox >= 0.3.8); None remeshes everything alike, which rounds creases and thins
-    narrow parts. On the bench's synthetic meshes (frame 0) creases at 30 degrees keep the surface: the share of
-    the generated surface more than 0.5% of the object's size from the remesh falls from 5-29% to 0.5-9% (p04 15%
-    -> 0.5%, p06 18% -> 1.5%, p08 29% -> 8.7%) and the area lost from 8-20% to 0.3-3%. It is off by default: the
-    creases leave slivers (quality < 0.1: p06 15%, p08 5%, p01 4%, against 0-2% without), and registration folds
-    them: on the CPU register bench p06 folded 0.9% of triangles and retried all 7 pairs (F median 0.77 -> 0.68),
-    p08 0.6% and p03 0.3%, over the 0.1% limit, though p04's size drift fell from 5.2% to 0.9%. Pinning the crease
-    lines' ends, a 45-degree threshold, dropping short crease chains or Delaunay flips afterwards each left 1-50%
-    slivers on p06."""
+    narrow parts. Creases (30 degrees) keep more of the generated surface and lose less area, but leave slivers
+    that registration then folds, so they are off by default (tuned: see docs/calibration.md)."""
     if importlib.util.find_spec("gpytoolbox") is None:
         raise V2M4Error("isotropic remeshing needs gpytoolbox (pip install gpytoolbox), "
                         "or turn it off (RegistrationConfig.remesh_rest=False)")
@@ -133,9 +127,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def delaunay_flips(mesh: Mesh, *, passes: int = 20, max_dihedral_deg: float = 20.0) -> Mesh:
     """``mesh`` with edges flipped towards a Delaunay triangulation where the surface is nearly flat: same vertices,
     same number of faces. The fallback when ``remesh_isotropic`` cannot run (gpytoolbox missing, or built for
-    another numpy): on the bench's decimated fox (p01, frames 0 and 12) it leaves 9% of triangles under 5 degrees
-    instead of 16%, and the registered pair (fast preset) folds 0.11% of triangles instead of 0.95% (none after a
-    real remesh).
+    another numpy): on decimated meshes it about halves the triangles under 5 degrees and the share registration
+    folds, though a real remesh does better (figures in docs/calibration.md).
 
     An interior edge shared by two consistently oriented faces is flipped when its two opposite angles sum above
     pi, the faces' normals are within ``max_dihedral_deg`` (so the shape does not change), both new faces keep the
