@@ -6,6 +6,16 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / "examples"
+# every stage at its smallest: exercises each code path of a whole run in seconds (the fast preset's fields, fewer)
+TINY_CONFIG = REPO / "tests" / "tiny_config.json"
+
+
+def tiny_config(**overrides):
+    """``PipelineConfig.fast()`` shrunk by TINY_CONFIG (what ``v2m4 run --config TINY_CONFIG`` runs)."""
+    import json
+
+    from v2m4.config import PipelineConfig
+    return PipelineConfig.fast(**overrides).with_overrides(json.loads(TINY_CONFIG.read_text()))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -47,3 +57,29 @@ def bad_frames_input(tmp_path, case):
         path = tmp_path / "clip.mp4"
         path.write_bytes(b"\x00not a video at all")
     return path
+
+
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """``with interrupt_after(prefix, n):`` a run inside stops, as Ctrl-C would, right after it has saved its n-th
+    checkpoint whose name starts with ``prefix`` (``gen_`` per generated frame, ``camera``, ``registration``...)."""
+    import contextlib
+
+    from v2m4.checkpoint import Checkpoints
+
+    @contextlib.contextmanager
+    def arm(prefix: str, n: int):
+        saved = []
+        original = Checkpoints.save
+
+        def save(self, name, result):
+            original(self, name, result)
+            if name.startswith(prefix):
+                saved.append(name)
+                if len(saved) >= n:
+                    raise KeyboardInterrupt(f"test interrupt after {name}")
+
+        with monkeypatch.context() as m:
+            m.setattr(Checkpoints, "save", save)
+            yield
+    return arm

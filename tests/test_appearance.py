@@ -69,7 +69,8 @@ def test_refinement_lowers_the_render_loss_and_keeps_the_embedding_near_its_star
 
 def test_pipeline_refines_each_keyframe_with_the_hook_and_skips_without(tmp_path):
     from v2m4.camera import orbit_camera
-    from v2m4.pipeline import PipelineConfig, _Log, _refine_appearance
+    from v2m4.checkpoint import Checkpoints
+    from v2m4.stages.generate import GenerationConfig, refine_keyframes
     from v2m4.types import Frames, Mesh
 
     tri = Mesh(torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]), torch.tensor([[0, 1, 2]]))
@@ -90,24 +91,22 @@ def test_pipeline_refines_each_keyframe_with_the_hook_and_skips_without(tmp_path
                 return Mesh(torch.zeros(3, 3), torch.zeros(0, 3, dtype=torch.long))  # unusable: rejected
             return tri.with_vertices(tri.vertices + t)
 
-    gen, warn = WithHook(), []
-    meshes = [tri, tri, tri]
-    ck = tmp_path / "ck"
-    ck.mkdir()
+    gen = WithHook()
+    store = Checkpoints(tmp_path / "ck")
     with pytest.warns(UserWarning, match="refined mesh rejected"):
-        got = _refine_appearance(gen, meshes, frames, key, cams, PipelineConfig(), ck, _Log("quiet"), warn)
-    assert got == "refined" and gen.calls == [(0, (8, 8, 4), 1), (2, (8, 8, 4), 1), (5, (8, 8, 4), 1)]
-    assert torch.equal(meshes[1].vertices, tri.vertices + 2) and meshes[2] is tri and len(warn) == 1
+        got = refine_keyframes(gen, [tri, tri, tri], frames, key, cams, GenerationConfig(), store=store)
+    assert got.status == "refined" and gen.calls == [(0, (8, 8, 4), 1), (2, (8, 8, 4), 1), (5, (8, 8, 4), 1)]
+    assert torch.equal(got.meshes[1].vertices, tri.vertices + 2) and got.meshes[2] is tri and len(got.warnings) == 1
     # resumed: the checkpointed frames are read back, only the rejected one is asked again
-    gen2, again = WithHook(), [tri, tri, tri]
+    gen2 = WithHook()
     with pytest.warns(UserWarning):
-        _refine_appearance(gen2, again, frames, key, cams, PipelineConfig(), ck, _Log("quiet"), [])
-    assert [c[0] for c in gen2.calls] == [5] and torch.equal(again[1].vertices, tri.vertices + 2)
+        again = refine_keyframes(gen2, [tri, tri, tri], frames, key, cams, GenerationConfig(), store=store)
+    assert [c[0] for c in gen2.calls] == [5] and torch.equal(again.meshes[1].vertices, tri.vertices + 2)
 
     class NoHook:
         name = "synthetic"
 
-    assert _refine_appearance(NoHook(), [tri], frames, key[:1], cams, PipelineConfig(), None, _Log("quiet"),
-                              []).startswith("skipped: the synthetic generator")
-    assert _refine_appearance(gen, [tri], frames, key[:1], cams, PipelineConfig(refine_appearance=False), None,
-                              _Log("quiet"), []) == "off"
+    skipped = refine_keyframes(NoHook(), [tri], frames, key[:1], cams, GenerationConfig())
+    assert skipped.status.startswith("skipped: the synthetic generator")
+    off = refine_keyframes(gen, [tri], frames, key[:1], cams, GenerationConfig(refine_appearance=False))
+    assert off.status == "off"

@@ -10,7 +10,9 @@ from v2m4 import render as R
 from v2m4.data.bench import load_item
 from v2m4.generators.synthetic import SyntheticConfig, SyntheticGenerator
 from v2m4.scoring import SilhouetteColourScorer
-from v2m4.stages import camera_search as CS
+from v2m4.geometry import surface_centroid
+from v2m4.stages import camera as CS
+from v2m4.stages.camera import search as S
 from v2m4.types import Mesh
 
 CTX = R.context()
@@ -33,7 +35,7 @@ def test_swarm_finds_the_minimum_of_a_test_function():
     g = torch.Generator().manual_seed(0)
     lo, hi = torch.full((4,), -3.0), torch.full((4,), 3.0)
     init = torch.rand(40, 4, generator=g) * 6 - 3
-    best, val = CS.particle_swarm(f, init, lo, hi, CS.CameraSearchConfig(), 60, generator=g)
+    best, val = S.particle_swarm(f, init, lo, hi, CS.CameraSearchConfig(), 60, generator=g)
     torch.testing.assert_close(best, target, atol=0.05, rtol=0)
     assert float(val) < 1e-2
 
@@ -51,7 +53,7 @@ def test_pose_recovered_on_a_generated_mesh():
     gen = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0))
     mesh = gen.generate(None, 0)
     cfg = replace(CS.CameraSearchConfig.fast(), n_samples=300, n_particles=24, pso_iters=8)  # refinement as in fast()
-    res = CS.search_cameras([mesh], item.frames, cfg, CTX, generator=torch.Generator().manual_seed(0))
+    res = S.search_poses([mesh], item.frames, cfg, CTX, generator=torch.Generator().manual_seed(0))
     # the true camera of the canonical mesh: the bench camera after the generator's similarity, made rigid
     G = gen.removed_transform(0).double()
     M = item.camera.cam_from_world[0].double() @ torch.linalg.inv(G)
@@ -204,7 +206,7 @@ def test_repose_scales_give_a_still_object_one_size_and_depth():
     plain = CS.repose_scales(meshes, cam, times, replace(CS.CameraSearchConfig.fast(), steady_depth=False))
     torch.testing.assert_close(plain, CS.consistent_scales(meshes))
     k = CS.repose_scales(meshes, cam, times, CS.CameraSearchConfig.fast())
-    depth = (-cam[:, 2, 3] + CS.surface_centroid(mesh).double()[2] * torch.tensor(sizes, dtype=torch.float64)) * k
+    depth = (-cam[:, 2, 3] + surface_centroid(mesh.vertices, mesh.faces).double()[2] * torch.tensor(sizes, dtype=torch.float64)) * k
     assert float(depth.std() / depth.mean()) < 1e-3
     assert float((k / plain - 1).abs().max()) < 0.05  # moved by about the injected error, no more
 
@@ -225,9 +227,9 @@ def test_joint_refinement_of_warm_frames_recovers_every_pose():
     meshes = [gen.generate(None, t) for t in range(3)]
     cfg = replace(CS.CameraSearchConfig.fast(), n_samples=200, n_particles=16, pso_iters=6, refine_iters=30,
                   warm_particles=12, warm_iters=3, warm_refine_iters=20, search_res=48, refine_res=64)
-    one = CS.search_cameras(meshes, item.frames, replace(cfg, refine_batch=1), CTX,
+    one = S.search_poses(meshes, item.frames, replace(cfg, refine_batch=1), CTX,
                             generator=torch.Generator().manual_seed(0))
-    joint = CS.search_cameras(meshes, item.frames, replace(cfg, refine_batch=2), CTX,
+    joint = S.search_poses(meshes, item.frames, replace(cfg, refine_batch=2), CTX,
                               generator=torch.Generator().manual_seed(0))
     assert len(joint.seconds) == 3 and bool(joint.global_search[0]) and not bool(joint.global_search[1:].any())
     assert torch.equal(one.poses[0], joint.poses[0])  # the global frame is the same search
@@ -238,8 +240,8 @@ def test_joint_refinement_of_warm_frames_recovers_every_pose():
     ms, vs = meshes[1:], [CS.make_view(item.frames.rgba[t], cfg.refine_res, cfg) for t in (1, 2)]
     topo = [R.edge_topology(m.faces) for m in ms]
     start = joint.poses[1:] + 0.02
-    both = CS.refine_poses(ms, start, vs, cfg, CTX, 5, topo, SilhouetteColourScorer())
-    alone = torch.stack([CS.refine_pose(m, p, v, cfg, CTX, 5, tp, SilhouetteColourScorer())
+    both = S.refine_poses(ms, start, vs, cfg, CTX, 5, topo, SilhouetteColourScorer())
+    alone = torch.stack([S.refine_pose(m, p, v, cfg, CTX, 5, tp, SilhouetteColourScorer())
                          for m, p, v, tp in zip(ms, start, vs, topo)])
     # up to float summation order, which differs between one batched render and single ones and between CPUs
     # (1e-4 after 5 steps on some machines): a different optimisation would differ by ~0.02, the offset
@@ -255,12 +257,12 @@ def test_shape_distance_sees_orientation_not_size_or_place():
     pts = sample_surface(mesh.vertices, mesh.faces, 300, generator=torch.Generator().manual_seed(0))
     cfg = CS.CameraSearchConfig.fast()
     pose = torch.tensor([[0.7, 0.2, 2.5, 0.1, 0.0, -0.1, 0.05]])
-    ref = CS.camera_points(pts, pose, cfg)[0]
+    ref = S.camera_points(pts, pose, cfg)[0]
     farther = pose.clone()
     farther[0, 2], farther[0, 3:6] = 4.0, torch.tensor([0.3, 0.2, 0.1])
     turned = pose.clone()
     turned[0, 0] += math.pi
-    d = CS.shape_distance(pts, torch.cat([pose, farther, turned]), ref, cfg)
+    d = S.shape_distance(pts, torch.cat([pose, farther, turned]), ref, cfg)
     assert float(d[0]) < 1e-6
     assert float(d[1]) < 0.02 * float(d[2])  # a perspective change only
     assert float(d[2]) > 0.02
@@ -273,7 +275,7 @@ def test_search_with_the_shape_term_recovers_every_pose():
     cfg = replace(CS.CameraSearchConfig.fast(), n_samples=200, n_particles=16, pso_iters=6, refine_iters=30,
                   warm_particles=12, warm_iters=3, warm_refine_iters=20, search_res=48, refine_res=64,
                   shape_weight=0.1)
-    res = CS.search_cameras(meshes, item.frames, cfg, CTX, generator=torch.Generator().manual_seed(0))
+    res = S.search_poses(meshes, item.frames, cfg, CTX, generator=torch.Generator().manual_seed(0))
     for t in range(3):
         assert _rotation_error_deg(res, gen, item, t) < 5
 
@@ -288,7 +290,7 @@ def test_mask_iou_poses_is_one_at_the_pose_that_made_the_frame():
     view = CS.SearchView(frame, CS.pose_cameras(pose, cfg, (64, 64)).K[0])
     off = pose.clone()
     off[0, 3] = 0.6  # the look-at moved sideways: the silhouette slides off the frame's
-    iou = CS.mask_iou_poses(mesh, torch.cat([pose, off]), view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))
+    iou = S.mask_iou_poses(mesh, torch.cat([pose, off]), view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))
     assert float(iou[0]) > 0.999 and float(iou[1]) < 0.6
 
 
@@ -312,13 +314,13 @@ def test_a_warm_frame_whose_silhouette_misses_falls_back_to_the_global_search():
     right = cam.cam_from_world[0, 0, :3]
     turned = mesh.with_vertices(mesh.vertices @ _rotation(right.tolist(), math.radians(60)).T)
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    on = CS.search_cameras([mesh, turned], frames, cfg, CTX, generator=g())
-    off = CS.search_cameras([mesh, turned], frames, replace(cfg, warm_fallback_iou=None), CTX, generator=g())
+    on = S.search_poses([mesh, turned], frames, cfg, CTX, generator=g())
+    off = S.search_poses([mesh, turned], frames, replace(cfg, warm_fallback_iou=None), CTX, generator=g())
     assert on.global_search.tolist() == [True, True] and off.global_search.tolist() == [True, False]
     topo = R.edge_topology(turned.faces, turned.vertices)
     view = CS.make_view(frames.rgba[1], cfg.search_res, cfg)
-    iou_on, iou_off = (float(CS.mask_iou_poses(turned, r.poses[1:], view, cfg, CTX, topo)[0]) for r in (on, off))
-    first = float(CS.mask_iou_poses(mesh, on.poses[:1], view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))[0])
+    iou_on, iou_off = (float(S.mask_iou_poses(turned, r.poses[1:], view, cfg, CTX, topo)[0]) for r in (on, off))
+    first = float(S.mask_iou_poses(mesh, on.poses[:1], view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))[0])
     assert iou_off < first - cfg.warm_fallback_iou  # what sent it there
     assert iou_on > first - cfg.warm_fallback_iou  # and the global search found the frame's pose again
     assert float(on.scores[1]) < float(off.scores[1]) / cfg.global_margin
@@ -346,12 +348,12 @@ def test_backward_pass_hands_a_frame_the_next_frames_better_pose():
     mesh, cfg, true, wrong, topo, views = _backward_case(2)
     scorer = SilhouetteColourScorer()
     poses = [wrong, true.clone()]
-    scores = [float(CS.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
+    scores = [float(S.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
     before = list(scores)
     secs = CS.backward_pass([mesh, mesh], poses, scores, views, cfg, CTX, scorer, batch=1)
     assert len(secs) == 2 and secs[0] > 0 and secs[1] == 0
     assert scores[0] < 0.5 * before[0] and scores[1] == before[1] and torch.equal(poses[1], true)
-    iou = CS.mask_iou_poses(mesh, torch.stack([wrong] + poses), views[0][1], cfg, CTX, topo).tolist()
+    iou = S.mask_iou_poses(mesh, torch.stack([wrong] + poses), views[0][1], cfg, CTX, topo).tolist()
     assert iou[0] < 0.6 and iou[1] > iou[2] - 0.03  # the wrong pose's silhouette, then about the true pose's
     assert abs(float(poses[0][0]) - 0.4) < math.radians(3)
 
@@ -379,11 +381,11 @@ def test_a_warm_frame_takes_a_turn_only_when_it_scores_clearly_better():
     out = R.render(CTX, two_faced(other), CS.pose_cameras(turned[None], cfg, (64, 64)), channels=("rgb", "mask"))
     view = CS.make_view(torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1), cfg.search_res, cfg)
     topo = R.edge_topology(sym.faces, sym.vertices)
-    s = CS.score_poses(sym, torch.stack([true, turned]), view, cfg, CTX, SilhouetteColourScorer(), topo)
+    s = S.score_poses(sym, torch.stack([true, turned]), view, cfg, CTX, SilhouetteColourScorer(), topo)
     assert 1.1 < float(s[0] / s[1]) < 1.2  # what the test is about
 
     def turn(margin, seed):
-        pose, _ = CS._local_search(sym, view, true, replace(cfg, turn_margin=margin), CTX, SilhouetteColourScorer(),
+        pose, _ = S._local_search(sym, view, true, replace(cfg, turn_margin=margin), CTX, SilhouetteColourScorer(),
                                    topo, torch.Generator().manual_seed(seed))
         return abs((float(pose[0]) - 0.4 + math.pi) % (2 * math.pi) - math.pi)
     for seed in range(3):
@@ -394,13 +396,13 @@ def test_a_warm_frame_takes_a_turn_only_when_it_scores_clearly_better():
     out = R.render(CTX, other, CS.pose_cameras(true[None], cfg, (64, 64)), channels=("rgb", "mask"))
     view = CS.make_view(torch.cat([out["rgb"][0], out["mask"][0, ..., None]], -1), cfg.search_res, cfg)
     topo = R.edge_topology(quarter.faces, quarter.vertices)
-    pose, _ = CS._local_search(quarter, view, true, cfg, CTX, SilhouetteColourScorer(), topo,
+    pose, _ = S._local_search(quarter, view, true, cfg, CTX, SilhouetteColourScorer(), topo,
                                torch.Generator().manual_seed(0))
     yaw = (float(pose[0]) - 0.4 + math.pi) % (2 * math.pi) - math.pi
     assert abs(abs(yaw) - math.pi / 2) < math.radians(10), math.degrees(yaw)
     # fitting the frame as well as the unturned mesh does from the true pose
-    ref = float(CS.mask_iou_poses(mesh, true[None], view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))[0])
-    assert float(CS.mask_iou_poses(quarter, pose[None], view, cfg, CTX, topo)[0]) > ref - 0.03
+    ref = float(S.mask_iou_poses(mesh, true[None], view, cfg, CTX, R.edge_topology(mesh.faces, mesh.vertices))[0])
+    assert float(S.mask_iou_poses(quarter, pose[None], view, cfg, CTX, topo)[0]) > ref - 0.03
 
 
 def test_backward_pass_hands_a_batch_the_pose_after_it():
@@ -409,7 +411,7 @@ def test_backward_pass_hands_a_batch_the_pose_after_it():
     mesh, cfg, true, wrong, topo, views = _backward_case(3)
     scorer = SilhouetteColourScorer()
     poses = [wrong.clone(), wrong.clone(), true.clone()]
-    scores = [float(CS.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
+    scores = [float(S.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
     CS.backward_pass([mesh] * 3, poses, scores, views, cfg, CTX, scorer, batch=2)
     for t in (0, 1):
         assert abs(float(poses[t][0]) - 0.4) < math.radians(3), (t, poses[t])

@@ -39,8 +39,12 @@ def test_inspect_reads_the_demo_frames():
     assert r.returncode == 0 and "24 frames, 256x256" in r.stdout
 
 
+def bench(*args):
+    return subprocess.run([sys.executable, "-m", "v2m4.bench", *map(str, args)], capture_output=True, text=True)
+
+
 def test_bench_quick_on_demo_writes_table(tmp_path):
-    r = v2m4("bench", "--method", "naive", "--items", "demo", "--bench-dir", DEMO_DIR, "--quick", "--out", tmp_path)
+    r = bench("--method", "naive", "--items", "demo", "--bench-dir", DEMO_DIR, "--quick", "--out", tmp_path)
     assert r.returncode == 0, r.stderr
     assert "| demo |" in r.stdout
     import json
@@ -54,5 +58,5 @@ def test_bench_quick_on_demo_writes_table(tmp_path):
 
 
 def test_unknown_method_is_one_line():
-    r = v2m4("bench", "--method", "magic", "--items", "demo", "--bench-dir", DEMO_DIR)
+    r = bench("--method", "magic", "--items", "demo", "--bench-dir", DEMO_DIR)
     assert r.returncode == 2 and "unknown bench method" in r.stderr

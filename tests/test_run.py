@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DEMO_DIR, bad_frames_input, write_pngs
+from conftest import DEMO_DIR, TINY_CONFIG, bad_frames_input, write_pngs
 from v2m4.export.validate import validator_available
 
 DEMO = DEMO_DIR / "demo"
+TINY = json.loads(TINY_CONFIG.read_text())
 
 
 def v2m4(*args, env=None):
@@ -42,23 +43,25 @@ def small_demo(tmp_path, n=8):
 
 
 def run_tiny(item, out, *extra, env=None):
-    return v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--preset", "tiny",
+    return v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--config", TINY_CONFIG,
                 "--resolution", "64", "--quiet", *extra, env=env)
 
 
 def test_run_writes_a_valid_asset(tmp_path):
     item = small_demo(tmp_path)
     out = tmp_path / "out"
-    r = run_tiny(item, out, "--also", "ply,usd")
+    r = run_tiny(item, out, "--also", "ply,usd", "--rig", "4")
     assert r.returncode == 0, r.stderr
     assert {p.name for p in out.iterdir()} >= {"animation.glb", "preview.mp4", "report.json", "checkpoints",
-                                                "meshes_ply", "animation.usda"}
+                                                "meshes_ply", "animation.usda", "animation_rigged.glb"}
     assert len(list((out / "meshes_ply").glob("*.ply"))) == 8
     rep = json.loads((out / "report.json").read_text())
     assert rep["keyframes"][0] == 0 and rep["keyframes"][-1] == 7
     assert 0 < rep["input_view"]["mask_iou"] <= 1
     if validator_available() is None:
         assert rep["glb"]["validator"]["errors"] == 0 and rep["glb"]["validator"]["warnings"] == 0
+    # the rig: 4 bones fitted to the vertex animation, its error against it reported
+    assert rep["rig"]["bones"] == 4 and 0 <= rep["rig"]["rms_err"] <= rep["rig"]["max_err"] < 1
     # a second run into the same folder is refused, and leaves it as it was
     before = sorted(p.name for p in out.rglob("*"))
     r2 = run_tiny(item, out)
@@ -66,17 +69,25 @@ def test_run_writes_a_valid_asset(tmp_path):
     assert sorted(p.name for p in out.rglob("*")) == before
 
 
-def test_resume_after_interrupt_matches_uninterrupted(tmp_path):
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, interrupt_after):
+    from v2m4.cli import main
+
     item = small_demo(tmp_path)
     full, cut = tmp_path / "full", tmp_path / "cut"
-    assert run_tiny(item, full).returncode == 0
-    r = run_tiny(item, cut, env={"V2M4_TEST_INTERRUPT": "generate:2"})
-    assert r.returncode == 130 and not (cut / "animation.glb").exists()
+
+    def run(out, *extra):
+        return main(["run", str(item / "frames"), "-o", str(out), "--generator", f"synthetic:{item}", "--config",
+                     str(TINY_CONFIG), "--resolution", "64", "--quiet", "--no-preview", *extra])
+
+    assert run(full) == 0
+    with interrupt_after("gen_", 2):
+        assert run(cut) == 130
+    assert not (cut / "animation.glb").exists()
     assert len(list((cut / "checkpoints").glob("gen_*.npz"))) == 2
-    r = run_tiny(item, cut, "--resume", env={"V2M4_TEST_INTERRUPT": "register:1"})
-    assert r.returncode == 130 and not (cut / "animation.glb").exists()
-    r = run_tiny(item, cut, "--resume")
-    assert r.returncode == 0, r.stderr
+    with interrupt_after("registration", 1):
+        assert run(cut, "--resume") == 130
+    assert not (cut / "animation.glb").exists()
+    assert run(cut, "--resume") == 0
     a = np.load(full / "checkpoints" / "animation.npz")
     b = np.load(cut / "checkpoints" / "animation.npz")
     assert np.allclose(a["anim_vertices"], b["anim_vertices"], atol=1e-5)
@@ -127,7 +138,7 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, case):
     else:
         target = bad_frames_input(tmp_path, case)
     out = tmp_path / "out"
-    r = v2m4("run", target, "-o", out, "--generator", gen, "--preset", "tiny", *extra)
+    r = v2m4("run", target, "-o", out, "--generator", gen, "--config", TINY_CONFIG, *extra)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("v2m4: error:"), r.stderr
@@ -142,7 +153,7 @@ def test_nan_mesh_frame_is_skipped_and_interpolated(tmp_path):
         shutil.copy(f, frames / f.name)
     meshes = _nan_meshes(tmp_path, 7)
     out = tmp_path / "out"
-    r = v2m4("run", frames, "-o", out, "--generator", f"meshes:{meshes}", "--preset", "tiny", "--resolution", "64",
+    r = v2m4("run", frames, "-o", out, "--generator", f"meshes:{meshes}", "--config", TINY_CONFIG, "--resolution", "64",
              "--keyframes", "7", "--quiet", "--no-preview")
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
@@ -151,20 +162,27 @@ def test_nan_mesh_frame_is_skipped_and_interpolated(tmp_path):
     assert anim["anim_vertices"].shape[0] == 7 and np.isfinite(anim["anim_vertices"]).all()
 
 
-def test_run_reports_the_bench_figures_of_method_full(tmp_path):
-    """`v2m4 run --generator synthetic:ITEM` and `v2m4 bench --method full` are one code path: same figures."""
-    from v2m4.bench import BenchSettings, bench_item
+def test_bench_full_is_the_run_of_v2m4_run(tmp_path):
+    """`v2m4 run --generator synthetic:ITEM` and the bench's `full` method run one code path: the same animation,
+    and the bench row carries every figure group."""
+    from v2m4.bench import BenchSettings, _bench_pipeline, pipeline_config
+    from v2m4.generators import make_generator
+    from v2m4.io.frames import read_frames
+    from v2m4.pipeline import reconstruct
 
     item = small_demo(tmp_path, n=6)
     fps = json.loads((item / "meta.json").read_text())["fps"]
     out = tmp_path / "out"
     r = run_tiny(item, out, "--keyframes", "3", "--fps", fps, "--no-preview")
     assert r.returncode == 0, r.stderr
-    rep = json.loads((out / "report.json").read_text())["bench"]
-    row = bench_item(str(item), BenchSettings(method="full", resolution=64, max_frames=3, preset="tiny"))
-    quality = [k for k in row if not k.startswith(("sec_", "gen_sec"))]
-    assert {"psnr", "fscore2_once", "rot_err_med_deg", "flipped_frac", "unreached_frac", "psnr_all"} <= set(quality)
-    assert {k: rep[k] for k in quality} == {k: row[k] for k in quality}
+    settings = BenchSettings(method="full", resolution=64, max_frames=3, overrides=TINY)
+    frames = read_frames(item / "frames", fps=fps, max_size=64)
+    result = reconstruct(frames, make_generator(f"synthetic:{item}", len(frames)), pipeline_config(settings),
+                         log="quiet")
+    ran = np.load(out / "checkpoints" / "animation.npz")
+    assert np.array_equal(ran["anim_vertices"], result.animation.vertices.numpy())
+    row = _bench_pipeline(str(item), settings)
+    assert {"psnr", "fscore2_once", "rot_err_med_deg", "flipped_frac", "unreached_frac", "psnr_all"} <= set(row)
 
 
 def test_bench_register_is_the_pipeline_without_its_texture(tmp_path):
@@ -173,7 +191,7 @@ def test_bench_register_is_the_pipeline_without_its_texture(tmp_path):
     from v2m4.bench import BenchSettings, bench_item
 
     item = small_demo(tmp_path, n=6)
-    rows = {m: bench_item(str(item), BenchSettings(method=m, resolution=64, max_frames=3, preset="tiny"))
+    rows = {m: bench_item(str(item), BenchSettings(method=m, resolution=64, max_frames=3, overrides=TINY))
             for m in ("register", "full")}
     geometry = ("chamfer_once", "fscore2_once", "rot_err_med_deg", "trans_err_med", "flipped_frac",
                 "edge_change_p99", "chamfer_generated")
@@ -233,7 +251,7 @@ def test_bench_true_pose_row_is_the_ceiling_of_re_posing(tmp_path, monkeypatch):
 def test_run_without_weights_uses_the_weight_free_path_and_says_so_once(tmp_path):
     item = small_demo(tmp_path, n=4)
     out = tmp_path / "out"
-    r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--preset", "tiny",
+    r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--config", TINY_CONFIG,
              "--resolution", "48", "--no-preview", env={"V2M4_WEIGHTS": str(tmp_path / "no-weights")})
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("learned parts unavailable") == 1, r.stdout
@@ -256,7 +274,7 @@ def test_disk_full_mid_run_leaves_no_partial_output(tmp_path, limit_bytes, stage
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     r = subprocess.run([sys.executable, "-m", "v2m4.cli", "run", str(item / "frames"), "-o", str(out), "--generator",
-                        f"synthetic:{item}", "--preset", "tiny", "--resolution", "64", "--quiet"],
+                        f"synthetic:{item}", "--config", TINY_CONFIG, "--resolution", "64", "--quiet"],
                        capture_output=True, text=True, preexec_fn=limit)
     assert r.returncode == 2, (r.stdout, r.stderr[-2000:])
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
@@ -283,3 +301,20 @@ def test_registration_warnings_reach_the_report(tmp_path):
     warns = json.loads((out / "report.json").read_text())["warnings"]
     assert any(w.startswith("registration: rest mesh kept as generated") and "numpy.core.multiarray" in w
                for w in warns), warns
+
+
+def test_joint_registration_fits_every_frame(tmp_path):
+    """--joint-registration: every input frame gets its own fitted positions (none interpolated), one topology."""
+    item = small_demo(tmp_path, n=5)
+    cfg = tmp_path / "joint.json"
+    cfg.write_text(json.dumps({**TINY, "joint": {"global_iters": 4, "iters": 6, "render_res": 32, "view_pool": 6,
+                                                  "global_views": 2, "key_views": 2, "chamfer_points": 200,
+                                                  "sample_sets": 2}}))
+    out = tmp_path / "out"
+    r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--joint-registration",
+             "--config", cfg, "--resolution", "48", "--keyframes", "3", "--quiet", "--no-preview")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["keyframes"] == [0, 2, 4] and len(rep["registration"]["flipped"]) == 5
+    anim = np.load(out / "checkpoints" / "animation.npz")
+    assert anim["keyframes"].tolist() == [0, 1, 2, 3, 4] and np.isfinite(anim["anim_vertices"]).all()

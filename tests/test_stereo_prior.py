@@ -10,7 +10,7 @@ from conftest import DEMO_DIR
 from v2m4 import render as R
 from v2m4.data.bench import load_item
 from v2m4.generators.synthetic import SyntheticConfig, SyntheticGenerator
-from v2m4.stages import camera_search as CS
+from v2m4.stages import camera as CS
 from v2m4.stages.stereo_prior import StereoPriorConfig, align_point_clouds, pose_from_point_maps, solve_camera
 
 CTX = R.context()

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from v2m4 import render as R
 from v2m4.metrics.image import masked_psnr
-from v2m4.stages.texture import (TextureConfig, appearance_renders, bake_texture, fill_unreached, random_views,
+from v2m4.stages.texture import (TextureConfig, appearance_renders, fit_texture, fill_unreached, random_views,
                                  ring_views, unreached_fraction, uv_atlas)
 from v2m4.types import Mesh
 
@@ -45,7 +45,7 @@ def test_baked_texture_reproduces_known_views():
     multi = random_views(m, cfg.multi_views, cfg.render_res, g)
     targets = appearance_renders([m], multi, CTX)
     ref = multi[0]
-    res = bake_texture(atlas, vmap, m.vertices[None], ref, targets[:1], multi, targets, cfg, CTX)
+    res = fit_texture(atlas, vmap, m.vertices[None], ref, targets[:1], multi, targets, cfg, CTX)
     # re-render the textured mesh from the training views and from new ones: the seen texels reproduce them
     new = random_views(m, 6, cfg.render_res, torch.Generator().manual_seed(5))
     for cams in (multi, new):
@@ -97,7 +97,7 @@ def test_video_decides_what_it_saw_and_generated_views_fill_the_rest():
     for vs in (True, False):
         cfg = replace(TextureConfig.fast(), size=128, iters=100, multi_views=24, render_res=96, video_supervision=vs)
         atlas, vmap = uv_atlas(m, size=cfg.size, padding=cfg.padding)
-        res = bake_texture(atlas, vmap, m.vertices[None], ref_cam, video, multi, targets, cfg, CTX)
+        res = fit_texture(atlas, vmap, m.vertices[None], ref_cam, video, multi, targets, cfg, CTX)
         got = R.render(CTX, res.mesh, ref_cam, channels=("rgb", "mask"))
         inner = (video[..., 3] > 0.99) & (got["mask"] > 0.99)
         psnr[vs] = float(masked_psnr(got["rgb"], video[..., :3], inner.float()))

@@ -4,77 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import V2M4Error
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _add_bench(sub):
-    p = sub.add_parser("bench", help="run a method on bench items and print/write the metrics table")
-    p.add_argument("--method", default="naive", help="naive | camera | register | full | full_genref | "
-                   "true_pose (the ceiling: the generator's meshes at their true poses)")
-    p.add_argument("--items", nargs="*", default=[], help="item ids (default: every p* item)")
-    p.add_argument("--quick", action="store_true", help="6 frames at 128² (for tests and a first look)")
-    p.add_argument("--resolution", type=int, default=None)
-    p.add_argument("--max-frames", type=int, default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--backend", default="torch", help="torch | nvdiffrast | auto")
-    p.add_argument("--preset", default=None, help="fast (CPU default) | paper (CUDA default); suffixes: "
-                   "-cold (no warm start), -back/-noback (camera backward pass on/off)")
-    p.add_argument("--bench-dir", default=None, help="bench data folder (default: $V2M4_BENCH_DIR or ../shared/data/bench)")
-    p.add_argument("--out", default=str(REPO / "bench" / "results"), help="folder for <method>.json and .md")
-    p.add_argument("--name", default=None, help="file name stem (default: the method; e.g. camera_h100)")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def cmd_bench(args) -> int:
-    from .bench import BenchSettings, format_table, run_bench, write_results
-
-    kw = dict(method=args.method, items=tuple(args.items), device=args.device, backend=args.backend,
-              preset=args.preset or ("paper" if args.device.startswith("cuda") else "fast"), seed=args.seed,
-              bench_dir=args.bench_dir)
-    s = BenchSettings.quick(**kw) if args.quick else BenchSettings(**kw)
-    if args.resolution:
-        s = BenchSettings(**{**s.__dict__, "resolution": args.resolution})
-    if args.max_frames:
-        s = BenchSettings(**{**s.__dict__, "max_frames": args.max_frames})
-
-    def progress(item_id, row, partial):
-        write_results(partial, args.out, args.name)  # a long run interrupted keeps the items it finished
-        msg = row.get("error") or ", ".join(f"{k}={v:.3g}" for k, v in row.items() if k in ("mask_iou", "fscore2_once", "sec_per_frame"))
-        print(f"  {item_id}: {msg}", file=sys.stderr, flush=True)
-
-    result = run_bench(s, progress=progress)
-    print(format_table(result))
-    js, md = write_results(result, args.out, args.name)
-    print(f"wrote {js} and {md}")
-    return 0
-
-
-def make_generator(spec: str, n_frames: int, *, seed: int = 0, device: str = "cpu"):
-    """--generator: synthetic:ITEM_DIR (a bench-format item's ground truth, for tests and demos), meshes:DIR (one
-    mesh per frame from any tool), or trellis (the paper's generator; needs its package and weights)."""
-    kind, _, arg = spec.partition(":")
-    if kind == "synthetic":
-        from .data.bench import load_item
-        from .generators.synthetic import SyntheticGenerator
-        if not arg:
-            raise V2M4Error("--generator synthetic:ITEM_DIR needs the item folder (with meta.json and gt_mesh.npz)")
-        item = load_item(arg)
-        if len(item.frames) != n_frames:
-            raise V2M4Error(f"synthetic item {arg} has {len(item.frames)} frames but the input has {n_frames}")
-        return SyntheticGenerator(item, seed=seed)
-    if kind == "meshes":
-        from .generators.mesh_folder import MeshFolderGenerator
-        if not arg:
-            raise V2M4Error("--generator meshes:DIR needs the folder of per-frame meshes")
-        return MeshFolderGenerator(arg, n_frames)
-    if kind == "trellis":
-        from .generators.trellis import DEFAULT_MODEL, TrellisGenerator
-        return TrellisGenerator(arg or DEFAULT_MODEL, device=device, seed=seed)
-    raise V2M4Error(f"unknown generator {spec!r}; choose synthetic:ITEM_DIR, meshes:DIR or trellis")
 
 
 def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
@@ -93,69 +28,62 @@ def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=None, device="cpu",
-                 backend="torch", preset=None, keyframes="auto", resolution=None, resume=False, force=False,
-                 log="bars", preview=True, glb_mode="targets", remove_background=False, seed=0, n_points=5000,
-                 video_supervision=None, also=(), scorer="auto", weights=None, stereo="auto",
-                 mask_smoothing=0, refine_appearance=True, texture=True) -> dict:
-    """`v2m4 run`: read, check, reconstruct, write. With the synthetic generator the report also holds the bench's
-    figures against its ground truth (``report["bench"]``, the same function as `v2m4 bench --method full`)."""
-    from .io.frames import read_frames
-    from .pipeline import PipelineConfig, reconstruct, write_outputs
-    from .stages.keyframes import KeyframeConfig
+@dataclass(frozen=True)
+class InputOptions:
+    """How ``v2m4 run`` reads its input: masks folder, frame rate of a frame folder, background removal."""
 
+    masks: str | None = None
+    fps: float | None = None
+    remove_background: bool = False
+    mask_smoothing: int = 0          # temporal median radius (frames) of the masks background removal makes
+
+
+def read_input(input_path, inputs: InputOptions, max_size: int):
+    """The frames ``v2m4 run`` reconstructs, checked; and what the report says of the background."""
+    from .io.frames import read_frames
     from .pipeline import check_frames
 
-    preset = preset or ("paper" if device.startswith("cuda") else "fast")
-    if preset.split("-")[0] not in ("fast", "paper", "tiny"):
-        raise V2M4Error(f"unknown preset {preset!r}; choose fast or paper")
-    res = resolution or (512 if preset == "paper" else 256)
-    # every input check comes before the output folder is touched: a mistake leaves nothing behind
-    frames = read_frames(input_path, masks=masks, fps=fps, max_size=res)
-    background = None
-    if remove_background:
+    frames = read_frames(input_path, masks=inputs.masks, fps=inputs.fps, max_size=max_size)
+    background = {"method": "input alpha" if inputs.masks is None else "--masks"}
+    if inputs.remove_background:
         from .io.background import remove_background as rb
-        frames = rb(frames, temporal_radius=mask_smoothing)
-        background = {"method": "rembg:u2net", "temporal_median_radius": mask_smoothing}
+        frames = rb(frames, temporal_radius=inputs.mask_smoothing)
+        background = {"method": "rembg:u2net", "temporal_median_radius": inputs.mask_smoothing}
     check_frames(frames)
-    gen = make_generator(generator_spec, len(frames), seed=seed, device=device)
-    kcfg, n_key = KeyframeConfig(), None
-    if keyframes == "all":
-        kcfg = KeyframeConfig(stride=1)
-    elif keyframes not in ("auto", "fixed", None):
-        if keyframes == "adaptive":
-            kcfg = KeyframeConfig(mode="adaptive")
-        else:
-            try:
-                n_key = int(keyframes)
-            except ValueError:
-                raise V2M4Error(f"--keyframes takes a number, auto or adaptive, not {keyframes!r}") from None
-            if n_key < 1:
-                raise V2M4Error("--keyframes must be at least 1")
-    also = tuple(a for a in also if a)
-    bad = [a for a in also if a not in ("obj", "ply", "usd")]
+    return frames, background
+
+
+def check_config(cfg) -> None:
+    """Everything about a config that can fail before any work: optional packages and paths it names."""
+    bad = [a for a in cfg.output.extra_exports if a not in ("obj", "ply", "usd")]
     if bad:
         raise V2M4Error(f"--also takes obj, ply and usd, not {', '.join(bad)}")
-    if "usd" in also:
+    if "usd" in cfg.output.extra_exports:
         try:
             import pxr  # noqa: F401
         except ImportError:
             raise V2M4Error("--also usd needs usd-core: pip install usd-core") from None
     from .learned import check_scorer
-    check_scorer(scorer, weights=weights)
+    check_scorer(cfg.learned.scorer, weights=cfg.learned.weights)
+    stereo = cfg.learned.stereo
     if stereo not in ("auto", "off") and not (Path(stereo) / "dust3r").is_dir():
         raise V2M4Error(f"--stereo {stereo}: not a DUSt3R checkout (no dust3r/ folder in it)")
+
+
+def run_pipeline(input_path, out: Path, generator_spec: str, cfg, *, inputs: InputOptions = InputOptions(),
+                 resume: bool = False, force: bool = False, log: str = "bars") -> dict:
+    """`v2m4 run`: read, check, reconstruct, write; returns the report. ``cfg``: a ``PipelineConfig``."""
+    from .generators import make_generator
+    from .pipeline import reconstruct, write_outputs
+
+    # every input check comes before the output folder is touched: a mistake leaves nothing behind
+    frames, background = read_input(input_path, inputs, cfg.resolution)
+    gen = make_generator(generator_spec, len(frames), seed=cfg.seed, device=cfg.device)
+    check_config(cfg)
     _prepare_out(out, force=force, resume=resume)
-    cfg = PipelineConfig(preset=preset, keyframes=kcfg, n_keyframes=n_key, device=device, backend=backend,
-                         preview=preview, glb_mode=glb_mode, seed=seed, video_supervision=video_supervision,
-                         extra_exports=also, scorer=scorer, weights=weights, stereo=stereo,
-                         refine_appearance=refine_appearance, texture=texture)
     try:
         result = reconstruct(frames, gen, cfg, run_dir=out, resume=resume, log=log)
-        result.report["background"] = background or {"method": "input alpha" if masks is None else "--masks"}
-        if generator_spec.startswith("synthetic:"):
-            from .bench import score_run
-            result.report["bench"] = score_run(gen.item, frames, result, gen, n_points=n_points, seed=seed)
+        result.report["background"] = background
         return write_outputs(result, frames, out, cfg, log=log)
     except OSError as exc:  # a full disk, a quota, a vanished folder: no half-written output stays behind
         _remove_partial_outputs(out)
@@ -163,8 +91,58 @@ def run_pipeline(input_path, out: Path, generator_spec: str, *, masks=None, fps=
                         f"run again with --resume)") from None
 
 
+def config_from_args(args):
+    """The run's ``PipelineConfig``: the preset (default: paper on a CUDA device, fast elsewhere) and its schedule,
+    then the ``--config`` file's overrides, then each option given on the command line."""
+    from .config import PipelineConfig
+
+    preset = args.preset or ("paper" if args.device.startswith("cuda") else "fast")
+    cfg = PipelineConfig.preset(preset, device=args.device, backend=args.backend, seed=args.seed)
+    if args.joint_registration:
+        cfg = cfg.with_joint_registration()
+    if args.config:
+        cfg = PipelineConfig.from_file(args.config, cfg)
+    kw = {}
+    if args.resolution:
+        kw["resolution"] = args.resolution
+    if args.keyframes not in ("auto", None):
+        kw["keyframes"] = _keyframe_config(args.keyframes, cfg.keyframes)
+    if args.no_texture:
+        kw["texture"] = None
+    if args.joint_registration:
+        cfg = cfg.with_joint_registration()
+    if args.no_appearance_refinement:
+        kw["generation"] = replace(cfg.generation, refine_appearance=False)
+    learned = {k: v for k, v in (("scorer", args.scorer), ("weights", args.weights), ("stereo", args.stereo))
+               if v is not None}
+    output = {"preview": False} if args.no_preview else {}
+    if args.pca:
+        output["glb_mode"] = "pca"
+    if args.rig:
+        output["rig_bones"] = args.rig
+    if args.also:
+        output["extra_exports"] = tuple(a for a in args.also.split(",") if a)
+    return replace(cfg, learned=replace(cfg.learned, **learned), output=replace(cfg.output, **output), **kw)
+
+
+def _keyframe_config(spec: str, base):
+    if spec == "fixed":
+        return base
+    if spec == "all":
+        return replace(base, stride=1, budget=None)
+    if spec == "adaptive":
+        return replace(base, mode="adaptive")
+    try:
+        n = int(spec)
+    except ValueError:
+        raise V2M4Error(f"--keyframes takes a number, auto, adaptive or all, not {spec!r}") from None
+    if n < 1:
+        raise V2M4Error("--keyframes must be at least 1")
+    return replace(base, budget=n)
+
+
 FINAL_OUTPUTS = ("animation.glb", "preview.mp4", "report.json", "meshes_obj", "meshes_ply", "animation.usda",
-                 "animation_texture.png")
+                 "animation_texture.png", "animation_rigged.glb")
 
 
 def _remove_partial_outputs(out: Path) -> None:
@@ -184,14 +162,10 @@ def _remove_partial_outputs(out: Path) -> None:
 def cmd_run(args) -> int:
     out = Path(args.out)
     log = "json" if args.json_log else ("quiet" if args.quiet else "bars")
-    report = run_pipeline(args.input, out, args.generator, masks=args.masks, fps=args.fps, device=args.device,
-                          backend=args.backend, preset=args.preset, keyframes=args.keyframes,
-                          resolution=args.resolution, resume=args.resume, force=args.force, log=log,
-                          preview=not args.no_preview, glb_mode="pca" if args.pca else "targets",
-                          remove_background=args.remove_background, seed=args.seed,
-                          also=tuple(args.also.split(",")) if args.also else (), scorer=args.scorer,
-                          weights=args.weights, stereo=args.stereo, mask_smoothing=args.mask_smoothing,
-                          refine_appearance=not args.no_appearance_refinement, texture=not args.no_texture)
+    inputs = InputOptions(masks=args.masks, fps=args.fps, remove_background=args.remove_background,
+                          mask_smoothing=args.mask_smoothing)
+    report = run_pipeline(args.input, out, args.generator, config_from_args(args), inputs=inputs,
+                          resume=args.resume, force=args.force, log=log)
     if log != "quiet":
         iv = report["input_view"]
         print(f"wrote {out / 'animation.glb'} ({report['glb']['bytes'] / 1e6:.1f} MB, {report['glb']['targets']} "
@@ -202,10 +176,13 @@ def cmd_run(args) -> int:
 
 def cmd_demo(args) -> int:
     """The whole pipeline on the bundled demo item (24 frames of the Khronos fox, the synthetic generator)."""
+    from .config import PipelineConfig
+
     demo = REPO / "examples" / "demo"
     out = Path(args.out)
-    report = run_pipeline(demo / "frames", out, f"synthetic:{demo}", device=args.device, force=True,
-                          log="quiet" if args.quiet else "bars")
+    preset = "paper" if args.device.startswith("cuda") else "fast"
+    report = run_pipeline(demo / "frames", out, f"synthetic:{demo}", PipelineConfig.preset(preset, device=args.device),
+                          force=True, log="quiet" if args.quiet else "bars")
     iv = report["input_view"]
     print(f"demo done in {sum(report['seconds'].values()):.0f} s: {out / 'animation.glb'}, {out / 'preview.mp4'}, "
           f"{out / 'report.json'} (input view: mask IoU {iv['mask_iou']:.3f}, PSNR {iv['psnr']:.1f} dB)")
@@ -233,7 +210,6 @@ def cmd_inspect(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="v2m4", description="Video to animated 3D mesh (V2M4).")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    _add_bench(sub)
     i = sub.add_parser("inspect", help="read a video or frame folder (and a mesh folder) and summarise it")
     i.add_argument("input", help="video file or folder of frames")
     i.add_argument("--masks", default=None, help="folder with one mask per frame")
@@ -256,15 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "-cold (no warm start), -back/-noback (camera backward pass on/off)")
     r.add_argument("--keyframes", default="auto", help="auto (paper stride from the fps) | adaptive | N | all")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--scorer", default="auto", help="camera-search scorer: auto (DreamSim when its weights are "
+    r.add_argument("--config", default=None, help="JSON file of config overrides applied to the preset, e.g. "
+                   '{"camera": {"n_particles": 100}, "texture": {"size": 512}} (see v2m4.config.PipelineConfig)')
+    r.add_argument("--scorer", default=None, help="camera-search scorer: auto (DreamSim when its weights are "
                    "here, else weight-free) | dreamsim | lpips | silhouette-colour")
     r.add_argument("--weights", default=None, help="folder (DreamSim) or file (LPIPS VGG-16) of the scorer's weights")
     r.add_argument("--no-appearance-refinement", action="store_true",
                    help="skip Sec. 4.2 (regenerating each keyframe with its appearance fitted to the frame; "
                         "TRELLIS only, other generators skip it with a notice)")
+    r.add_argument("--joint-registration", action="store_true",
+                   help="register every input frame at once, fitted to the keyframe meshes and the video together "
+                        "(experimental; default: keyframe pairs in a chain, frames between them interpolated)")
     r.add_argument("--no-texture", action="store_true",
                    help="skip Sec. 4.4: the mesh keeps the first keyframe's generated vertex colours")
-    r.add_argument("--stereo", default="auto", help="stereo prior: auto (DUSt3R when importable) | off | PATH of a "
+    r.add_argument("--stereo", default=None, help="stereo prior: auto (DUSt3R when importable) | off | PATH of a "
                    "DUSt3R checkout")
     r.add_argument("--also", default="", help="more exports, comma-separated: obj, ply (a mesh per frame), usd")
     r.add_argument("--resolution", type=int, default=None, help="working size (frames are downscaled to it)")
@@ -274,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json-log", action="store_true", help="progress as JSON lines (for scripts)")
     r.add_argument("--no-preview", action="store_true")
     r.add_argument("--pca", action="store_true", help="compact GLB (PCA morph basis)")
+    r.add_argument("--rig", type=int, nargs="?", const=16, default=None, metavar="BONES",
+                   help="also OUT/animation_rigged.glb, a skinned mesh with BONES bones (default 16) fitted to the "
+                        "animation (experimental)")
     r.add_argument("--remove-background", action="store_true", help="cut the object out with rembg (optional extra)")
     r.add_argument("--mask-smoothing", type=int, default=0, help="temporal median radius (frames) of the masks "
                    "--remove-background makes (1 removes one-frame flicker, thins fast edges); 0: off")
@@ -283,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"bench": cmd_bench, "demo": cmd_demo, "inspect": cmd_inspect, "run": cmd_run}[args.cmd](args)
+        return {"demo": cmd_demo, "inspect": cmd_inspect, "run": cmd_run}[args.cmd](args)
     except V2M4Error as exc:
         print(f"v2m4: error: {exc}", file=sys.stderr)
         return 2

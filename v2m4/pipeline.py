@@ -1,104 +1,234 @@
-"""The whole pipeline, stage by stage, with checkpoints (the architecture's floor 4).
+"""The whole pipeline, a line per stage (Fig. 2), with checkpoints.
 
-frames -> keyframes -> generator (per keyframe) -> camera search + re-pose -> registration -> texture ->
-animation (interpolation) -> GLB + preview + report. Each stage writes its output under ``run_dir/checkpoints``
-before the next starts, and generation checkpoints every frame, so ``resume=True`` continues where an interrupted
-run stopped; every stage draws its randomness from its own seed, so a resumed run equals an uninterrupted one.
+frames -> keyframes -> generation -> camera search (+ appearance refinement, re-pose) -> registration -> texture ->
+animation -> GLB + preview + report. Each stage's result is saved under ``run_dir/checkpoints`` as it finishes
+(generation and refinement per frame), so ``resume=True`` continues where an interrupted run stopped; every stage
+draws its randomness from its own seed, so a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import platform
+import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from . import render as R
 from .camera import Camera
+from .checkpoint import Checkpoints, write_json
+from .config import PipelineConfig
 from .errors import V2M4Error
-from .stages.keyframes import KeyframeConfig, budget_keyframes, select_keyframes
-from .types import Animation, Frames, Mesh, Sequence, atomic_save_npz
+from .progress import Log
+from .stages.animate import make_animation
+from .stages.camera import CameraResult, search_cameras
+from .stages.generate import generate_keyframes, refine_keyframes
+from .stages.keyframes import Keyframes, select_keyframes
+from .stages.registration import RegistrationResult, register_sequence, sequence_quality
+from .stages.registration.joint import register_clip
+from .stages.texture import TextureResult, bake_texture, ring_views, unreached_fraction
+from .types import Animation, Frames, Mesh
 
 STAGES = ("keyframes", "generate", "camera", "register", "texture", "export")
 
 
 @dataclass(frozen=True)
-class PipelineConfig:
-    preset: str = "fast"                       # "fast" (CPU) or "paper" (GPU): every stage's preset
-    keyframes: KeyframeConfig = KeyframeConfig()
-    n_keyframes: int | None = None             # a keyframe budget instead of the stride (ours)
-    device: str = "cpu"
-    backend: str = "torch"
-    seed: int = 0
-    preview: bool = True
-    preview_resolution: int = 256
-    preview_normals: bool = False
-    glb_mode: str = "targets"                  # "targets" (one per keyframe) or "pca" (compact)
-    video_supervision: bool | None = None      # texture supervision override (None: the preset's)
-    texture: bool = True                       # Sec. 4.4; False: no texture stage, the rest mesh keeps the first
-                                               # keyframe's generated vertex colours (the bench's `register`)
-    extra_exports: tuple[str, ...] = ()        # any of "obj", "ply" (a file per frame), "usd"
-    scorer: str = "auto"                       # Sec. 4.1: "auto" (DreamSim when its weights are here, else the
-                                               # weight-free scorer), "dreamsim", "lpips", "silhouette-colour"
-    weights: str | None = None                 # folder of the scorer's weights (default: its standard cache)
-    stereo: str = "auto"                       # Alg. 1 stereo prior: "auto" (DUSt3R when importable), "off", or
-                                               # the path of a DUSt3R checkout
-    refine_appearance: bool = True             # Sec. 4.2: regenerate each keyframe with its negative condition
-                                               # optimised against the frame (generators with the hook: TRELLIS)
-
-
-@dataclass
 class RunResult:
-    """animation: every input frame; camera: the video camera; world_from_canonical (K, 4, 4): the similarity
-    that re-posed each keyframe's generated mesh (for pose scoring); extras: the stages' own figures (the bench's
-    method columns); report: what report.json records."""
+    """keyframes (K,) int64: the reconstructed frames; generated_faces: each keyframe mesh's face count as the
+    generator gave it (the stages work on it simplified to ``GenerationConfig.max_faces``); camera: the camera stage (its ``video_camera`` sees every
+    frame); registration: the one mesh over the keyframes; texture: the texture stage (None when off); animation:
+    every input frame; world_from_canonical (K, 4, 4): the similarity that re-posed each keyframe's generated mesh;
+    report: what report.json records."""
 
+    keyframes: Tensor
+    generated_faces: tuple[int, ...]
+    camera: CameraResult
+    registration: RegistrationResult
+    texture: TextureResult | None
     animation: Animation
-    camera: Camera
-    report: dict = field(default_factory=dict)
-    world_from_canonical: torch.Tensor | None = None
-    extras: dict = field(default_factory=dict)
+    world_from_canonical: Tensor
+    report: dict
+
+    @property
+    def video_camera(self) -> Camera:
+        return self.camera.video_camera
 
 
-class _Log:
-    """Progress for people (tqdm bars), or JSON lines for scripts, or nothing."""
+class _Run:
+    """What every stage of one run shares: device, renderer, checkpoints, log, timings and warnings."""
 
-    def __init__(self, mode: str = "bars"):
-        self.mode = mode
+    def __init__(self, cfg: PipelineConfig, run_dir, resume: bool, log: str):
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise V2M4Error("--device cuda was asked for but torch sees no CUDA GPU")
+        self.ctx = R.context(cfg.backend, self.device)
+        self.store = Checkpoints(Path(run_dir) / "checkpoints" if run_dir else None, resume=resume)
+        self.log = Log(log)
+        self.seconds: dict[str, float] = {}
+        self.warnings: list[str] = []
 
-    def event(self, **kw):
-        if self.mode == "json":
-            print(json.dumps(kw), flush=True)
-        elif self.mode == "bars" and kw.get("message"):
-            print(kw["message"], flush=True)
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        t0 = time.perf_counter()
+        yield
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
-    def bar(self, total: int, desc: str):
-        if self.mode != "bars":
-            return None
-        from tqdm import tqdm
-        return tqdm(total=total, desc=desc, unit="frame", leave=False)
+    @contextlib.contextmanager
+    def warnings_to_report(self, prefix: str):
+        """What a stage warns of belongs in the report too (and is still shown)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            self.warnings.append(f"{prefix}{w.message}")
+            warnings.warn(self.warnings[-1], w.category)
+
+    def generator(self, offset: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.cfg.seed + offset)
 
 
-def _interrupt_hook(stage: str, done: int) -> None:
-    """Test hook: V2M4_TEST_INTERRUPT=stage:n stops the run (as Ctrl-C would) after n units of that stage."""
-    spec = os.environ.get("V2M4_TEST_INTERRUPT", "")
-    if spec and spec.split(":")[0] == stage and done >= int(spec.split(":")[1]):
-        raise KeyboardInterrupt(f"test interrupt after {stage}:{done}")
+def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(), *,
+                run_dir: str | os.PathLike | None = None, resume: bool = False, log: str = "bars") -> RunResult:
+    """Video frames + a generator -> the animated asset (with run_dir, checkpoints too; see ``write_outputs``)."""
+    check_frames(frames)
+    run = _Run(cfg, run_dir, resume, log)
+    with run.timed("keyframes"):
+        key = run.store.stage("keyframes.json", Keyframes.load,
+                              lambda: Keyframes(select_keyframes(frames, cfg.keyframes))).indices
+    run.log.event(stage="keyframes", keyframes=key.tolist(), message=f"{len(key)} keyframes of {len(frames)} frames")
+    with run.timed("generate"), run.log.bar(len(key), "generate") as bar:
+        gen = generate_keyframes(frames, key, generator, cfg.generation, store=run.store, bar=bar)
+    run.warnings += gen.warnings
+    if not gen.has_appearance:
+        run.log.event(stage="generate", message="the generator gave no appearance (no vertex colours or texture): "
+                      "the camera search compares silhouettes and shading only, and the texture comes from the video")
+    key, kframes = gen.keyframes, frames.select(gen.keyframes)
+    meshes = [m.to(run.device) for m in gen.meshes]
+    with run.timed("camera"):
+        cams = run.store.stage("camera.npz", CameraResult.load,
+                               lambda: _search_cameras(run, meshes, kframes, frames.times[key])).to(run.device)
+        with run.log.bar(len(meshes), "appearance") as bar:
+            refined = refine_keyframes(generator, meshes, kframes, key, cams.cameras, cfg.generation,
+                                       store=run.store, bar=bar, log=run.log)
+        run.warnings += refined.warnings
+        reposed, world_from_canonical = cams.repose(list(refined.meshes))
+    with run.timed("register"):
+        reg = run.store.stage("registration.npz", RegistrationResult.load,
+                              lambda: _register(run, reposed, frames, key, cams.video_camera))
+    fitted = key if cfg.joint is None else torch.arange(len(frames))  # the frames registration gave positions
+    seq = reg.sequence
+    seq = type(seq)(seq.rest.to(run.device), seq.vertices.to(run.device), seq.times)
+    keyseq = seq if cfg.joint is None else type(seq)(seq.rest, seq.vertices[key.to(run.device)], seq.times[key])
+    with run.timed("texture"):
+        tex = None if cfg.texture is None else run.store.stage(
+            "texture.npz", TextureResult.load, lambda: _texture(run, kframes, reposed, keyseq, cams.video_camera))
+    textured = seq.rest if tex is None else tex.mesh.to(run.device)
+    vmap = torch.arange(seq.rest.vertices.shape[0], device=run.device) if tex is None else tex.vmap.to(run.device)
+    anim = make_animation(textured, seq.vertices.to(textured.vertices)[:, vmap], fitted, len(frames), frames.fps)
+    result = RunResult(key, gen.generated_faces, cams, reg, tex, anim, world_from_canonical, {})
+    report = _report(run, frames, result, refined.status)
+    return replace(result, report=report)
 
 
-def _valid(mesh: Mesh) -> str | None:
-    if mesh.faces.numel() == 0 or mesh.vertices.shape[0] < 3:
-        return "it has no faces"
-    if not bool(torch.isfinite(mesh.vertices).all()):
-        return "it has non-finite vertices"
-    if float((mesh.vertices.amax(0) - mesh.vertices.amin(0)).norm()) <= 0:
-        return "it is degenerate (all vertices coincide)"
-    return None
+def _search_cameras(run: _Run, meshes: list[Mesh], kframes: Frames, times: Tensor) -> CameraResult:
+    scorer, stereo, notes = _learned_parts(run.cfg, run.device)
+    if notes:
+        run.log.event(stage="camera", message="learned parts unavailable, using the weight-free path: "
+                      + "; ".join(notes))
+    run.log.event(stage="camera", message=f"camera search (scorer: {scorer.name})")
+    found = search_cameras(meshes, kframes, times, run.cfg.camera, run.ctx, generator=run.generator(1),
+                           scorer=scorer, stereo=stereo, unavailable=tuple(notes))
+    del scorer, stereo  # each model lives for its stage only
+    if run.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return found
+
+
+def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video_camera: Camera
+              ) -> RegistrationResult:
+    """Keyframe pairs in a chain (the default), or every frame of the clip at once (``PipelineConfig.joint``)."""
+    joint = run.cfg.joint
+    run.log.event(stage="register", message="registration" + (" of the whole clip" if joint else ""))
+    total = joint.iters if joint is not None else len(reposed) - 1
+    with run.log.bar(total, "register", unit="step" if joint else "pair") as bar, \
+            run.warnings_to_report("registration: "):
+        # a rest mesh that could not be remeshed folds more: registration warns, and the report says so
+        if joint is not None:
+            return register_clip(reposed, key, frames.mask.to(run.device), video_camera, joint, run.ctx,
+                                 generator=run.generator(2), times=frames.times,
+                                 progress=lambda d, tot: bar.update(d - bar.done))
+        return register_sequence(reposed, run.cfg.registration, run.ctx, generator=run.generator(2),
+                                 times=frames.times[key], progress=lambda d, tot: bar.update(1),
+                                 video=(video_camera, frames.select(key).mask.to(run.device)))
+
+
+def _texture(run: _Run, kframes: Frames, reposed: list[Mesh], seq, video_camera: Camera) -> TextureResult:
+    run.log.event(stage="texture", message="texture")
+    return bake_texture(kframes, reposed, seq, video_camera, run.cfg.texture, run.ctx, generator=run.generator(3))
+
+
+def _report(run: _Run, frames: Frames, result: RunResult, appearance: str) -> dict:
+    reg, cams, tex = result.registration, result.camera, result.texture
+    report = {"frames": len(frames), "fps": frames.fps, "keyframes": result.keyframes.tolist(),
+              "seconds": dict(run.seconds), "learned": cams.learned(), "appearance": appearance,
+              "warnings": list(run.warnings), "generated_faces": list(result.generated_faces),
+              "registration": reg.figures(),
+              "config": asdict(run.cfg)}
+    report["input_view"] = input_view_metrics(result.animation, frames, result.video_camera, run.ctx)
+    figures = stage_figures(result)
+    if tex is not None:
+        report["unreached_frac"] = unreached_fraction(tex.mesh.to(run.device), tex.unreached,
+                                                      ring_views(tex.mesh.to(run.device), 8, 256), run.ctx)
+        figures.update(unreached_frac=report["unreached_frac"], texture_size=float(tex.mesh.texture.shape[0]),
+                       video_supervision=float(run.cfg.texture.video_supervision))
+    report["stage_figures"] = figures
+    return report
+
+
+def stage_figures(result: RunResult) -> dict[str, float]:
+    """The stages' own figures: how often the camera search went global and its time per frame, the collapse
+    measures of the registered sequence, and its fit to the generated meshes."""
+    glob, secs = result.camera.global_search, result.camera.seconds
+    out = {"global_search_frac": float(glob.float().mean())}
+    if bool(glob.any()) and len(secs) == len(glob):
+        out["sec_global_frame"] = float(secs[glob].mean())
+    if bool((~glob).any()) and len(secs) == len(glob):
+        out["sec_warm_frame"] = float(secs[~glob].mean())
+    seq, reg = result.registration.sequence, result.registration
+    out.update(sequence_quality(seq.vertices, seq.rest.vertices, seq.rest.faces))
+    if reg.chamfer:
+        out.update(chamfer_generated=statistics.median(reg.chamfer), chamfer_generated_max=max(reg.chamfer),
+                   sec_per_pair=statistics.mean(reg.seconds), retried_pairs=float(sum(reg.retried)))
+    return out
+
+
+def _learned_parts(cfg: PipelineConfig, dev) -> tuple[object, object, list[str]]:
+    """The camera search's scorer and stereo prior as configured, and what could not be loaded (said once)."""
+    from .learned import LearnedUnavailable, resolve_scorer
+    scorer, notes = resolve_scorer(cfg.learned.scorer, dev, weights=cfg.learned.weights)
+    stereo = None
+    if cfg.learned.stereo != "off":
+        import importlib.util
+        from .learned.pointmap import load_dust3r
+        from .stages.stereo_prior import StereoPrior
+        checkout = None if cfg.learned.stereo == "auto" else cfg.learned.stereo
+        if checkout is None and importlib.util.find_spec("dust3r") is None:
+            notes.append("DUSt3R stereo prior: dust3r is not importable (give --stereo PATH of a DUSt3R checkout)")
+        else:
+            try:
+                stereo = StereoPrior(load_dust3r(dev, checkout=checkout))
+            except LearnedUnavailable as exc:
+                if checkout is not None:
+                    raise
+                notes.append(f"DUSt3R stereo prior: {exc}")
+    return scorer, stereo, notes
 
 
 def check_frames(frames: Frames) -> None:
@@ -113,266 +243,8 @@ def check_frames(frames: Frames) -> None:
                         "(needs rembg: pip install rembg)")
 
 
-def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(), *,
-                run_dir: str | os.PathLike | None = None, resume: bool = False, log: str = "bars") -> RunResult:
-    """Video frames + a generator -> the animated asset (and, with run_dir, every output file)."""
-    from .methods.camera import camera_config
-    from .methods.full import texture_config, texture_stage
-    from .methods.register import registration_config
-    from .stages.animate import make_animation
-    from .stages.camera_search import search_cameras
-    from .stages.registration import register_sequence
-
-    L = _Log(log)
-    check_frames(frames)
-    dev = torch.device(cfg.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise V2M4Error("--device cuda was asked for but torch sees no CUDA GPU")
-    ctx = R.context(cfg.backend, dev)
-    ck = Path(run_dir) / "checkpoints" if run_dir else None
-    if ck:
-        ck.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
-    warn: list[str] = []
-
-    def have(name):
-        return resume and ck is not None and (ck / name).exists()
-
-    # 1. keyframes
-    t0 = time.perf_counter()
-    if have("keyframes.json"):
-        key = torch.tensor(json.loads((ck / "keyframes.json").read_text())["keyframes"])
-    else:
-        if cfg.n_keyframes:
-            from .stages.keyframes import adaptive_keyframes
-            key = adaptive_keyframes(frames, cfg.n_keyframes) if cfg.keyframes.mode == "adaptive" else \
-                budget_keyframes(len(frames), cfg.n_keyframes)
-        else:
-            key = select_keyframes(frames, cfg.keyframes)
-        if ck:
-            _atomic_text(ck / "keyframes.json", json.dumps({"keyframes": key.tolist()}))
-    seconds["keyframes"] = time.perf_counter() - t0
-    L.event(stage="keyframes", keyframes=key.tolist(), message=f"{len(key)} keyframes of {len(frames)} frames")
-
-    # 2. one generated mesh per keyframe (checkpointed per frame)
-    t0 = time.perf_counter()
-    generated: dict[int, Mesh] = {}
-    bar = L.bar(len(key), "generate")
-    for n, t in enumerate(key.tolist()):
-        f = ck / f"gen_{t:05d}.npz" if ck else None
-        if f is not None and have(f.name):
-            generated[t] = Mesh.load(f)
-        else:
-            try:
-                m = generator.generate(frames.rgba[t], t)
-                why = _valid(m)
-            except V2M4Error as exc:  # a broken mesh file or the like: that frame only
-                m, why = None, str(exc)
-            if why:
-                warn.append(f"frame {t}: generated mesh skipped ({why}); it is interpolated from its neighbours")
-                warnings.warn(warn[-1])
-                m = Mesh(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64))
-            if f is not None:
-                m.save(f)
-            generated[t] = m
-        if bar:
-            bar.update(1)
-        _interrupt_hook("generate", n + 1)
-    if bar:
-        bar.close()
-    key = torch.tensor([t for t in key.tolist() if generated[t].faces.numel() > 0])
-    if len(key) == 0:
-        raise V2M4Error("the generator produced no usable mesh for any keyframe" + (f" ({warn[0]})" if warn else ""))
-    meshes = [generated[t].to(dev) for t in key.tolist()]
-    kframes = frames.select(key)
-    seconds["generate"] = time.perf_counter() - t0
-
-    # 3. camera search and re-pose
-    t0 = time.perf_counter()
-    learned = None
-    if have("camera.npz"):
-        d = _load(ck / "camera.npz")
-        cams = Camera(d["K"].to(dev), d["cam_from_world"].to(dev), tuple(int(x) for x in d["resolution"]))
-        scales = d["scales"]
-        glob = d.get("global_search", torch.zeros(len(meshes))).bool()
-        search_sec = d.get("search_seconds", torch.zeros(0))
-    else:
-        ccfg = camera_config(cfg.preset)
-        g = torch.Generator().manual_seed(cfg.seed + 1)
-        scorer, stereo, learned = _learned_parts(cfg, dev)
-        if learned["unavailable"]:
-            L.event(stage="camera", message="learned parts unavailable, using the weight-free path: "
-                    + "; ".join(learned["unavailable"]))
-        L.event(stage="camera", message=f"camera search (scorer: {learned['scorer']})")
-        found = search_cameras(meshes, kframes, ccfg, ctx, generator=g, scorer=scorer, stereo=stereo)
-        del scorer, stereo  # each model lives for its stage only
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-        if ck:
-            _atomic_text(ck / "learned.json", json.dumps(learned))
-        cams = found.cameras
-        from .stages.camera_search import repose_scales
-        scales = repose_scales(meshes, cams.cam_from_world, frames.times[key], ccfg)
-        glob, search_sec = found.global_search.cpu().bool(), torch.tensor(found.seconds, dtype=torch.float64)
-        if ck:
-            atomic_save_npz(ck / "camera.npz", K=cams.K, cam_from_world=cams.cam_from_world,
-                            resolution=torch.tensor(cams.resolution), scales=scales, global_search=glob,
-                            search_seconds=search_sec)
-    _interrupt_hook("camera", 1)
-    appearance = _refine_appearance(generator, meshes, kframes, key, cams, cfg, ck, L, warn)
-    from .stages.camera_search import repose
-    world_from_cam = cams.world_from_cam[0]
-    posed = [repose(m, cams.cam_from_world[k], world_from_cam, scale=float(scales[k])) for k, m in enumerate(meshes)]
-    reposed = [m for m, _ in posed]
-    world_from_canonical = torch.stack([M for _, M in posed]).cpu()
-    video_cam = cams[0]
-    seconds["camera"] = time.perf_counter() - t0
-    extras = {"global_search_frac": float(glob.float().mean())}
-    if bool(glob.any()) and len(search_sec) == len(glob):
-        extras["sec_global_frame"] = float(search_sec[glob].mean())
-    if bool((~glob).any()) and len(search_sec) == len(glob):
-        extras["sec_warm_frame"] = float(search_sec[~glob].mean())
-
-    # 4. registration
-    t0 = time.perf_counter()
-    if have("registration.npz"):
-        seq = Sequence.load(ck / "registration.npz")
-        seq = Sequence(seq.rest.to(dev), seq.vertices.to(dev), seq.times)
-        reg_extra = json.loads((ck / "registration.json").read_text())
-    else:
-        L.event(stage="register", message="registration")
-        rcfg = replace(registration_config(cfg.preset), seed=cfg.seed + 2)
-        bar = L.bar(len(reposed) - 1, "register")
-        # what registration warns of (a rest mesh it could not remesh folds more) belongs in the report too
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = register_sequence(reposed, rcfg, ctx, times=frames.times[key],
-                                    progress=(lambda d, tot: bar.update(1)) if bar else None,
-                                    video=(video_cam, kframes.mask.to(dev)))
-        if bar:
-            bar.close()
-        for w in caught:
-            warn.append(f"registration: {w.message}")
-            warnings.warn(warn[-1], w.category)
-        seq = res.sequence
-        reg_extra = {"chamfer": res.chamfer, "flipped": res.flipped, "retried": res.retried, "seconds": res.seconds}
-        if ck:
-            seq.save(ck / "registration.npz")
-            _atomic_text(ck / "registration.json", json.dumps(reg_extra))
-    _interrupt_hook("register", 1)
-    seconds["register"] = time.perf_counter() - t0
-    from .methods.register import sequence_quality
-    extras.update(sequence_quality(seq.vertices, seq.rest))
-    if reg_extra["chamfer"]:
-        import statistics
-        extras.update(chamfer_generated=statistics.median(reg_extra["chamfer"]),
-                      chamfer_generated_max=max(reg_extra["chamfer"]),
-                      sec_per_pair=statistics.mean(reg_extra["seconds"]),
-                      retried_pairs=float(sum(reg_extra["retried"])))
-
-    # 5. texture
-    t0 = time.perf_counter()
-    if not cfg.texture:
-        textured = seq.rest.to(dev)
-        vmap = torch.arange(textured.vertices.shape[0], device=dev)
-        unreached = None
-    elif have("texture.npz"):
-        d = _load(ck / "texture.npz")
-        textured = Mesh.from_arrays({k: v.numpy() for k, v in d.items()}, "tex_").to(dev)
-        vmap = d["vmap"].to(dev)
-        unreached = d["unreached"].bool()
-    else:
-        L.event(stage="texture", message="texture")
-        tcfg = texture_config(cfg.preset)
-        if cfg.video_supervision is not None:
-            tcfg = replace(tcfg, video_supervision=cfg.video_supervision)
-        g = torch.Generator().manual_seed(cfg.seed + 3)
-        tex = texture_stage(kframes, reposed, seq.rest, seq.vertices, video_cam, tcfg, ctx, g)
-        textured, vmap, unreached = tex.mesh, tex.vmap, tex.unreached
-        if ck:
-            atomic_save_npz(ck / "texture.npz", **textured.arrays("tex_"), vmap=vmap, unreached=unreached)
-    seconds["texture"] = time.perf_counter() - t0
-
-    # 6. animation
-    anim = make_animation(textured, seq.vertices.to(textured.vertices)[:, vmap], key, len(frames), frames.fps)
-    if learned is None and ck is not None and (ck / "learned.json").exists():  # resumed after the camera stage
-        learned = json.loads((ck / "learned.json").read_text())
-    report = {"frames": len(frames), "fps": frames.fps, "keyframes": key.tolist(), "seconds": seconds,
-              "learned": learned, "appearance": appearance,
-              "warnings": warn, "registration": reg_extra, "config": _jsonable(asdict(cfg))}
-    report["input_view"] = input_view_metrics(anim, frames, video_cam, ctx)
-    if cfg.texture:
-        from .stages.texture import ring_views, unreached_fraction
-        report["unreached_frac"] = unreached_fraction(textured, unreached, ring_views(textured, 8, 256), ctx)
-        vs = texture_config(cfg.preset).video_supervision if cfg.video_supervision is None else cfg.video_supervision
-        extras.update(unreached_frac=report["unreached_frac"], texture_size=float(textured.texture.shape[0]),
-                      video_supervision=float(vs))
-    report["stage_figures"] = dict(extras)
-    return RunResult(animation=anim, camera=video_cam, report=report, world_from_canonical=world_from_canonical,
-                     extras=extras)
-
-
-def _refine_appearance(generator, meshes: list, kframes: Frames, key, cams: Camera, cfg: PipelineConfig, ck, L,
-                       warn: list) -> str:
-    """Sec. 4.2 between the camera search and the re-pose: each keyframe's mesh regenerated (same seed, same
-    voxels, so the found camera still holds) with the appearance optimised against the frame. Replaces meshes[k]
-    in place; checkpointed per frame. Returns what happened, for the report."""
-    if not cfg.refine_appearance:
-        return "off"
-    refine = getattr(generator, "refine", None)
-    name = getattr(generator, "name", type(generator).__name__)
-    if refine is None:
-        L.event(stage="appearance", message=f"appearance refinement (Sec. 4.2) skipped: the {name} generator has "
-                "no hook for it (TRELLIS has)")
-        return f"skipped: the {name} generator has no hook"
-    bar = L.bar(len(meshes), "appearance")
-    for k, t in enumerate(key.tolist()):
-        f = ck / f"refined_{t:05d}.npz" if ck else None
-        if f is not None and f.is_file():
-            meshes[k] = Mesh.load(f).to(meshes[k].vertices.device)
-        else:
-            m = refine(kframes.rgba[k], t, cams[k])
-            why = _valid(m)
-            if why:
-                warn.append(f"frame {t}: refined mesh rejected ({why}); the generated one is kept")
-                warnings.warn(warn[-1])
-            else:
-                meshes[k] = m.to(meshes[k].vertices.device)
-                if f is not None:
-                    meshes[k].save(f)
-        if bar:
-            bar.update(1)
-    if bar:
-        bar.close()
-    return "refined"
-
-
-def _learned_parts(cfg: PipelineConfig, dev) -> tuple[object, object, dict]:
-    """The camera search's scorer and stereo prior as configured, and what was used / unavailable (for the log,
-    once, and the report)."""
-    from .learned import LearnedUnavailable, resolve_scorer
-    scorer, notes = resolve_scorer(cfg.scorer, dev, weights=cfg.weights)
-    stereo = None
-    if cfg.stereo != "off":
-        import importlib.util
-        from .learned.pointmap import load_dust3r
-        from .stages.stereo_prior import StereoPrior
-        checkout = None if cfg.stereo == "auto" else cfg.stereo
-        if checkout is None and importlib.util.find_spec("dust3r") is None:
-            notes.append("DUSt3R stereo prior: dust3r is not importable (give --stereo PATH of a DUSt3R checkout)")
-        else:
-            try:
-                stereo = StereoPrior(load_dust3r(dev, checkout=checkout))
-            except LearnedUnavailable as exc:
-                if checkout is not None:
-                    raise
-                notes.append(f"DUSt3R stereo prior: {exc}")
-    return scorer, stereo, {"scorer": scorer.name, "stereo": "dust3r" if stereo else None, "unavailable": notes}
-
-
 def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16) -> dict:
     """Median mask IoU, masked PSNR and SSIM of every frame of the animation against the input, from its camera."""
-    import statistics
 
     from .metrics.image import mask_iou, masked_psnr, ssim
     ious, psnrs, ssims = [], [], []
@@ -399,18 +271,20 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
 
     out = Path(out_dir)
     t0 = time.perf_counter()
-    stats = write_glb(out / "animation.glb", result.animation, mode=cfg.glb_mode)
+    stats = write_glb(out / "animation.glb", result.animation, mode=cfg.output.glb_mode)
     result.animation.save(out / "checkpoints" / "animation.npz")
     report = dict(result.report)
     report["glb"] = stats
     if validator_available() is None:
         v = validate_glb(out / "animation.glb")
         report["glb"]["validator"] = {k: v[k] for k in ("errors", "warnings", "infos", "hints")}
-    if cfg.preview:
+    if cfg.output.preview:
         ctx = R.context(cfg.backend, cfg.device)
-        write_preview(out / "preview.mp4", result.animation, frames, result.camera, ctx=ctx,
-                      resolution=cfg.preview_resolution, normals=cfg.preview_normals)
-    for fmt in cfg.extra_exports:
+        write_preview(out / "preview.mp4", result.animation, frames, result.video_camera, ctx=ctx,
+                      resolution=cfg.output.preview_resolution, normals=cfg.output.preview_normals)
+    if cfg.output.rig_bones:
+        report["rig"] = write_rig(out / "animation_rigged.glb", result.animation, cfg.output.rig_bones)
+    for fmt in cfg.output.extra_exports:
         if fmt in ("obj", "ply"):
             from .export.meshes import write_mesh_folder
             report.setdefault("exports", {})[fmt] = str(len(write_mesh_folder(out / f"meshes_{fmt}", result.animation,
@@ -423,8 +297,20 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
             raise V2M4Error(f"unknown export {fmt!r}; choose obj, ply or usd")
     report["seconds"]["export"] = time.perf_counter() - t0
     report["versions"] = versions()
-    _atomic_text(out / "report.json", json.dumps(_jsonable(report), indent=1))
+    write_json(out / "report.json", report, indent=1)
     return report
+
+
+def write_rig(path: Path, anim: Animation, bones: int) -> dict:
+    """A skinned GLB of the animation (``v2m4.export.skinning``: bones, <= 4 influences per vertex, per-frame bone
+    transforms) and its fit: RMS and max vertex error against the vertex animation, in bounding-box diagonals."""
+    from .export.gltf import write_skinned_glb
+    from .export.skinning import decompose, to_gltf
+
+    sk = decompose(anim.mesh.vertices, anim.vertices, n_bones=bones)
+    stats = write_skinned_glb(path, anim.mesh.to("cpu"), to_gltf(sk), anim.times.cpu().numpy())
+    return {"bones": int(sk.weights.shape[1]), "rms_err": sk.rmse, "max_err": sk.max_err,
+            "seconds": sk.seconds, "bytes": stats.get("bytes")}
 
 
 def versions() -> dict:
@@ -433,26 +319,3 @@ def versions() -> dict:
     from . import __version__
     return {"v2m4": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version(), "machine": platform.machine()}
-
-
-def _load(path) -> dict:
-    import numpy as np
-    with np.load(path, allow_pickle=False) as d:
-        return {k: torch.as_tensor(d[k]) for k in d.files}
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    from .types import atomic_write_bytes
-    atomic_write_bytes(path, text.encode())
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    if isinstance(x, float) and x != x:
-        return None
-    return x

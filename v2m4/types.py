@@ -54,7 +54,7 @@ def atomic_save_npz(path: str | os.PathLike, **arrays) -> None:
             os.remove(tmp)
 
 
-def _load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise V2M4Error(f"{path} does not exist; expected a file saved by v2m4")
@@ -118,7 +118,7 @@ class Mesh:
 
     @staticmethod
     def load(path: str | os.PathLike) -> "Mesh":
-        return Mesh.from_arrays(_load_npz(path))
+        return Mesh.from_arrays(load_npz(path))
 
     @staticmethod
     def from_arrays(d: dict, prefix: str = "") -> "Mesh":
@@ -196,7 +196,7 @@ class Frames:
 
     @staticmethod
     def load(path: str | os.PathLike) -> "Frames":
-        d = _load_npz(path)
+        d = load_npz(path)
         ts = torch.as_tensor(d["timestamps"]) if "timestamps" in d else None
         return Frames(rgba=torch.as_tensor(d["rgba8"]).float() / 255, fps=float(d["fps"]), source=str(d["source"]),
                       timestamps=ts)
@@ -233,7 +233,7 @@ class Sequence:
 
     @staticmethod
     def load(path: str | os.PathLike) -> "Sequence":
-        d = _load_npz(path)
+        d = load_npz(path)
         return Sequence(rest=Mesh.from_arrays(d, "rest_"), vertices=_tensor(d["seq_vertices"], torch.float32),
                         times=_tensor(d["times"], torch.float32))
 
@@ -270,6 +270,6 @@ class Animation:
 
     @staticmethod
     def load(path: str | os.PathLike) -> "Animation":
-        d = _load_npz(path)
+        d = load_npz(path)
         return Animation(mesh=Mesh.from_arrays(d, "mesh_"), vertices=_tensor(d["anim_vertices"], torch.float32),
                          times=_tensor(d["times"], torch.float32), keyframes=_tensor(d["keyframes"], torch.int64))

@@ -45,27 +45,41 @@ import platform
 import statistics
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from . import render as R
-from .errors import V2M4Error
-from .types import Mesh
+from .. import render as R
+from ..config import PipelineConfig
+from ..errors import V2M4Error
+from ..types import Mesh
 
 METHODS = {
-    "naive": "v2m4.methods.naive",
-    "camera": "v2m4.methods.camera",
+    "naive": "v2m4.bench.methods.naive",
+    "camera": "v2m4.bench.methods.camera",
     "register": "v2m4.pipeline:reconstruct",     # camera + registration: the pipeline without its texture stage
     "full": "v2m4.pipeline:reconstruct",         # camera + registration + texture: the whole pipeline
     "full_genref": "v2m4.pipeline:reconstruct",  # the same with the paper's texture supervision alone
     "true_pose": "v2m4.bench:true_pose_output",   # not a method: the generator's meshes at their true poses
+    "register_joint": "v2m4.pipeline:reconstruct",  # `register` with every frame registered at once
+    "full_joint": "v2m4.pipeline:reconstruct",      # `full` likewise
 }
-# methods that are the whole pipeline (``v2m4 run``), benched through the very function the CLI calls, so that
-# `v2m4 run ITEM/frames --generator synthetic:ITEM` reports the same figures (``score_run``)
+
+
+def _no_texture(cfg: PipelineConfig) -> PipelineConfig:
+    return replace(cfg, texture=None)
+
+
+def _generated_reference(cfg: PipelineConfig) -> PipelineConfig:
+    return replace(cfg, texture=replace(cfg.texture, video_supervision=False))
+
+
+# methods that are the whole pipeline, run and written as `v2m4 run` runs and writes it (``_bench_pipeline``);
 # `register` too, so that it and `full` differ by the texture stage alone (same frames, meshes, seeds and cameras)
-PIPELINE_METHODS = {"register": {"texture": False}, "full": {}, "full_genref": {"video_supervision": False}}
+PIPELINE_METHODS = {"register": _no_texture, "full": lambda cfg: cfg, "full_genref": _generated_reference,
+                    "register_joint": lambda cfg: _no_texture(cfg.with_joint_registration()),
+                    "full_joint": lambda cfg: cfg.with_joint_registration()}
 
 # column order of the table; methods may add extras after these
 COLUMNS = ["mask_iou", "psnr", "ssim", "chamfer_once", "fscore1_once", "fscore2_once", "chamfer_per_frame",
@@ -81,7 +95,9 @@ class BenchSettings:
     max_frames: int | None = None        # keep at most this many frames, evenly spread over the clip
     device: str = "cpu"
     backend: str = "torch"
-    preset: str = "fast"                 # the stages' preset: "fast" (CPU) or "paper"
+    preset: str = "fast"                 # the stages' preset: "fast" (CPU) or "paper" (``PipelineConfig.preset``)
+    overrides: dict | None = None        # config overrides on the preset (``PipelineConfig.with_overrides``)
+    generated_faces: int | None = None   # the synthetic generator's mesh density (None: its default)
     seed: int = 0
     n_points: int = 5000                 # surface samples per mesh for Chamfer / F-score
     bench_dir: str | None = None
@@ -90,6 +106,17 @@ class BenchSettings:
     def quick(**kw) -> "BenchSettings":
         """Few frames at 128²: for tests and a first look."""
         return BenchSettings(**{"resolution": 128, "max_frames": 6, **kw})
+
+
+def pipeline_config(settings: BenchSettings) -> PipelineConfig:
+    """The pipeline's config for these settings: the preset and its overrides, every selected frame a keyframe."""
+    from ..stages.keyframes import KeyframeConfig
+
+    cfg = PipelineConfig.preset(settings.preset, device=settings.device, backend=settings.backend,
+                                seed=settings.seed, resolution=settings.resolution)
+    cfg = cfg.with_overrides(settings.overrides or {})
+    keys = KeyframeConfig(budget=settings.max_frames) if settings.max_frames else KeyframeConfig(stride=1)
+    return replace(cfg, keyframes=keys, output=replace(cfg.output, preview=False))
 
 
 def load_method(name: str):
@@ -103,7 +130,7 @@ def load_method(name: str):
 
 
 def _frame_selection(n: int, max_frames: int | None) -> list[int]:
-    from .stages.keyframes import budget_keyframes
+    from ..stages.keyframes import budget_keyframes
     return budget_keyframes(n, max_frames or n).tolist()
 
 
@@ -120,7 +147,7 @@ def _render_outputs(ctx, meshes: list[Mesh], camera) -> tuple[torch.Tensor, torc
 
 def _true_pose_iou(item, generator, generated: list[Mesh]) -> float:
     """Median input-view mask IoU of the generated meshes put back where the generator took them from."""
-    from .metrics import image as I
+    from ..metrics import image as I
 
     out = true_pose_output(item, generator, [m.to(torch.device("cpu")) for m in generated])
     _, mask = _render_outputs(R.context("torch", torch.device("cpu")), out.meshes, out.camera)
@@ -130,8 +157,8 @@ def _true_pose_iou(item, generator, generated: list[Mesh]) -> float:
 def score_item(gt_vertices, gt_faces, frames, out, *, n_points: int, seed: int) -> dict[str, float]:
     """The weight-free metrics of one method output (one mesh per frame) against the ground truth of those frames
     (see module docstring)."""
-    from .metrics import geometry as G
-    from .metrics import image as I
+    from ..metrics import geometry as G
+    from ..metrics import image as I
 
     ctx = R.context("torch", out.meshes[0].vertices.device)
     rgb, mask = _render_outputs(ctx, out.meshes, out.camera)
@@ -141,7 +168,7 @@ def score_item(gt_vertices, gt_faces, frames, out, *, n_points: int, seed: int) 
     res["psnr"] = statistics.median(I.masked_psnr(rgb, ref[..., :3], ref[..., 3]).tolist())
     union = torch.maximum(mask, ref[..., 3])
     res["ssim"] = statistics.median(I.ssim(rgb * mask[..., None], ref[..., :3] * ref[..., 3:], union).tolist())
-    from .metrics.learned import learned_metrics
+    from ..metrics.learned import learned_metrics
     res.update(learned_metrics(rgb, mask, ref, device=rgb.device)[0])  # "n/a: ..." where a model is missing
     geo = G.sequence_geometry_scores(
         [m.vertices.detach().cpu() for m in out.meshes], [m.faces.cpu() for m in out.meshes],
@@ -154,23 +181,23 @@ def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: in
     """The bench's columns for a whole-pipeline run (``v2m4.pipeline.RunResult``) on a bench item whose frames
     (all of them, at the run's resolution) are ``frames``. The standard columns score the keyframes, the frames
     every other method is scored on; ``*_all`` columns score every frame, interpolated ones included."""
+    from ..metrics.pose import pose_errors
     from .methods import MethodOutput
-    from .methods.full import export_checks
-    from .metrics.pose import pose_errors
+    from .exports import export_checks
 
     anim = result.animation
     key = anim.keyframes.tolist()
     kt = torch.tensor(key)
-    out = MethodOutput(meshes=[anim.frame(t) for t in key], camera=result.camera)
+    out = MethodOutput(meshes=[anim.frame(t) for t in key], camera=result.video_camera)
     scores = score_item(item.gt_vertices[kt], item.faces, frames.select(kt), out, n_points=n_points, seed=seed)
     if len(key) < len(anim):
-        everyone = MethodOutput(meshes=[anim.frame(t) for t in range(len(anim))], camera=result.camera)
+        everyone = MethodOutput(meshes=[anim.frame(t) for t in range(len(anim))], camera=result.video_camera)
         s_all = score_item(item.gt_vertices, item.faces, frames, everyone, n_points=n_points, seed=seed)
         scores.update({f"{k}_all": s_all[k] for k in ("mask_iou", "psnr", "ssim", "fscore2_once", "jitter")})
     if result.world_from_canonical is not None:
         removed = torch.stack([generator.removed_transform(t) for t in key])
         scores.update(pose_errors(result.world_from_canonical.cpu(), removed.cpu(), item.gt_vertices[kt].cpu()))
-    scores.update(result.extras)
+    scores.update(result.report["stage_figures"])
     try:
         scores.update(export_checks(anim.mesh, [anim.vertices[t] for t in key], frames.select(kt)))
     except (ImportError, V2M4Error) as exc:  # the reconstruction's figures stand without the export's
@@ -181,22 +208,25 @@ def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: in
 
 
 def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
-    """A whole-pipeline method: `v2m4 run` on the item's frames with the synthetic generator (see score_run)."""
+    """A whole-pipeline method on the item's frames with the synthetic generator, written as `v2m4 run` writes
+    (so the export is timed too), then scored (``score_run``)."""
     import tempfile
 
-    from .cli import run_pipeline
-    from .data.bench import item_dir
+    from ..data.bench import item_dir, load_item
+    from ..io.frames import read_frames
+    from ..pipeline import reconstruct, write_outputs
 
     path = item_dir(item_id, settings.bench_dir)
     fps = float(json.loads((path / "meta.json").read_text())["fps"])
+    cfg = PIPELINE_METHODS[settings.method](pipeline_config(settings))
+    frames = read_frames(path / "frames", fps=fps, max_size=cfg.resolution)
+    gen = synthetic_generator(load_item(path), settings)
     with tempfile.TemporaryDirectory() as tmp:
-        report = run_pipeline(path / "frames", Path(tmp) / "run", f"synthetic:{path}", fps=fps,
-                              device=settings.device, backend=settings.backend, preset=settings.preset,
-                              keyframes=str(settings.max_frames) if settings.max_frames else "all",
-                              resolution=settings.resolution, log="quiet", preview=False, seed=settings.seed,
-                              n_points=settings.n_points, **PIPELINE_METHODS[settings.method])
-    row = dict(report["bench"])
+        result = reconstruct(frames, gen, cfg, run_dir=Path(tmp) / "run", log="quiet")
+        row = score_run(gen.item, frames, result, gen, n_points=settings.n_points, seed=settings.seed)
+        report = write_outputs(result, frames, Path(tmp) / "run", cfg, log="quiet")
     k = len(report["keyframes"])
+    row["generated_faces"] = statistics.mean(report["generated_faces"])
     sec = report["seconds"]
     row["sec_per_frame"] = round(sum(v for s, v in sec.items() if s not in ("generate", "export")) / k, 6)
     row["gen_sec_per_frame"] = round(sec["generate"] / k, 6)
@@ -206,9 +236,17 @@ def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
     return row
 
 
+def synthetic_generator(item, settings: BenchSettings):
+    """The synthetic generator over an item's ground truth, at the settings' seed and mesh density."""
+    from ..generators.synthetic import SyntheticConfig, SyntheticGenerator
+
+    density = {} if settings.generated_faces is None else {"target_faces": settings.generated_faces}
+    return SyntheticGenerator(item, seed=settings.seed, config=SyntheticConfig(**density))
+
+
 def load_selected_item(item_id: str, max_frames: int | None, resolution: int, bench_dir=None):
     """A bench item with at most ``max_frames`` frames evenly spread over its clip, at resolution² pixels."""
-    from .data.bench import load_item
+    from ..data.bench import load_item
 
     probe = load_item(item_id, bench_dir=bench_dir)
     sel = _frame_selection(len(probe.frames), max_frames)
@@ -220,7 +258,7 @@ def true_pose_output(item, generator, generated: list[Mesh]):
     generator removed (into the ground truth's world), seen through the true camera. No re-posing method can do
     better on the geometry columns, since the meshes are the generator's."""
     from .methods import MethodOutput
-    from .metrics.geometry import apply
+    from ..metrics.geometry import apply
 
     world_from_canonical = torch.stack([torch.linalg.inv(generator.removed_transform(t).double())
                                         for t in range(len(generated))])
@@ -232,11 +270,9 @@ def true_pose_output(item, generator, generated: list[Mesh]):
 def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
     if settings.method in PIPELINE_METHODS:
         return _bench_pipeline(item_id, settings)
-    from .generators.synthetic import SyntheticGenerator
-
     item = load_selected_item(item_id, settings.max_frames, settings.resolution, settings.bench_dir)
     device = torch.device(settings.device)
-    gen = SyntheticGenerator(item, seed=settings.seed)
+    gen = synthetic_generator(item, settings)
     t0 = time.perf_counter()
     generated = [gen.generate(item.frames.rgba[t], t).to(device) for t in range(len(item.frames))]
     t_gen = time.perf_counter() - t0
@@ -247,14 +283,14 @@ def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
     if settings.method == "true_pose":
         out = run(item, gen, generated)
     else:
-        out = run(item.frames, generated, preset=settings.preset, ctx=ctx, generator=g)
+        out = run(item.frames, generated, config=pipeline_config(settings), ctx=ctx, generator=g)
     if device.type == "cuda":
         torch.cuda.synchronize()
     t_method = time.perf_counter() - t0
     scores = score_item(item.gt_vertices, item.faces, item.frames, out, n_points=settings.n_points,
                         seed=settings.seed)
     if out.world_from_canonical is not None:
-        from .metrics.pose import pose_errors
+        from ..metrics.pose import pose_errors
 
         removed = torch.stack([gen.removed_transform(t) for t in range(len(item.frames))])
         scores.update(pose_errors(out.world_from_canonical.cpu(), removed.cpu(), item.gt_vertices.cpu()))
@@ -290,7 +326,7 @@ def git_commit() -> str:
 
 
 def run_bench(settings: BenchSettings, *, progress=None) -> dict:
-    from .data.bench import list_items
+    from ..data.bench import list_items
 
     load_method(settings.method)  # fail before any work on an unknown or unavailable method
     commit = git_commit()

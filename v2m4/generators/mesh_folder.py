@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ..camera import DEFAULT_FOV_DEG
 from ..errors import V2M4Error
 from ..io.mesh import MESH_SUFFIXES, load_mesh
 from ..io.naming import natural_key
@@ -17,7 +18,7 @@ class MeshFolderGenerator:
     """``generate(image, t)`` returns the t-th mesh of the folder, canonicalised unless ``canonical=False``."""
 
     name = "meshes"
-    fov_deg = 40.0  # unknown for meshes made elsewhere; TRELLIS's, the most common source
+    fov_deg = DEFAULT_FOV_DEG  # unknown for meshes made elsewhere; TRELLIS's, the most common source
 
     def __init__(self, folder: str | Path, n_frames: int, *, canonical: bool = True):
         folder = Path(folder)

@@ -26,6 +26,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from ..camera import DEFAULT_FOV_DEG
 from ..errors import V2M4Error
 from ..types import Mesh
 
@@ -79,7 +80,7 @@ class SyntheticGenerator:
     """
 
     name = "synthetic"
-    fov_deg = 40.0  # it renders nothing; the TRELLIS value the camera search assumes
+    fov_deg = DEFAULT_FOV_DEG  # it renders nothing; the TRELLIS value the camera search assumes
 
     def __init__(self, gt_vertices, faces=None, vertex_colors=None, *, seed: int = 0,
                  config: SyntheticConfig = SyntheticConfig(), frame_indices=None):

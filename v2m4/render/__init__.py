@@ -29,7 +29,7 @@ from torch import Tensor
 from ..camera import Camera, near_far
 from ..errors import V2M4Error
 from ..types import Mesh
-from . import _torch
+from . import _torch, _torch_aa
 
 __all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "antialias",
            "edge_topology", "weld_faces", "render", "render_each", "vertex_normals", "CHANNELS"]
@@ -159,7 +159,7 @@ def edge_topology(tri: Tensor, vertices: Tensor | None = None) -> tuple[Tensor, 
     blends background into the surface along it and shrinks the mask (docs/calibration.md)."""
     if vertices is not None:
         tri = weld_faces(tri, vertices.to(tri.device))
-    return _torch.edge_topology(tri.long())
+    return _torch_aa.edge_topology(tri.long())
 
 
 def weld_faces(faces: Tensor, vertices: Tensor) -> Tensor:
@@ -178,7 +178,7 @@ def antialias(ctx: RenderContext, color: Tensor, rast: Tensor, pos: Tensor, tri:
     if topology is None:
         topology = edge_topology(tri)
     zbuf = _torch.fragments_from_rast(rast.detach()).depth_buffer()
-    return _torch.antialias(color, zbuf, pos, tri.long(), topology)
+    return _torch_aa.antialias(color, zbuf, pos, tri.long(), topology)
 
 
 def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
@@ -228,7 +228,7 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
     frag = _fragments(ctx, pos, faces, cameras.resolution)
     guard = sliver_area > 0 and torch.is_grad_enabled() and pos.requires_grad
     shaded = "rgb" in channels or "mask" in channels
-    area = _torch.screen_area(pos, faces, cameras.resolution) if guard or (shaded and antialias_edges) else None
+    area = _torch_aa.screen_area(pos, faces, cameras.resolution) if guard or (shaded and antialias_edges) else None
     if guard:
         # A triangle seen almost edge-on covers a pixel centre now and then, and there its barycentrics'
         # derivatives are ~1 / area: a few such pixels (0.01% of a 20k-face mesh's at 256²) outweigh all the
@@ -252,7 +252,7 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
         else:
             img = frag.dense(frag.ones())
         if antialias_edges:
-            img = _torch.antialias(img, frag.depth_buffer(), pos, faces, topology, area)
+            img = _torch_aa.antialias(img, frag.depth_buffer(), pos, faces, topology, area)
         if "rgb" in channels:
             out["rgb"] = img[..., :3]
         if "mask" in channels:

@@ -7,13 +7,16 @@ sit at equal steps of the cumulative motion, so a pause costs one keyframe and a
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..errors import V2M4Error
-from ..types import Frames
+from ..types import Frames, atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,17 @@ def select_keyframes(frames: Frames, cfg: KeyframeConfig = KeyframeConfig()) -> 
     if cfg.mode == "adaptive":
         return adaptive_keyframes(frames, len(fixed))
     raise V2M4Error(f"unknown keyframe mode {cfg.mode!r}; choose fixed or adaptive")
+
+
+@dataclass(frozen=True)
+class Keyframes:
+    """The keyframe indices (K,) int64 chosen for a run (Sec. 4.5), saved as JSON."""
+
+    indices: Tensor
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_bytes(path, json.dumps({"keyframes": self.indices.tolist()}).encode())
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> "Keyframes":
+        return Keyframes(torch.tensor(json.loads(Path(path).read_text())["keyframes"], dtype=torch.int64))

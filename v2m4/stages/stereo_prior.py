@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import render as R
+from ..geometry import rotation_6d
 from ..types import Mesh
 
 
@@ -38,13 +39,6 @@ class StereoPriorConfig:
     lr: float = 0.01              # ours
     max_points: int = 4000        # ours: cap on the subsample, so the Chamfer cdist stays small
     hypothesis_iters: int = 100   # ours: iterations each starting rotation gets before the best one goes on
-
-
-def _rot6d(x: Tensor) -> Tensor:
-    """(6,) -> (3, 3) rotation (Zhou et al. 2019)."""
-    a = torch.nn.functional.normalize(x[:3], dim=0)
-    b = torch.nn.functional.normalize(x[3:] - (a * x[3:]).sum() * a, dim=0)
-    return torch.stack([a, b, torch.cross(a, b, dim=0)], 0)
 
 
 def _chamfer(a: Tensor, b: Tensor) -> Tensor:
@@ -77,11 +71,11 @@ def align_point_clouds(src: Tensor, dst: Tensor, cfg: StereoPriorConfig = Stereo
         opt = torch.optim.Adam([r6, log_s, t], lr=cfg.lr)
         for _ in range(iters):
             opt.zero_grad()
-            loss = _chamfer((s - cs) @ _rot6d(r6).T * log_s.exp() + t, d)
+            loss = _chamfer((s - cs) @ rotation_6d(r6).T * log_s.exp() + t, d)
             loss.backward()
             opt.step()
         with torch.no_grad():
-            loss = _chamfer((s - cs) @ _rot6d(r6).T * log_s.exp() + t, d)
+            loss = _chamfer((s - cs) @ rotation_6d(r6).T * log_s.exp() + t, d)
         return r6.detach(), log_s.detach(), t.detach(), float(loss)
 
     if init_rotations is None:
@@ -96,11 +90,11 @@ def align_point_clouds(src: Tensor, dst: Tensor, cfg: StereoPriorConfig = Stereo
         state = run(*r6_0[:3], max(0, cfg.flip_at - cfg.hypothesis_iters))
     best = run(*state[:3], cfg.align_iters - cfg.flip_at)
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0], device=src.device, dtype=src.dtype))
-    Rf = _rot6d(state[0]) @ flip
+    Rf = rotation_6d(state[0]) @ flip
     flipped = run(torch.cat([Rf[0], Rf[1]]), state[1], state[2], cfg.align_iters - cfg.flip_at)
     r6, log_s, t, loss = min(best, flipped, key=lambda x: x[3])
     T = torch.eye(4, device=src.device, dtype=src.dtype)
-    Rm = _rot6d(r6) * log_s.exp()
+    Rm = rotation_6d(r6) * log_s.exp()
     T[:3, :3] = Rm
     T[:3, 3] = t - Rm @ cs
     return T, loss
@@ -110,7 +104,7 @@ def solve_camera(points: Tensor, pixels: Tensor, init_pose: Tensor, search_cfg, 
                  cfg: StereoPriorConfig = StereoPriorConfig(), K: Tensor | None = None) -> Tensor:
     """The orbit pose (7,) whose camera projects points (N, 3) onto pixels (N, 2) ((u, v), v down), found by Adam
     on the reprojection MSE (in units of the image height) from init_pose."""
-    from .camera_search import pose_cameras
+    from .camera.sampling import pose_cameras
 
     h = resolution[0]
     angles = init_pose[[0, 1, 6]].clone().requires_grad_(True)
@@ -141,7 +135,8 @@ class StereoPrior:
 
     def estimate_pose(self, mesh: Mesh, frame: Tensor, search_cfg, ctx: R.RenderContext, scorer, *,
                       generator: torch.Generator) -> Tensor:
-        from .camera_search import center_poses, make_view, pose_cameras, sample_poses, score_poses
+        from .camera.sampling import center_poses, make_view, pose_cameras, sample_poses
+        from .camera.search import score_poses
 
         view = make_view(frame, search_cfg.search_res, search_cfg)
         res = view.resolution

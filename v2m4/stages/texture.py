@@ -24,6 +24,7 @@ the object (``colour_transfer``), so the unseen side matches the seen side inste
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -33,9 +34,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import render as R
-from ..camera import Camera, near_far, orbit_camera
+from ..camera import DEFAULT_FOV_DEG, Camera, near_far, orbit_camera
 from ..errors import V2M4Error
-from ..types import Mesh
+from ..types import Frames, Mesh, Sequence, load_npz, atomic_save_npz
+
+
+__all__ = ["TextureConfig", "TextureResult", "bake_texture", "fit_texture", "uv_atlas", "ring_views", "random_views",
+           "unreached_fraction"]
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,9 @@ class TextureConfig:
     tv_weight: float = 0.01           # ours: Appendix A uses TV without a weight
     lr: float = 0.01                  # ours (Adam on texel values in [0, 1])
     render_res: int = 512             # ours: resolution of the multi-view targets
-    fov_deg: float = 40.0             # ours: multi-view field of view
+    fov_deg: float = DEFAULT_FOV_DEG  # ours: multi-view field of view (the generators' own)
     padding: int = 4                  # ours: texels between atlas charts (bilinear lookups must not bleed)
     video_supervision: bool = True    # beyond the paper: reference views supervised by the video frames
-    seed: int = 0
 
     @staticmethod
     def paper() -> "TextureConfig":
@@ -65,16 +69,53 @@ class TextureConfig:
         return TextureConfig(size=256, iters=150, multi_views=64, render_res=256)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TextureResult:
-    """mesh: the rest mesh split at seams, with uv and the texture; vmap (V',) original vertex of each split vertex;
-    unreached (S, S) bool: texels no supervised pixel touched (before filling); loss history; seconds."""
+    """mesh: the rest mesh split at seams, with uv and the texture; vmap (V',) int64 original vertex of each split
+    vertex; unreached (S, S) bool: texels no supervised pixel touched (before filling); losses: the fit's loss
+    every 50 steps; seconds: the fit's wall time."""
 
     mesh: Mesh
     vmap: Tensor
     unreached: Tensor
-    losses: list[float]
-    seconds: float
+    losses: tuple[float, ...] = ()
+    seconds: float = 0.0
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_save_npz(path, **self.mesh.arrays("tex_"), vmap=self.vmap, unreached=self.unreached,
+                        losses=torch.tensor(self.losses, dtype=torch.float64), seconds=torch.tensor(self.seconds))
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> "TextureResult":
+        d = load_npz(path)
+        return TextureResult(mesh=Mesh.from_arrays(d, "tex_"), vmap=torch.as_tensor(d["vmap"]),
+                             unreached=torch.as_tensor(d["unreached"]).bool(),
+                             losses=tuple(float(x) for x in d.get("losses", ())),
+                             seconds=float(d.get("seconds", 0.0)))
+
+
+def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera: Camera, cfg: TextureConfig,
+                 ctx: R.RenderContext, *, generator: torch.Generator, progress=None) -> TextureResult:
+    """The texture stage (Sec. 4.4): a uv atlas on the registered rest mesh, then one texture fitted to every view.
+
+    frames: the keyframes' input frames (K); reposed: each keyframe's generated mesh in the world (its colours are
+    the paper's targets); sequence: the registration's rest mesh and keyframe positions (K, V, 3); camera: the
+    video camera (1 view); generator: draws the multi-views.
+    """
+    rest, key_vertices = sequence.rest, sequence.vertices.to(sequence.rest.vertices.device)
+    atlas, vmap = uv_atlas(rest, size=cfg.size, padding=cfg.padding)
+    K = key_vertices.shape[0]
+    cams = Camera(camera.K.expand(K, 3, 3), camera.cam_from_world.expand(K, 4, 4), camera.resolution)
+    generated_ref = appearance_renders(reposed, cams, ctx)
+    multi = random_views(reposed[0], cfg.multi_views, cfg.render_res, generator, fov_deg=cfg.fov_deg)
+    targets = appearance_renders([reposed[0]], multi, ctx)
+    if cfg.video_supervision:
+        ref = frames.rgba.to(rest.vertices.device)
+        # the generated appearance mapped into the video's colours where both see the object (module docstring)
+        targets = apply_colour_transfer(targets, colour_transfer(generated_ref[:1], ref[:1].to(generated_ref)))
+    else:
+        ref = generated_ref
+    return fit_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx, progress=progress)
 
 
 def uv_atlas(mesh: Mesh, *, size: int = 1024, padding: int = 4) -> tuple[Mesh, Tensor]:
@@ -99,7 +140,7 @@ def uv_atlas(mesh: Mesh, *, size: int = 1024, padding: int = 4) -> tuple[Mesh, T
     return out, vmap_t
 
 
-def random_views(mesh: Mesh, n: int, resolution: int, generator: torch.Generator, *, fov_deg: float = 40.0,
+def random_views(mesh: Mesh, n: int, resolution: int, generator: torch.Generator, *, fov_deg: float = DEFAULT_FOV_DEG,
                  vertices: Tensor | None = None) -> Camera:
     """n cameras on a sphere around the mesh (uniform directions), each seeing its whole bounding sphere."""
     v = mesh.vertices if vertices is None else vertices
@@ -113,7 +154,8 @@ def random_views(mesh: Mesh, n: int, resolution: int, generator: torch.Generator
                         centre[None].expand(n, 3).contiguous(), fov_deg=fov_deg, resolution=(resolution, resolution))
 
 
-def ring_views(mesh: Mesh, n: int, resolution: int, *, pitch_deg: float = 20.0, fov_deg: float = 40.0) -> Camera:
+def ring_views(mesh: Mesh, n: int, resolution: int, *, pitch_deg: float = 20.0,
+               fov_deg: float = DEFAULT_FOV_DEG) -> Camera:
     """n cameras evenly around the mesh at one elevation (for coverage checks and previews)."""
     v = mesh.vertices
     centre = (v.amax(0) + v.amin(0)) / 2
@@ -200,12 +242,6 @@ def _supervised_pixels(ctx, mesh: Mesh, vertices: Tensor, cameras: Camera, targe
     return uv, col, torch.full((uv.shape[0],), weight, device=uv.device, dtype=uv.dtype), torch.cat(foot)
 
 
-def _bilinear(tex: Tensor, uv: Tensor) -> Tensor:
-    """Bilinear lookup of (S, S, 3) at uv (P, 2): the renderer's own filter and convention."""
-    from ..render._torch import _bilinear as bil
-    return bil(tex[None], uv, None)
-
-
 def _reached(uv: Tensor, footprint: Tensor, size: int) -> Tensor:
     """(S, S) bool: texels inside the footprint of any supervised pixel.
 
@@ -262,7 +298,7 @@ def fill_unreached(tex: Tensor, known: Tensor, *, max_iters: int | None = None) 
     return out.contiguous()
 
 
-def bake_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Camera, ref_targets: Tensor,
+def fit_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Camera, ref_targets: Tensor,
                  multi_cameras: Camera, multi_targets: Tensor, cfg: TextureConfig, ctx: R.RenderContext,
                  *, progress=None) -> TextureResult:
     """Fit one texture to every supervised view (Sec. 4.4).
@@ -274,7 +310,7 @@ def bake_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Cam
     """
     t0 = time.perf_counter()
     if rest.uv is None:
-        raise V2M4Error("bake_texture needs a mesh with uv (run uv_atlas first)")
+        raise V2M4Error("fit_texture needs a mesh with uv (run uv_atlas first)")
     dev = rest.vertices.device
     K = key_vertices.shape[0]
     if ref_targets.shape[0] != K:
@@ -292,7 +328,7 @@ def bake_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Cam
     if cfg.video_supervision and uv_r.shape[0] and uv_m.shape[0]:
         # the video decides what it saw; the multi-view targets fill only the rest (module docstring)
         seen = _reached(uv_r, f_r, S).to(uv_m.dtype)
-        w_m = w_m * (1 - _bilinear(seen[..., None].expand(-1, -1, 3), uv_m)[:, 0]).clamp(0, 1)
+        w_m = w_m * (1 - R.sample_texture(seen[..., None].expand(-1, -1, 3), uv_m)[:, 0]).clamp(0, 1)
         w = torch.cat([w_r, w_m])
     reached = _reached(uv, torch.cat([f_r, f_m]), S)
     init, landed = _splat_init(uv, col, w, S)
@@ -301,7 +337,7 @@ def bake_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Cam
     wn = w / w.sum()
     losses = []
     for it in range(cfg.iters):
-        pred = _bilinear(tex, uv)
+        pred = R.sample_texture(tex, uv)
         loss = ((pred - col).abs().sum(-1) * wn).sum() / 3
         if cfg.tv_weight > 0:
             tv = (tex[1:] - tex[:-1]).abs().mean() + (tex[:, 1:] - tex[:, :-1]).abs().mean()
@@ -317,7 +353,7 @@ def bake_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Cam
             progress(it + 1, cfg.iters)
     final = fill_unreached(tex.detach(), reached)
     return TextureResult(mesh=Mesh(rest.vertices, rest.faces, uv=rest.uv, texture=final), vmap=vmap,
-                         unreached=~reached, losses=losses, seconds=time.perf_counter() - t0)
+                         unreached=~reached, losses=tuple(losses), seconds=time.perf_counter() - t0)
 
 
 def unreached_fraction(mesh: Mesh, unreached: Tensor, cameras: Camera, ctx: R.RenderContext,

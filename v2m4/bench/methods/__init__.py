@@ -1,7 +1,7 @@
 """Benchmark methods: each turns (frames, per-frame generated meshes) into per-frame meshes plus a video camera.
 
-A method is a function ``run(frames, generated, *, preset, ctx, generator) -> MethodOutput`` registered in
-``v2m4.bench.METHODS``. ``frames`` are the selected input frames (T), ``generated`` the generator's mesh for
+A method is a function ``run(frames, generated, *, config, ctx, generator) -> MethodOutput`` registered in
+``v2m4.bench.METHODS``; ``config`` is the ``PipelineConfig`` whose stages it runs. ``frames`` are the selected input frames (T), ``generated`` the generator's mesh for
 each of them (canonical frame). The bench scores the output with the weight-free metrics; a method knows nothing
 about ground truth.
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from ..camera import Camera
-from ..types import Mesh
+from ...camera import Camera
+from ...types import Mesh
 
 
 @dataclass

@@ -12,12 +12,13 @@ import time
 
 import torch
 
-from .. import render as R
-from ..camera import orbit_camera
-from ..types import Frames, Mesh
+from ... import render as R
+from ...camera import DEFAULT_FOV_DEG, orbit_camera
+from ...config import PipelineConfig
+from ...types import Frames, Mesh
 from . import MethodOutput
 
-FOV_DEG = 40.0  # the field of view the official code renders TRELLIS meshes with
+FOV_DEG = DEFAULT_FOV_DEG  # the field of view the camera search assumes
 
 
 def front_camera(mesh: Mesh, frame_mask: torch.Tensor, ctx: R.RenderContext, *, fov_deg: float = FOV_DEG):
@@ -43,7 +44,7 @@ def front_camera(mesh: Mesh, frame_mask: torch.Tensor, ctx: R.RenderContext, *, 
     return cam(d)
 
 
-def run(frames: Frames, generated: list[Mesh], *, preset: str = "fast", ctx: R.RenderContext,
+def run(frames: Frames, generated: list[Mesh], *, config: PipelineConfig, ctx: R.RenderContext,
         generator: torch.Generator | None = None) -> MethodOutput:
     t0 = time.perf_counter()
     camera = front_camera(generated[0], frames.mask[0].to(generated[0].vertices.device), ctx)

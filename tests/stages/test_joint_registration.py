@@ -1,0 +1,155 @@
+"""Whole-clip registration (Sec. 4.3, ours: every frame fitted at once): in-betweens fitted to the video, no drift
+carried from wrong keyframes, the batched large-steps solve, determinism."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+import trimesh
+
+from v2m4 import render as R
+from v2m4.camera import Camera, orbit_camera
+from v2m4.errors import V2M4Error
+from v2m4.geometry import unique_edges
+from v2m4.optim import SmoothSolver
+from v2m4.stages.registration import arap_rotations
+from v2m4.stages.registration.joint import (JointConfig, _arap_rotations, _temporal, frames_to_u, frames_to_x,
+                                            register_clip)
+from v2m4.types import Mesh
+
+CTX = R.context("torch", "cpu")
+T = 7
+
+
+def box() -> Mesh:
+    """A 0.4 x 0.5 x 1.2 box, subdivided to 768 faces (no rotational symmetry, so vertex errors mean something)."""
+    tm = trimesh.creation.box(extents=(0.4, 0.5, 1.2)).subdivide().subdivide().subdivide()
+    return Mesh(torch.tensor(tm.vertices, dtype=torch.float32), torch.tensor(tm.faces, dtype=torch.int64))
+
+
+def bend(v: torch.Tensor, k: float) -> torch.Tensor:
+    """Rotate every point with z > 0 about the x axis by k * z radians: a smooth bend of the upper half."""
+    ang = k * v[:, 2].clamp(min=0)
+    y, z = v[:, 1], v[:, 2]
+    out = v.clone()
+    out[:, 1] = torch.where(z > 0, y * torch.cos(ang) - z * torch.sin(ang), y)
+    out[:, 2] = torch.where(z > 0, y * torch.sin(ang) + z * torch.cos(ang), z)
+    return out
+
+
+def clip(m: Mesh) -> torch.Tensor:
+    """(T, V, 3) truth: a bend growing linearly in time and a sideways swing 0.25 sin(pi t / 3), which is 0 at
+    frames 0, 3, 6, so the keyframes' interpolation misses it entirely in between."""
+    return torch.stack([bend(m.vertices, 0.2 * t) + torch.tensor([0.0, 0.25 * math.sin(math.pi * t / 3), 0.0])
+                        for t in range(T)])
+
+
+def video(m: Mesh, truth: torch.Tensor) -> tuple[Camera, torch.Tensor]:
+    """The camera on +X looking at the origin (it sees the y-z plane: the swing and the bend) and (T, 64, 64)
+    masks of the truth through it."""
+    cam = orbit_camera(torch.tensor([math.pi / 2]), torch.zeros(1), torch.tensor([3.0]), torch.zeros(1, 3),
+                       fov_deg=40, resolution=(64, 64))
+    cams = Camera(cam.K.expand(T, 3, 3), cam.cam_from_world.expand(T, 4, 4), cam.resolution)
+    with torch.no_grad():
+        return cam, R.render(CTX, m, cams, channels=("mask",), vertices=truth)["mask"]
+
+
+def tiny(**kw) -> JointConfig:
+    return replace(JointConfig.fast(), **{**dict(render_res=64, view_pool=12, global_views=4, key_views=4,
+                                                 chamfer_points=800, remesh_rest=False, iters=150), **kw})
+
+
+def linear(values: torch.Tensor, key: list[int]) -> torch.Tensor:
+    """(T, V, 3) the keyframes' values linearly interpolated in frame index (what the pairwise chain outputs)."""
+    out = []
+    for t in range(T):
+        b = next(i for i in range(1, len(key)) if key[i] >= t)
+        w = (t - key[b - 1]) / (key[b] - key[b - 1])
+        out.append(values[key[b - 1]] * (1 - w) + values[key[b]] * w)
+    return torch.stack(out)
+
+
+def test_in_betweens_are_fitted_to_the_video():
+    m = box()
+    truth = clip(m)
+    cam, masks = video(m, truth)
+    key = [0, 3, 6]
+    res = register_clip([m.with_vertices(truth[k]) for k in key], torch.tensor(key), masks, cam, tiny(), CTX,
+                        generator=torch.Generator().manual_seed(0), times=torch.arange(T, dtype=torch.float32))
+    x = res.sequence.vertices
+    assert x.shape == (T, *m.vertices.shape) and len(res.flipped) == T and len(res.chamfer) == 3
+    err = (x - truth).norm(dim=-1).mean(1)
+    # interpolating the exact keyframes misses the swing: 0.25 sin(pi / 3) = 0.217 at every in-between
+    lin = (linear(truth, key) - truth).norm(dim=-1).mean(1)
+    inner = [1, 2, 4, 5]
+    assert float(lin[inner].min()) > 0.2
+    # measured (150 steps, 64 px): 0.017, 0.031, 0.074, 0.101; the box is 1.2 long
+    assert float(err[inner].mean()) < 0.4 * float(lin[inner].mean()), err
+    assert float(err[inner].max()) < 0.6 * float(lin[inner].min()), err
+    assert float(err.max()) < 0.15, err
+    assert max(res.flipped) == 0.0
+
+
+def test_wrong_keyframes_are_pulled_back_by_the_video():
+    """Keyframe meshes (0, 2, 4, 6) that drift sideways by 0.04 per frame (0.24 by the last), masks of the truth:
+    the video (every frame's silhouette) pulls about half of the error back at every frame instead of the fit
+    following the targets. Measured at these settings: 0.39-0.64 x the targets' offset, 0.51 on average, the last
+    frame 0.64 (with 150 steps and all 7 frames keyframes, 0.53 there; register_sequence on that input: 0.62, in
+    44 s, too slow for this test). It does not remove the error: the targets' terms and the one view disagree."""
+    m = box()
+    truth = clip(m)
+    cam, masks = video(m, truth)
+    key = [0, 2, 4, 6]
+    off = torch.tensor([0.0, 0.04, 0.0])
+    res = register_clip([m.with_vertices(truth[k] + k * off) for k in key], torch.tensor(key), masks, cam,
+                        tiny(iters=100), CTX, generator=torch.Generator().manual_seed(0),
+                        times=torch.arange(T, dtype=torch.float32))
+    err = (res.sequence.vertices - truth).norm(dim=-1).mean(1)
+    wrong = torch.arange(T) * 0.04  # the targets' error, by construction
+    ratio = err[1:] / wrong[1:]
+    assert bool((ratio < 0.75).all()), ratio
+    assert float(ratio.mean()) < 0.6, ratio
+
+
+def test_batched_solve_equals_per_frame_solve():
+    m = box()
+    solver = SmoothSolver(m.vertices.shape[0], m.faces, 19.0)
+    u = torch.randn(5, m.vertices.shape[0], 3, generator=torch.Generator().manual_seed(0))
+    x = frames_to_x(solver, u)
+    torch.testing.assert_close(x, torch.stack([solver.to_x(ut) for ut in u]))
+    torch.testing.assert_close(frames_to_u(solver, x), u, atol=1e-4, rtol=1e-4)  # round trip: M (M^-1 u) = u
+
+
+def test_batched_helpers_match_the_pairwise_energies():
+    m = box()
+    x = clip(m)
+    edges = unique_edges(m.faces)
+    torch.testing.assert_close(_arap_rotations(x, m.vertices, edges),
+                               torch.stack([arap_rotations(xt, m.vertices, edges) for xt in x]),
+                               atol=1e-5, rtol=1e-5)
+    # evenly spaced frames: the temporal term is the mean squared second difference |x+ - 2x + x-|²
+    acc = x[2:] - 2 * x[1:-1] + x[:-2]
+    torch.testing.assert_close(_temporal(x, torch.arange(T) * 0.5), (acc * acc).sum(-1).mean(1))
+
+
+def test_same_seed_same_result():
+    m = box()
+    truth = clip(m)[:4]
+    cam, masks = video(m, clip(m))
+    key = torch.tensor([0, 3])
+    cfg = tiny(iters=15, global_iters=10, global_starts=2)
+    def run():
+        return register_clip([m.with_vertices(truth[k]) for k in key.tolist()], key, masks[:4], cam, cfg, CTX,
+                             generator=torch.Generator().manual_seed(3), times=torch.arange(4.0))
+    a, b = run(), run()
+    assert torch.equal(a.sequence.vertices, b.sequence.vertices)
+    assert a.chamfer == b.chamfer and a.retried == b.retried and len(a.retried) == 2
+
+
+def test_bad_key_index_is_refused():
+    m = box()
+    cam, masks = video(m, clip(m))
+    with pytest.raises(V2M4Error, match="key_index must index the clip's 7 frames"):
+        register_clip([m, m], torch.tensor([0, 9]), masks, cam, tiny(), CTX, generator=torch.Generator(),
+                      times=torch.arange(7.0))

@@ -1,0 +1,90 @@
+"""Mesh math shared by the stages: plain functions on tensors.
+
+Letters as everywhere in v2m4: V vertices, F faces, E edges, N and M points. ``vertices (V, 3)`` are positions,
+``faces (F, 3)`` int64 vertex indices, counter-clockwise seen from outside. Device and dtype follow the inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def face_areas(vertices: Tensor, faces: Tensor) -> Tensor:
+    """(F,) area of each triangle of vertices (V, 3) and faces (F, 3)."""
+    t = vertices[faces]
+    return torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1).norm(dim=-1) / 2
+
+
+def face_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """(F, 3) unit normal of each triangle (right-handed in the face's corner order; 0 for a degenerate one)."""
+    t = vertices[faces]
+    return torch.nn.functional.normalize(torch.linalg.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0], dim=-1), dim=-1,
+                                         eps=1e-20)
+
+
+def unique_edges(faces: Tensor) -> Tensor:
+    """(E, 2) undirected edges of faces (F, 3), each once, smaller index first, sorted."""
+    e = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]).sort(dim=1).values
+    return torch.unique(e, dim=0)
+
+
+def surface_area(vertices: Tensor, faces: Tensor) -> Tensor:
+    """Total triangle area (scalar tensor)."""
+    return face_areas(vertices, faces).sum()
+
+
+def surface_centroid(vertices: Tensor, faces: Tensor) -> Tensor:
+    """(3,) area-weighted centroid of the surface (not of the vertices, which a dense patch would pull)."""
+    a = face_areas(vertices, faces)
+    return (a[:, None] * vertices[faces].mean(1)).sum(0) / a.sum().clamp_min(1e-30)
+
+
+def edge_change(vertices: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
+    """(E,) relative length change of each edge (E, 2) of vertices (V, 3) against rest (V, 3), after removing the
+    global scale (total length over total rest length): 0 for a similarity of the rest shape."""
+    lx = (vertices[edges[:, 1]] - vertices[edges[:, 0]]).norm(dim=-1)
+    lr = (rest[edges[:, 1]] - rest[edges[:, 0]]).norm(dim=-1)
+    s = lx.sum() / lr.sum().clamp_min(1e-30)
+    return (lx / (s * lr).clamp_min(1e-12) - 1).abs()
+
+
+def rotation_6d(x: Tensor) -> Tensor:
+    """(6,) -> (3, 3) rotation whose rows are the Gram-Schmidt orthonormalised first two 3-vectors of x and their
+    cross product (Zhou et al. 2019, "On the continuity of rotation representations"): a continuous
+    parameterisation to optimise, where Euler angles and quaternions have jumps."""
+    a = torch.nn.functional.normalize(x[:3], dim=0)
+    b = torch.nn.functional.normalize(x[3:] - (a * x[3:]).sum() * a, dim=0)
+    return torch.stack([a, b, torch.linalg.cross(a, b)])
+
+
+def sample_barycentric(faces: Tensor, weights: Tensor, n: int, *, generator: torch.Generator
+                       ) -> tuple[Tensor, Tensor]:
+    """n surface samples as (corner indices (n, 3), barycentric weights (n, 3) float32), faces drawn with
+    probability proportional to weights (F,) (face areas: uniform on the surface) and positions uniform inside
+    each face. Drawn on the CPU (the same values on every device), then moved to faces' device; a sample set made
+    once evaluates on any positions of the same topology (``barycentric_points``)."""
+    idx = torch.multinomial(weights.cpu().double(), n, replacement=True, generator=generator).to(faces.device)
+    r1, r2 = torch.rand(n, generator=generator), torch.rand(n, generator=generator)
+    s = r1.sqrt()
+    b = torch.stack([1 - s, s * (1 - r2), s * r2], -1).to(faces.device)
+    return faces[idx], b
+
+
+def barycentric_points(vertices: Tensor, samples: tuple[Tensor, Tensor]) -> Tensor:
+    """(n, 3) positions of ``sample_barycentric``'s samples on vertices (V, 3); differentiable in vertices."""
+    corners, b = samples
+    return (vertices[corners] * b[..., None].to(vertices)).sum(1)
+
+
+def chamfer(a: Tensor, b: Tensor) -> Tensor:
+    """Symmetric Chamfer distance between point sets a (N, 3) and b (M, 3): mean squared nearest distance a -> b
+    plus b -> a (scalar; 0 for identical sets), differentiable in both.
+
+    The nearest pairs are found without autograd and the loss is rebuilt from the gathered points: the gradient
+    is the same, and cdist's backward (an N x M x 3 tensor) is gone."""
+    with torch.no_grad():
+        d = torch.cdist(a.detach(), b)
+        # argmin down the columns strides through memory; a transposed copy is faster (CPU: 31 -> 21 ms at 1.5k)
+        ia, ib = d.argmin(1), d.t().contiguous().argmin(1)
+    return ((a - b[ia]) ** 2).sum(-1).mean() + ((b - a[ib]) ** 2).sum(-1).mean()

@@ -1,0 +1,456 @@
+"""Topology-consistent registration of the whole clip at once (Sec. 4.3, Appendix A; ours: every frame fitted).
+
+The pairwise registration (``sequence``) chains keyframes: each pair starts where the previous ended, so an error
+made early is carried to the last frame, and frames between keyframes are interpolated, never fitted. Here the
+unknowns are one rest mesh and the positions of EVERY frame of the clip, fitted together:
+
+- rest: the first keyframe's mesh, remeshed and normalised as ``sequence`` does (``_prepare``);
+- positions x_t (T, V, 3), t over the clip's frames, each under the large-steps parameterisation of Nicolet et
+  al. (x_t = (I + lambda L)^-1 u_t, ``v2m4.optim``); one factorisation serves every frame, as one solve with the
+  frames' 3T right-hand sides (``frames_to_x``);
+- evidence: at the K keyframes the re-posed generated meshes (Chamfer + multi-view render L1 of mask and normals
+  against a pool of renders, the pair's losses), at every frame the video itself (input-view silhouette L1 against
+  that frame's mask);
+- regularisers: ARAP, face-area and edge-length consistency against the rest mesh at a per-frame reference size
+  (Appendix A weights), and the squared second difference of every vertex's trajectory over time (ours), which
+  keeps the frames fitted to silhouettes alone from jittering.
+
+Initialisation: one similarity per keyframe (6-D rotation, log-scale, translation), all K fitted in one batched
+Adam run on Chamfer + render L1, optionally from several quarter turns about +Y at once (``global_starts``); the
+frames between keyframes start at their neighbours' positions interpolated in time. Frames are the batch dimension
+of every render and loss; the step loop makes no host sync. Afterwards each frame's folds are repaired (``unfold``).
+
+Units: every loss is computed in the rest mesh's normalised frame (unit cube at the origin), as in ``sequence``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ... import render as R
+from ...camera import Camera
+from ...errors import V2M4Error
+from ...geometry import face_areas, sample_barycentric
+from ...optim import SmoothSolver
+from ...types import Mesh, Sequence
+from .align import Target, eval_chamfer, quarter_turns
+from .config import RegistrationConfig
+from .energies import flipped_fraction, unfold
+from .sequence import RegistrationResult, _check_meshes, _prepare
+
+_RC = RegistrationConfig  # the pairwise stage's defaults, which the joint fit shares
+
+
+@dataclass(frozen=True)
+class JointConfig:
+    """Paper numbers cite Appendix A ("Topology Consistency"); "pair" marks a number shared with the pairwise
+    registration (``RegistrationConfig``, whose comments say where it comes from); "ours" what the paper does not
+    fix, and "measured" a number chosen by the runs named beside it."""
+
+    global_iters: int = _RC.global_iters    # Appendix A: global alignment steps (all keyframes at once)
+    global_views: int = _RC.global_views    # Appendix A: views per keyframe per step of the global render loss
+    global_lr: float = _RC.global_lr        # pair
+    global_starts: int = 1          # ours: quarter turns about +Y each keyframe's global alignment starts from, in
+                                    # one batch (the pair's retry, made up front); 1: identity only
+    iters: int = _RC.local_iters    # Appendix A: local alignment steps, now of the whole clip together
+    key_views: int = _RC.local_views  # Appendix A: views per keyframe per step of the local render loss
+    lr: float = _RC.local_lr        # pair (uniform Adam in u; normalised per frame here, see _FrameAdam)
+    smooth_lambda: float = _RC.smooth_lambda  # pair: Nicolet et al.'s lambda for I + lambda L
+    w_render: float = _RC.w_render  # Appendix A: 1
+    w_chamfer: float = _RC.w_chamfer  # Appendix A: 1
+    w_arap: float = _RC.w_arap      # Appendix A: 1
+    w_area: float = _RC.w_area      # Appendix A: 1e6
+    w_edge: float = _RC.w_edge      # Appendix A: 1e2
+    w_input_view: float = _RC.w_input_view  # pair: the video's silhouette L1 over the mask's area, every frame
+    w_temporal: float = 1.0         # ours, measured: squared second difference of vertex trajectories (normalised
+                                    # units, at the clip's median frame spacing). Swinging bent box of
+                                    # tests/stages/test_joint_registration.py (64 px, keyframes 0, 3, 6): 0 and 1
+                                    # give the same in-between errors, 30 doubles them (0.017 -> 0.085 at frame 1)
+                                    # and 300 smooths the swing away; demo item (bench/joint_vs_sequential.py, 8
+                                    # frames at 128²): 30 left 0.019 of the ground truth's 0.054 jitter
+    video_frames: int = 0           # ours: frames whose silhouette is rendered per step, drawn at random (memory on
+                                    # long clips); 0: every frame every step
+    arap_refresh: int = _RC.arap_refresh    # pair: steps between re-solving the ARAP rotations
+    unfold_iters: int = _RC.unfold_iters    # pair: steps of the fold repair per frame, after the fit
+    render_res: int = _RC.render_res        # pair: resolution of the keyframes' render loss
+    view_pool: int = _RC.view_pool          # pair: target renders made once per keyframe
+    fov_deg: float = _RC.fov_deg            # pair
+    chamfer_points: int = _RC.chamfer_points  # pair
+    sample_sets: int = _RC.sample_sets      # pair
+    remesh_rest: bool = _RC.remesh_rest     # pair
+    remesh_feature_deg: float | None = _RC.remesh_feature_deg  # pair
+    dense_max_vertices: int = _RC.dense_max_vertices          # pair
+
+    @staticmethod
+    def paper() -> "JointConfig":
+        """GPU preset: the paper's steps and views (not yet measured on a GPU)."""
+        return JointConfig(global_starts=4)
+
+    @staticmethod
+    def fast() -> "JointConfig":
+        """CPU preset: the pairwise fast preset's views, resolution and samples; 200 joint steps, measured on the
+        demo item (bench/joint_vs_sequential.py, 8 frames at 128²) against 120 + 40 per pair there."""
+        f = RegistrationConfig.fast()
+        return JointConfig(global_iters=f.global_iters, global_views=f.global_views, global_lr=f.global_lr,
+                           global_starts=1, iters=200, key_views=4, lr=f.local_lr, render_res=f.render_res,
+                           view_pool=f.view_pool, chamfer_points=f.chamfer_points)
+
+    def pair_config(self) -> RegistrationConfig:
+        """The pairwise config the shared helpers (``_prepare``, ``Target``) read their numbers from."""
+        return RegistrationConfig(smooth_lambda=self.smooth_lambda, render_res=self.render_res,
+                                  view_pool=self.view_pool, fov_deg=self.fov_deg, chamfer_points=self.chamfer_points,
+                                  remesh_rest=self.remesh_rest, remesh_feature_deg=self.remesh_feature_deg,
+                                  dense_max_vertices=self.dense_max_vertices, global_normals=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batched helpers: positions x (T, V, 3), one frame per row
+
+
+def frames_to_x(solver: SmoothSolver, u: Tensor) -> Tensor:
+    """(T, V, 3) -> (T, V, 3): x_t = (I + lambda L)^-1 u_t for every frame, as ONE solve with 3T right-hand sides
+    (V, 3T); ``SmoothSolver.to_x`` takes any number of columns."""
+    T, V, _ = u.shape
+    x = solver.to_x(u.permute(1, 0, 2).reshape(V, 3 * T))
+    return x.reshape(V, T, 3).permute(1, 0, 2)
+
+
+def frames_to_u(solver: SmoothSolver, x: Tensor) -> Tensor:
+    """(T, V, 3) -> (T, V, 3): u_t = (I + lambda L) x_t for every frame in one product."""
+    T, V, _ = x.shape
+    u = solver.to_u(x.permute(1, 0, 2).reshape(V, 3 * T))
+    return u.reshape(V, T, 3).permute(1, 0, 2)
+
+
+def _points(x: Tensor, samples: tuple[Tensor, Tensor]) -> Tensor:
+    """(B, N, 3) positions of one barycentric sample set on every row of x (B, V, 3)."""
+    corners, b = samples
+    return (x[:, corners] * b[..., None].to(x)).sum(2)
+
+
+def _chamfer(a: Tensor, b: Tensor) -> Tensor:
+    """(B,) symmetric Chamfer of point sets a (B, N, 3) and b (B, M, 3), as ``geometry.chamfer`` row by row."""
+    with torch.no_grad():
+        d = torch.cdist(a.detach(), b)
+        ia, ib = d.argmin(2), d.argmin(1)
+    near_b = torch.gather(b, 1, ia[..., None].expand(-1, -1, 3))
+    near_a = torch.gather(a, 1, ib[..., None].expand(-1, -1, 3))
+    return ((a - near_b) ** 2).sum(-1).mean(1) + ((b - near_a) ** 2).sum(-1).mean(1)
+
+
+def _face_areas(x: Tensor, faces: Tensor) -> Tensor:
+    """(T, F) triangle areas of every frame."""
+    t = x[:, faces]
+    return torch.linalg.cross(t[:, :, 1] - t[:, :, 0], t[:, :, 2] - t[:, :, 0], dim=-1).norm(dim=-1) / 2
+
+
+def _directed(edges: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.cat([edges[:, 0], edges[:, 1]]), torch.cat([edges[:, 1], edges[:, 0]])
+
+
+def _arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
+    """(T, V, 3, 3) best local rotations taking rest's one-rings onto each frame's (``energies.arap_rotations``
+    batched; the reflection fix is applied by ``where``, so no host sync)."""
+    i, j = _directed(edges)
+    er, ex = rest[j] - rest[i], x[:, j] - x[:, i]
+    S = torch.zeros(*x.shape[:2], 3, 3, dtype=torch.float64, device=x.device)
+    S = S.index_add(1, i, (er[None, :, :, None] * ex[..., None, :]).double())
+    U, _, Vh = torch.linalg.svd(S)
+    V_ = Vh.transpose(-1, -2)
+    Rm = V_ @ U.transpose(-1, -2)
+    flip = torch.ones(3, dtype=S.dtype, device=S.device)
+    flip[2] = -1
+    Rf = (V_ * flip) @ U.transpose(-1, -2)
+    return torch.where((torch.det(Rm) < 0)[..., None, None], Rf, Rm).to(x.dtype)
+
+
+def _regularisers(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor, scale: Tensor, rot: Tensor,
+                  cfg: JointConfig) -> Tensor:
+    """(T,) ARAP + area + edge energies of every frame against rest * scale[t] (``energies``' terms, per frame)."""
+    s = scale[:, None]
+    i, j = _directed(edges)
+    rs = rest[None] * scale[:, None, None]
+    r = (x[:, j] - x[:, i]) - (rot[:, i] @ (rs[:, j] - rs[:, i])[..., None])[..., 0]
+    arap = (r * r).sum(-1).mean(1)
+    area = ((_face_areas(x, faces) - s * s * face_areas(rest, faces)[None]) ** 2).mean(1)
+    lx = (x[:, edges[:, 1]] - x[:, edges[:, 0]]).norm(dim=-1)
+    lr = (rest[edges[:, 1]] - rest[edges[:, 0]]).norm(dim=-1)[None] * s
+    edge = ((lx - lr) ** 2).mean(1)
+    return cfg.w_arap * arap + cfg.w_area * area + cfg.w_edge * edge
+
+
+def _temporal(x: Tensor, times: Tensor) -> Tensor:
+    """(T-2,) mean squared acceleration of every vertex at the inner frames, by the non-uniform second difference
+    2 / (h0 + h1) * ((x+ - x) / h1 - (x - x-) / h0), times h² (h the median spacing): for evenly spaced frames it
+    is |x+ - 2x + x-|², the ground truth's jitter measure (``metrics.geometry.vertex_jitter``) squared."""
+    if x.shape[0] < 3:
+        return x.new_zeros(0)
+    dt = (times[1:] - times[:-1]).to(x).clamp_min(1e-9)
+    h = dt.median()
+    v = (x[1:] - x[:-1]) / dt[:, None, None]
+    acc = (v[1:] - v[:-1]) * (2 / (dt[1:] + dt[:-1]))[:, None, None] * h * h
+    return (acc * acc).sum(-1).mean(1)
+
+
+class _FrameAdam(torch.optim.Optimizer):
+    """``optim.UniformAdam`` with one normalisation per frame (the max over frame t's entries of u (T, V, 3)): each
+    frame steps as its own large-steps fit would, so frames with strong evidence (keyframes) do not shrink the
+    steps of frames seen only in silhouette."""
+
+    def __init__(self, params, lr=0.01, betas=(0.9, 0.999)):
+        super().__init__(params, dict(lr=lr, betas=betas))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                st = self.state[p]
+                if not st:
+                    st["t"], st["m"], st["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                st["t"] += 1
+                st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                m_hat = st["m"] / (1 - b1 ** st["t"])
+                v_hat = st["v"] / (1 - b2 ** st["t"])
+                p.sub_(group["lr"] * m_hat / (v_hat.sqrt().amax(dim=(1, 2), keepdim=True) + 1e-8))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the keyframes' evidence, stacked
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """The K keyframes' targets stacked: points (K, N, 3); cams (K * pool views, camera k's pool first);
+    mask (K, pool, H, W); normal (K, pool, H, W, 3); area (K,) surface areas; all normalised."""
+
+    points: Tensor
+    cams: Camera
+    mask: Tensor
+    normal: Tensor
+    area: Tensor
+
+    @staticmethod
+    def build(meshes: list[Mesh], cfg: RegistrationConfig, ctx, g: torch.Generator) -> tuple["_Keys", list[Target]]:
+        tgts = [Target(m, cfg, ctx, g) for m in meshes]  # once per keyframe, before any step
+        cams = Camera(torch.cat([t.cams.K for t in tgts]), torch.cat([t.cams.cam_from_world for t in tgts]),
+                      tgts[0].cams.resolution)
+        area = torch.stack([face_areas(m.vertices, m.faces).sum() for m in meshes])
+        return _Keys(torch.stack([t.points for t in tgts]), cams, torch.stack([t.mask for t in tgts]),
+                     torch.stack([t.normal for t in tgts]), area), tgts
+
+    @property
+    def pool(self) -> int:
+        return self.mask.shape[1]
+
+    def picks(self, steps: int, n: int, g: torch.Generator) -> Tensor:
+        """(steps, K, n) view indices into each keyframe's pool, drawn up front (no host wait in the loop)."""
+        K, n = self.mask.shape[0], min(n, self.pool)
+        return torch.argsort(torch.rand(steps, K, self.pool, generator=g), dim=2)[..., :n].to(self.mask.device)
+
+    def render_l1(self, ctx, template: Mesh, x: Tensor, key_of: Tensor, idx: Tensor, topo) -> Tensor:
+        """(B,) render L1 (mask + normals, ``align._render_l1``) of positions x (B, V, 3), row b against keyframe
+        key_of[b]'s pool in its views idx[b] (B, n); one render call of B * n views."""
+        B, n = idx.shape
+        flat = (idx + key_of[:, None] * self.pool).reshape(-1)
+        cams = Camera(self.cams.K[flat], self.cams.cam_from_world[flat], self.cams.resolution)
+        v = x[:, None].expand(B, n, *x.shape[1:]).reshape(B * n, *x.shape[1:])
+        out = R.render(ctx, template, cams, channels=("mask", "normal"), vertices=v, topology=topo)
+        kk = key_of[:, None]
+        dm = (out["mask"].reshape(B, n, *out["mask"].shape[1:]) - self.mask[kk, idx]).abs().mean((1, 2, 3))
+        dn = (out["normal"].reshape(B, n, *out["normal"].shape[1:]) - self.normal[kk, idx]).abs().sum(-1)
+        return dm + dn.mean((1, 2, 3))
+
+
+def _similarity(x: Tensor, c: Tensor, r6: Tensor, log_s: Tensor, t: Tensor) -> Tensor:
+    """x (V, 3) under B similarities: rotation_6d(r6 (B, 6)) and exp(log_s (B,)) about c (3,), then t (B, 3);
+    -> (B, V, 3)."""
+    a = torch.nn.functional.normalize(r6[:, :3], dim=-1)
+    b = r6[:, 3:] - (a * r6[:, 3:]).sum(-1, keepdim=True) * a
+    b = torch.nn.functional.normalize(b, dim=-1)
+    Rm = torch.stack([a, b, torch.linalg.cross(a, b, dim=-1)], 1)  # rows, as geometry.rotation_6d
+    return ((x - c)[None] @ Rm.transpose(1, 2)) * log_s.exp()[:, None, None] + c + t[:, None]
+
+
+def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Tensor, iters: int,
+                w_render: float, cfg: JointConfig, ctx, g: torch.Generator, topo) -> tuple[Tensor, Tensor]:
+    """B similarities of rest positions x (V, 3) in one Adam run: row b onto keyframe key_of[b] (B,), starting
+    from rotation rots[b] (B, 3, 3) about x's centroid, unit scale, and the target's centroid. Returns the
+    positions (B, V, 3) and their Chamfer (B,), both detached."""
+    B = key_of.shape[0]
+    c = x.mean(0).detach()
+    r6 = torch.cat([rots[:, 0], rots[:, 1]], -1).to(x).clone().requires_grad_(True)
+    log_s = torch.zeros(B, dtype=x.dtype, device=x.device, requires_grad=True)
+    t = (keys.points[key_of].mean(1) - c).clone().requires_grad_(True)
+    opt = torch.optim.Adam([r6, log_s, t], lr=cfg.global_lr)
+    samples = [sample_barycentric(template.faces, face_areas(x, template.faces), cfg.chamfer_points, generator=g)
+               for _ in range(cfg.sample_sets)]
+    picks = keys.picks(iters, cfg.global_views, g)[:, key_of]  # a keyframe's starts see the same views
+    pts = keys.points[key_of]
+    for it in range(iters):
+        y = _similarity(x, c, r6, log_s, t)
+        loss = cfg.w_chamfer * _chamfer(_points(y, samples[it % len(samples)]), pts).sum()
+        if w_render > 0:
+            loss = loss + w_render * keys.render_l1(ctx, template, y, key_of, picks[it], topo).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        y = _similarity(x, c, r6, log_s, t)
+        return y, _chamfer(_points(y, samples[0]), pts)
+
+
+def _global_keyframes(x: Tensor, template: Mesh, keys: _Keys, cfg: JointConfig, ctx, g: torch.Generator,
+                     topo) -> tuple[Tensor, Tensor]:
+    """Every keyframe's similarity of rest positions x (V, 3), fitted together. With ``global_starts`` S > 1, first
+    a quarter of the steps from each of S quarter turns about +Y on Chamfer alone (the pair's retry, as one K * S
+    batch), each keyframe going on from its lowest-Chamfer start. Returns positions (K, V, 3) and the chosen start
+    (K,) int64 (0: the identity)."""
+    K = keys.points.shape[0]
+    every = torch.arange(K, device=x.device)
+    starts = quarter_turns(max(1, cfg.global_starts), x.dtype, x.device)  # starts[0] is the identity
+    chosen = torch.zeros(K, dtype=torch.int64, device=x.device)
+    if len(starts) > 1:
+        S = len(starts)
+        _, ch = _global_fit(x, template, keys, every.repeat_interleave(S), starts.repeat(K, 1, 1),
+                            max(1, cfg.global_iters // 4), 0.0, cfg, ctx, g, topo)
+        chosen = ch.reshape(K, S).argmin(1)
+    y, _ = _global_fit(x, template, keys, every, starts[chosen], cfg.global_iters, cfg.w_render, cfg, ctx, g, topo)
+    return y, chosen
+
+
+def _interpolate(values: Tensor, key_index: Tensor, T: int) -> Tensor:
+    """(T, ...) values (K, ...) given at frames key_index (K,), linear in frame index between keyframes, held
+    constant before the first and after the last."""
+    t = torch.arange(T, device=key_index.device)
+    hi = torch.searchsorted(key_index, t, right=False).clamp(1, len(key_index) - 1) if len(key_index) > 1 else \
+        torch.zeros(T, dtype=torch.int64, device=key_index.device)
+    if len(key_index) == 1:
+        return values[0][None].expand(T, *values.shape[1:]).clone()
+    lo = hi - 1
+    w = ((t - key_index[lo]).to(values.dtype) / (key_index[hi] - key_index[lo]).to(values.dtype)).clamp(0, 1)
+    w = w.reshape(T, *([1] * (values.ndim - 1)))
+    return values[lo] * (1 - w) + values[hi] * w
+
+
+def _check_inputs(meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: Camera, times: Tensor) -> None:
+    _check_meshes(meshes)
+    K, T = len(meshes), masks.shape[0]
+    if key_index.shape != (K,) or key_index.dtype != torch.int64:
+        raise V2M4Error(f"key_index must be ({K},) int64 for {K} keyframe meshes, got {tuple(key_index.shape)} "
+                        f"{key_index.dtype}")
+    if K > 1 and not bool((key_index[1:] > key_index[:-1]).all()):
+        raise V2M4Error(f"key_index must be strictly increasing, got {key_index.tolist()}")
+    if int(key_index.min()) < 0 or int(key_index.max()) >= T:
+        raise V2M4Error(f"key_index must index the clip's {T} frames, got {key_index.tolist()}")
+    if masks.ndim != 3 or tuple(masks.shape[1:]) != tuple(camera.resolution):
+        raise V2M4Error(f"masks must be (T, H, W) at the camera's resolution {tuple(camera.resolution)}, got "
+                        f"{tuple(masks.shape)}; resize the masks or use camera.with_resolution")
+    if len(camera) != 1:
+        raise V2M4Error(f"camera must be the one video camera, got {len(camera)} views")
+    if times.shape != (T,):
+        raise V2M4Error(f"times must be ({T},), one per mask, got {tuple(times.shape)}")
+
+
+def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: Camera, cfg: JointConfig,
+                  ctx: R.RenderContext, *, generator: torch.Generator, times: Tensor,
+                  progress=None) -> RegistrationResult:
+    """The rest mesh (keyframe_meshes[0], remeshed) deformed through EVERY frame of the clip, all fitted at once.
+
+    keyframe_meshes: K re-posed generated meshes in the world frame (topologies may differ); key_index (K,) int64,
+    increasing: the clip frame of each. masks (T, H, W) float in [0, 1]: every frame's object mask; camera: the
+    fixed video camera (1 view, world frame, resolution H x W); times (T,) seconds of each frame; generator: the
+    randomness of samples and views (same seed, same result). progress: optional callable(done, total) over the
+    local steps.
+
+    Returns a RegistrationResult whose sequence holds all T frames (T, V, 3), world frame; chamfer (K,): each
+    keyframe's fit against its target (normalised units, squared, as ``sequence``); flipped (T,): each frame's
+    folded share; retried (K,): the keyframe's global alignment went on from a quarter turn, not the identity
+    (``global_starts``); seconds: (rest + targets, global alignment, joint fit, fold repair); scales (T,) each
+    frame's regulariser reference size.
+    """
+    _check_inputs(keyframe_meshes, key_index, masks, camera, times)
+    t0 = time.perf_counter()
+    g = generator
+    pcfg = cfg.pair_config()
+    frame, _ = _prepare(keyframe_meshes[0], pcfg)
+    template, topo, edges, solver = frame.template, frame.topo, frame.edges, frame.solver
+    rest, faces = frame.rest, template.faces
+    dev, dt = rest.device, rest.dtype
+    T = masks.shape[0]
+    key_index = key_index.to(dev)
+    targets = [Mesh(frame.normalise(m.vertices).detach(), m.faces) for m in keyframe_meshes]
+    keys, tgts = _Keys.build(targets, pcfg, ctx, g)
+    # the regularisers' reference size: each keyframe target's area against the first's (as sequence.py), linear in
+    # time between keyframes
+    scale = _interpolate(torch.sqrt(keys.area / keys.area[0]), key_index, T).to(dt)
+    t1 = time.perf_counter()
+
+    xk, chosen = _global_keyframes(rest, template, keys, cfg, ctx, g, topo)
+    x0 = _interpolate(xk, key_index, T)
+    t2 = time.perf_counter()
+
+    x = _fit_clip(x0, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev),
+                  cfg, ctx, g, topo, progress)
+    t3 = time.perf_counter()
+
+    out, flipped = [], []
+    for t in range(T):  # the repair is local and rarely active: one frame at a time, after the fit
+        y = unfold(x[t], rest, faces, edges, float(scale[t]), iters=cfg.unfold_iters)
+        out.append(y)
+        flipped.append(flipped_fraction(y, rest, faces, edges))
+    x = torch.stack(out)
+    chamfer = tuple(eval_chamfer(x[int(k)], faces, tgt, g) for k, tgt in zip(key_index.tolist(), tgts))
+    t4 = time.perf_counter()
+    verts = x * frame.size + frame.centre
+    seq = Sequence(rest=frame.world, vertices=verts.float(), times=times.float().cpu())
+    return RegistrationResult(seq, chamfer=chamfer, flipped=tuple(flipped),
+                              retried=tuple(bool(c) for c in (chosen != 0).tolist()),
+                              seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()))
+
+
+def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
+              camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator, topo,
+              progress) -> Tensor:
+    """The joint local fit of every frame's positions x0 (T, V, 3) (normalised). Returns (T, V, 3) detached."""
+    T = x0.shape[0]
+    faces, edges, solver = template.faces, frame.edges, frame.solver
+    u = frames_to_u(solver, x0.detach()).clone().requires_grad_(True)
+    opt = _FrameAdam([u], lr=cfg.lr)
+    samples = [sample_barycentric(faces, face_areas(rest, faces), cfg.chamfer_points, generator=g)
+               for _ in range(cfg.sample_sets)]
+    picks = keys.picks(cfg.iters, cfg.key_views, g)
+    nv = T if cfg.video_frames <= 0 else min(cfg.video_frames, T)
+    vid = torch.argsort(torch.rand(cfg.iters, T, generator=g), dim=1)[:, :nv].to(x0.device)
+    vcam = Camera(camera.K.expand(nv, 3, 3), camera.cam_from_world.expand(nv, 4, 4), camera.resolution)
+    marea = masks.sum((1, 2)).clamp_min(1.0)
+    every = torch.arange(len(key_index), device=x0.device)
+    rot = None
+    for it in range(cfg.iters):
+        x = frames_to_x(solver, u)
+        xk = x[key_index]
+        loss = cfg.w_chamfer * _chamfer(_points(xk, samples[it % len(samples)]), keys.points).sum()
+        if cfg.w_render > 0:
+            loss = loss + cfg.w_render * keys.render_l1(ctx, template, xk, every, picks[it], topo).sum()
+        if cfg.w_input_view > 0:
+            f = vid[it] if nv < T else slice(None)
+            r = R.render(ctx, template, vcam, channels=("mask",), vertices=x[f] * frame.size + frame.centre,
+                         topology=topo)
+            loss = loss + cfg.w_input_view * ((r["mask"] - masks[f]).abs().sum((1, 2)) / marea[f]).sum()
+        if it % max(1, cfg.arap_refresh) == 0:
+            rot = _arap_rotations(x.detach(), rest, edges)  # scale-free: the best rotation ignores a uniform scale
+        loss = loss + _regularisers(x, rest, faces, edges, scale, rot, cfg).sum()
+        if cfg.w_temporal > 0:
+            loss = loss + cfg.w_temporal * _temporal(x, times).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if progress:
+            progress(it + 1, cfg.iters)
+    with torch.no_grad():
+        return frames_to_x(solver, u)
