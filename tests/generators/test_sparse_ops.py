@@ -149,7 +149,7 @@ def test_install_fallbacks_registers_stand_ins_for_missing_extensions():
 
     env = {k: v for k, v in os.environ.items() if k not in ("SPARSE_BACKEND", "SPARSE_ATTN_BACKEND", "ATTN_BACKEND",
                                                             "SPCONV_ALGO")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])

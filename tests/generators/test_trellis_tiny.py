@@ -47,7 +47,7 @@ SCRIPT = textwrap.dedent('''
 
 
 def _run(mode, grad="backward"):
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     out = subprocess.run([sys.executable, "-c", SCRIPT, CHECKOUT, mode, grad], capture_output=True, text=True, env=env,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -106,7 +106,7 @@ REFINE = textwrap.dedent('''
 
 
 def test_refinement_on_the_tiny_official_flow_model():
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     out = subprocess.run([sys.executable, "-c", REFINE, CHECKOUT], capture_output=True, text=True, env=env,
                          timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -177,7 +177,7 @@ def test_tiny_mesh_decoder_and_refinement_gradient_through_decode_and_render():
     # embedding through our renderer, the decoder and the flow model, and points downhill
     if not (Path(CHECKOUT) / "trellis/representations/mesh/flexicubes/flexicubes.py").is_file():
         pytest.skip("the TRELLIS checkout lacks its FlexiCubes submodule (git submodule update --init)")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     out = subprocess.run([sys.executable, "-c", DECODE, CHECKOUT], capture_output=True, text=True, env=env,
                          timeout=1200)
     assert out.returncode == 0, out.stderr[-2000:]
