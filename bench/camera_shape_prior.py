@@ -1,6 +1,6 @@
-"""The camera search's shape-continuity term (``CameraSearchConfig.shape_weight``) against none, over seeds
-(issue 4): rotation and translation errors and the once-aligned F-score of the re-posed meshes per item, seed
-and setting. The GPU search is not deterministic, so one seed per setting says little; this runs several.
+"""The camera search's shape-continuity term (``CameraSearchConfig.shape_weight``) against none, over seeds:
+rotation and translation errors and the once-aligned F-score of the re-posed meshes per item, seed and setting. The
+GPU search is not deterministic, so one seed per setting says little; this runs several.
 
     python bench/camera_shape_prior.py --device cuda --backend nvdiffrast --items p03_cesiumman_walk \\
         --seeds 0,1,2 --settings 0:all,0.1:all,0.1:choice,0.03:all --out bench/results/camera_shape_prior_h200.json
@@ -25,11 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 from v2m4 import render as R  # noqa: E402
 from v2m4.bench import load_selected_item, machine_description  # noqa: E402
+from v2m4.config import PipelineConfig  # noqa: E402
 from v2m4.generators.synthetic import SyntheticGenerator  # noqa: E402
-from v2m4.methods.camera import camera_config, repose_all  # noqa: E402
 from v2m4.metrics import geometry as G  # noqa: E402
 from v2m4.metrics.pose import pose_errors  # noqa: E402
-from v2m4.stages.camera_search import search_cameras  # noqa: E402
+from v2m4.stages.camera import search_cameras  # noqa: E402
+from _common import BENCH_DIR  # noqa: E402
 
 
 def main() -> None:
@@ -47,20 +48,21 @@ def main() -> None:
     dev = torch.device(a.device)
     rows = []
     for item_id in a.items.split(","):
-        item = load_selected_item(item_id, a.frames, a.resolution)
+        item = load_selected_item(item_id, a.frames, a.resolution, BENCH_DIR)
         gen = SyntheticGenerator(item, seed=0)
         meshes = [gen.generate(item.frames.rgba[t], t).to(dev) for t in range(len(item.frames))]
         removed = torch.stack([gen.removed_transform(t) for t in range(len(item.frames))])
         ctx = R.context(a.backend, dev)
         for setting in a.settings.split(","):
             w, _, where = setting.partition(":")
-            cfg = replace(camera_config(a.preset), shape_weight=float(w), shape_swarm=where != "choice")
+            cfg = replace(PipelineConfig.preset(a.preset).camera, shape_weight=float(w), shape_swarm=where != "choice")
             for seed in (int(s) for s in a.seeds.split(",")):
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-                found = search_cameras(meshes, item.frames, cfg, ctx, generator=torch.Generator().manual_seed(seed))
-                out, W = repose_all(meshes, found, item.frames.times, cfg)
+                found = search_cameras(meshes, item.frames, item.frames.times, cfg, ctx,
+                                       generator=torch.Generator().manual_seed(seed))
+                out, W = found.repose(meshes)
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
                 sec = time.perf_counter() - t0

@@ -1,11 +1,12 @@
 """How well can any depth rule place the frames? Translation error at perfect camera rotations and directions,
-with each frame's depth left to a rule, as the camera search leaves it (issue 4).
+with each frame's depth left to a rule, as the camera search leaves it.
 
 A generator normalises each mesh into a unit cube, and one view cannot tell size from distance, so the camera
 search fixes a mesh's orientation and its direction from the camera but not its depth. The re-pose picks the depth
 by a rule (``repose_scales``: equal surface areas, then depths smoothed over time). This program gives every
 frame its true camera rotation and direction (the generator's removed similarity made rigid: the mesh keeps its
-canonical size and the image is unchanged) and measures ``trans_err_med`` (issue 4's translation line) for:
+canonical size and the image is unchanged) and measures ``trans_err_med`` (the line the camera search's translation
+error is held to) for:
 
 - ``rule``: what the pipeline does (``consistent_scales`` then ``steady_depths``);
 - ``area_only``: equal surface areas alone; ``none``: the generator's unit-cube sizes;
@@ -33,11 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from v2m4.bench import git_commit, load_selected_item, machine_description  # noqa: E402
+from v2m4.config import PipelineConfig  # noqa: E402
 from v2m4.data.bench import list_items  # noqa: E402
 from v2m4.generators.synthetic import SyntheticGenerator  # noqa: E402
-from v2m4.methods.camera import camera_config  # noqa: E402
+from v2m4.geometry import surface_centroid  # noqa: E402
 from v2m4.metrics.pose import pose_errors  # noqa: E402
-from v2m4.stages.camera_search import repose_scales, surface_centroid  # noqa: E402
+from v2m4.stages.camera import repose_scales  # noqa: E402
+from _common import BENCH_DIR  # noqa: E402
 
 
 def rigid_true_cameras(item, gen, T: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,7 +55,7 @@ def rigid_true_cameras(item, gen, T: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def errors(item_id: str, frames: int) -> dict[str, float]:
-    item = load_selected_item(item_id, frames, 128)
+    item = load_selected_item(item_id, frames, 128, BENCH_DIR)
     T = len(item.frames)
     gen = SyntheticGenerator(item, seed=0)
     meshes = [gen.generate(item.frames.rgba[t], t) for t in range(T)]
@@ -63,13 +66,13 @@ def errors(item_id: str, frames: int) -> dict[str, float]:
         W[:, :3, :] *= k[:, None, None]
         return pose_errors(W, G, item.gt_vertices)["trans_err_med"]
 
-    fast = camera_config("fast")
+    fast = PipelineConfig.fast().camera
     out = {"rule": err(repose_scales(meshes, M, item.frames.times, fast)),
            "area_only": err(repose_scales(meshes, M, item.frames.times, dataclasses.replace(fast, steady_depth=False))),
            "none": err(repose_scales(meshes, M, item.frames.times,
                                      dataclasses.replace(fast, steady_depth=False, consistent_scale=False)))}
     points = {"bbox_centre": torch.stack([(m.vertices.max(0).values + m.vertices.min(0).values) / 2 for m in meshes]),
-              "surface_centroid": torch.stack([surface_centroid(m) for m in meshes]),
+              "surface_centroid": torch.stack([surface_centroid(m.vertices, m.faces) for m in meshes]),
               "vertex_mean": torch.stack([m.vertices.mean(0) for m in meshes]),
               "origin": torch.zeros(T, 3)}
     for name, p in points.items():
@@ -87,7 +90,7 @@ def main() -> None:
     a = ap.parse_args()
     head = {"machine": machine_description("cpu"), "commit": git_commit(), "date": time.strftime("%Y-%m-%d"),
             "metric": "trans_err_med at true camera rotations and directions, depth by each rule"}
-    items = a.items.split(",") if a.items else [i for i in list_items() if i.startswith("p")]
+    items = a.items.split(",") if a.items else [i for i in list_items(BENCH_DIR) if i.startswith("p")]
     rows = []
     cols = None
     for frames in (int(f) for f in a.frames.split(",")):

@@ -1,5 +1,5 @@
-"""Where the re-posed meshes' depth error comes from (issues 4 and 5): per item and seed, the error of the size each
-frame's generated mesh is given, and the place error it becomes once the camera search fits the silhouette.
+"""Where the re-posed meshes' depth error comes from: per item and seed, the error of the size each frame's
+generated mesh is given, and the place error it becomes once the camera search fits the silhouette.
 
 One view cannot tell size from distance: the camera search puts a mesh as far away as its size needs to fill the
 silhouette, so a size error of e becomes a depth error of e times the distance, several object diagonals on the
@@ -35,10 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from v2m4 import render as R  # noqa: E402
 from v2m4.bench import git_commit, load_selected_item, machine_description  # noqa: E402
+from v2m4.config import PipelineConfig  # noqa: E402
 from v2m4.data.bench import list_items  # noqa: E402
 from v2m4.generators.synthetic import SyntheticGenerator  # noqa: E402
-from v2m4.methods.camera import camera_config  # noqa: E402
-from v2m4.stages.camera_search import consistent_scales, repose_scales, search_cameras  # noqa: E402
+from v2m4.stages.camera import consistent_scales, repose_scales, search_poses  # noqa: E402
+from _common import BENCH_DIR  # noqa: E402
 
 
 def place_errors(cam_from_canonical: torch.Tensor, scales: torch.Tensor, removed: torch.Tensor, gt: torch.Tensor,
@@ -71,15 +72,15 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     dev = torch.device(a.device)
-    cfg = camera_config(a.preset)
+    cfg = PipelineConfig.preset(a.preset).camera
     rows = []
     head = {"machine": machine_description(a.device), "device": a.device, "backend": a.backend, "preset": a.preset,
             "resolution": a.resolution, "frames": a.frames, "commit": git_commit(), "date": time.strftime("%Y-%m-%d")}
     print("| item | seed | size_err_max % | pos_err_raw_max % | pos_err_max % | pos_err_last % | depth_diag | sec |")
     print("|---|---|---|---|---|---|---|---|")
-    items = a.items.split(",") if a.items else [i for i in list_items() if i.startswith("p")]
+    items = a.items.split(",") if a.items else [i for i in list_items(BENCH_DIR) if i.startswith("p")]
     for item_id in items:
-        item = load_selected_item(item_id, a.frames, a.resolution)
+        item = load_selected_item(item_id, a.frames, a.resolution, BENCH_DIR)
         gen = SyntheticGenerator(item, seed=0)
         meshes = [gen.generate(item.frames.rgba[t], t).to(dev) for t in range(len(item.frames))]
         removed = torch.stack([gen.removed_transform(t) for t in range(len(item.frames))])
@@ -87,7 +88,7 @@ def main() -> None:
         ctx = R.context(a.backend, dev)
         for seed in (int(s) for s in a.seeds.split(",")):
             t0 = time.perf_counter()
-            found = search_cameras(meshes, item.frames, cfg, ctx, generator=torch.Generator().manual_seed(seed))
+            found = search_poses(meshes, item.frames, cfg, ctx, generator=torch.Generator().manual_seed(seed))
             sec = time.perf_counter() - t0
             C = found.cameras.cam_from_world.cpu()
             k_area = consistent_scales(meshes).cpu()

@@ -1,4 +1,4 @@
-"""GLB export speed and validity at scale (issue 7): a 300-frame sequence of a ~20k-vertex mesh.
+"""GLB export speed and validity at scale: a 300-frame sequence of a ~20k-vertex mesh.
 
 Claim measured: writes in <= 5 s on this CPU; loads in the independent reader; at most two targets non-zero at any
 sampled time (every frame time and the midpoints). Also the PCA mode's size and time. Writes

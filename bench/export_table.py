@@ -1,9 +1,9 @@
-"""The export columns of a bench result, per item, as bench/results/export.json (issue #7): validator errors and
-warnings (Khronos gltf-validator) of the per-keyframe-targets GLB and of the PCA GLB, the round-trip error through
-the independent reader (fraction of the bounding-box diagonal, worst keyframe) and both file sizes.
+"""The export columns of a bench result, per item, as bench/results/export.json: validator errors and warnings
+(Khronos gltf-validator) of the per-keyframe-targets GLB and of the PCA GLB, the round-trip error through the
+independent reader (fraction of the bounding-box diagonal, worst keyframe) and both file sizes.
 
-The figures are the ones `v2m4 bench --method full` measured on the output of the whole pipeline (the best method
-here); this program only selects them, so that the export's table stands on its own.
+The figures are the ones `python -m v2m4.bench --method full` measured on the output of the whole pipeline (the
+best method here); this program only selects them, so that the export's table stands on its own.
 
     python bench/export_table.py [--source bench/results/full.json]
 """

@@ -1,4 +1,4 @@
-"""Adaptive vs fixed keyframes at an equal budget (issue 7, the paper's stated limitation).
+"""Adaptive vs fixed keyframes at an equal budget (the paper's stated limitation).
 
 For each bench item: the paper's stride (3, or 5 at >= 50 fps) sets the budget; the fixed and the adaptive picks
 choose that many frames from the input video alone; the ground-truth meshes at the picked frames are interpolated
@@ -30,6 +30,7 @@ from v2m4.metrics.image import mask_iou  # noqa: E402
 from v2m4.stages.animate import interpolate  # noqa: E402
 from v2m4.stages.keyframes import KeyframeConfig, adaptive_keyframes, fixed_keyframes  # noqa: E402
 from v2m4.types import Mesh  # noqa: E402
+from _common import BENCH_DIR  # noqa: E402
 
 
 def score(item, key, ctx, n_points=3000):
@@ -57,10 +58,10 @@ def score(item, key, ctx, n_points=3000):
 
 def main():
     ctx = R.context("torch", "cpu")
-    items = [i for i in list_items() if i.startswith("p")]
+    items = [i for i in list_items(BENCH_DIR) if i.startswith("p")]
     rows = {}
     for item_id in items:
-        item = load_item(item_id, resolution=(128, 128))
+        item = load_item(item_id, resolution=(128, 128), bench_dir=BENCH_DIR)
         T = item.gt_vertices.shape[0]
         stride = KeyframeConfig().stride_for(item.frames.fps)
         fixed = fixed_keyframes(T, stride)

@@ -1,5 +1,5 @@
-"""Throughput of the learned scorers and metrics (issue #10): images per second at 224², batch 64, and the camera
-search's time with a DreamSim-sized scorer. Writes bench/results/<name>.json.
+"""Throughput of the learned scorers and metrics: images per second at 224², batch 64, and the camera search's
+time with a DreamSim-sized scorer. Writes bench/results/<name>.json.
 
 Weights cannot be fetched on our machines and do not change the arithmetic, so every network is built with random
 weights at its real size: LPIPS-VGG is ``lpips.LPIPS(net="vgg", pnet_rand=True)`` (the package's own network);
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from v2m4.bench import machine_description  # noqa: E402
+from _common import BENCH_DIR  # noqa: E402
 
 
 class DreamSimProxy(torch.nn.Module):
@@ -92,20 +93,20 @@ def main() -> None:
     # the camera search with the DreamSim-sized scorer (paper preset) on one item's first frames
     from v2m4 import render as R
     from v2m4.bench import load_selected_item
+    from v2m4.config import PipelineConfig
     from v2m4.generators.synthetic import SyntheticGenerator
     from v2m4.learned.dreamsim import DreamSimScorer
-    from v2m4.methods.camera import camera_config
-    from v2m4.stages.camera_search import search_cameras
+    from v2m4.stages.camera import search_poses
 
-    item = load_selected_item(a.search_item, a.search_frames, 512)
+    item = load_selected_item(a.search_item, a.search_frames, 512, BENCH_DIR)
     gen = SyntheticGenerator(item)
     meshes = [gen.generate(item.frames.rgba[t], t).to(dev) for t in range(len(item.frames))]
     ctx = R.context("nvdiffrast" if dev.type == "cuda" else "torch", dev)
     search = {}
     for name, scorer in (("silhouette-colour", None), ("dreamsim_proxy", DreamSimScorer(ds, batch=B))):
         t0 = time.perf_counter()
-        found = search_cameras(meshes, item.frames, camera_config("paper"), ctx, scorer=scorer,
-                               generator=torch.Generator().manual_seed(0))
+        found = search_poses(meshes, item.frames, PipelineConfig.paper().camera, ctx, scorer=scorer,
+                             generator=torch.Generator().manual_seed(0))
         if dev.type == "cuda":
             torch.cuda.synchronize()
         sec = torch.tensor(found.seconds)

@@ -1,4 +1,4 @@
-"""Where a registration step spends its time (issue 5): each loss term timed alone, and a torch.profiler table.
+"""Where a registration step spends its time: each loss term timed alone, and a torch.profiler table.
 
     python bench/profile_registration.py --device cuda --backend nvdiffrast --preset paper
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,8 +16,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from v2m4 import geometry as GM  # noqa: E402
 from v2m4 import render as R  # noqa: E402
+from v2m4.optim import SmoothSolver  # noqa: E402
 from v2m4.stages import registration as RG  # noqa: E402
+from v2m4.stages.registration import align as AL  # noqa: E402
+from v2m4.stages.registration.sequence import _normaliser  # noqa: E402
 from v2m4.types import Mesh  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -48,22 +53,22 @@ def main():
     m0, m1 = pair("p01_fox_walk", dev)
     from v2m4.stages.remesh import remesh_isotropic
     rest = remesh_isotropic(m0)
-    c, k = RG._normaliser(rest.vertices)
+    c, k = _normaliser(rest.vertices)
     rest = Mesh((rest.vertices - c) / k, rest.faces)
     tgt_mesh = Mesh((m1.vertices - c) / k, m1.faces)
     g = torch.Generator().manual_seed(0)
-    tgt = RG._Target(tgt_mesh, cfg, ctx, g)
+    tgt = RG.Target(tgt_mesh, cfg, ctx, g)
     topo = R.edge_topology(rest.faces)
-    edges = RG.unique_edges(rest.faces)
-    solver = RG.SmoothSolver(rest.vertices.shape[0], rest.faces, cfg.smooth_lambda)
+    edges = GM.unique_edges(rest.faces)
+    solver = SmoothSolver(rest.vertices.shape[0], rest.faces, cfg.smooth_lambda)
     u = solver.to_u(rest.vertices).clone().requires_grad_(True)
-    samples = RG._sample_sets(rest.faces, RG.face_areas(rest.vertices, rest.faces), cfg.chamfer_points, 4, g)
+    samples = AL._sample_sets(rest.faces, GM.face_areas(rest.vertices, rest.faces), cfg.chamfer_points, 4, g)
     picks = tgt.picks(8, cfg.local_views, g)
     rot = RG.arap_rotations(rest.vertices, rest.vertices, edges)
     terms = {
         "solve": lambda: solver.to_x(u),
-        "render_l1": lambda: RG._render_l1(ctx, rest, solver.to_x(u), tgt, picks[0], topo),
-        "chamfer": lambda: RG._chamfer(RG._points(solver.to_x(u), samples[0]), tgt.points),
+        "render_l1": lambda: AL._render_l1(ctx, rest, solver.to_x(u), tgt, picks[0], topo),
+        "chamfer": lambda: GM.chamfer(GM.barycentric_points(solver.to_x(u), samples[0]), tgt.points),
         "arap(cached R)": lambda: RG.arap_energy(solver.to_x(u), rest.vertices, edges, 1.0, rot),
         "arap rotations": lambda: RG.arap_rotations(rest.vertices, rest.vertices, edges),
         "area+edge": lambda: RG.area_energy(solver.to_x(u), rest.vertices, rest.faces) + RG.edge_energy(
@@ -81,7 +86,7 @@ def main():
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU] +
                                 ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])) as prof:
         RG.local_align(rest.vertices, rest.vertices, 1.0, rest, tgt, solver, edges,
-                       RG.RegistrationConfig(**{**cfg.__dict__, "local_iters": 20}), ctx, g, topo)
+                       replace(cfg, local_iters=20), ctx, g, topo)
         if dev.type == "cuda":
             torch.cuda.synchronize()
     key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"

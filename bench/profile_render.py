@@ -1,4 +1,4 @@
-"""Where a batched render spends its time (issue 3): a torch.profiler table of bench/render.py's step.
+"""Where a batched render spends its time: a torch.profiler table of bench/render.py's step.
 
     python bench/profile_render.py --device cuda --backend torch --views 2000 --res 256
 """

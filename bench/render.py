@@ -1,4 +1,4 @@
-"""Renderer throughput: forward + backward of a textured ~20k-triangle mesh (issue 3).
+"""Renderer throughput: forward + backward of a textured ~20k-triangle mesh.
 
 Claim measured: CPU torch backend, 8 views at 128² <= 0.1 s and at 256² <= 0.25 s; H100 nvdiffrast 2000 views
 at 256² <= 0.1 s; H100 torch backend within 3x of nvdiffrast.

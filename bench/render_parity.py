@@ -1,4 +1,4 @@
-"""Parity of the torch and nvdiffrast backends on one scene (issue 3; needs a CUDA GPU and diffrp-nvdiffrast).
+"""Parity of the torch and nvdiffrast backends on one scene (needs a CUDA GPU and diffrp-nvdiffrast).
 
 Claim measured: mask IoU >= 0.999, colour PSNR >= 40 dB and gradient cosine >= 0.95 between the backends.
 Same bumpy 20k-face textured sphere as bench/render.py, 16 views at 256², gradients of an L2 image loss to
@@ -23,7 +23,7 @@ from render import scene  # noqa: E402
 from v2m4 import Mesh  # noqa: E402
 from v2m4 import render as R  # noqa: E402
 from v2m4.camera import near_far  # noqa: E402
-from v2m4.render._torch import screen_area  # noqa: E402
+from v2m4.render._torch_aa import screen_area  # noqa: E402
 
 
 def run(backend: str, mesh: Mesh, cams, target_rgb, target_mask, weight=None, nudge: float = 0.0):

@@ -1,5 +1,5 @@
 """Is the camera search or its objective the limit? The search's own refinement objective at the pose it found
-against the objective at the true pose, frame by frame (issue 4).
+against the objective at the true pose, frame by frame.
 
 The true pose is the generated mesh moved by the inverse of what the synthetic generator removed, seen through
 the true camera (the `true_pose` bench row). The objective is what `refine_poses` descends: the mask MSE plus the
@@ -29,12 +29,14 @@ sys.path.insert(0, str(ROOT))
 from v2m4 import render as R  # noqa: E402
 from v2m4.bench import git_commit, load_selected_item, machine_description, true_pose_output  # noqa: E402
 from v2m4.camera import Camera  # noqa: E402
+from v2m4.config import PipelineConfig  # noqa: E402
 from v2m4.data.bench import list_items  # noqa: E402
 from v2m4.generators.synthetic import SyntheticGenerator  # noqa: E402
-from v2m4.methods.camera import camera_config, repose_all  # noqa: E402
 from v2m4.metrics.pose import pose_errors  # noqa: E402
 from v2m4.scoring import SilhouetteColourScorer  # noqa: E402
-from v2m4.stages.camera_search import make_view, pose_cameras, refinement_loss, search_cameras  # noqa: E402
+from v2m4.stages.camera import CameraResult, make_view, pose_cameras, repose_scales, search_poses  # noqa: E402
+from v2m4.stages.camera.search import refinement_loss  # noqa: E402
+from _common import BENCH_DIR  # noqa: E402
 
 
 def objective(ctx, mesh, cam: Camera, frame: torch.Tensor, scorer) -> float:
@@ -42,6 +44,14 @@ def objective(ctx, mesh, cam: Camera, frame: torch.Tensor, scorer) -> float:
     with torch.no_grad():
         r = R.render(ctx, mesh, cam, channels=("rgb", "mask"), background=0.5)
         return float(refinement_loss(r["rgb"], r["mask"], frame[None], scorer)[0])
+
+
+def world_from_canonical(meshes, found, times: torch.Tensor, cfg) -> torch.Tensor:
+    """(K, 4, 4): the re-pose of the found cameras, as the camera stage (``search_cameras``) makes it."""
+    scales = repose_scales(meshes, found.cameras.cam_from_world, times, cfg)
+    result = CameraResult(found.cameras, scales, found.global_search.cpu().bool(),
+                          torch.tensor(found.seconds, dtype=torch.float64))
+    return result.repose(meshes)[1]
 
 
 def main() -> None:
@@ -56,7 +66,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     dev = torch.device(a.device)
-    cfg = camera_config(a.preset)
+    cfg = PipelineConfig.preset(a.preset).camera
     scorer = SilhouetteColourScorer()
     head = {"machine": machine_description(a.device), "device": a.device, "backend": a.backend, "preset": a.preset,
             "resolution": a.resolution, "frames": a.frames, "seed": a.seed, "commit": git_commit(),
@@ -64,14 +74,14 @@ def main() -> None:
     rows = []
     print("| item | found <= true (frames) | objective found / true (median) | rot_err_med_deg | trans_err_med | sec |")
     print("|---|---|---|---|---|---|")
-    items = a.items.split(",") if a.items else [i for i in list_items() if i.startswith("p")]
+    items = a.items.split(",") if a.items else [i for i in list_items(BENCH_DIR) if i.startswith("p")]
     for item_id in items:
-        item = load_selected_item(item_id, a.frames, a.resolution)
+        item = load_selected_item(item_id, a.frames, a.resolution, BENCH_DIR)
         gen = SyntheticGenerator(item, seed=0)
         meshes = [gen.generate(item.frames.rgba[t], t).to(dev) for t in range(len(item.frames))]
         ctx = R.context(a.backend, dev)
         t0 = time.perf_counter()
-        found = search_cameras(meshes, item.frames, cfg, ctx, generator=torch.Generator().manual_seed(a.seed))
+        found = search_poses(meshes, item.frames, cfg, ctx, generator=torch.Generator().manual_seed(a.seed))
         sec = time.perf_counter() - t0
         true = true_pose_output(item, gen, meshes)
         f_found, f_true = [], []
@@ -82,7 +92,7 @@ def main() -> None:
                                      view.image, scorer))
             f_true.append(objective(ctx, true.meshes[t], Camera(view.K[None], true.camera.cam_from_world, res),
                                     view.image, scorer))
-        _, W = repose_all(meshes, found, item.frames.times, cfg)
+        W = world_from_canonical(meshes, found, item.frames.times, cfg)
         removed = torch.stack([gen.removed_transform(t) for t in range(len(meshes))])
         err = pose_errors(W.cpu(), removed, item.gt_vertices)
         beats = sum(x <= y for x, y in zip(f_found, f_true))

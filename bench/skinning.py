@@ -1,5 +1,5 @@
-"""Skinned export (issue 7, experimental): skinning decomposition of each bench item's vertex sequence, written
-as a skinned GLB, validated, with its reconstruction error.
+"""Skinned export (experimental): skinning decomposition of each bench item's vertex sequence, written as a
+skinned GLB, validated, with its reconstruction error.
 
 The sequence decomposed is the ground truth's (24 frames evenly spread), so the figure is the decomposition's own
 error, apart from every other stage. Writes bench/results/skinning.json.
@@ -27,6 +27,7 @@ from v2m4.export.gltf import write_skinned_glb  # noqa: E402
 from v2m4.export.skinning import decompose, to_gltf  # noqa: E402
 from v2m4.export.validate import validate_glb, validator_available  # noqa: E402
 from v2m4.types import Mesh  # noqa: E402
+from _common import BENCH_DIR  # noqa: E402
 
 
 def main():
@@ -35,10 +36,10 @@ def main():
     ap.add_argument("--frames", type=int, default=24)
     a = ap.parse_args()
     rows = {}
-    for item_id in [i for i in list_items() if i.startswith("p")]:
-        n = len(load_item(item_id).frames)
+    for item_id in [i for i in list_items(BENCH_DIR) if i.startswith("p")]:
+        n = len(load_item(item_id, bench_dir=BENCH_DIR).frames)
         sel = sorted({round(i * (n - 1) / (a.frames - 1)) for i in range(a.frames)})
-        item = load_item(item_id, frames=sel, resolution=(64, 64))
+        item = load_item(item_id, frames=sel, resolution=(64, 64), bench_dir=BENCH_DIR)
         gt = item.gt_vertices
         sk = decompose(gt[0], gt, n_bones=a.bones)
         r = {"vertices": int(gt.shape[1]), "frames": int(gt.shape[0]), "bones": a.bones,

@@ -1,4 +1,4 @@
-"""Speed and memory of the pure-PyTorch sparse ops that stand in for spconv and flash_attn in TRELLIS (issue 9).
+"""Speed and memory of the pure-PyTorch sparse ops that stand in for spconv and flash_attn in TRELLIS.
 
     python bench/sparse_ops.py --device cuda              # kernels at TRELLIS sizes -> bench/results/sparse_ops*.json
     V2M4_TRELLIS=/path/to/TRELLIS python bench/sparse_ops.py --device cuda --model

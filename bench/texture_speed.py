@@ -1,9 +1,9 @@
-"""Texture stage alone (Sec. 4.4, issue #6 speed): its time on the bench items, separated from camera search and
-registration, so that the figure is the stage's own.
+"""Texture stage alone (Sec. 4.4): its time on the bench items, separated from camera search and registration,
+so that the figure is the stage's own.
 
 Input per item: the ground-truth mesh (one topology) at the keyframes (the paper's stride from the fps) as the
 registered sequence, its base colours as the generated appearance, the item's frames and camera. The stage runs as
-the pipeline runs it (``v2m4.methods.full.texture_stage``) at the chosen preset. Reported: seconds in all, per
+the pipeline runs it (``v2m4.stages.texture.bake_texture``) at the chosen preset. Reported: seconds in all, per
 keyframe and amortised per output frame (the texture serves every frame of the clip), the input-view PSNR of the
 textured keyframes, and the share of unreached pixels from 8 ring views. Writes bench/results/<name>.json.
 
@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,11 +28,16 @@ sys.path.insert(0, str(ROOT))
 
 from v2m4 import render as R  # noqa: E402
 from v2m4.bench import machine_description  # noqa: E402
+from v2m4.config import PipelineConfig  # noqa: E402
 from v2m4.data.bench import gt_mesh, list_items, load_item  # noqa: E402
-from v2m4.methods.full import texture_config, texture_stage  # noqa: E402
 from v2m4.metrics.image import masked_psnr  # noqa: E402
 from v2m4.stages.keyframes import KeyframeConfig  # noqa: E402
-from v2m4.stages.texture import ring_views, unreached_fraction  # noqa: E402
+from v2m4.stages.texture import TextureConfig, bake_texture, ring_views, unreached_fraction  # noqa: E402
+from v2m4.types import Sequence  # noqa: E402
+from _common import BENCH_DIR  # noqa: E402
+
+# the kernels' warm-up on a GPU: the smallest bake that runs every code path
+WARMUP = replace(TextureConfig.fast(), size=64, iters=5, multi_views=8, render_res=48)
 
 
 def one(item_id: str, a) -> dict:
@@ -43,14 +49,16 @@ def one(item_id: str, a) -> dict:
     ctx = R.context(a.backend, dev)
     meshes = [gt_mesh(item, k).to(dev) for k in range(len(key))]
     cam = item.camera.to(dev) if hasattr(item.camera, "to") else item.camera
-    cfg = texture_config(a.preset)
+    cfg = PipelineConfig.preset(a.preset).texture
     g = torch.Generator().manual_seed(0)
     if dev.type == "cuda":  # compile/warm the kernels outside the timing (a real run pays this once per process)
-        texture_stage(item.frames.select(torch.arange(1)), meshes[:1], meshes[0], meshes[0].vertices[None], cam,
-                      texture_config("tiny"), ctx, torch.Generator().manual_seed(0))
+        first = item.frames.select(torch.arange(1))
+        bake_texture(first, meshes[:1], Sequence(meshes[0], meshes[0].vertices[None], first.times), cam, WARMUP, ctx,
+                     generator=torch.Generator().manual_seed(0))
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    tex = texture_stage(item.frames, meshes, meshes[0], torch.stack([m.vertices for m in meshes]), cam, cfg, ctx, g)
+    seq = Sequence(meshes[0], torch.stack([m.vertices for m in meshes]), item.frames.times)
+    tex = bake_texture(item.frames, meshes, seq, cam, cfg, ctx, generator=g)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     sec = time.perf_counter() - t0
@@ -76,7 +84,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--backend", default="torch")
     ap.add_argument("--resolution", type=int, default=None, help="frame size (default 128 fast, 512 paper)")
-    ap.add_argument("--bench-dir", default=None)
+    ap.add_argument("--bench-dir", default=str(BENCH_DIR))
     ap.add_argument("--name", default="texture_speed")
     a = ap.parse_args()
     a.resolution = a.resolution or (512 if a.preset == "paper" else 128)

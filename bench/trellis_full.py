@@ -1,5 +1,5 @@
 """Full-size TRELLIS image-to-3D v1, random weights, on whatever sparse ops are installed (ours where not):
-one generation end to end, and the Sec. 4.2 refinement of one frame, timed and memory-profiled (issue 9).
+one generation end to end, and the Sec. 4.2 refinement of one frame, timed and memory-profiled.
 
     V2M4_TRELLIS=/path/to/TRELLIS python bench/trellis_full.py --device cuda   # -> bench/results/trellis_full.json
     V2M4_TRELLIS=... python bench/trellis_full.py --tiny                        # a CPU smoke run of the same code

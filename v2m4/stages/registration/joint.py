@@ -66,12 +66,8 @@ class JointConfig:
     w_area: float = _RC.w_area      # Appendix A: 1e6
     w_edge: float = _RC.w_edge      # Appendix A: 1e2
     w_input_view: float = _RC.w_input_view  # pair: the video's silhouette L1 over the mask's area, every frame
-    w_temporal: float = 1.0         # ours, measured: squared second difference of vertex trajectories (normalised
-                                    # units, at the clip's median frame spacing). Swinging bent box of
-                                    # tests/stages/test_joint_registration.py (64 px, keyframes 0, 3, 6): 0 and 1
-                                    # give the same in-between errors, 30 doubles them (0.017 -> 0.085 at frame 1)
-                                    # and 300 smooths the swing away; demo item (bench/joint_vs_sequential.py, 8
-                                    # frames at 128²): 30 left 0.019 of the ground truth's 0.054 jitter
+    w_temporal: float = 1.0         # ours: squared second difference of vertex trajectories (normalised units, at
+                                    # the clip's median frame spacing); tuned: see docs/calibration.md
     video_frames: int = 0           # ours: frames whose silhouette is rendered per step, drawn at random (memory on
                                     # long clips); 0: every frame every step
     arap_refresh: int = _RC.arap_refresh    # pair: steps between re-solving the ARAP rotations
@@ -92,8 +88,8 @@ class JointConfig:
 
     @staticmethod
     def fast() -> "JointConfig":
-        """CPU preset: the pairwise fast preset's views, resolution and samples; 200 joint steps, measured on the
-        demo item (bench/joint_vs_sequential.py, 8 frames at 128²) against 120 + 40 per pair there."""
+        """CPU preset: the pairwise fast preset's views, resolution and samples; 200 joint steps (tuned: see
+        docs/calibration.md)."""
         f = RegistrationConfig.fast()
         return JointConfig(global_iters=f.global_iters, global_views=f.global_views, global_lr=f.global_lr,
                            global_starts=1, iters=200, key_views=4, lr=f.local_lr, render_res=f.render_res,
