@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"v2m4: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("v2m4: interrupted", file=sys.stderr)
+        print("v2m4: interrupted; the finished stages are checkpointed: run the same command with --resume to "
+              "continue", file=sys.stderr)
         return 130
 
 
