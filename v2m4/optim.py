@@ -85,10 +85,14 @@ class _CholespySolve(torch.autograd.Function):
 
 class UniformAdam(torch.optim.Optimizer):
     """Adam whose second-moment normalisation is one scalar, the max over all entries (Nicolet et al. 2021, Sec. 5):
-    a step moves every entry by the same scale, which keeps the large-steps parameterisation's smoothing intact."""
+    a step moves every entry by the same scale, which keeps the large-steps parameterisation's smoothing intact.
 
-    def __init__(self, params, lr=0.01, betas=(0.9, 0.999)):
+    per_row: one scalar per row of the first dimension instead (u (T, V, 3), one frame a row): each frame steps as
+    its own large-steps fit would, so frames with strong evidence do not shrink the steps of the others."""
+
+    def __init__(self, params, lr=0.01, betas=(0.9, 0.999), *, per_row: bool = False):
         super().__init__(params, dict(lr=lr, betas=betas))
+        self.per_row = per_row
 
     @torch.no_grad()
     def step(self):
@@ -105,4 +109,6 @@ class UniformAdam(torch.optim.Optimizer):
                 st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
                 m_hat = st["m"] / (1 - b1 ** st["t"])
                 v_hat = st["v"] / (1 - b2 ** st["t"])
-                p.sub_(group["lr"] * m_hat / (v_hat.sqrt().max() + 1e-8))
+                scale = v_hat.sqrt().amax(dim=tuple(range(1, p.ndim)), keepdim=True) if self.per_row else \
+                    v_hat.sqrt().max()
+                p.sub_(group["lr"] * m_hat / (scale + 1e-8))

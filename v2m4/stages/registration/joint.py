@@ -35,7 +35,7 @@ from ... import render as R
 from ...camera import Camera
 from ...errors import V2M4Error
 from ...geometry import face_areas, sample_barycentric
-from ...optim import SmoothSolver
+from ...optim import SmoothSolver, UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
@@ -58,7 +58,7 @@ class JointConfig:
                                     # one batch (the pair's retry, made up front); 1: identity only
     iters: int = _RC.local_iters    # Appendix A: local alignment steps, now of the whole clip together
     key_views: int = _RC.local_views  # Appendix A: views per keyframe per step of the local render loss
-    lr: float = _RC.local_lr        # pair (uniform Adam in u; normalised per frame here, see _FrameAdam)
+    lr: float = _RC.local_lr        # pair (uniform Adam in u; normalised per frame here, see UniformAdam(per_row=True))
     smooth_lambda: float = _RC.smooth_lambda  # pair: Nicolet et al.'s lambda for I + lambda L
     w_render: float = _RC.w_render  # Appendix A: 1
     w_chamfer: float = _RC.w_chamfer  # Appendix A: 1
@@ -190,30 +190,6 @@ def _temporal(x: Tensor, times: Tensor) -> Tensor:
     v = (x[1:] - x[:-1]) / dt[:, None, None]
     acc = (v[1:] - v[:-1]) * (2 / (dt[1:] + dt[:-1]))[:, None, None] * h * h
     return (acc * acc).sum(-1).mean(1)
-
-
-class _FrameAdam(torch.optim.Optimizer):
-    """``optim.UniformAdam`` with one normalisation per frame (the max over frame t's entries of u (T, V, 3)): each
-    frame steps as its own large-steps fit would, so frames with strong evidence (keyframes) do not shrink the
-    steps of frames seen only in silhouette."""
-
-    def __init__(self, params, lr=0.01, betas=(0.9, 0.999)):
-        super().__init__(params, dict(lr=lr, betas=betas))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                st = self.state[p]
-                if not st:
-                    st["t"], st["m"], st["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
-                st["t"] += 1
-                st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
-                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                m_hat = st["m"] / (1 - b1 ** st["t"])
-                v_hat = st["v"] / (1 - b2 ** st["t"])
-                p.sub_(group["lr"] * m_hat / (v_hat.sqrt().amax(dim=(1, 2), keepdim=True) + 1e-8))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -417,7 +393,7 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
     T = x0.shape[0]
     faces, edges, solver = template.faces, frame.edges, frame.solver
     u = frames_to_u(solver, x0.detach()).clone().requires_grad_(True)
-    opt = _FrameAdam([u], lr=cfg.lr)
+    opt = UniformAdam([u], lr=cfg.lr, per_row=True)
     samples = [sample_barycentric(faces, face_areas(rest, faces), cfg.chamfer_points, generator=g)
                for _ in range(cfg.sample_sets)]
     picks = keys.picks(cfg.iters, cfg.key_views, g)
