@@ -83,10 +83,14 @@ def manifold_faces(F: np.ndarray) -> np.ndarray:
 
 
 def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int = 10,
-                     feature_deg: float | None = None) -> Mesh:
+                     feature_deg: float | None = None, max_faces: int | None = None) -> Mesh:
     """The surface of ``mesh`` re-triangulated with near-equilateral triangles of the given edge length (default:
     the median edge length). Vertex colours follow by nearest original vertex; uv and texture are dropped (the
     texture stage builds its own atlas).
+
+    max_faces: the edge length grows, where needed, to the equilateral edge that tiles the surface's area with
+    this many triangles: a mesh decimated from a dense one keeps many short edges, and its median alone can ask
+    for a remesh many times its size.
 
     feature_deg: edges whose faces meet at more than this dihedral angle are kept as creases (split and collapsed
     only along themselves; gpytoolbox >= 0.3.8); None remeshes everything alike, which rounds creases and thins
@@ -100,6 +104,10 @@ def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int
     if edge_length is None:
         e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
         edge_length = float(np.median(np.linalg.norm(V[e[:, 0]] - V[e[:, 1]], axis=1)))
+    if max_faces:
+        t = V[F]
+        area = float(np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum() / 2)
+        edge_length = max(edge_length, float(np.sqrt(4 * area / (np.sqrt(3) * max_faces))))
     F = manifold_faces(F)
     _, keep = np.unique(np.sort(F, 1), axis=0, return_index=True)  # duplicate faces crash the remesher
     F = F[np.sort(keep)]

@@ -111,7 +111,7 @@ def _rest_mesh(mesh: Mesh, cfg: RegistrationConfig) -> tuple[Mesh, bool]:
         return mesh, False
     from ..remesh import delaunay_flips, remesh_isotropic
     try:
-        return remesh_isotropic(mesh, feature_deg=cfg.remesh_feature_deg), True
+        return remesh_isotropic(mesh, feature_deg=cfg.remesh_feature_deg, max_faces=cfg.rest_max_faces), True
     except V2M4Error as exc:
         flipped = delaunay_flips(mesh)
         warnings.warn(f"rest mesh kept as generated, its edges only flipped towards Delaunay (it folds more "
