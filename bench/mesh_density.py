@@ -56,9 +56,13 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bench-dir", default=str(BENCH_DIR))
     ap.add_argument("--name", default="mesh_density")
+    ap.add_argument("--runs", nargs="*", default=None, help="only these runs (FACES_SEED, e.g. 30000_0), kept beside "
+                    "the table's other rows (each row names its commit)")
     a = ap.parse_args()
-    jobs = [(item, faces, seed) for item in a.items for faces, seed in RUNS]
-    table: dict = {}
+    runs = RUNS if a.runs is None else [tuple(int(x) for x in r.split("_")) for r in a.runs]
+    jobs = [(item, faces, seed) for item in a.items for faces, seed in runs]
+    old = ROOT / "bench" / "results" / f"{a.name}.json"
+    table: dict = json.loads(old.read_text())["items"] if a.runs is not None and old.exists() else {}
     head = {"claim": "30k and 300k generated faces cost <= 1.5x the seconds per keyframe of 3k, same quality "
                      "within the two-seed noise at 3k", "date": datetime.date.today().isoformat(),
             "machine": machine_description("cpu"), "commit": git_commit(), "jobs": a.jobs, "threads": a.threads,
@@ -67,7 +71,7 @@ def main() -> int:
         futures = {pool.submit(one, *j, a, Path(tmp)): j for j in jobs}
         for fut in as_completed(futures):  # the table is rewritten as each run ends: an interrupted run keeps them
             item, faces, seed = futures[fut]
-            table.setdefault(item, {})[f"{faces}_seed{seed}"] = fut.result()
+            table.setdefault(item, {})[f"{faces}_seed{seed}"] = {**fut.result(), "commit": head["commit"]}
             write(a.name, {**head, "items": table, "summary": {i: summarise(r) for i, r in table.items()}})
     print(markdown({**head, "items": table, "summary": {i: summarise(r) for i, r in table.items()}}))
     return 0
