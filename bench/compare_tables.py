@@ -34,16 +34,33 @@ def compare(a: dict, b: dict) -> dict:
     return rows
 
 
+def report_figures(report: dict) -> dict:
+    """A run's report.json as one bench-like row: its input-view figures, the stages' own figures (timings aside),
+    the unreached share and the GLB's size and validation."""
+    row = {f"input_view_{k}": v for k, v in report["input_view"].items()}
+    row.update({k: v for k, v in report.get("stage_figures", {}).items()})
+    row["unreached_frac"] = report.get("unreached_frac")
+    row["keyframes"] = str(report["keyframes"])
+    row.update({f"glb_{k}": v for k, v in report.get("glb", {}).items() if k in ("targets", "bytes")})
+    return row
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("before")
     ap.add_argument("after")
     ap.add_argument("--name", default=None, help="also write bench/results/<name>.json")
+    ap.add_argument("--reports", action="store_true", help="the two files are runs' report.json (one row each)")
     a = ap.parse_args()
     A, B = json.loads(Path(a.before).read_text()), json.loads(Path(a.after).read_text())
+    if a.reports:
+        A = {"method": "v2m4 run", "items": {"run": report_figures(A)}}
+        B = {"method": "v2m4 run", "items": {"run": report_figures(B)}}
     rows = compare(A, B)
     out = {"before": {k: A.get(k) for k in ("method", "commit", "date", "machine", "settings")},
            "after": {k: B.get(k) for k in ("method", "commit", "date", "machine", "settings")}, "items": rows}
+    if a.reports:
+        out["rows"] = {"before": A["items"]["run"], "after": B["items"]["run"]}
     for item, r in rows.items():
         if "missing in" in r:
             print(f"{item}: missing in {r['missing in']}")
