@@ -270,3 +270,29 @@ def test_fitted_rest_keeps_the_size_of_a_remeshed_mesh():
         growth[fit] = arap_scale(res.sequence.vertices[1], res.sequence.vertices[0], e) - 1
     assert abs(growth[True]) < 0.003, growth
     assert growth[False] > 0.005, growth  # the case the fit is for
+
+
+def test_remesh_of_a_mesh_with_many_short_edges_stays_under_its_face_budget():
+    """A surface finely tessellated in one place (as a decimated dense mesh is where it kept detail) has a short
+    median edge: remeshed at it, the whole surface would come back many times larger. The face budget lengthens
+    the edge instead; a budget the median already meets changes nothing."""
+    import numpy as np
+    import trimesh
+
+    from v2m4.stages.remesh import remesh_isotropic
+    from v2m4.types import Mesh
+
+    s = trimesh.creation.icosphere(subdivisions=3)
+    v, f = s.vertices, s.faces
+    for _ in range(3):  # the cap above z = 0.5 subdivided three more times: 64x its triangles there
+        v, f = trimesh.remesh.subdivide(v, f, face_index=np.where(v[f].mean(1)[:, 2] > 0.5)[0])
+    fine = Mesh(torch.tensor(v, dtype=torch.float32), torch.tensor(f))
+    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    median = np.median(np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1))
+    area = trimesh.Trimesh(v, f).area
+    budget_edge = np.sqrt(4 * area / (np.sqrt(3) * 3000))
+    assert budget_edge > 3 * median  # at the median edge the remesh would have ~9x the budget's faces
+    capped = remesh_isotropic(fine, max_faces=3000)
+    assert capped.faces.shape[0] <= 1.25 * 3000  # the remesher's edge length is a target, not a bound
+    coarse = Mesh(torch.tensor(s.vertices, dtype=torch.float32), torch.tensor(s.faces))
+    assert torch.equal(remesh_isotropic(coarse, max_faces=10 ** 6).vertices, remesh_isotropic(coarse).vertices)
