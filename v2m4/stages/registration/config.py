@@ -38,7 +38,7 @@ class RegistrationConfig:
     retry_starts: int = 4           # ours: rotation starts of the retry's global alignment (quarter turns about +Y)
     dense_max_vertices: int = 12000 # ours: above this the large-steps solve needs cholespy
     remesh_rest: bool = True        # ours: isotropic remesh of the rest mesh first (stages/remesh.py says why)
-    rest_max_faces: int = 4000      # ours: that remesh keeps at most this many faces (the working resolution,
+    rest_max_faces: int = 6000      # ours: that remesh keeps at most this many faces (1.5x the working resolution,
                                     # ``GenerationConfig.max_faces``); tuned: see docs/calibration.md
     remesh_feature_deg: float | None = None  # ours: keep edges sharper than this as creases in that remesh; off:
                                              # it keeps the surface but its slivers fold (remesh_isotropic says)
