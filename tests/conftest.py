@@ -83,3 +83,13 @@ def interrupt_after(monkeypatch):
             m.setattr(Checkpoints, "save", save)
             yield
     return arm
+
+
+def bend(v: torch.Tensor, k: float) -> torch.Tensor:
+    """Rotate every point with z > 0 about the x axis by k * z radians: a smooth bend of the upper half."""
+    ang = k * v[:, 2].clamp(min=0)
+    y, z = v[:, 1], v[:, 2]
+    out = v.clone()
+    out[:, 1] = torch.where(z > 0, y * torch.cos(ang) - z * torch.sin(ang), y)
+    out[:, 2] = torch.where(z > 0, y * torch.sin(ang) + z * torch.cos(ang), z)
+    return out

@@ -17,6 +17,7 @@ from v2m4.stages.registration import arap_rotations
 from v2m4.stages.registration.joint import (JointConfig, _arap_rotations, _temporal, frames_to_u, frames_to_x,
                                             register_clip)
 from v2m4.types import Mesh
+from conftest import bend
 
 CTX = R.context("torch", "cpu")
 T = 7
@@ -26,16 +27,6 @@ def box() -> Mesh:
     """A 0.4 x 0.5 x 1.2 box, subdivided to 768 faces (no rotational symmetry, so vertex errors mean something)."""
     tm = trimesh.creation.box(extents=(0.4, 0.5, 1.2)).subdivide().subdivide().subdivide()
     return Mesh(torch.tensor(tm.vertices, dtype=torch.float32), torch.tensor(tm.faces, dtype=torch.int64))
-
-
-def bend(v: torch.Tensor, k: float) -> torch.Tensor:
-    """Rotate every point with z > 0 about the x axis by k * z radians: a smooth bend of the upper half."""
-    ang = k * v[:, 2].clamp(min=0)
-    y, z = v[:, 1], v[:, 2]
-    out = v.clone()
-    out[:, 1] = torch.where(z > 0, y * torch.cos(ang) - z * torch.sin(ang), y)
-    out[:, 2] = torch.where(z > 0, y * torch.sin(ang) + z * torch.cos(ang), z)
-    return out
 
 
 def clip(m: Mesh) -> torch.Tensor:

@@ -17,6 +17,7 @@ from v2m4.stages.registration import (RegistrationConfig, arap_energy, arap_rota
                                       edge_energy, flipped_fraction, fold_energy, register_sequence, unfold)
 from v2m4.stages.remesh import delaunay_flips, remesh_isotropic, triangle_quality
 from v2m4.types import Mesh
+from conftest import bend
 
 CTX = R.context("torch", "cpu")
 
@@ -24,16 +25,6 @@ CTX = R.context("torch", "cpu")
 def capsule() -> Mesh:
     tm = trimesh.creation.capsule(height=1.0, radius=0.25, count=[12, 12])
     return Mesh(torch.tensor(tm.vertices, dtype=torch.float32), torch.tensor(tm.faces, dtype=torch.int64))
-
-
-def bend(v: torch.Tensor, k: float) -> torch.Tensor:
-    """Rotate every point with z > 0 about the x axis by k * z radians: a smooth bend of the upper half."""
-    ang = k * v[:, 2].clamp(min=0)
-    y, z = v[:, 1], v[:, 2]
-    out = v.clone()
-    out[:, 1] = torch.where(z > 0, y * torch.cos(ang) - z * torch.sin(ang), y)
-    out[:, 2] = torch.where(z > 0, y * torch.sin(ang) + z * torch.cos(ang), z)
-    return out
 
 
 def small_cfg(**kw) -> RegistrationConfig:
