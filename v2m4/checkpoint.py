@@ -46,10 +46,6 @@ class Checkpoints:
         if self.folder is not None:
             result.save(self.folder / name)
 
-    def write_json(self, name: str, value) -> None:
-        if self.folder is not None:
-            write_json(self.folder / name, value)
-
 
 def write_json(path: str | os.PathLike, value, *, indent: int | None = None) -> None:
     """Atomically: a reader sees the old file or the whole new one."""
