@@ -50,12 +50,13 @@ def edge_change(vertices: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
 
 
 def rotation_6d(x: Tensor) -> Tensor:
-    """(6,) -> (3, 3) rotation whose rows are the Gram-Schmidt orthonormalised first two 3-vectors of x and their
-    cross product (Zhou et al. 2019, "On the continuity of rotation representations"): a continuous
+    """(..., 6) -> (..., 3, 3) rotations whose rows are the Gram-Schmidt orthonormalised first two 3-vectors of x
+    and their cross product (Zhou et al. 2019, "On the continuity of rotation representations"): a continuous
     parameterisation to optimise, where Euler angles and quaternions have jumps."""
-    a = torch.nn.functional.normalize(x[:3], dim=0)
-    b = torch.nn.functional.normalize(x[3:] - (a * x[3:]).sum() * a, dim=0)
-    return torch.stack([a, b, torch.linalg.cross(a, b)])
+    a = torch.nn.functional.normalize(x[..., :3], dim=-1)
+    b = x[..., 3:] - (a * x[..., 3:]).sum(-1, keepdim=True) * a
+    b = torch.nn.functional.normalize(b, dim=-1)
+    return torch.stack([a, b, torch.linalg.cross(a, b, dim=-1)], -2)
 
 
 def sample_barycentric(faces: Tensor, weights: Tensor, n: int, *, generator: torch.Generator

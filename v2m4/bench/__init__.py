@@ -100,6 +100,9 @@ class BenchSettings:
     generated_faces: int | None = None   # the synthetic generator's mesh density (None: its default)
     seed: int = 0
     n_points: int = 5000                 # surface samples per mesh for Chamfer / F-score
+    novel_views: int = 8                 # views around the object per frame for the nv_* columns (0: none)
+    actionbench_points: int = 0          # alignment points of the cd_3d / cd_4d / cd_m columns (0: none; the
+                                         # protocol's 10,000 is hours on a CPU; 500 costs ~40 s an item there)
     bench_dir: str | None = None
 
     @staticmethod
@@ -154,12 +157,15 @@ def _true_pose_iou(item, generator, generated: list[Mesh]) -> float:
     return statistics.median(I.mask_iou(mask, item.frames.rgba[..., 3]).tolist())
 
 
-def score_item(gt_vertices, gt_faces, frames, out, *, n_points: int, seed: int) -> dict[str, float]:
-    """The weight-free metrics of one method output (one mesh per frame) against the ground truth of those frames
-    (see module docstring)."""
+def score_item(item, sel, frames, out, *, n_points: int, seed: int, novel_views: int = 0,
+               actionbench_points: int = 0) -> dict[str, float]:
+    """The weight-free metrics of one method output (one mesh per frame) against the ground truth of the item's
+    frames ``sel`` (see module docstring); with ``novel_views`` > 0 the novel-view columns too, with
+    ``actionbench_points`` > 0 ActionBench's cd_3d / cd_4d / cd_m at that many alignment points."""
     from ..metrics import geometry as G
     from ..metrics import image as I
 
+    gt_vertices, gt_faces = item.gt_vertices[sel], item.faces
     ctx = R.context("torch", out.meshes[0].vertices.device)
     rgb, mask = _render_outputs(ctx, out.meshes, out.camera)
     ref = frames.rgba.to(rgb.device)
@@ -170,14 +176,46 @@ def score_item(gt_vertices, gt_faces, frames, out, *, n_points: int, seed: int) 
     res["ssim"] = statistics.median(I.ssim(rgb * mask[..., None], ref[..., :3] * ref[..., 3:], union).tolist())
     from ..metrics.learned import learned_metrics
     res.update(learned_metrics(rgb, mask, ref, device=rgb.device)[0])  # "n/a: ..." where a model is missing
-    geo = G.sequence_geometry_scores(
-        [m.vertices.detach().cpu() for m in out.meshes], [m.faces.cpu() for m in out.meshes],
-        gt_vertices.cpu(), gt_faces.cpu(), n_points=n_points, seed=seed)
+    pred_v = [m.vertices.detach().cpu() for m in out.meshes]
+    pred_f = [m.faces.cpu() for m in out.meshes]
+    geo, once = G.sequence_geometry(pred_v, pred_f, gt_vertices.cpu(), gt_faces.cpu(), n_points=n_points, seed=seed)
     res.update(geo)
+    if novel_views > 0:
+        res.update(_novel_view(item, gt_vertices, out.meshes, once, novel_views, frames.rgba.shape[1:3]))
+    if actionbench_points > 0:
+        from ..metrics.actionbench import actionbench_scores
+        res.update(actionbench_scores(pred_v, pred_f, gt_vertices.cpu(), gt_faces.cpu(),
+                                      align_points=actionbench_points, pred_points=20 * actionbench_points,
+                                      gt_points=20 * actionbench_points, chamfer_queries=10 * actionbench_points))
     return res
 
 
-def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: int = 0) -> dict[str, float]:
+def _novel_view(item, gt_vertices, meshes: list[Mesh], once: torch.Tensor, views: int, resolution) -> dict:
+    """nv_mask_iou, nv_psnr, nv_ssim: the output once-aligned onto the ground truth (as the geometry columns), both
+    seen from ``views`` cameras around the ground truth at every frame (``metrics.novel_view``)."""
+    from ..data.bench import render_ground_truth
+    from ..metrics.geometry import apply
+    from ..metrics.novel_view import framing, novel_view_scores
+
+    ctx = R.context("torch", torch.device("cpu"))
+    gt = gt_vertices.cpu().float()
+
+    def ours(t, cams):
+        m = meshes[t].to(torch.device("cpu"))
+        with torch.no_grad():
+            o = R.render(ctx, m, cams, channels=("rgb", "mask"), vertices=apply(once, m.vertices.float()))
+        return o["rgb"], o["mask"]
+
+    def truth(t, cams):
+        with torch.no_grad():
+            return render_ground_truth(item, gt[t], cams, ctx)
+
+    centres, radius = framing(gt)
+    return novel_view_scores(ours, truth, centres, radius, views=views, resolution=tuple(resolution))
+
+
+def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: int = 0, novel_views: int = 0,
+              actionbench_points: int = 0) -> dict[str, float]:
     """The bench's columns for a whole-pipeline run (``v2m4.pipeline.RunResult``) on a bench item whose frames
     (all of them, at the run's resolution) are ``frames``. The standard columns score the keyframes, the frames
     every other method is scored on; ``*_all`` columns score every frame, interpolated ones included."""
@@ -189,10 +227,11 @@ def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: in
     key = anim.keyframes.tolist()
     kt = torch.tensor(key)
     out = MethodOutput(meshes=[anim.frame(t) for t in key], camera=result.video_camera)
-    scores = score_item(item.gt_vertices[kt], item.faces, frames.select(kt), out, n_points=n_points, seed=seed)
+    scores = score_item(item, kt, frames.select(kt), out, n_points=n_points, seed=seed, novel_views=novel_views,
+                        actionbench_points=actionbench_points)
     if len(key) < len(anim):
         everyone = MethodOutput(meshes=[anim.frame(t) for t in range(len(anim))], camera=result.video_camera)
-        s_all = score_item(item.gt_vertices, item.faces, frames, everyone, n_points=n_points, seed=seed)
+        s_all = score_item(item, slice(None), frames, everyone, n_points=n_points, seed=seed)
         scores.update({f"{k}_all": s_all[k] for k in ("mask_iou", "psnr", "ssim", "fscore2_once", "jitter")})
     if result.world_from_canonical is not None:
         removed = torch.stack([generator.removed_transform(t) for t in key])
@@ -223,7 +262,8 @@ def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
     gen = synthetic_generator(load_item(path), settings)
     with tempfile.TemporaryDirectory() as tmp:
         result = reconstruct(frames, gen, cfg, run_dir=Path(tmp) / "run", log="quiet")
-        row = score_run(gen.item, frames, result, gen, n_points=settings.n_points, seed=settings.seed)
+        row = score_run(gen.item, frames, result, gen, n_points=settings.n_points, seed=settings.seed,
+                        novel_views=settings.novel_views, actionbench_points=settings.actionbench_points)
         report = write_outputs(result, frames, Path(tmp) / "run", cfg, log="quiet")
     k = len(report["keyframes"])
     row["generated_faces"] = statistics.mean(report["generated_faces"])
@@ -287,8 +327,8 @@ def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
     if device.type == "cuda":
         torch.cuda.synchronize()
     t_method = time.perf_counter() - t0
-    scores = score_item(item.gt_vertices, item.faces, item.frames, out, n_points=settings.n_points,
-                        seed=settings.seed)
+    scores = score_item(item, slice(None), item.frames, out, n_points=settings.n_points, seed=settings.seed,
+                        novel_views=settings.novel_views, actionbench_points=settings.actionbench_points)
     if out.world_from_canonical is not None:
         from ..metrics.pose import pose_errors
 

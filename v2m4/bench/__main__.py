@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--generated-faces", type=int, default=None,
                    help="the synthetic generator's faces per mesh (default: its own, about 3,000)")
+    p.add_argument("--novel-views", type=int, default=8, help="views around the object per frame for the nv_* "
+                   "columns (0: none)")
+    p.add_argument("--actionbench", type=int, default=0, metavar="POINTS", help="add ActionBench's cd_3d, cd_4d "
+                   "and cd_m with this many alignment points (its protocol: 10000; 500 on a CPU; 0: none)")
     return p
 
 
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise V2M4Error(f"cannot read config {args.config}: {exc}") from None
         kw = dict(method=args.method, items=tuple(args.items), device=args.device, backend=args.backend,
                   preset=args.preset or ("paper" if args.device.startswith("cuda") else "fast"), seed=args.seed,
-                  bench_dir=args.bench_dir, overrides=overrides, generated_faces=args.generated_faces)
+                  bench_dir=args.bench_dir, overrides=overrides, generated_faces=args.generated_faces,
+                  novel_views=args.novel_views, actionbench_points=args.actionbench)
         s = BenchSettings.quick(**kw) if args.quick else BenchSettings(**kw)
         if args.resolution:
             s = BenchSettings(**{**s.__dict__, "resolution": args.resolution})

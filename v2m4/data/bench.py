@@ -158,3 +158,31 @@ def vertex_colors(item: BenchItem) -> Tensor:
 def gt_mesh(item: BenchItem, t: int) -> Mesh:
     """The ground-truth mesh of selected frame t, with its base colour as vertex colours."""
     return Mesh(item.gt_vertices[t], item.faces, vertex_colors=vertex_colors(item))
+
+
+def render_ground_truth(item: BenchItem, vertices: Tensor, cameras: Camera, ctx) -> tuple[Tensor, Tensor]:
+    """The textured ground truth at positions ``vertices`` (V, 3) through cameras (N views): unlit base colour
+    (factor x texture(uv) of each face's material, as the bench's frames were textured, bilinear, repeating)
+    over black, and the antialiased coverage: rgb (N, H, W, 3), mask (N, H, W), as ``render.render`` gives them
+    for an output mesh."""
+    from .. import render as R
+
+    v = vertices.to(ctx.device if hasattr(ctx, "device") else vertices.device)
+    # one pass for coverage (antialiased, like the output's), one for the surface's uv and face, read exactly
+    mask = R.render(ctx, Mesh(v, item.faces.to(v.device)), cameras, channels=("mask",))["mask"]
+    uvw = torch.cat([item.uv, torch.zeros_like(item.uv[:, :1])], -1).to(v)
+    attr = R.render(ctx, Mesh(v, item.faces.to(v.device), vertex_colors=uvw), cameras, channels=("rgb", "tri_id"),
+                    antialias_edges=False)
+    uv, tri = attr["rgb"][..., :2] % 1.0, attr["tri_id"]
+    seen = tri >= 0
+    mat = item.face_material.to(tri.device)[tri.clamp_min(0)]
+    col = torch.zeros(*tri.shape, 3, dtype=v.dtype, device=v.device)
+    for k, m in enumerate(item.materials):
+        sel = seen & (mat == k)
+        if not bool(sel.any()):
+            continue
+        c = linear_to_srgb(m.factor[:3].to(v)).expand(int(sel.sum()), 3)
+        if m.texture is not None:
+            c = c * R.sample_texture(m.texture[..., :3].to(v), uv[sel])
+        col[sel] = c
+    return col * mask[..., None], mask

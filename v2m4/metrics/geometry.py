@@ -146,6 +146,13 @@ def sequence_geometry_scores(pred_vertices: list[Tensor], pred_faces: list[Tenso
                              gt_faces: Tensor, *, n_points: int = 5000, seed: int = 0) -> dict[str, float]:
     """The benchmark's geometry columns for one item (see ``v2m4.bench``). Distances in units of the ground truth's
     first-frame bounding-box diagonal; Chamfer-L2 is therefore in diagonal² units."""
+    return sequence_geometry(pred_vertices, pred_faces, gt_vertices, gt_faces, n_points=n_points, seed=seed)[0]
+
+
+def sequence_geometry(pred_vertices: list[Tensor], pred_faces: list[Tensor], gt_vertices: Tensor, gt_faces: Tensor,
+                      *, n_points: int = 5000, seed: int = 0) -> tuple[dict[str, float], Tensor]:
+    """``sequence_geometry_scores`` and the once-alignment it scored with: the similarity (4, 4) taking the
+    prediction's world onto the ground truth's (in their own units), fitted at the first frame."""
     g = torch.Generator().manual_seed(seed)
     T = len(pred_vertices)
     gt = gt_vertices.float()
@@ -180,4 +187,6 @@ def sequence_geometry_scores(pred_vertices: list[Tensor], pred_faces: list[Tenso
             _, j = cKDTree(pv.numpy()).query((gt[t] / diag).numpy())
             anchors.append(pv[torch.as_tensor(j)])
         out["jitter"] = vertex_jitter(torch.stack(anchors))
-    return out
+    world = once.clone()
+    world[:3, 3] *= diag  # the fit was between point sets divided by diag: a similarity's translation scales
+    return out, world

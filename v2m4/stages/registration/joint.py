@@ -34,7 +34,7 @@ from torch import Tensor
 from ... import render as R
 from ...camera import Camera
 from ...errors import V2M4Error
-from ...geometry import face_areas, sample_barycentric
+from ...geometry import face_areas, rotation_6d, sample_barycentric
 from ...optim import SmoothSolver, UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, eval_chamfer, quarter_turns
@@ -242,10 +242,7 @@ class _Keys:
 def _similarity(x: Tensor, c: Tensor, r6: Tensor, log_s: Tensor, t: Tensor) -> Tensor:
     """x (V, 3) under B similarities: rotation_6d(r6 (B, 6)) and exp(log_s (B,)) about c (3,), then t (B, 3);
     -> (B, V, 3)."""
-    a = torch.nn.functional.normalize(r6[:, :3], dim=-1)
-    b = r6[:, 3:] - (a * r6[:, 3:]).sum(-1, keepdim=True) * a
-    b = torch.nn.functional.normalize(b, dim=-1)
-    Rm = torch.stack([a, b, torch.linalg.cross(a, b, dim=-1)], 1)  # rows, as geometry.rotation_6d
+    Rm = rotation_6d(r6)
     return ((x - c)[None] @ Rm.transpose(1, 2)) * log_s.exp()[:, None, None] + c + t[:, None]
 
 
