@@ -283,6 +283,7 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
         write_preview(out / "preview.mp4", result.animation, frames, result.video_camera, ctx=ctx,
                       resolution=cfg.output.preview_resolution, normals=cfg.output.preview_normals)
     if cfg.output.rig_bones:
+        from .export.rig import write_rig
         report["rig"] = write_rig(out / "animation_rigged.glb", result.animation, cfg.output.rig_bones)
     for fmt in cfg.output.extra_exports:
         if fmt in ("obj", "ply"):
@@ -299,18 +300,6 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
     report["versions"] = versions()
     write_json(out / "report.json", report, indent=1)
     return report
-
-
-def write_rig(path: Path, anim: Animation, bones: int) -> dict:
-    """A skinned GLB of the animation (``v2m4.export.skinning``: bones, <= 4 influences per vertex, per-frame bone
-    transforms) and its fit: RMS and max vertex error against the vertex animation, in bounding-box diagonals."""
-    from .export.gltf import write_skinned_glb
-    from .export.skinning import decompose, to_gltf
-
-    sk = decompose(anim.mesh.vertices, anim.vertices, n_bones=bones)
-    stats = write_skinned_glb(path, anim.mesh.to("cpu"), to_gltf(sk), anim.times.cpu().numpy())
-    return {"bones": int(sk.weights.shape[1]), "rms_err": sk.rmse, "max_err": sk.max_err,
-            "seconds": sk.seconds, "bytes": stats.get("bytes")}
 
 
 def versions() -> dict:
