@@ -142,7 +142,7 @@ def _keyframe_config(spec: str, base):
 
 
 FINAL_OUTPUTS = ("animation.glb", "preview.mp4", "report.json", "meshes_obj", "meshes_ply", "animation.usda",
-                 "animation_texture.png", "animation_rigged.glb")
+                 "animation_texture.png", "animation_rigged.glb", "viewer.html")
 
 
 def _remove_partial_outputs(out: Path) -> None:
@@ -207,6 +207,19 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    """Open OUT/viewer.html (written by every run) in the default web browser, and say where it is."""
+    import webbrowser
+
+    page = Path(args.out) / "viewer.html"
+    if not page.is_file():
+        raise V2M4Error(f"{page} does not exist: give the output folder of a `v2m4 run` (runs write viewer.html)")
+    print(page.resolve())
+    if not args.no_browser and not webbrowser.open(page.resolve().as_uri()):
+        print("no web browser could be started here: open the file above in one", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="v2m4", description="Video to animated 3D mesh (V2M4).")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -220,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="cpu")
     d.add_argument("--out", default="v2m4-demo")
     d.add_argument("--quiet", action="store_true")
+    v = sub.add_parser("view", help="open a run's viewer.html (input video and animated mesh on one timeline)")
+    v.add_argument("out", help="output folder of a run")
+    v.add_argument("--no-browser", action="store_true", help="only print the page's path")
     r = sub.add_parser("run", help="video (or frame folder) -> animated GLB, preview and report")
     r.add_argument("input", help="video file (mp4/webm/gif/...) or folder of frames (RGBA, or RGB with --masks)")
     r.add_argument("-o", "--out", required=True, help="output folder")
@@ -267,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": cmd_demo, "inspect": cmd_inspect, "run": cmd_run}[args.cmd](args)
+        return {"demo": cmd_demo, "inspect": cmd_inspect, "run": cmd_run, "view": cmd_view}[args.cmd](args)
     except V2M4Error as exc:
         print(f"v2m4: error: {exc}", file=sys.stderr)
         return 2

@@ -182,6 +182,7 @@ def _report(run: _Run, frames: Frames, result: RunResult, appearance: str) -> di
               "registration": reg.figures(),
               "config": asdict(run.cfg)}
     report["input_view"] = input_view_metrics(result.animation, frames, result.video_camera, run.ctx)
+    report["input_view_frames"] = {"mask_iou": report["input_view"].pop("mask_iou_frames")}  # the viewer's plot
     figures = stage_figures(result)
     if tex is not None:
         report["unreached_frac"] = unreached_fraction(tex.mesh.to(run.device), tex.unreached,
@@ -244,7 +245,8 @@ def check_frames(frames: Frames) -> None:
 
 
 def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16) -> dict:
-    """Median mask IoU, masked PSNR and SSIM of every frame of the animation against the input, from its camera."""
+    """Median mask IoU, masked PSNR and SSIM of every frame of the animation against the input, from its camera;
+    and the mask IoU of each frame (mask_iou_frames)."""
 
     from .metrics.image import mask_iou, masked_psnr, ssim
     ious, psnrs, ssims = [], [], []
@@ -259,12 +261,13 @@ def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chu
             psnrs += masked_psnr(r["rgb"], ref[..., :3], ref[..., 3]).tolist()
             union = torch.maximum(r["mask"], ref[..., 3])
             ssims += ssim(r["rgb"] * r["mask"][..., None], ref[..., :3] * ref[..., 3:], union).tolist()
-    return {"mask_iou": statistics.median(ious), "psnr": statistics.median(psnrs), "ssim": statistics.median(ssims)}
+    return {"mask_iou": statistics.median(ious), "psnr": statistics.median(psnrs), "ssim": statistics.median(ssims),
+            "mask_iou_frames": [round(float(v), 5) for v in ious]}
 
 
 def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike, cfg: PipelineConfig, *,
                   log: str = "bars") -> dict:
-    """animation.glb, preview.mp4 and report.json in out_dir (each written atomically)."""
+    """animation.glb, preview.mp4, viewer.html and report.json in out_dir (each written atomically)."""
     from .export.gltf import write_glb
     from .export.preview import write_preview
     from .export.validate import validate_glb, validator_available
@@ -296,6 +299,9 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
                                                                  fps=frames.fps)
         else:
             raise V2M4Error(f"unknown export {fmt!r}; choose obj, ply or usd")
+    from .export.viewer import write_viewer
+    write_viewer(out, camera=result.video_camera, times=result.animation.times.cpu().numpy(), frames=frames,
+                 report=report)
     report["seconds"]["export"] = time.perf_counter() - t0
     report["versions"] = versions()
     write_json(out / "report.json", report, indent=1)
