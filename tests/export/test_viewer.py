@@ -2,10 +2,9 @@
 page, plays, its canvas at three sampled times matches our renderer's silhouettes of the same frames, scrubbing
 changes the frame, and no console errors. ``v2m4 view`` finds the page.
 
-V2M4_WRITE_DOCS=1 also writes the two screenshots of docs/ (docs/viewer_t0.png, docs/viewer_t1.png)."""
+``python tests/export/test_viewer.py`` writes the two screenshots of docs/ (docs/viewer_t0.png, docs/viewer_t1.png)
+from the bundled demo at its own size."""
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -59,18 +58,20 @@ def test_viewer_plays_scrubs_and_matches_our_silhouettes(run):
     assert iou(moved, masks[0]) < 0.99 and iou(moved, silhouettes(run["anim"], run["camera"], [2], moved.shape)[0]) >= 0.9
 
 
-@needs_browser
-def test_viewer_screenshots(run, tmp_path):
-    shots = [tmp_path / "viewer_t0.png", tmp_path / "viewer_t1.png"]
-    r = browse(run["out"] / "viewer.html", [
+def screenshots(page: Path, shots: list[Path]) -> dict:
+    """The page at its first frame (texture), then at its third with the wireframe on."""
+    return browse(page, [
         "v2m4.setTime(v2m4.times[0])", {"screenshot": str(shots[0])},
         "(document.getElementById('wire').click(), v2m4.setTime(v2m4.times[2]))", {"screenshot": str(shots[1])}],
         size=(1000, 700))
+
+
+@needs_browser
+def test_viewer_screenshots(run, tmp_path):
+    shots = [tmp_path / "viewer_t0.png", tmp_path / "viewer_t1.png"]
+    r = screenshots(run["out"] / "viewer.html", shots)
     assert r["pageErrors"] == [] and [c for c in r["console"] if c["type"] == "error"] == []
     assert shots[0].read_bytes() != shots[1].read_bytes()
-    if os.environ.get("V2M4_WRITE_DOCS"):
-        for s in shots:
-            shutil.copy(s, DOCS / s.name)
 
 
 def test_view_command(run, monkeypatch, capsys):
@@ -85,3 +86,12 @@ def test_view_command(run, monkeypatch, capsys):
     assert opened == [(run["out"] / "viewer.html").resolve().as_uri()]
     assert main(["view", str(run["out"] / "checkpoints")]) == 2
     assert "viewer.html" in capsys.readouterr().err
+
+
+if __name__ == "__main__":  # docs/viewer_t0.png and docs/viewer_t1.png from the demo at 256 px, every other frame
+    import tempfile
+
+    sys.path.insert(0, str(DOCS.parent))
+    with tempfile.TemporaryDirectory() as tmp:
+        demo_outputs(Path(tmp) / "out", frames_picked=range(0, 24, 2), size=256)
+        screenshots(Path(tmp) / "out" / "viewer.html", [DOCS / "viewer_t0.png", DOCS / "viewer_t1.png"])

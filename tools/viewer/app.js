@@ -210,7 +210,7 @@ function drawPlot(data, index) {
   const w = c.width = c.clientWidth || 600, h = c.height = c.clientHeight || 80;
   g.clearRect(0, 0, w, h);
   if (!ious.length) return;
-  const lo = Math.min(0.5, ...ious), pad = 4;
+  const lo = Math.min(0.9, Math.max(0, Math.floor((Math.min(...ious) - 0.02) * 20) / 20)), pad = 4;
   const x = (i) => pad + (w - 2 * pad) * (ious.length > 1 ? i / (ious.length - 1) : 0.5);
   const y = (v) => h - pad - (h - 2 * pad) * (v - lo) / (1 - lo);
   g.strokeStyle = "#ccc";
