@@ -300,8 +300,12 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
         else:
             raise V2M4Error(f"unknown export {fmt!r}; choose obj, ply or usd")
     from .export.viewer import write_viewer
-    write_viewer(out, camera=result.video_camera, times=result.animation.times.cpu().numpy(), frames=frames,
-                 report=report)
+    try:
+        write_viewer(out, camera=result.video_camera, times=result.animation.times.cpu().numpy(), frames=frames,
+                     report=report)
+    except V2M4Error as exc:  # an install without the viewer's script loses the page, not the run
+        report.setdefault("warnings", []).append(str(exc))
+        warnings.warn(str(exc))
     report["seconds"]["export"] = time.perf_counter() - t0
     report["versions"] = versions()
     write_json(out / "report.json", report, indent=1)

@@ -95,3 +95,13 @@ if __name__ == "__main__":  # docs/viewer_t0.png and docs/viewer_t1.png from the
     with tempfile.TemporaryDirectory() as tmp:
         demo_outputs(Path(tmp) / "out", frames_picked=range(0, 24, 2), size=256)
         screenshots(Path(tmp) / "out" / "viewer.html", [DOCS / "viewer_t0.png", DOCS / "viewer_t1.png"])
+
+
+def test_a_missing_bundle_costs_the_page_not_the_run(tmp_path, monkeypatch):
+    import v2m4.export.viewer as viewer
+
+    monkeypatch.setattr(viewer, "BUNDLE", tmp_path / "absent.js")
+    with pytest.warns(UserWarning, match="npm run build-viewer"):
+        report = demo_outputs(tmp_path / "out", frames_picked=(0, 6))["report"]
+    assert any("build-viewer" in w for w in report["warnings"])
+    assert (tmp_path / "out" / "animation.glb").is_file() and not (tmp_path / "out" / "viewer.html").exists()
