@@ -7,7 +7,8 @@ their regions. For every pair the *pivot* is the point the two bones' transforms
 distance, over the frames, between where the two bones take it: small for a real articulation. The tree is the
 minimum spanning tree (Kruskal) over adjacent pairs by residual + centre distance (both in bounding-box diagonals);
 non-adjacent pairs only join what adjacency leaves apart. The root is the bone whose centre (weighted mean of its
-rest vertices) lies nearest the rest mesh's centroid; each other bone's joint sits at its pivot with its parent.
+rest vertices) lies nearest the centre of the rest mesh's bounding box (not its vertex centroid, which a densely
+meshed head pulls up to the neck); each other bone's joint sits at its pivot with its parent.
 
 glTF contract (``write_rigged_glb``): joint b's bind pose is a translation to its joint position j_b (no rotation),
 so its inverse bind matrix is the translation by -j_b; its global transform at frame t is G_tb = M_tb T(j_b), with
@@ -129,7 +130,7 @@ def hierarchy(sk: Skinning, rest: Tensor, faces: Tensor | None = None) -> tuple[
             comp[ra] = rb
             nbr[a].append(b)
             nbr[b].append(a)
-    root = int((c - rest.mean(0)).norm(dim=1).argmin())
+    root = int((c - (rest.amax(0) + rest.amin(0)) / 2).norm(dim=1).argmin())  # bounding-box centre
     parents = [-2] * B
     parents[root] = -1
     joints = c.clone()
