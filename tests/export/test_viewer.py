@@ -16,6 +16,14 @@ from browser import browse, demo_outputs, iou, needs_browser, png_mask, silhouet
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
+# a mouse drag on the canvas (OrbitControls), then the canvas
+ORBIT = """(() => { const c = document.getElementById('view'); const b = c.getBoundingClientRect();
+  const ev = (type, x, y) => c.dispatchEvent(new PointerEvent(type, { clientX: b.left + x, clientY: b.top + y,
+    pointerId: 1, pointerType: 'mouse', button: 0, buttons: 1, bubbles: true }));
+  ev('pointerdown', 100, 100); ev('pointermove', 180, 120); ev('pointerup', 180, 120);
+  return v2m4.capture(); })()"""
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("viewer") / "out"
@@ -41,7 +49,7 @@ def test_viewer_plays_scrubs_and_matches_our_silhouettes(run):
         "(v2m4.play(), v2m4.playing())", {"wait_ms": 300}, "v2m4.time()", "(v2m4.pause(), v2m4.playing())",
         "v2m4.setMode('silhouette')",
         *[f"(v2m4.setTime({times[i]}), v2m4.capture())" for i in sampled],
-        "v2m4.setTime(v2m4.times[0])", scrub])
+        "v2m4.setTime(v2m4.times[0])", scrub, ORBIT, "(v2m4.resetView(), v2m4.capture())"])
     res = r["results"]
     assert r["pageErrors"] == [] and [c for c in r["console"] if c["type"] == "error"] == []
     assert r["refused"] == []
@@ -56,6 +64,8 @@ def test_viewer_plays_scrubs_and_matches_our_silhouettes(run):
     assert index == 2 and src != first_src  # the scrubber moved both panes
     moved = png_mask(shot)
     assert iou(moved, masks[0]) < 0.99 and iou(moved, silhouettes(run["anim"], run["camera"], [2], moved.shape)[0]) >= 0.9
+    orbited, reset = png_mask(res[11]), png_mask(res[12])  # a drag orbits the view; "input view" brings it back
+    assert iou(orbited, moved) < 0.9 and iou(reset, moved) == 1.0
 
 
 def screenshots(page: Path, shots: list[Path]) -> dict:
