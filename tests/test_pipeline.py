@@ -310,15 +310,12 @@ def test_registration_warnings_reach_the_report(tmp_path):
 
 
 def test_joint_registration_fits_every_frame(tmp_path):
-    """--joint-registration: every input frame gets its own fitted positions (none interpolated), one topology."""
+    """Every input frame gets its own fitted positions (none interpolated), one topology."""
     item = small_demo(tmp_path, n=5)
     cfg = tmp_path / "joint.json"
-    cfg.write_text(json.dumps({**TINY, "joint": {"global_iters": 3, "iters": 4, "render_res": 24, "view_pool": 4,
-                                                  "global_views": 2, "key_views": 2, "chamfer_points": 100,
-                                                  "sample_sets": 2, "unfold_iters": 3}}))
+    cfg.write_text(json.dumps(TINY))
     out = tmp_path / "out"
-    r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--joint-registration",
-             "--config", cfg, "--resolution", "32", "--keyframes", "3", "--quiet", "--no-preview")
+    r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--config", cfg, "--resolution", "32", "--keyframes", "3", "--quiet", "--no-preview")
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
     assert rep["keyframes"] == [0, 2, 4] and len(rep["registration"]["flipped"]) == 5

@@ -98,8 +98,6 @@ def config_from_args(args):
 
     preset = args.preset or ("paper" if args.device.startswith("cuda") else "fast")
     cfg = PipelineConfig.preset(preset, device=args.device, backend=args.backend, seed=args.seed)
-    if args.joint_registration:
-        cfg = cfg.with_joint_registration()
     if args.config:
         cfg = PipelineConfig.from_file(args.config, cfg)
     kw = {}
@@ -109,8 +107,6 @@ def config_from_args(args):
         kw["keyframes"] = _keyframe_config(args.keyframes, cfg.keyframes)
     if args.no_texture:
         kw["texture"] = None
-    if args.joint_registration:
-        cfg = cfg.with_joint_registration()
     if args.no_appearance_refinement:
         kw["generation"] = replace(cfg.generation, refine_appearance=False)
     learned = {k: v for k, v in (("scorer", args.scorer), ("weights", args.weights), ("stereo", args.stereo))
@@ -221,6 +217,8 @@ def cmd_view(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .export.rig import DEFAULT_BONES
+
     ap = argparse.ArgumentParser(prog="v2m4", description="Video to animated 3D mesh (V2M4).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     i = sub.add_parser("inspect", help="read a video or frame folder (and a mesh folder) and summarise it")
@@ -256,9 +254,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-appearance-refinement", action="store_true",
                    help="skip Sec. 4.2 (regenerating each keyframe with its appearance fitted to the frame; "
                         "TRELLIS only, other generators skip it with a notice)")
-    r.add_argument("--joint-registration", action="store_true",
-                   help="register every input frame at once, fitted to the keyframe meshes and the video together "
-                        "(experimental; default: keyframe pairs in a chain, frames between them interpolated)")
     r.add_argument("--no-texture", action="store_true",
                    help="skip Sec. 4.4: the mesh keeps the first keyframe's generated vertex colours")
     r.add_argument("--stereo", default=None, help="stereo prior: auto (DUSt3R when importable) | off | PATH of a "
@@ -271,9 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json-log", action="store_true", help="progress as JSON lines (for scripts)")
     r.add_argument("--no-preview", action="store_true")
     r.add_argument("--pca", action="store_true", help="compact GLB (PCA morph basis)")
-    r.add_argument("--rig", type=int, nargs="?", const=16, default=None, metavar="BONES",
-                   help="also OUT/animation_rigged.glb, a skinned mesh with BONES bones (default 16) fitted to the "
-                        "animation (experimental)")
+    r.add_argument("--rig", type=int, nargs="?", const=DEFAULT_BONES, default=None, metavar="BONES",
+                   help=f"also OUT/animation_rigged.glb, a skinned mesh with BONES bones (default {DEFAULT_BONES}) "
+                        "in one hierarchy, fitted to the animation")
     r.add_argument("--remove-background", action="store_true", help="cut the object out with rembg (optional extra)")
     r.add_argument("--mask-smoothing", type=int, default=0, help="temporal median radius (frames) of the masks "
                    "--remove-background makes (1 removes one-frame flicker, thins fast edges); 0: off")

@@ -62,8 +62,9 @@ METHODS = {
     "full": "v2m4.pipeline:reconstruct",         # camera + registration + texture: the whole pipeline
     "full_genref": "v2m4.pipeline:reconstruct",  # the same with the paper's texture supervision alone
     "true_pose": "v2m4.bench:true_pose_output",   # not a method: the generator's meshes at their true poses
-    "register_joint": "v2m4.pipeline:reconstruct",  # `register` with every frame registered at once
-    "full_joint": "v2m4.pipeline:reconstruct",      # `full` likewise
+    "register_seq": "v2m4.pipeline:reconstruct",   # `register` with keyframe pairs registered in a chain (the
+                                                    # paper's schedule): the baseline of the whole-clip fit
+    "full_seq": "v2m4.pipeline:reconstruct",       # `full` likewise
 }
 
 
@@ -78,8 +79,8 @@ def _generated_reference(cfg: PipelineConfig) -> PipelineConfig:
 # methods that are the whole pipeline, run and written as `v2m4 run` runs and writes it (``_bench_pipeline``);
 # `register` too, so that it and `full` differ by the texture stage alone (same frames, meshes, seeds and cameras)
 PIPELINE_METHODS = {"register": _no_texture, "full": lambda cfg: cfg, "full_genref": _generated_reference,
-                    "register_joint": lambda cfg: _no_texture(cfg.with_joint_registration()),
-                    "full_joint": lambda cfg: cfg.with_joint_registration()}
+                    "register_seq": lambda cfg: _no_texture(cfg.with_pairwise_registration()),
+                    "full_seq": lambda cfg: cfg.with_pairwise_registration()}
 
 # column order of the table; methods may add extras after these
 COLUMNS = ["mask_iou", "psnr", "ssim", "chamfer_once", "fscore1_once", "fscore2_once", "chamfer_per_frame",
@@ -101,6 +102,8 @@ class BenchSettings:
     seed: int = 0
     n_points: int = 5000                 # surface samples per mesh for Chamfer / F-score
     novel_views: int = 8                 # views around the object per frame for the nv_* columns (0: none)
+    rig_bones: int = 0                   # pipeline methods: also fit a rig of this many bones to the animation and
+                                         # score it against the morph animation (rig_* columns; 0: none)
     actionbench_points: int = 0          # alignment points of the cd_3d / cd_4d / cd_m columns (0: none; the
                                          # protocol's 10,000 is hours on a CPU; 500 costs ~40 s an item there)
     bench_dir: str | None = None
@@ -158,7 +161,7 @@ def _true_pose_iou(item, generator, generated: list[Mesh]) -> float:
 
 
 def score_item(item, sel, frames, out, *, n_points: int, seed: int, novel_views: int = 0,
-               actionbench_points: int = 0) -> dict[str, float]:
+               actionbench_points: int = 0, per_frame: bool = True) -> dict[str, float]:
     """The weight-free metrics of one method output (one mesh per frame) against the ground truth of the item's
     frames ``sel`` (see module docstring); with ``novel_views`` > 0 the novel-view columns too, with
     ``actionbench_points`` > 0 ActionBench's cd_3d / cd_4d / cd_m at that many alignment points."""
@@ -178,7 +181,8 @@ def score_item(item, sel, frames, out, *, n_points: int, seed: int, novel_views:
     res.update(learned_metrics(rgb, mask, ref, device=rgb.device)[0])  # "n/a: ..." where a model is missing
     pred_v = [m.vertices.detach().cpu() for m in out.meshes]
     pred_f = [m.faces.cpu() for m in out.meshes]
-    geo, once = G.sequence_geometry(pred_v, pred_f, gt_vertices.cpu(), gt_faces.cpu(), n_points=n_points, seed=seed)
+    geo, once = G.sequence_geometry(pred_v, pred_f, gt_vertices.cpu(), gt_faces.cpu(), n_points=n_points, seed=seed,
+                                    per_frame=per_frame)
     res.update(geo)
     if novel_views > 0:
         res.update(_novel_view(item, gt_vertices, out.meshes, once, novel_views, frames.rgba.shape[1:3]))
@@ -224,14 +228,14 @@ def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: in
     from .exports import export_checks
 
     anim = result.animation
-    key = anim.keyframes.tolist()
+    key = result.keyframes.tolist()  # the generated keyframes (a whole-clip fit gives every frame positions)
     kt = torch.tensor(key)
     out = MethodOutput(meshes=[anim.frame(t) for t in key], camera=result.video_camera)
     scores = score_item(item, kt, frames.select(kt), out, n_points=n_points, seed=seed, novel_views=novel_views,
                         actionbench_points=actionbench_points)
     if len(key) < len(anim):
         everyone = MethodOutput(meshes=[anim.frame(t) for t in range(len(anim))], camera=result.video_camera)
-        s_all = score_item(item, slice(None), frames, everyone, n_points=n_points, seed=seed)
+        s_all = score_item(item, slice(None), frames, everyone, n_points=n_points, seed=seed, per_frame=False)
         scores.update({f"{k}_all": s_all[k] for k in ("mask_iou", "psnr", "ssim", "fscore2_once", "jitter")})
     if result.world_from_canonical is not None:
         removed = torch.stack([generator.removed_transform(t) for t in key])
@@ -265,6 +269,8 @@ def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
         row = score_run(gen.item, frames, result, gen, n_points=settings.n_points, seed=settings.seed,
                         novel_views=settings.novel_views, actionbench_points=settings.actionbench_points)
         report = write_outputs(result, frames, Path(tmp) / "run", cfg, log="quiet")
+    if settings.rig_bones > 0:
+        row.update(_rig_columns(result.animation, settings.rig_bones))
     k = len(report["keyframes"])
     row["generated_faces"] = statistics.mean(report["generated_faces"])
     sec = report["seconds"]
@@ -273,6 +279,23 @@ def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
     for s_, v in sec.items():
         if s_ not in ("generate", "keyframes"):
             row[f"sec_{s_}_per_frame"] = round(v / k, 6)
+    return row
+
+
+def _rig_columns(animation, bones: int) -> dict[str, float]:
+    """``v2m4 run --rig BONES`` on the output's animation (``export.rig.write_rig``): the rig against the morph
+    animation (rig_rms_err, rig_max_err: fractions of its bounding-box diagonal), fit seconds, GLB bytes and the
+    validator's errors and warnings where it is installed."""
+    import tempfile
+
+    from ..export.rig import write_rig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        r = write_rig(Path(tmp) / "rigged.glb", animation, bones)
+    row = {"rig_bones": r["bones"], "rig_rms_err": r["rms_err"], "rig_max_err": r["max_err"],
+           "sec_rig": r["seconds"], "rig_glb_bytes": r["bytes"]}
+    if "validator" in r:
+        row.update(rig_validator_errors=r["validator"]["errors"], rig_validator_warnings=r["validator"]["warnings"])
     return row
 
 

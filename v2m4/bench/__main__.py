@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the synthetic generator's faces per mesh (default: its own, about 3,000)")
     p.add_argument("--novel-views", type=int, default=8, help="views around the object per frame for the nv_* "
                    "columns (0: none)")
+    p.add_argument("--rig", type=int, default=0, metavar="BONES", help="pipeline methods: fit a rig of BONES bones "
+                   "to the output and score it (rig_* columns; 0: none)")
     p.add_argument("--actionbench", type=int, default=0, metavar="POINTS", help="add ActionBench's cd_3d, cd_4d "
                    "and cd_m with this many alignment points (its protocol: 10000; 500 on a CPU; 0: none)")
     return p
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         kw = dict(method=args.method, items=tuple(args.items), device=args.device, backend=args.backend,
                   preset=args.preset or ("paper" if args.device.startswith("cuda") else "fast"), seed=args.seed,
                   bench_dir=args.bench_dir, overrides=overrides, generated_faces=args.generated_faces,
-                  novel_views=args.novel_views, actionbench_points=args.actionbench)
+                  novel_views=args.novel_views, actionbench_points=args.actionbench, rig_bones=args.rig)
         s = BenchSettings.quick(**kw) if args.quick else BenchSettings(**kw)
         if args.resolution:
             s = BenchSettings(**{**s.__dict__, "resolution": args.resolution})

@@ -28,10 +28,11 @@ from torch import Tensor
 
 from .skinning import Skinning, _quaternions, decompose, skin_vertices
 
-# Default --rig bone count (the CLI's --rig without N says 16 too). Measured on ground-truth sequences (12 frames):
-# at 16 every skeletal clip fits within 0.8% RMS of the diagonal (max 5.7%), about half the error at 8 bones; 32
-# halves it again (max <= 5% everywhere) at 1.5-2x the time and memory (V x B x T x 3 doubles per iteration).
-DEFAULT_BONES = 16
+# Default --rig bone count (the CLI's --rig without N too). Measured on the bench's ground-truth sequences (12 frames,
+# bench/results/rig_compare.md): at 16 every skeletal clip fits within 0.8% RMS of the diagonal but one's max error
+# is 5.7%; 32 halves the error again and keeps every skeletal clip's max under 5%, at 1.5-2x the time and memory
+# (V x B x T x 3 doubles per iteration). A shape that morphs without a skeleton fits no bone count well.
+DEFAULT_BONES = 32
 
 
 @dataclass

@@ -68,8 +68,10 @@ class JointConfig:
     w_input_view: float = _RC.w_input_view  # pair: the video's silhouette L1 over the mask's area, every frame
     w_temporal: float = 1.0         # ours: squared second difference of vertex trajectories (normalised units, at
                                     # the clip's median frame spacing); tuned: see docs/calibration.md
-    video_frames: int = 0           # ours: frames whose silhouette is rendered per step, drawn at random (memory on
-                                    # long clips); 0: every frame every step
+    video_frames: int = 0           # ours: frames whose silhouette is rendered per step, drawn at random (memory and
+                                    # time on long clips); 0: every frame every step
+    video_res: int = 0              # ours: the video's silhouettes are compared at most this many pixels on a side
+                                    # (masks area-averaged, the camera's intrinsics scaled); 0: the frames' own
     arap_refresh: int = _RC.arap_refresh    # pair: steps between re-solving the ARAP rotations
     unfold_iters: int = _RC.unfold_iters    # pair: steps of the fold repair per frame, after the fit
     render_res: int = _RC.render_res        # pair: resolution of the keyframes' render loss
@@ -88,12 +90,12 @@ class JointConfig:
 
     @staticmethod
     def fast() -> "JointConfig":
-        """CPU preset: the pairwise fast preset's views, resolution and samples; 200 joint steps (tuned: see
-        docs/calibration.md)."""
+        """CPU preset: the pairwise fast preset's views, resolution and samples; 200 joint steps, each fitting 16
+        frames' silhouettes at 128 px (tuned: see docs/calibration.md)."""
         f = RegistrationConfig.fast()
         return JointConfig(global_iters=f.global_iters, global_views=f.global_views, global_lr=f.global_lr,
                            global_starts=1, iters=200, key_views=4, lr=f.local_lr, render_res=f.render_res,
-                           view_pool=f.view_pool, chamfer_points=f.chamfer_points)
+                           view_pool=f.view_pool, chamfer_points=f.chamfer_points, video_frames=16, video_res=128)
 
     def pair_config(self) -> RegistrationConfig:
         """The pairwise config the shared helpers (``_prepare``, ``Target``) read their numbers from."""
@@ -383,6 +385,17 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
                               seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()))
 
 
+def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:
+    """The video camera and masks (T, H, W) at most ``res`` pixels on a side (0: as they are): the masks
+    area-averaged (a pixel's coverage, as the antialiased render gives it), the intrinsics scaled to match."""
+    H, W = masks.shape[1:]
+    if res <= 0 or max(H, W) <= res:
+        return camera, masks
+    size = (max(1, round(H * res / max(H, W))), max(1, round(W * res / max(H, W))))
+    small = torch.nn.functional.interpolate(masks[:, None], size=size, mode="area")[:, 0]
+    return camera.with_resolution(size), small
+
+
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
               camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator, topo,
               progress) -> Tensor:
@@ -394,6 +407,7 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
     samples = [sample_barycentric(faces, face_areas(rest, faces), cfg.chamfer_points, generator=g)
                for _ in range(cfg.sample_sets)]
     picks = keys.picks(cfg.iters, cfg.key_views, g)
+    camera, masks = _video_at(camera, masks, cfg.video_res)
     nv = T if cfg.video_frames <= 0 else min(cfg.video_frames, T)
     vid = torch.argsort(torch.rand(cfg.iters, T, generator=g), dim=1)[:, :nv].to(x0.device)
     vcam = Camera(camera.K.expand(nv, 3, 3), camera.cam_from_world.expand(nv, 4, 4), camera.resolution)
