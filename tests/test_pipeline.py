@@ -69,8 +69,25 @@ def test_run_writes_a_valid_asset(tmp_path):
     assert sorted(p.name for p in out.rglob("*")) == before
 
 
-def test_resume_after_interrupt_matches_uninterrupted(tmp_path, interrupt_after):
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, interrupt_after, monkeypatch):
+    import contextlib
+
+    from v2m4 import pipeline
     from v2m4.cli import main
+
+    @contextlib.contextmanager
+    def interrupt_mid_registration(step):
+        original = pipeline.register_clip
+
+        def cut_short(*a, progress=None, **kw):
+            def tick(done, total):
+                if done >= step:
+                    raise KeyboardInterrupt(f"test interrupt at registration step {done}")
+                progress(done, total)
+            return original(*a, progress=tick, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(pipeline, "register_clip", cut_short)
+            yield
 
     item = small_demo(tmp_path)
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -84,6 +101,10 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, interrupt_after)
         assert run(cut) == 130
     assert not (cut / "animation.glb").exists()
     assert len(list((cut / "checkpoints").glob("gen_*.npz"))) == 2
+    with interrupt_mid_registration(step=2):  # Ctrl-C inside the whole-clip fit: resume refits it from its start
+        assert run(cut, "--resume") == 130
+    assert (cut / "checkpoints" / "camera.npz").exists()
+    assert not (cut / "checkpoints" / "registration.npz").exists()
     with interrupt_after("registration", 1):
         assert run(cut, "--resume") == 130
     assert not (cut / "animation.glb").exists()
