@@ -143,8 +143,10 @@ def _search_cameras(run: _Run, meshes: list[Mesh], kframes: Frames, times: Tenso
         run.log.event(stage="camera", message="learned parts unavailable, using the weight-free path: "
                       + "; ".join(notes))
     run.log.event(stage="camera", message=f"camera search (scorer: {scorer.name})")
-    found = search_cameras(meshes, kframes, times, run.cfg.camera, run.ctx, generator=run.generator(1),
-                           scorer=scorer, stereo=stereo, unavailable=tuple(notes))
+    with run.log.bar(len(meshes), "camera") as bar:  # a keyframe a unit, as each one's pose is settled
+        found = search_cameras(meshes, kframes, times, run.cfg.camera, run.ctx, generator=run.generator(1),
+                               scorer=scorer, stereo=stereo, unavailable=tuple(notes),
+                               progress=lambda t, score, was_global: bar.update(1))
     del scorer, stereo  # each model lives for its stage only
     if run.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -163,7 +165,7 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
         if joint is not None:
             return register_clip(reposed, key, frames.mask.to(run.device), video_camera, joint, run.ctx,
                                  generator=run.generator(2), times=frames.times,
-                                 progress=lambda d, tot: bar.update(d - bar.done))
+                                 progress=lambda d, tot: bar.to(d))
         return register_sequence(reposed, run.cfg.registration, run.ctx, generator=run.generator(2),
                                  times=frames.times[key], progress=lambda d, tot: bar.update(1),
                                  video=(video_camera, frames.select(key).mask.to(run.device)))
@@ -171,7 +173,9 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
 
 def _texture(run: _Run, kframes: Frames, reposed: list[Mesh], seq, video_camera: Camera) -> TextureResult:
     run.log.event(stage="texture", message="texture")
-    return bake_texture(kframes, reposed, seq, video_camera, run.cfg.texture, run.ctx, generator=run.generator(3))
+    with run.log.bar(run.cfg.texture.iters, "texture", unit="step") as bar:
+        return bake_texture(kframes, reposed, seq, video_camera, run.cfg.texture, run.ctx, generator=run.generator(3),
+                            progress=lambda done, total: bar.to(done))
 
 
 def _report(run: _Run, frames: Frames, result: RunResult, appearance: str) -> dict:

@@ -79,14 +79,16 @@ class CameraResult:
 
 def search_cameras(meshes: list[Mesh], frames: Frames, times: Tensor, cfg: CameraSearchConfig,
                    ctx: R.RenderContext, *, generator: torch.Generator, scorer=None, stereo=None,
-                   unavailable: tuple[str, ...] = ()) -> CameraResult:
+                   unavailable: tuple[str, ...] = (), progress=None) -> CameraResult:
     """The stage: Alg. 1 for every keyframe, then the re-pose factors.
 
     meshes: one per keyframe (canonical frame); frames: those keyframes' input frames (K); times (K,) their times
     in seconds (depth smoothing); scorer: a ``v2m4.scoring.Scorer`` (default: the weight-free one); stereo: an
-    optional ``StereoPrior`` whose pose joins the swarm; unavailable: what the caller could not load, recorded.
+    optional ``StereoPrior`` whose pose joins the swarm; unavailable: what the caller could not load, recorded;
+    progress: optional callable(t, score, was_global), called as each keyframe's pose is settled.
     """
-    found = search_poses(meshes, frames, cfg, ctx, generator=generator, scorer=scorer, stereo=stereo)
+    found = search_poses(meshes, frames, cfg, ctx, generator=generator, scorer=scorer, stereo=stereo,
+                         progress=progress)
     scales = repose_scales(meshes, found.cameras.cam_from_world, times, cfg)
     return CameraResult(found.cameras, scales, found.global_search.cpu().bool(),
                         torch.tensor(found.seconds, dtype=torch.float64),
