@@ -1,0 +1,296 @@
+"""Write bench/results/README.md and bench/results/plots/*.png from the JSON tables in bench/results/.
+
+Every figure in the page is read from a committed table here; nothing is copied by hand. Re-run after any table
+changes: ``python bench/results_readme.py`` (needs matplotlib for the plots; without it the page is still written,
+without plots). Tables or columns that are missing are left out, so the script runs on any subset of results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# method tables (``python -m v2m4.bench``), in the page's order, with a line on what each measures
+METHOD_TABLES = {
+    "full": "the whole pipeline as `v2m4 run` ran it at the table's commit",
+    "register_seq": "the whole pipeline without texture, keyframe pairs registered in a chain (the paper's "
+                    "schedule): the baseline of the whole-clip fit",
+    "full_seq": "the whole pipeline with keyframe pairs registered in a chain (the paper's schedule)",
+    "register": "the whole pipeline without its texture stage (generated colours on the registered mesh)",
+    "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
+}
+TRUE_POSE_NOTE = "the generator's meshes at the true poses through the true camera: the ceiling of re-posing"
+# the main columns, in order; a column is shown when some item of the table has a number in it
+MAIN_COLUMNS = ("mask_iou", "mask_iou_all", "psnr", "ssim", "nv_mask_iou", "nv_psnr", "fscore2_once",
+                "fscore2_once_all", "chamfer_once", "rot_err_med_deg", "jitter", "sec_per_frame")
+# per-item bar plots: these figures for these methods, where present
+PLOT_COLUMNS = ("fscore2_once", "mask_iou", "mask_iou_all", "nv_psnr")
+PLOT_METHODS = ("full", "register_seq", "full_seq", "register")
+STAGE_SECONDS = (("generate", "gen_sec_per_frame"), ("camera", "sec_camera_per_frame"),
+                 ("register", "sec_register_per_frame"), ("texture", "sec_texture_per_frame"),
+                 ("export", "sec_export_per_frame"))
+
+
+def load(name: str, results: Path) -> dict | None:
+    p = results / f"{name}.json"
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except ValueError:
+        return None
+
+
+def number(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def fmt(v) -> str:
+    x = number(v)
+    if x is None:
+        return "–" if v is None else str(v)
+    if 1e4 <= abs(x) < 1e9:
+        return f"{x:,.0f}"
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.4g}"
+    return f"{x:.3g}"
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |" for r in rows]
+    return out
+
+
+def settings_line(d: dict) -> str:
+    s = d.get("settings") or {}
+    keys = ("preset", "resolution", "max_frames", "device", "backend", "seed", "overrides", "generated_faces")
+    shown = ", ".join(f"{k} {s[k]}" for k in keys if isinstance(s, dict) and s.get(k) is not None)
+    if not isinstance(s, dict):
+        shown = json.dumps(s)
+    parts = [f"date {d.get('date', '?')}", f"commit {d.get('commit', '?')}", f"machine: {d.get('machine', '?')}"]
+    if d.get("device"):
+        parts.append(f"device {d['device']}")
+    return "; ".join(parts) + (f"; settings: {shown}" if shown else "")
+
+
+def columns(items: dict, wanted) -> list[str]:
+    return [c for c in wanted if any(number(row.get(c)) is not None for row in items.values()
+                                     if isinstance(row, dict))]
+
+
+def median_row(items: dict, cols: list[str]) -> list:
+    out = []
+    for c in cols:
+        vals = [number(r.get(c)) for r in items.values() if isinstance(r, dict)]
+        vals = [v for v in vals if v is not None]
+        out.append(statistics.median(vals) if vals else None)
+    return out
+
+
+def method_section(name: str, d: dict, note: str, plots: list[str]) -> list[str]:
+    items = d.get("items") or {}
+    lines = [f"## {name}", "", f"{d.get('method', name)}: {note}. Table `{name}.json`.", "",
+             settings_line(d), ""]
+    if d.get("note"):
+        lines += [f"Note: {d['note']}", ""]
+    cols = columns(items, MAIN_COLUMNS)
+    if not items or not cols:
+        return lines + ["(no items with the main columns)", ""]
+    rows = [[item] + [items[item].get(c) for c in cols] for item in items]
+    rows.append([f"**median of {len(items)}**"] + median_row(items, cols))
+    lines += table(["item"] + cols, rows) + [""]
+    stages = [(s, c) for s, c in STAGE_SECONDS if c in columns(items, [c])]
+    if stages:
+        lines += ["Seconds per frame per stage (median over items): "
+                  + ", ".join(f"{s} {fmt(median_row(items, [c])[0])}" for s, c in stages) + ".", ""]
+    lines += [f"![{p}](plots/{p})" for p in plots if p.startswith(f"seconds_{name}.")]
+    return lines + ([""] if any(p.startswith(f"seconds_{name}.") for p in plots) else [])
+
+
+def rig_section(d: dict) -> list[str]:
+    lines = ["## rig_compare", "", "Linear-blend skinning fitted to a vertex animation (`--rig`): ours at several "
+             "bone counts against py-dem-bones "
+             f"{d.get('dem_bones', '?')}, RMS vertex error as a fraction of the bounding-box diagonal. "
+             "Table `rig_compare.json`.", "",
+             f"date {d.get('date', '?')}; commit {d.get('commit', '?')}; machine: {d.get('machine', '?')}; "
+             f"torch {d.get('torch', '?')}; {d.get('frames', '?')} frames; default {d.get('default', '?')} bones", ""]
+    for part, title in (("ground_truth", "ground-truth animations"), ("registered", "registered (our output)")):
+        items = d.get(part) or {}
+        counts = sorted({int(b) for it in items.values() for b in (it.get("ours") or {})})
+        dem = sorted({int(b) for it in items.values() for b in (it.get("dem_bones") or {})})
+        if not items:
+            continue
+        header = ["item"] + [f"ours {b}" for b in counts] + [f"dem-bones {b}" for b in dem]
+        rows = []
+        for name, it in items.items():
+            rows.append([name] + [(it.get("ours") or {}).get(str(b), {}).get("rms_err") for b in counts]
+                        + [(it.get("dem_bones") or {}).get(str(b), {}).get("rms_err") for b in dem])
+        if len(rows) > 1:
+            med = []
+            for j in range(1, len(header)):
+                vals = [number(r[j]) for r in rows if number(r[j]) is not None]
+                med.append(statistics.median(vals) if vals else None)
+            rows.append([f"**median of {len(items)}**"] + med)
+        lines += [f"RMS error, {title}:", ""] + table(header, rows) + [""]
+    return lines
+
+
+def density_section(d: dict) -> list[str]:
+    lines = ["## mesh_density", "", f"Generated meshes at several densities (faces), same run otherwise. Claim: "
+             f"{d.get('claim', '?')}. Table `mesh_density.json`.", "", settings_line(d), ""]
+    cols = ("generated_faces", "sec_camera_per_frame", "sec_register_per_frame", "rot_err_med_deg", "mask_iou",
+            "fscore2_once")
+    rows = []
+    for item, runs in (d.get("items") or {}).items():
+        for run, r in runs.items():
+            rows.append([item, run] + [r.get(c) for c in cols])
+    if rows:
+        lines += table(["item", "faces_seed"] + list(cols), rows) + [""]
+    summ = d.get("summary") or {}
+    srows = [[item, run, s.get("camera_time_ratio"), s.get("register_time_ratio"), s.get("mask_iou_diff"),
+              s.get("mask_iou_noise"), s.get("fscore2_once_diff"), s.get("fscore2_once_noise")]
+             for item, runs in summ.items() for run, s in runs.items() if isinstance(s, dict)]
+    if srows:
+        lines += ["Against 3k faces (time ratios; differences against the two-seed noise at 3k):", ""]
+        lines += table(["item", "run", "camera time ×", "register time ×", "mask_iou diff", "mask_iou noise",
+                        "fscore2_once diff", "fscore2_once noise"], srows) + [""]
+    return lines
+
+
+def structure_section(name: str, d: dict) -> list[str]:
+    before, after = d.get("before") or {}, d.get("after") or {}
+    lines = [f"## {name}", "", f"A refactor's check: the same run (`{before.get('method', '?')}`) before and after, "
+             "figure by figure at the printed digit. Table "
+             f"`{name}.json`.", "",
+             f"before: commit {before.get('commit', '?')}, {before.get('date', '?')}; after: commit "
+             f"{after.get('commit', '?')}, {after.get('date', '?')}; machine: {after.get('machine', '?')}", ""]
+    rows = [[item, r.get("figures"), len(r.get("different") or {}), ", ".join(r.get("only before") or []) or "–",
+             ", ".join(r.get("only after") or []) or "–"] for item, r in (d.get("items") or {}).items()]
+    if rows:
+        lines += table(["item", "figures", "different", "only before", "only after"], rows) + [""]
+    return lines
+
+
+def plot_quality(tables: dict[str, dict], plots: Path) -> str | None:
+    """Grouped bars per item: PLOT_COLUMNS for each method of PLOT_METHODS that has results."""
+    import matplotlib.pyplot as plt
+    methods = [m for m in PLOT_METHODS if m in tables]
+    if not methods:
+        return None
+    cols = [c for c in PLOT_COLUMNS if any(c in columns(tables[m].get("items") or {}, [c]) for m in methods)]
+    if not cols:
+        return None
+    items = sorted({i for m in methods for i in (tables[m].get("items") or {})})
+    fig, axes = plt.subplots(len(cols), 1, figsize=(max(8, 0.9 * len(items) + 2), 2.6 * len(cols)), squeeze=False)
+    width = 0.8 / len(methods)
+    for ax, c in zip(axes[:, 0], cols):
+        for j, m in enumerate(methods):
+            rows = tables[m].get("items") or {}
+            ys = [number((rows.get(i) or {}).get(c)) for i in items]
+            xs = [k + (j - (len(methods) - 1) / 2) * width for k in range(len(items))]
+            ax.bar([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None], width,
+                   label=f"{m} ({tables[m].get('commit', '?')[:7]})")
+        ax.set_ylabel(c)
+        ax.set_xticks(range(len(items)))
+        ax.set_xticklabels([i.split("_")[0] for i in items])
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8, ncol=len(methods), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    axes[-1, 0].set_xlabel("item")
+    fig.tight_layout()
+    name = "quality_per_item.png"
+    fig.savefig(plots / name, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return name
+
+
+def plot_seconds(method: str, d: dict, plots: Path) -> str | None:
+    """Stacked bars per item: seconds per frame in each stage."""
+    import matplotlib.pyplot as plt
+    items = d.get("items") or {}
+    stages = [(s, c) for s, c in STAGE_SECONDS if columns(items, [c])]
+    if not items or not stages:
+        return None
+    names = list(items)
+    fig, ax = plt.subplots(figsize=(max(7, 0.8 * len(names) + 2), 3.6))
+    bottom = [0.0] * len(names)
+    for s, c in stages:
+        ys = [number(items[i].get(c)) or 0.0 for i in names]
+        ax.bar(range(len(names)), ys, 0.7, bottom=bottom, label=s)
+        bottom = [b + y for b, y in zip(bottom, ys)]
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([i.split("_")[0] for i in names])
+    ax.set_ylabel("seconds per frame")
+    ax.set_title(f"{method}: seconds per frame per stage ({(d.get('settings') or {}).get('device', '?')}, "
+                 f"commit {str(d.get('commit', '?'))[:7]})", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    name = f"seconds_{method}.png"
+    fig.savefig(plots / name, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return name
+
+
+def make_plots(tables: dict[str, dict], plots: Path) -> list[str]:
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: the page is written without plots (pip install matplotlib)")
+        return []
+    matplotlib.use("Agg")
+    plots.mkdir(parents=True, exist_ok=True)
+    for old in [*plots.glob("seconds_*.png"), plots / "quality_per_item.png"]:  # a plot whose table went
+        old.unlink(missing_ok=True)
+    made = [plot_quality(tables, plots)]
+    made += [plot_seconds(m, tables[m], plots) for m in ("full", "register_seq", "full_seq") if m in tables]
+    return [p for p in made if p]
+
+
+def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
+    lines = ["# Benchmark results", "",
+             "Generated by `python bench/results_readme.py` from the JSON tables in this folder: do not edit by "
+             "hand. What each table and column measures: `docs/benchmarks.md`. Items are the bench items (rendered "
+             "animated assets with ground truth); each table's median is over its items.", ""]
+    if "quality_per_item.png" in plots_made:
+        lines += ["![main figures per item and method](plots/quality_per_item.png)", ""]
+    for name, d in tables.items():
+        note = METHOD_TABLES.get(name, TRUE_POSE_NOTE if name.startswith("true_pose") else "")
+        lines += method_section(name, d, note, plots_made)
+    for name, fn in (("rig_compare", rig_section), ("mesh_density", density_section)):
+        d = load(name, results)
+        if d is not None:
+            lines += fn(d)
+    for p in sorted(results.glob("structure_*.json")):
+        d = load(p.stem, results)
+        if isinstance(d, dict) and "before" in d and "after" in d:
+            lines += structure_section(p.stem, d)
+    others = sorted(p.name for p in results.glob("*.json")
+                    if p.stem not in tables and p.stem not in ("rig_compare", "mesh_density")
+                    and not p.stem.startswith("structure_"))
+    if others:
+        lines += ["## Other tables", "", "Not summarised here (see `docs/benchmarks.md`): "
+                  + ", ".join(f"`{o}`" for o in others) + ".", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON tables (default: here)")
+    args = ap.parse_args(argv)
+    results = args.results
+    names = list(METHOD_TABLES) + sorted(p.stem for p in results.glob("true_pose*.json"))
+    tables = {n: d for n in names if isinstance(d := load(n, results), dict) and isinstance(d.get("items"), dict)}
+    made = make_plots(tables, results / "plots")
+    out = results / "README.md"
+    out.write_text(page(results, made, tables))
+    print(f"wrote {out} ({len(tables)} method tables, {len(made)} plots)")
+
+
+if __name__ == "__main__":
+    main()
