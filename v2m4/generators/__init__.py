@@ -7,8 +7,9 @@ from ..errors import V2M4Error
 
 def make_generator(spec: str, n_frames: int, *, seed: int = 0, device: str = "cpu"):
     """``synthetic:ITEM_DIR`` (a bench-format item's ground truth, for tests and demos), ``meshes:DIR`` (one mesh
-    per frame from any tool), or ``trellis[:MODEL_OR_FOLDER]`` (the paper's generator; needs its package, weights
-    and a GPU)."""
+    per frame from any tool), ``trellis[:MODEL_OR_FOLDER]`` (the paper's generator; needs its package, weights
+    and a GPU) or ``hunyuan[:MODEL_OR_FOLDER]`` (Hunyuan3D-2's shape stage, colourless; its package, weights and a
+    GPU)."""
     kind, _, arg = spec.partition(":")
     if kind == "synthetic":
         from ..data.bench import load_item
@@ -27,4 +28,7 @@ def make_generator(spec: str, n_frames: int, *, seed: int = 0, device: str = "cp
     if kind == "trellis":
         from .trellis import DEFAULT_MODEL, TrellisGenerator
         return TrellisGenerator(arg or DEFAULT_MODEL, device=device, seed=seed)
-    raise V2M4Error(f"unknown generator {spec!r}; choose synthetic:ITEM_DIR, meshes:DIR or trellis")
+    if kind == "hunyuan":
+        from .hunyuan import DEFAULT_MODEL, HunyuanGenerator
+        return HunyuanGenerator(arg or DEFAULT_MODEL, device=device, seed=seed)
+    raise V2M4Error(f"unknown generator {spec!r}; choose synthetic:ITEM_DIR, meshes:DIR, trellis or hunyuan")
