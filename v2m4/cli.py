@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="video (or frame folder) -> animated GLB, preview and report")
     r.add_argument("input", help="video file (mp4/webm/gif/...) or folder of frames (RGBA, or RGB with --masks)")
     r.add_argument("-o", "--out", required=True, help="output folder")
-    r.add_argument("--generator", default="trellis", help="trellis[:MODEL_OR_FOLDER] | meshes:DIR | synthetic:ITEM_DIR")
+    r.add_argument("--generator", default="trellis", help="trellis[:MODEL_OR_FOLDER] | hunyuan[:MODEL_OR_FOLDER] | meshes:DIR | synthetic:ITEM_DIR")
     r.add_argument("--masks", default=None, help="folder with one mask per frame")
     r.add_argument("--fps", type=float, default=None)
     r.add_argument("--device", default="cpu", help="cpu | cuda")
