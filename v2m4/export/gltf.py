@@ -141,6 +141,39 @@ def _check(anim: Animation) -> None:
         raise V2M4Error("animation times must increase strictly (glTF samplers require it)")
 
 
+def mesh_attributes(b: "_Buffers", gltf: dict, mesh, rest: np.ndarray, faces: np.ndarray, name: str) -> dict:
+    """A primitive's POSITION and NORMAL of ``rest`` (V, 3), and the mesh's appearance: its texture (TEXCOORD_0, the
+    PNG image, a clamped linear sampler) or its vertex colours (COLOR_0, linear), with the one material
+    (``gltf["materials"][0]``: unlit-looking, rough, double-sided) that every primitive we write uses."""
+    attrs = {"POSITION": b.accessor(rest, "VEC3", minmax=True), "NORMAL": b.accessor(_normals(rest, faces), "VEC3")}
+    material = {"name": f"{name}_material", "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
+                "doubleSided": True}
+    if mesh.uv is not None and mesh.texture is not None:
+        attrs["TEXCOORD_0"] = b.accessor(mesh.uv.detach().cpu().numpy(), "VEC2")
+        gltf["images"] = [{"name": f"{name}_basecolor", "mimeType": "image/png",
+                           "bufferView": b.view(_png(mesh.texture.detach().cpu().numpy()))}]
+        gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9729, "wrapS": 33071, "wrapT": 33071}]
+        gltf["textures"] = [{"sampler": 0, "source": 0}]
+        material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
+    elif mesh.vertex_colors is not None:
+        attrs["COLOR_0"] = b.accessor(_srgb_to_linear(mesh.vertex_colors.detach().cpu().numpy()), "VEC3")
+    gltf["materials"] = [material]
+    return attrs
+
+
+def joint_animation(b: "_Buffers", times: np.ndarray, translations: np.ndarray, rotations: np.ndarray, first: int,
+                    name: str) -> dict:
+    """One glTF animation moving joint nodes first, first + 1, ...: translations (T, B, 3) and rotations (T, B, 4)
+    (x, y, z, w) sampled at times (T,) seconds, linearly interpolated."""
+    t_acc = b.accessor(times, "SCALAR", target=None, minmax=True)
+    samplers, channels = [], []
+    for j in range(translations.shape[1]):
+        for path, data, kind in (("translation", translations[:, j], "VEC3"), ("rotation", rotations[:, j], "VEC4")):
+            samplers.append({"input": t_acc, "output": b.accessor(data, kind, target=None), "interpolation": "LINEAR"})
+            channels.append({"sampler": len(samplers) - 1, "target": {"node": first + j, "path": path}})
+    return {"name": name, "samplers": samplers, "channels": channels}
+
+
 def write_glb(path: str | os.PathLike, anim: Animation, *, mode: str = "targets", pca_tol: float = 1e-3,
               name: str = "v2m4") -> dict:
     """Write ``anim`` as a GLB (atomically: a temp file renamed into place). Returns stats: bytes, targets,
@@ -180,20 +213,9 @@ def write_glb(path: str | os.PathLike, anim: Animation, *, mode: str = "targets"
     stats["targets"] = len(offsets)
 
     b = _Buffers()
-    attrs = {"POSITION": b.accessor(rest, "VEC3", minmax=True), "NORMAL": b.accessor(_normals(rest, faces), "VEC3")}
-    material = {"name": f"{name}_material",
-                "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0}, "doubleSided": True}
     gltf: dict = {"asset": {"version": "2.0", "generator": "v2m4"}, "scene": 0,
                   "scenes": [{"name": name, "nodes": [0]}]}
-    if mesh.uv is not None and mesh.texture is not None:
-        attrs["TEXCOORD_0"] = b.accessor(mesh.uv.detach().cpu().numpy(), "VEC2")
-        gltf["images"] = [{"name": f"{name}_basecolor", "mimeType": "image/png",
-                           "bufferView": b.view(_png(mesh.texture.detach().cpu().numpy()))}]
-        gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9729, "wrapS": 33071, "wrapT": 33071}]
-        gltf["textures"] = [{"sampler": 0, "source": 0}]
-        material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
-    elif mesh.vertex_colors is not None:
-        attrs["COLOR_0"] = b.accessor(_srgb_to_linear(mesh.vertex_colors.detach().cpu().numpy()), "VEC3")
+    attrs = mesh_attributes(b, gltf, mesh, rest, faces, name)
     targets = [{"POSITION": b.accessor(o, "VEC3", minmax=True), "NORMAL": b.accessor(n, "VEC3")}
                for o, n in zip(offsets, normal_offsets)]
     prim = {"attributes": attrs, "indices": b.accessor(faces.reshape(-1), "SCALAR", target=ELEMENT_ARRAY_BUFFER,
@@ -203,7 +225,6 @@ def write_glb(path: str | os.PathLike, anim: Animation, *, mode: str = "targets"
         prim["targets"] = targets
         mesh_obj["weights"] = [0.0] * len(targets)
         mesh_obj["extras"] = {"targetNames": target_names}
-    gltf["materials"] = [material]
     gltf["meshes"] = [mesh_obj]
     gltf["nodes"] = [{"name": name, "mesh": 0}]
     if targets and len(sample_times) > 1:
@@ -253,21 +274,10 @@ def write_skinned_glb(path: str | os.PathLike, mesh, skin: dict, times, *, name:
     times = (times - times[0]).astype(np.float32)
     B = skin["translations"].shape[1]
     b = _Buffers()
-    attrs = {"POSITION": b.accessor(rest, "VEC3", minmax=True), "NORMAL": b.accessor(_normals(rest, faces), "VEC3"),
-             "JOINTS_0": b.accessor(skin["joints"].astype(np.uint16), "VEC4"),
-             "WEIGHTS_0": b.accessor(skin["weights"].astype(np.float32), "VEC4")}
-    material = {"name": f"{name}_material", "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
-                "doubleSided": True}
     gltf: dict = {"asset": {"version": "2.0", "generator": "v2m4"}, "scene": 0}
-    if mesh.uv is not None and mesh.texture is not None:
-        attrs["TEXCOORD_0"] = b.accessor(mesh.uv.detach().cpu().numpy(), "VEC2")
-        gltf["images"] = [{"name": f"{name}_basecolor", "mimeType": "image/png",
-                           "bufferView": b.view(_png(mesh.texture.detach().cpu().numpy()))}]
-        gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9729, "wrapS": 33071, "wrapT": 33071}]
-        gltf["textures"] = [{"sampler": 0, "source": 0}]
-        material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
-    elif mesh.vertex_colors is not None:
-        attrs["COLOR_0"] = b.accessor(_srgb_to_linear(mesh.vertex_colors.detach().cpu().numpy()), "VEC3")
+    attrs = mesh_attributes(b, gltf, mesh, rest, faces, name)
+    attrs["JOINTS_0"] = b.accessor(skin["joints"].astype(np.uint16), "VEC4")
+    attrs["WEIGHTS_0"] = b.accessor(skin["weights"].astype(np.float32), "VEC4")
     prim = {"attributes": attrs, "indices": b.accessor(faces.reshape(-1), "SCALAR", target=ELEMENT_ARRAY_BUFFER),
             "material": 0, "mode": 4}
     tr, rot = skin["translations"], skin["rotations"]
@@ -279,16 +289,8 @@ def write_skinned_glb(path: str | os.PathLike, mesh, skin: dict, times, *, name:
     ibm = np.tile(np.eye(4, dtype=np.float32).reshape(1, 16), (B, 1))
     gltf["skins"] = [{"name": f"{name}_skin", "joints": list(range(2, 2 + B)), "skeleton": 1,
                       "inverseBindMatrices": b.accessor(ibm, "MAT4", target=None)}]
-    gltf["materials"] = [material]
     gltf["meshes"] = [{"name": name, "primitives": [prim]}]
     if len(times) > 1:
-        t_acc = b.accessor(times, "SCALAR", target=None, minmax=True)
-        samplers, channels = [], []
-        for j in range(B):
-            for path_, data, kind in (("translation", tr[:, j], "VEC3"), ("rotation", rot[:, j], "VEC4")):
-                samplers.append({"input": t_acc, "output": b.accessor(data, kind, target=None),
-                                 "interpolation": "LINEAR"})
-                channels.append({"sampler": len(samplers) - 1, "target": {"node": 2 + j, "path": path_}})
-        gltf["animations"] = [{"name": f"{name}_skinned", "samplers": samplers, "channels": channels}]
+        gltf["animations"] = [joint_animation(b, times, tr, rot, 2, f"{name}_skinned")]
     gltf["buffers"] = []
     return {"bytes": _write(path, gltf, b), "bones": B}

@@ -263,7 +263,7 @@ def write_rigged_glb(path, mesh, rig: Rig, times, *, name: str = "v2m4") -> dict
     """A skinned GLB of the rig: the rest mesh with JOINTS_0/WEIGHTS_0 (<= 4 influences), joint nodes nested by the
     hierarchy under one armature node, inverse bind matrices, and one animation of the joints' local translation and
     rotation sampled at ``times`` (T,) seconds. Returns bytes and bones."""
-    from .gltf import ELEMENT_ARRAY_BUFFER, _Buffers, _write
+    from .gltf import ELEMENT_ARRAY_BUFFER, _Buffers, _write, joint_animation
     from .skinning import to_gltf
 
     times = np.asarray(times, dtype=np.float64)
@@ -290,37 +290,17 @@ def write_rigged_glb(path, mesh, rig: Rig, times, *, name: str = "v2m4") -> dict
         Rl, tl = local_transforms(rig)
         tr = tl.float().numpy()
         rot = _continuous(_quaternions(Rl).float().numpy())
-        t_acc = b.accessor(times, "SCALAR", target=None, minmax=True)
-        samplers, channels = [], []
-        for j in range(B):
-            for path_, data, kind in (("translation", tr[:, j], "VEC3"), ("rotation", rot[:, j], "VEC4")):
-                samplers.append({"input": t_acc, "output": b.accessor(data, kind, target=None),
-                                 "interpolation": "LINEAR"})
-                channels.append({"sampler": len(samplers) - 1, "target": {"node": 2 + j, "path": path_}})
-        gltf["animations"] = [{"name": f"{name}_rig", "samplers": samplers, "channels": channels}]
+        gltf["animations"] = [joint_animation(b, times, tr, rot, 2, f"{name}_rig")]
     return {"bytes": _write(path, gltf, b), "bones": B}
 
 
 def _mesh_attributes(b, gltf: dict, mesh, name: str) -> dict:
     """POSITION, NORMAL and the texture (TEXCOORD_0 + image) or COLOR_0, and the material, into gltf."""
-    from .gltf import _normals, _png, _srgb_to_linear
+    from .gltf import mesh_attributes
 
     rest = mesh.vertices.detach().cpu().double().numpy()
     faces = mesh.faces.detach().cpu().numpy().astype(np.int64)
-    attrs = {"POSITION": b.accessor(rest, "VEC3", minmax=True), "NORMAL": b.accessor(_normals(rest, faces), "VEC3")}
-    material = {"name": f"{name}_material", "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 1.0},
-                "doubleSided": True}
-    if mesh.uv is not None and mesh.texture is not None:
-        attrs["TEXCOORD_0"] = b.accessor(mesh.uv.detach().cpu().numpy(), "VEC2")
-        gltf["images"] = [{"name": f"{name}_basecolor", "mimeType": "image/png",
-                           "bufferView": b.view(_png(mesh.texture.detach().cpu().numpy()))}]
-        gltf["samplers"] = [{"magFilter": 9729, "minFilter": 9729, "wrapS": 33071, "wrapT": 33071}]
-        gltf["textures"] = [{"sampler": 0, "source": 0}]
-        material["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
-    elif mesh.vertex_colors is not None:
-        attrs["COLOR_0"] = b.accessor(_srgb_to_linear(mesh.vertex_colors.detach().cpu().numpy()), "VEC3")
-    gltf["materials"] = [material]
-    return attrs
+    return mesh_attributes(b, gltf, mesh, rest, faces, name)
 
 
 def write_rig(path: str | Path, anim, bones: int | None = None) -> dict:

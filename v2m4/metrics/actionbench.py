@@ -24,27 +24,13 @@ Protocol, as ActionBench's public evaluation code does it (our implementation):
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
 from ..geometry import face_areas, rotation_6d, sample_barycentric
-
-
-def _axis_rotations() -> Tensor:
-    """(24, 3, 3) the proper rotations that permute and flip the axes."""
-    mats = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            M = torch.zeros(3, 3, dtype=torch.float64)
-            for i, (p, s) in enumerate(zip(perm, signs)):
-                M[i, p] = s
-            if torch.det(M) > 0:
-                mats.append(M)
-    return torch.stack(mats)
+from .geometry import axis_rotations
 
 
 def _transform(p: Tensor, r6: Tensor, s: Tensor, t: Tensor) -> Tensor:
@@ -74,7 +60,7 @@ def fit_alignment(pred: Tensor, gt: Tensor, *, iters: int = 200, lr: float = 0.0
     """The transform (r6 (6,), s (3,), t (3,)) of pred (N, 3) onto gt (M, 3) with the lowest squared Chamfer over
     24 axis-aligned starts optimised together and every step (see the module docstring)."""
     pred, gt = pred.detach().double(), gt.detach().double()
-    starts = _axis_rotations()
+    starts = torch.stack(axis_rotations())
     H = starts.shape[0]
     r6 = starts[:, :2].reshape(H, 6).clone().requires_grad_(True)  # rows: rotation_6d reads the first two rows
     s = torch.ones(H, 3, dtype=pred.dtype, requires_grad=True)

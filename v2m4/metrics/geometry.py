@@ -73,7 +73,7 @@ def apply(T: Tensor, points: Tensor) -> Tensor:
     return points @ T[:3, :3].T.to(points.dtype) + T[:3, 3].to(points.dtype)
 
 
-def _rotation_candidates() -> list[Tensor]:
+def axis_rotations() -> list[Tensor]:
     """The 24 rotations of the cube: the starting orientations an unaligned prediction can need."""
     mats = []
     for perm in itertools.permutations(range(3)):
@@ -115,7 +115,7 @@ def align_similarity(src: Tensor, dst: Tensor, *, coarse_points: int = 800, iter
     s_sub, d_sub = sub(s_np), sub(d_np)
     tree_sub = cKDTree(d_sub)
     best = None
-    for R in _rotation_candidates():
+    for R in axis_rotations():
         T = torch.eye(4, dtype=torch.float64)
         T[:3, :3] = scale * R
         T[:3, 3] = torch.as_tensor(cd) - scale * R @ torch.as_tensor(cs)
