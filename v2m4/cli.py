@@ -98,6 +98,8 @@ def config_from_args(args):
 
     preset = args.preset or ("paper" if args.device.startswith("cuda") else "fast")
     cfg = PipelineConfig.preset(preset, device=args.device, backend=args.backend, seed=args.seed)
+    if args.joint_registration:
+        cfg = cfg.with_joint_registration()
     if args.config:
         cfg = PipelineConfig.from_file(args.config, cfg)
     kw = {}
@@ -269,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rig", type=int, nargs="?", const=DEFAULT_BONES, default=None, metavar="BONES",
                    help=f"also OUT/animation_rigged.glb, a skinned mesh with BONES bones (default {DEFAULT_BONES}) "
                         "in one hierarchy, fitted to the animation")
+    r.add_argument("--joint-registration", action="store_true",
+                   help="register every input frame at once, fitted to the keyframe meshes and the video together "
+                        "(experimental; default: keyframe pairs in a chain, frames between them interpolated)")
     r.add_argument("--remove-background", action="store_true", help="cut the object out with rembg (optional extra)")
     r.add_argument("--mask-smoothing", type=int, default=0, help="temporal median radius (frames) of the masks "
                    "--remove-background makes (1 removes one-frame flicker, thins fast edges); 0: off")

@@ -56,10 +56,11 @@ class PipelineConfig:
     learned: LearnedConfig = LearnedConfig()
     camera: CameraSearchConfig = field(default_factory=CameraSearchConfig.fast)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig.fast)
-    joint: JointConfig | None = field(default_factory=JointConfig.fast)  # Sec. 4.3's losses on our schedule:
-                                               # every input frame fitted at once, keyframe meshes and the video
-                                               # together; None: the paper's chain of keyframe pairs
-                                               # (``registration``), kept as the bench's baseline
+    joint: JointConfig | None = None           # Sec. 4.3's schedule: None registers keyframe pairs in a chain
+                                               # (``registration``, the paper's); a JointConfig fits every input
+                                               # frame at once, keyframe meshes and the video together
+                                               # (experimental: better every-frame fit, worse geometry so far,
+                                               # bench/results/full_joint.md against register_seq.md)
     texture: TextureConfig | None = field(default_factory=TextureConfig.fast)  # None: no texture stage (Sec. 4.4);
                                                # the rest mesh keeps the first keyframe's generated colours
     output: OutputConfig = OutputConfig()
@@ -77,8 +78,7 @@ class PipelineConfig:
     def paper(**overrides) -> "PipelineConfig":
         """The paper's numbers (Appendix A), 512 px frames: meant for a GPU."""
         return replace(PipelineConfig(camera=CameraSearchConfig.paper(), registration=RegistrationConfig.paper(),
-                                      joint=JointConfig.paper(), texture=TextureConfig.paper(), resolution=512),
-                       **overrides)
+                                      texture=TextureConfig.paper(), resolution=512), **overrides)
 
     @staticmethod
     def preset(name: str, **overrides) -> "PipelineConfig":
@@ -96,8 +96,13 @@ class PipelineConfig:
             camera = replace(camera, **PRESET_SWITCHES[s])
         return replace(cfg, camera=camera, **overrides)
 
+    def with_joint_registration(self) -> "PipelineConfig":
+        """The same preset registering the whole clip at once (``JointConfig`` of the matching preset)."""
+        paper = self.registration.local_iters == RegistrationConfig.paper().local_iters
+        return replace(self, joint=JointConfig.paper() if paper else JointConfig.fast())
+
     def with_pairwise_registration(self) -> "PipelineConfig":
-        """The same preset registering keyframe pairs in a chain (the paper's schedule; the bench's baseline)."""
+        """The same preset registering keyframe pairs in a chain (the paper's schedule)."""
         return replace(self, joint=None)
 
     def with_overrides(self, overrides: dict) -> "PipelineConfig":
@@ -124,7 +129,8 @@ def _override(obj, overrides: dict, where: str):
             raise V2M4Error(f"{where}: unknown field {key!r}; known: {', '.join(names)}")
         cur = getattr(obj, key)
         if cur is None and isinstance(value, dict):
-            raise V2M4Error(f"{where}.{key} is off in this config (null); give the whole section to switch it on")
+            raise V2M4Error(f"{where}.{key} is off in this config; switch it on first (e.g. --joint-registration "
+                            "for joint), then override its fields")
         if dataclasses.is_dataclass(cur) and isinstance(value, dict):
             kw[key] = _override(cur, value, f"{where}.{key}")
         elif isinstance(cur, tuple) and isinstance(value, list):
