@@ -167,7 +167,7 @@ def render_ground_truth(item: BenchItem, vertices: Tensor, cameras: Camera, ctx)
     for an output mesh."""
     from .. import render as R
 
-    v = vertices.to(ctx.device if hasattr(ctx, "device") else vertices.device)
+    v = vertices
     # one pass for coverage (antialiased, like the output's), one for the surface's uv and face, read exactly
     mask = R.render(ctx, Mesh(v, item.faces.to(v.device)), cameras, channels=("mask",))["mask"]
     uvw = torch.cat([item.uv, torch.zeros_like(item.uv[:, :1])], -1).to(v)
