@@ -379,8 +379,8 @@ def machine_description(device: str) -> str:
 
 
 def git_commit() -> str:
-    """Short hash of this checkout's HEAD, with "+local changes" when tracked files differ from it; "" without git
-    (the device machine's copy of the tree has none)."""
+    """Short hash of this checkout's HEAD, with "+local changes" when tracked files differ from it; without git (the
+    device machine's copy of the tree has none), $V2M4_COMMIT as the caller states it, else ""."""
     here = Path(__file__).resolve().parent
 
     def git(*args):
@@ -389,6 +389,8 @@ def git_commit() -> str:
         except OSError:
             return ""
     commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return os.environ.get("V2M4_COMMIT", "")
     return commit + ("+local changes" if commit and git("status", "--porcelain", "--untracked-files=no") else "")
 
 

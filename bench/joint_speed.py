@@ -1,0 +1,161 @@
+"""Whole-clip registration of the bundled demo, timed and profiled: seconds of each of its parts, wall time per step
+of the joint fit, and the share of that time the GPU is busy (the profiler's kernel intervals, merged, over the
+fit's wall window). Claim measured: issue "fit the whole clip at once" — registration of the 24-frame demo, and the
+whole post-generation pipeline per input frame, on the device at the paper preset.
+
+    python bench/joint_speed.py                                  # CPU, fast preset (no GPU-busy column)
+    python bench/joint_speed.py --device cuda --backend nvdiffrast
+
+The demo runs once end to end (the timed run: the pipeline's own stage seconds); the arguments registration was
+called with are kept, and registration alone is then run again under the profiler with ``--profile-steps`` joint
+steps (the profiler's own overhead makes that run's wall time longer: its busy share is a lower bound). Rows go to
+bench/results/registration_speed.json beside the pairwise rows (rows of the same device, preset and method are
+replaced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import v2m4.pipeline as P  # noqa: E402
+from v2m4.bench import git_commit, machine_description  # noqa: E402
+from v2m4.config import PipelineConfig  # noqa: E402
+from v2m4.generators import make_generator  # noqa: E402
+from v2m4.io.frames import read_frames  # noqa: E402
+from v2m4.stages.registration import joint as J  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def merged_busy(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Length of the union of intervals clipped to [lo, hi]."""
+    busy, end = 0.0, lo
+    for a, b in sorted(intervals):
+        a, b = max(a, end), min(b, hi)
+        if b > a:
+            busy += b - a
+            end = b
+    return busy
+
+
+def profile(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch.device) -> dict:
+    """Registration again with ``steps`` joint steps under torch.profiler; the fit's window is a record_function
+    around ``_fit_clip``."""
+    real_fit = J._fit_clip
+
+    def fit(*a, **k):
+        with torch.profiler.record_function("joint_fit"):
+            out = real_fit(*a, **k)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return out
+
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda"
+                                                     else [])
+    kw = dict(kw, generator=torch.Generator().manual_seed(0), progress=None)
+    J._fit_clip = fit
+    try:
+        with torch.profiler.profile(activities=acts) as prof:
+            J.register_clip(*args[:4], replace(cfg, iters=steps), *args[5:], **kw)
+    finally:
+        J._fit_clip = real_fit
+    events = prof.events()
+    win = [e for e in events if e.name == "joint_fit"]
+    lo, hi = win[0].time_range.start, win[0].time_range.end
+    kernels = [(e.time_range.start, e.time_range.end) for e in events
+               if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = merged_busy(kernels, lo, hi)
+    return {"profiled_steps": steps, "profiled_wall_ms_per_step": round((hi - lo) / 1000 / steps, 2),
+            "gpu_ms_per_step": round(busy / 1000 / steps, 2),
+            "gpu_busy_fraction": round(busy / (hi - lo), 3) if device.type == "cuda" else None,
+            "kernels_per_step": round(sum(1 for a, b in kernels if lo <= a <= hi) / steps, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backend", default="torch")
+    ap.add_argument("--preset", default=None, help="fast | paper (default: paper on CUDA, fast on the CPU)")
+    ap.add_argument("--profile-steps", type=int, default=50)
+    ap.add_argument("--config", default=None, help="JSON of JointConfig fields to override (a schedule to try)")
+    ap.add_argument("--label", default="joint", help="the row's method name")
+    ap.add_argument("--out", default=str(RESULTS / "registration_speed.json"))
+    a = ap.parse_args()
+    dev = torch.device(a.device)
+    preset = a.preset or ("paper" if dev.type == "cuda" else "fast")
+    cfg = PipelineConfig.preset(preset, device=a.device, backend=a.backend).with_joint_registration()
+    if a.config:
+        cfg = replace(cfg, joint=replace(cfg.joint, **json.loads(a.config)))
+
+    captured = {}
+    real = P.register_clip
+
+    def spy(*args, **kw):
+        captured.update(args=args, kw=kw)
+        return real(*args, **kw)
+
+    demo = ROOT / "examples" / "demo"
+    frames = read_frames(demo / "frames", max_size=cfg.resolution)
+    P.register_clip = spy
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            result = P.reconstruct(frames, make_generator(f"synthetic:{demo}", len(frames)), cfg, run_dir=tmp,
+                                   log="quiet")
+            wall = time.perf_counter() - t0
+            try:
+                import av  # noqa: F401
+                preview = True
+            except ImportError:  # the device machine may lack PyAV: export without the preview video, and say so
+                preview = False
+            ocfg = replace(cfg, output=replace(cfg.output, preview=preview))
+            t0 = time.perf_counter()
+            P.write_outputs(result, frames, tmp, ocfg, log="quiet")
+            export = time.perf_counter() - t0
+    finally:
+        P.register_clip = real
+    rep = result.report
+    sec = {k: round(v, 2) for k, v in rep["seconds"].items()}
+    sec["export"] = round(export, 2)
+    post = sum(v for k, v in rep["seconds"].items() if k not in ("generate", "keyframes")) + export
+    parts = result.registration.seconds
+    row = {"device": a.device, "machine": machine_description(a.device), "backend": a.backend, "preset": preset,
+           "method": a.label, "clip": "examples/demo", "frames": len(frames), "keyframes": len(result.keyframes),
+           "vertices": int(result.registration.sequence.rest.vertices.shape[0]),
+           "joint": {k: getattr(cfg.joint, k) for k in ("global_iters", "global_views", "iters", "key_views",
+                                                        "render_res", "view_pool", "video_frames", "video_res",
+                                                        "chamfer_points")},
+           "stage_seconds": sec, "export_preview": preview, "post_generation_seconds": round(post, 2),
+           "post_generation_sec_per_frame": round(post / len(frames), 3), "run_wall_seconds": round(wall, 2),
+           "registration_parts_seconds": {"rest_and_targets": round(parts[0], 2), "global": round(parts[1], 2),
+                                          "fit": round(parts[2], 2), "repair_and_scores": round(parts[3], 2)},
+           "fit_wall_ms_per_step": round(1000 * parts[2] / cfg.joint.iters, 2),
+           "input_view": rep["input_view"], "flipped_max": max(result.registration.flipped),
+           "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+           "commit": git_commit() or "unknown (no git here)"}
+    if a.profile_steps > 0 and captured:
+        row.update(profile(captured["args"], captured["kw"], cfg.joint, a.profile_steps, dev))
+    print(json.dumps(row, indent=1))
+    out = Path(a.out)
+    old = json.loads(out.read_text())["rows"] if out.exists() else []
+    key = (a.device.split(":")[0], a.backend, preset, a.label)
+    keep = [r for r in old if (r["device"].split(":")[0], r["backend"], r["preset"], r.get("method", "pair")) != key]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": keep + [row]}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
