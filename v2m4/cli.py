@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -172,6 +173,35 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    """Many clips: `v2m4 run` on each (resumed where an earlier batch stopped, skipped when complete), locally or on
+    Ray; OUT/summary.json and the table. Exit code 1 when a clip failed (the others still ran)."""
+    from .batch import BatchOptions, plan_clips, run_batch
+
+    if args.retries < 0 or args.keyframes_per_task < 1:
+        raise V2M4Error("--retries must be at least 0 and --keyframes-per-task at least 1")
+    log = "json" if args.json_log else ("quiet" if args.quiet else "bars")
+    inputs = InputOptions(masks=args.masks, fps=args.fps, remove_background=args.remove_background,
+                          mask_smoothing=args.mask_smoothing)
+    cfg = config_from_args(args)
+    check_config(cfg)
+    options = BatchOptions(inputs=inputs, retries=args.retries, keyframes_per_task=args.keyframes_per_task,
+                           force=args.force)
+    try:
+        summary = run_batch(plan_clips(args.inputs, args.generator), Path(args.out), cfg, options,
+                            ray_address=args.ray, log=log)
+    except KeyboardInterrupt:
+        print("v2m4: interrupted; run the same command again to continue (complete clips are skipped, the others "
+              "resume from their checkpoints)", file=sys.stderr)
+        return 130
+    if log == "bars":
+        print(summary.table())
+    elif log == "json":
+        print(json.dumps({"stage": "batch", "summary": str(Path(args.out) / "summary.json"),
+                          **{k: v for k, v in summary.to_json().items() if k != "clips"}}))
+    return 1 if summary.count("failed") else 0
+
+
 def cmd_demo(args) -> int:
     """The whole pipeline on the bundled demo item (24 frames of the Khronos fox, the synthetic generator)."""
     from .config import PipelineConfig
@@ -219,8 +249,6 @@ def cmd_view(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .export.rig import DEFAULT_BONES
-
     ap = argparse.ArgumentParser(prog="v2m4", description="Video to animated 3D mesh (V2M4).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     i = sub.add_parser("inspect", help="read a video or frame folder (and a mesh folder) and summarise it")
@@ -239,7 +267,31 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="video (or frame folder) -> animated GLB, preview and report")
     r.add_argument("input", help="video file (mp4/webm/gif/...) or folder of frames (RGBA, or RGB with --masks)")
     r.add_argument("-o", "--out", required=True, help="output folder")
-    r.add_argument("--generator", default="trellis", help="trellis[:MODEL_OR_FOLDER] | hunyuan[:MODEL_OR_FOLDER] | meshes:DIR | synthetic:ITEM_DIR")
+    _add_run_options(r)
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
+    r.add_argument("--force", action="store_true", help="overwrite a non-empty OUT")
+    b = sub.add_parser("batch", help="many clips: one output folder each (as `run`), a summary table; locally or "
+                       "on a Ray cluster")
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or frame folders (a folder named "
+                   "frames/ gives its parent's name to its output folder)")
+    b.add_argument("-o", "--out", required=True, help="output folder: OUT/NAME per clip, OUT/summary.json")
+    b.add_argument("--ray", default=None, metavar="ADDRESS", help="run on Ray: a cluster's address (auto, "
+                   "HOST:PORT, ray://HOST:PORT) or local (start one here); needs pip install 'v2m4[cluster]'")
+    b.add_argument("--keyframes-per-task", type=int, default=8, help="with --ray: keyframes per generation task "
+                   "(each task loads the generator once)")
+    b.add_argument("--retries", type=int, default=1, help="attempts after a clip's first failure (default 1)")
+    b.add_argument("--force", action="store_true", help="redo every clip from scratch, complete or not")
+    _add_run_options(b, generator_help=" ({name}, {input} and {parent} stand for each clip's name, input and "
+                     "its folder, e.g. meshes:generated/{name})")
+    return ap
+
+
+def _add_run_options(r, generator_help: str = "") -> None:
+    """The options of one reconstruction, shared by `run` and `batch` (read by ``config_from_args``)."""
+    from .export.rig import DEFAULT_BONES
+
+    r.add_argument("--generator", default="trellis", help="trellis[:MODEL_OR_FOLDER] | hunyuan[:MODEL_OR_FOLDER] | "
+                   "meshes:DIR | synthetic:ITEM_DIR" + generator_help)
     r.add_argument("--masks", default=None, help="folder with one mask per frame")
     r.add_argument("--fps", type=float, default=None)
     r.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -262,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "DUSt3R checkout")
     r.add_argument("--also", default="", help="more exports, comma-separated: obj, ply (a mesh per frame), usd")
     r.add_argument("--resolution", type=int, default=None, help="working size (frames are downscaled to it)")
-    r.add_argument("--resume", action="store_true", help="continue an interrupted run in OUT")
-    r.add_argument("--force", action="store_true", help="overwrite a non-empty OUT")
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--json-log", action="store_true", help="progress as JSON lines (for scripts)")
     r.add_argument("--no-preview", action="store_true")
@@ -277,13 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--remove-background", action="store_true", help="cut the object out with rembg (optional extra)")
     r.add_argument("--mask-smoothing", type=int, default=0, help="temporal median radius (frames) of the masks "
                    "--remove-background makes (1 removes one-frame flicker, thins fast edges); 0: off")
-    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"demo": cmd_demo, "inspect": cmd_inspect, "run": cmd_run, "view": cmd_view}[args.cmd](args)
+        return {"batch": cmd_batch, "demo": cmd_demo, "inspect": cmd_inspect, "run": cmd_run,
+                "view": cmd_view}[args.cmd](args)
     except V2M4Error as exc:
         print(f"v2m4: error: {exc}", file=sys.stderr)
         return 2
