@@ -114,10 +114,13 @@ def run_on_ray(clips: list[Clip], out: Path, cfg, options: BatchOptions, address
             raise V2M4Error(f"{sorted(gpu)[0]} on {cfg.device} needs a GPU and the Ray cluster has none: run on a "
                             "cluster with GPUs, or use a CPU generator (meshes:DIR, synthetic:ITEM_DIR)")
         workers = max(1, min(len(clips), max(2, int(resources.get("CPU", 2)))))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="v2m4-clip") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="v2m4-clip")
+        try:
             running = [pool.submit(_clip_on_ray, c, out, cfg, options) for c in clips]
             for fut in as_completed(running):
                 finished(fut.result())
+        finally:  # on Ctrl-C, no waiting for the running clips: the shutdown below ends their waits
+            pool.shutdown(wait=False, cancel_futures=True)
     finally:
         if started:
             ray.shutdown()
