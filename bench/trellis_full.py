@@ -3,6 +3,7 @@ one generation end to end, and the Sec. 4.2 refinement of one frame, timed and m
 
     V2M4_TRELLIS=/path/to/TRELLIS python bench/trellis_full.py --device cuda   # -> bench/results/trellis_full.json
     V2M4_TRELLIS=... python bench/trellis_full.py --tiny                        # a CPU smoke run of the same code
+    V2M4_TRELLIS=... python bench/trellis_full.py --device cuda --batch 4 8 16  # batched generation -> trellis_batch.json
 
 Activation memory and time depend on shapes, not weights, so random weights give the real cost. The models are
 built from the official configs (TRELLIS-image-large: sparse-structure flow and decoder, structured-latent flow
@@ -35,6 +36,8 @@ def main():
     ap.add_argument("--tiny", action="store_true", help="small models and few steps (a smoke run)")
     ap.add_argument("--force-fallbacks", action="store_true", help="our stand-ins even where spconv etc. are "
                                                                    "installed (spconv's CPU build cannot run these)")
+    ap.add_argument("--batch", type=int, nargs="*", default=None, help="time generation at batch 1 and at these "
+                    "batches (keyframes at once) instead; writes bench/results/trellis_batch.json")
     args = ap.parse_args()
     checkout = os.environ.get("V2M4_TRELLIS")
     if not checkout:
@@ -102,6 +105,75 @@ def main():
 
     def flow_fn(model):
         return lambda x, t, c: model(x, torch.full((1,), 1000.0 * t, device=dev), c)
+
+    def flow_batched(model):  # one timestep per batch row (the sparse models modulate each row by its own)
+        return lambda x, t, c: model(x, torch.full((c.shape[0],), 1000.0 * t, device=dev), c)
+
+    def generate(B: int) -> dict:
+        """B keyframes through the four models at once (B random conditions); seconds per part and peak memory."""
+        gb = torch.Generator().manual_seed(1)
+        cond_b = torch.randn(B, cond_len, ss_args["cond_channels"], generator=gb).to(dev)
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        sync()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            r = ss_args["resolution"]
+            noise = torch.randn(B, ss_args["in_channels"], r, r, r, generator=gb).to(dev)
+            z = refine_negative_condition(flow_batched(ss_flow), lambda x: x.sum(), noise, cond_b,
+                                          torch.zeros_like(cond_b), steps=steps, cfg_strength=7.5, rescale_t=3.0,
+                                          config=plain).sample
+            logits = ss_dec(z)[:, 0].float()
+            side = logits.shape[-1]
+            cs = []
+            for b in range(B):  # random weights: each keyframe keeps its n_vox highest-scoring voxels
+                top = torch.topk(logits[b].flatten(), min(n_vox, logits[b].numel())).indices
+                xyz = torch.stack([top // (side * side), (top // side) % side, top % side], -1)
+                cs.append(torch.cat([torch.full_like(xyz[:, :1], b), xyz], 1))
+            coords_b = torch.cat(cs).int()
+            sync()
+            t_ss = time.perf_counter() - t0
+            c_b = cond_b[..., : sl_args["cond_channels"]]
+            x = sp.SparseTensor(feats=torch.randn(len(coords_b), sl_args["in_channels"], generator=gb).to(dev),
+                                coords=coords_b)
+            lat = refine_negative_condition(flow_batched(sl_flow), lambda x: x.feats.sum(), x, c_b,
+                                            torch.zeros_like(c_b), steps=steps, cfg_strength=3.0, rescale_t=3.0,
+                                            config=plain).sample
+            sync()
+            t_slat = time.perf_counter() - t0 - t_ss
+            meshes = mesh_dec(lat)
+            sync()
+        t = time.perf_counter() - t0
+        return {"batch": B, "sec": round(t, 3), "sec_per_keyframe": round(t / B, 3),
+                "keyframes_per_sec": round(B / t, 4), "sparse_structure_sec": round(t_ss, 3),
+                "slat_sec": round(t_slat, 3), "mesh_decode_sec": round(t - t_ss - t_slat, 3),
+                "peak_gb": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if cuda else None,
+                "mesh_faces": [int(m.faces.shape[0]) for m in meshes]}
+
+    if args.batch:
+        generate(1)  # warm-up: kernels, allocator, autotuning
+        rows = []
+        for B in [1] + [b for b in args.batch if b > 1]:
+            try:
+                rows.append(generate(B))
+            except torch.OutOfMemoryError as exc:
+                rows.append({"batch": B, "error": f"out of memory: {str(exc).splitlines()[0]}"})
+                break
+            print(json.dumps(rows[-1]), flush=True)
+        one = rows[0]["keyframes_per_sec"]
+        for r in rows:
+            if "keyframes_per_sec" in r:
+                r["speedup_vs_batch1"] = round(r["keyframes_per_sec"] / one, 2)
+        out = {"date": datetime.date.today().isoformat(), "device": torch.cuda.get_device_name() if cuda else "cpu",
+               "torch": torch.__version__, "tiny": args.tiny, "extensions": used, "params_m": params,
+               "voxels_per_keyframe": n_vox, "steps_per_stage": steps, "rows": rows}
+        print(json.dumps(out, indent=1))
+        if not args.tiny:
+            path = ROOT / "bench" / "results" / "trellis_batch.json"
+            path.write_text(json.dumps(out, indent=1) + "\n")
+            print(f"wrote {path}")
+        return
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()

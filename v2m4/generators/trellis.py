@@ -139,6 +139,51 @@ class TrellisGenerator:
                             slat_sampler_params=self.slat)
         return to_mesh(out["mesh"][0])
 
+    @torch.no_grad()
+    def generate_batch(self, images, indices) -> list[Mesh]:
+        """One mesh per image, sampled together: one conditioning pass, one batch through each flow model and
+        decoder. Frame ``index`` draws its noise from ``seed + index`` on the CPU in the order ``run`` draws it
+        (the structure's, then its voxels' features), so a frame's mesh is ``generate``'s, alone or in a batch (up
+        to floating point); a frame whose structure has no voxel gives an empty mesh."""
+        from PIL import Image
+
+        from trellis.modules import sparse as sp
+
+        pipe = self.pipe
+        indices = [int(i) for i in indices]
+        pil = [pipe.preprocess_image(Image.fromarray(
+            (im.detach().cpu().clamp(0, 1).numpy() * 255).round().astype(np.uint8), "RGBA")) for im in images]
+        cond = pipe.get_cond(pil)
+        gens = [torch.Generator().manual_seed(self.seed + i) for i in indices]
+        ss_flow, slat_flow = pipe.models["sparse_structure_flow_model"], pipe.models["slat_flow_model"]
+        r = ss_flow.resolution
+        noise = torch.cat([torch.randn(1, ss_flow.in_channels, r, r, r, generator=g) for g in gens]).to(pipe.device)
+        z = pipe.sparse_structure_sampler.sample(ss_flow, noise, **cond,
+                                                 **{**pipe.sparse_structure_sampler_params, **self.ss},
+                                                 verbose=False).samples
+        coords = torch.argwhere(pipe.models["sparse_structure_decoder"](z) > 0)[:, [0, 2, 3, 4]].int()
+        counts = torch.bincount(coords[:, 0].long(), minlength=len(gens)).tolist()  # argwhere: batch-major order
+        live = [b for b, n in enumerate(counts) if n > 0]
+        out = [Mesh(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.int64))] * len(gens)
+        if not live:
+            return out
+        feats = torch.cat([torch.randn(counts[b], slat_flow.in_channels, generator=gens[b]) for b in live])
+        keep = torch.isin(coords[:, 0], torch.tensor(live, device=coords.device, dtype=coords.dtype))
+        coords = coords[keep]
+        for new, b in enumerate(live):  # the sparse batch index must be dense (0..len(live)-1)
+            coords[coords[:, 0] == b, 0] = new
+        sub = {k: v[live] for k, v in cond.items()}
+        x = sp.SparseTensor(feats=feats.to(pipe.device), coords=coords)
+        slat = pipe.slat_sampler.sample(slat_flow, x, **sub, **{**pipe.slat_sampler_params, **self.slat},
+                                        verbose=False).samples
+        norm = pipe.slat_normalization
+        slat = slat * torch.tensor(norm["std"], device=slat.device)[None] + \
+            torch.tensor(norm["mean"], device=slat.device)[None]
+        meshes = pipe.decode_slat(slat, ["mesh"])["mesh"]
+        for b, m in zip(live, meshes):
+            out[b] = to_mesh(m)
+        return out
+
     def refine(self, frame: Tensor, index: int, camera, *, scorer=None, config=None, render_backend: str = "auto",
                progress=None) -> Mesh:
         """Sec. 4.2: frame ``index`` generated again with its negative condition embedding optimised so that the
