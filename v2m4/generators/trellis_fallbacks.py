@@ -12,6 +12,7 @@ sparse convolution raises a one-line error naming spconv.
 from __future__ import annotations
 
 import enum
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -197,6 +198,16 @@ def _available(name: str) -> bool:
         return False
 
 
+def _stand_in(name: str) -> types.ModuleType:
+    """An empty module registered as ours. It carries a spec (no loader, no file, no version), so libraries that
+    probe with ``importlib.util.find_spec`` (transformers does, for flash_attn) get an answer instead of a
+    ValueError, and read it as no real installation."""
+    m = types.ModuleType(name)
+    m.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    m.__v2m4_fallback__ = True
+    return m
+
+
 def install_fallbacks(*, force: bool = False) -> dict[str, str]:
     """Register the stand-ins for what is not installed and point TRELLIS's switches at them.
 
@@ -208,12 +219,10 @@ def install_fallbacks(*, force: bool = False) -> dict[str, str]:
     if _available("spconv") and not force:
         used["spconv"] = "installed"
     else:
-        root = types.ModuleType("spconv")
-        sub = types.ModuleType("spconv.pytorch")
+        root, sub = _stand_in("spconv"), _stand_in("spconv.pytorch")
         for obj in (SparseConvTensor, SubMConv3d, SparseConv3d, SparseInverseConv3d, ConvAlgo):
             setattr(sub, obj.__name__, obj)
         root.pytorch = sub
-        root.__v2m4_fallback__ = sub.__v2m4_fallback__ = True
         sys.modules["spconv"], sys.modules["spconv.pytorch"] = root, sub
         used["spconv"] = "pure-torch fallback"
         os.environ.setdefault("SPCONV_ALGO", "native")  # the stand-in has one algorithm
@@ -221,11 +230,10 @@ def install_fallbacks(*, force: bool = False) -> dict[str, str]:
     if _available("flash_attn") and not force:
         used["flash_attn"] = "installed"
     else:
-        fa = types.ModuleType("flash_attn")
+        fa = _stand_in("flash_attn")
         for fn in (flash_attn_func, flash_attn_kvpacked_func, flash_attn_qkvpacked_func, flash_attn_varlen_func,
                    flash_attn_varlen_kvpacked_func, flash_attn_varlen_qkvpacked_func):
             setattr(fa, fn.__name__, fn)
-        fa.__v2m4_fallback__ = True
         sys.modules["flash_attn"] = fa
         used["flash_attn"] = "pure-torch fallback"
         os.environ.setdefault("ATTN_BACKEND", "sdpa")  # TRELLIS's dense attention has its own SDPA path
@@ -234,11 +242,10 @@ def install_fallbacks(*, force: bool = False) -> dict[str, str]:
         used["kaolin"] = "installed"
     else:
         names = ("kaolin", "kaolin.utils", "kaolin.utils.testing")
-        mods = [types.ModuleType(n) for n in names]
+        mods = [_stand_in(n) for n in names]
         mods[0].utils, mods[1].testing = mods[1], mods[2]
         mods[2].check_tensor = check_tensor
         for n, m in zip(names, mods):
-            m.__v2m4_fallback__ = True
             sys.modules[n] = m
         used["kaolin"] = "pure-torch fallback"
     return used
