@@ -3,12 +3,18 @@ machine, the same command), and a 240-frame clip's time and peak memory. Claims 
 the local batch (target: at most 10%), and that a 240-frame clip fits in 4 GB on a CPU.
 
 Each measurement is the `v2m4 batch` command as a user types it, in a process of its own (its wall time from
-start to exit, imports and Ray's start included). The clips: the bundled demo (24 frames of the Khronos Fox at
-256², the synthetic generator `synthetic:examples/demo`), four times under four names; the long clip: the demo's
-walk cycle (its first 17 frames, one period of the looping walk) repeated to 240 frames (10 s at 24 fps), with the
-ground truth repeated alike for its synthetic generator. CPU, fast preset (the CLI's default on a CPU).
+start to exit, imports and Ray's start included), with one torch thread per clip (OMP_NUM_THREADS=1, what Ray gives
+a one-CPU task): two threads on a shared 2-core machine spend their time waiting for each other. The 240-frame clip
+first (local), then three runs of the four clips: local (one clip after another), Ray on a local instance of 1 CPU
+(the same layout, one clip at a time on one thread: the difference is Ray's overhead), and Ray on 2 CPUs (two clips
+side by side: its throughput here).
 
-    python bench/batch_speed.py                   # all three runs
+The clips: the bundled demo (24 frames of the Khronos Fox at 256², the synthetic generator
+`synthetic:examples/demo`), four times under four names; the long clip: the demo's walk cycle (its first 17
+frames, one period of the looping walk) repeated to 240 frames (10 s at 24 fps), with the ground truth repeated
+alike for its synthetic generator. CPU, fast preset (the CLI's default on a CPU).
+
+    python bench/batch_speed.py                   # all four runs
     python bench/batch_speed.py --skip-long       # only the four-clip comparison
 """
 
@@ -35,12 +41,17 @@ DEMO = ROOT / "examples" / "demo"
 CYCLE = 17  # frames in one period of the demo's walk (its meta.json times restart at frame 17)
 
 
-def timed_command(args: list[str]) -> dict:
-    """Run ``python -m v2m4.cli ARGS``: wall seconds, exit code, the process's peak RSS (GB) and CPU seconds."""
+def timed_command(args: list[str], ray_cpus: int | None = None) -> dict:
+    """Run ``v2m4 ARGS`` (with ``ray_cpus``: after ``ray.init(num_cpus=ray_cpus)`` in the same process, which
+    ``--ray local`` then uses): wall seconds, exit code, the process's peak RSS (GB), CPU seconds, load."""
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "v2m4.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+    code = "import sys; from v2m4.cli import main; "
+    if ray_cpus:
+        code += f"import ray; ray.init(num_cpus={ray_cpus}); "
+    code += "sys.exit(main(sys.argv[1:]))"
+    p = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -93,6 +104,34 @@ def batch_row(cmd: dict, out: Path, n_clips: int) -> dict:
     return row
 
 
+def write_results(rows: dict, name: str) -> None:
+    """The JSON and Markdown tables of the rows so far (rewritten after each run: a stopped bench keeps them)."""
+    overhead = (round(rows["ray_1cpu"]["wall_s"] / rows["local"]["wall_s"] - 1, 3)
+                if {"ray_1cpu", "local"} <= set(rows) else None)
+    out = {"program": "bench/batch_speed.py", "date": datetime.date.today().isoformat(),
+           "machine": machine_description("cpu"), "commit": git_commit(), "preset": "fast",
+           "ray_overhead": overhead, "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    lines = [f"**v2m4 batch** (fast preset, CPU) on {out['machine']}, {out['date']}, commit {out['commit']}\n",
+             "| run | clips | done | wall s | clips / hour | Ray start s | seconds per clip | stage s per clip | "
+             "load, start / end |", "|---|---|---|---|---|---|---|---|---|"]
+    for run, r in rows.items():
+        lines.append(f"| {run} | {r['clips']} | {r['done']} | {r['wall_s']} | {r['clips_per_hour']} | "
+                     f"{r['startup_s'] if run.startswith('ray') else ''} | {', '.join(map(str, r['clip_s']))} | "
+                     f"{', '.join(map(str, r['stage_s']))} | {' / '.join(map(str, r['load_avg']))} |")
+    if overhead is not None:
+        lines.append(f"\nRay's overhead on the four clips: {100 * overhead:+.1f}% of the local batch's wall time "
+                     "(Ray on 1 CPU, one clip at a time like the local batch).")
+    if "long" in rows:
+        r = rows["long"]
+        lines.append(f"\n240-frame clip ({r['keyframes']} keyframes): {r['wall_s']} s wall, peak RSS "
+                     f"{r['peak_rss_gb']} GB, input-view mask IoU {r['mask_iou']}; stage seconds "
+                     + ", ".join(f"{k} {v}" for k, v in r["stage_seconds"].items()) + ".")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-long", action="store_true", help="leave out the 240-frame clip")
@@ -102,17 +141,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         clips = four_clips(tmp)
-        gen = ["--generator", f"synthetic:{DEMO}", "--quiet"]
-        # local, Ray, Ray, local: a load that drifts over the runs weighs on both alike
-        for k, mode in enumerate(("local", "ray", "ray", "local")):
-            out = tmp / f"{mode}{k}"
-            extra = ["--ray", "local"] if mode == "ray" else []
-            row = batch_row(timed_command(["batch", *clips, "-o", str(out), *gen, *extra]), out, len(clips))
-            del row["peak_rss_gb"]  # of the driver only: on Ray the clips run in other processes
-            if mode == "ray":
-                del row["cpu_s"]  # the workers are not this command's children
-            rows[f"{mode}_{1 + (k in (2, 3))}"] = row
-        if not args.skip_long:
+        if not args.skip_long:  # first: the memory bound is the claim that must be measured
             item = long_item(tmp)
             out = tmp / "long"
             cmd = timed_command(["batch", str(item / "frames"), "-o", str(out), "--generator", f"synthetic:{item}",
@@ -123,29 +152,19 @@ def main() -> int:
                        stage_seconds={k: round(v, 1) for k, v in rep["seconds"].items()},
                        mask_iou=round(rep["input_view"]["mask_iou"], 3))
             rows["long"] = row
-    local = sum(r["wall_s"] for n, r in rows.items() if n.startswith("local"))
-    overhead = round(sum(r["wall_s"] for n, r in rows.items() if n.startswith("ray")) / local - 1, 3)
-    out = {"program": "bench/batch_speed.py", "date": datetime.date.today().isoformat(),
-           "machine": machine_description("cpu"), "commit": git_commit(), "preset": "fast",
-           "ray_overhead": overhead, "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=1) + "\n")
-    lines = [f"**v2m4 batch** (fast preset, CPU) on {out['machine']}, {out['date']}, commit {out['commit']}\n",
-             "| run (in order: local_1, ray_1, ray_2, local_2) | clips | done | wall s | clips / hour | Ray start s | "
-             "seconds per clip | stage s per clip | load, start / end |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['clips']} | {r['done']} | {r['wall_s']} | {r['clips_per_hour']} | "
-                     f"{r['startup_s'] if name.startswith('ray') else ''} | {', '.join(map(str, r['clip_s']))} | "
-                     f"{', '.join(map(str, r['stage_s']))} | {' / '.join(map(str, r['load_avg']))} |")
-    lines.append(f"\nRay's overhead on the four clips: {100 * overhead:+.1f}% of the local batches' wall time "
-                 "(both Ray runs against both local runs).")
-    if "long" in rows:
-        r = rows["long"]
-        lines.append(f"\n240-frame clip ({r['keyframes']} keyframes): {r['wall_s']} s wall, peak RSS "
-                     f"{r['peak_rss_gb']} GB, input-view mask IoU {r['mask_iou']}; stage seconds "
-                     + ", ".join(f"{k} {v}" for k, v in r["stage_seconds"].items()) + ".")
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+            write_results(rows, args.name)
+        gen = ["--generator", f"synthetic:{DEMO}", "--quiet"]
+        for name, ray_cpus in (("local", None), ("ray_1cpu", 1), ("ray_2cpu", 2)):
+            out = tmp / name
+            extra = ["--ray", "local"] if ray_cpus else []
+            row = batch_row(timed_command(["batch", *clips, "-o", str(out), *gen, *extra], ray_cpus), out,
+                            len(clips))
+            del row["peak_rss_gb"]  # of the driver only: on Ray the clips run in other processes
+            if ray_cpus:
+                del row["cpu_s"]  # the workers are not this command's children
+            rows[name] = row
+            write_results(rows, args.name)
+    write_results(rows, args.name)
     return 0
 
 
