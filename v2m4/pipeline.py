@@ -163,9 +163,12 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
             run.warnings_to_report("registration: "):
         # a rest mesh that could not be remeshed folds more: registration warns, and the report says so
         if joint is not None:
+            state = run.store.path("registration_fit.pt")  # the fit's own progress, so --resume goes on mid-fit
+            if state is not None and state.exists() and not run.store.resume:
+                state.unlink()
             return register_clip(reposed, key, frames.mask.to(run.device), video_camera, joint, run.ctx,
                                  generator=run.generator(2), times=frames.times,
-                                 progress=lambda d, tot: bar.to(d))
+                                 progress=lambda d, tot: bar.to(d), state=state)
         return register_sequence(reposed, run.cfg.registration, run.ctx, generator=run.generator(2),
                                  times=frames.times[key], progress=lambda d, tot: bar.update(1),
                                  video=(video_camera, frames.select(key).mask.to(run.device)))

@@ -144,3 +144,35 @@ def test_bad_key_index_is_refused():
     with pytest.raises(V2M4Error, match="key_index must index the clip's 7 frames"):
         register_clip([m, m], torch.tensor([0, 9]), masks, cam, tiny(), CTX, generator=torch.Generator(),
                       times=torch.arange(7.0))
+
+
+def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
+    m = box()
+    truth = clip(m)[:4]
+    cam, masks = video(m, clip(m))
+    key = torch.tensor([0, 3])
+    cfg = tiny(iters=12, global_iters=6)
+    state = tmp_path / "fit.pt"
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(step):
+        def progress(done, total):
+            if done == step:
+                raise Stop
+        return progress
+
+    def run(**kw):
+        return register_clip([m.with_vertices(truth[k]) for k in key.tolist()], key, masks[:4], cam, cfg, CTX,
+                             generator=torch.Generator().manual_seed(3), times=torch.arange(4.0), **kw)
+
+    whole = run()
+    with pytest.raises(Stop):
+        run(state=state, state_every=4, progress=stop_at(10))  # killed after the state of step 8 was kept
+    assert torch.load(state, weights_only=False)["step"] == 8
+    steps = []
+    resumed = run(state=state, state_every=4, progress=lambda d, t: steps.append(d))
+    assert steps[0] == 9 and steps[-1] == 12  # it went on from step 8, not from the start
+    assert torch.allclose(resumed.sequence.vertices, whole.sequence.vertices, atol=1e-5)
+    assert resumed.chamfer == pytest.approx(whole.chamfer, rel=1e-4)

@@ -25,7 +25,9 @@ Units: every loss is computed in the rest mesh's normalised frame (unit cube at 
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -330,14 +332,18 @@ def _check_inputs(meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: 
 
 def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: Camera, cfg: JointConfig,
                   ctx: R.RenderContext, *, generator: torch.Generator, times: Tensor,
-                  progress=None) -> RegistrationResult:
+                  progress=None, state: str | os.PathLike | None = None,
+                  state_every: int = 50) -> RegistrationResult:
     """The rest mesh (keyframe_meshes[0], remeshed) deformed through EVERY frame of the clip, all fitted at once.
 
     keyframe_meshes: K re-posed generated meshes in the world frame (topologies may differ); key_index (K,) int64,
     increasing: the clip frame of each. masks (T, H, W) float in [0, 1]: every frame's object mask; camera: the
     fixed video camera (1 view, world frame, resolution H x W); times (T,) seconds of each frame; generator: the
     randomness of samples and views (same seed, same result). progress: optional callable(done, total) over the
-    local steps.
+    local steps. state: a file where the joint fit keeps its step, parameters and optimiser state every
+    ``state_every`` steps; when it exists at the call (a run interrupted mid-fit), the fit goes on from it, and the
+    same inputs and generator give the result of an uninterrupted call (what precedes the fit is recomputed: it is
+    deterministic and short).
 
     Returns a RegistrationResult whose sequence holds all T frames (T, V, 3), world frame; chamfer (K,): each
     keyframe's fit against its target (normalised units, squared, as ``sequence``); flipped (T,): each frame's
@@ -350,7 +356,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     g = generator
     pcfg = cfg.pair_config()
     frame, _ = _prepare(keyframe_meshes[0], pcfg)
-    template, topo, edges, solver = frame.template, frame.topo, frame.edges, frame.solver
+    template, topo, edges = frame.template, frame.topo, frame.edges
     rest, faces = frame.rest, template.faces
     dev, dt = rest.device, rest.dtype
     T = masks.shape[0]
@@ -367,7 +373,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     t2 = time.perf_counter()
 
     x = _fit_clip(x0, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev),
-                  cfg, ctx, g, topo, progress)
+                  cfg, ctx, g, topo, progress, state=None if state is None else Path(state), state_every=state_every)
     t3 = time.perf_counter()
 
     out, flipped = [], []
@@ -398,8 +404,9 @@ def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:
 
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
               camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator, topo,
-              progress) -> Tensor:
-    """The joint local fit of every frame's positions x0 (T, V, 3) (normalised). Returns (T, V, 3) detached."""
+              progress, *, state: Path | None = None, state_every: int = 50) -> Tensor:
+    """The joint local fit of every frame's positions x0 (T, V, 3) (normalised). Returns (T, V, 3) detached.
+    state: see ``register_clip``."""
     T = x0.shape[0]
     faces, edges, solver = template.faces, frame.edges, frame.solver
     u = frames_to_u(solver, x0.detach()).clone().requires_grad_(True)
@@ -414,7 +421,17 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
     marea = masks.sum((1, 2)).clamp_min(1.0)
     every = torch.arange(len(key_index), device=x0.device)
     rot = None
-    for it in range(cfg.iters):
+    # what a saved state must match to be continued: the same clip, mesh and schedule
+    stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(cfg)}
+    start = 0
+    if state is not None and state.is_file():
+        saved = torch.load(state, map_location=x0.device, weights_only=False)
+        if saved.get("stamp") == stamp:
+            start, rot = saved["step"], saved["rot"]
+            with torch.no_grad():
+                u.copy_(saved["u"])
+            opt.load_state_dict(saved["opt"])
+    for it in range(start, cfg.iters):
         x = frames_to_x(solver, u)
         xk = x[key_index]
         loss = cfg.w_chamfer * _chamfer(_points(xk, samples[it % len(samples)]), keys.points).sum()
@@ -433,7 +450,16 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if state is not None and (it + 1) % max(1, state_every) == 0 and it + 1 < cfg.iters:
+            _save_state(state, {"stamp": stamp, "step": it + 1, "u": u.detach(), "rot": rot, "opt": opt.state_dict()})
         if progress:
             progress(it + 1, cfg.iters)
     with torch.no_grad():
         return frames_to_x(solver, u)
+
+
+def _save_state(path: Path, value: dict) -> None:
+    """Atomically (a run killed while writing leaves the previous state): written beside, then renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(value, tmp)
+    os.replace(tmp, path)
