@@ -72,6 +72,7 @@ class _Run:
         self.store = Checkpoints(Path(run_dir) / "checkpoints" if run_dir else None, resume=resume)
         self.log = Log(log)
         self.seconds: dict[str, float] = {}
+        self.generated_appearance = True  # set by the generation stage
         self.warnings: list[str] = []
 
     @contextlib.contextmanager
@@ -106,6 +107,7 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     with run.timed("generate"), run.log.bar(len(key), "generate") as bar:
         gen = generate_keyframes(frames, key, generator, cfg.generation, store=run.store, bar=bar)
     run.warnings += gen.warnings
+    run.generated_appearance = gen.has_appearance
     if not gen.has_appearance:
         run.log.event(stage="generate", message="the generator gave no appearance (no vertex colours or texture): "
                       "the camera search compares silhouettes and shading only, and the texture comes from the video")
@@ -185,6 +187,8 @@ def _report(run: _Run, frames: Frames, result: RunResult, appearance: str) -> di
     reg, cams, tex = result.registration, result.camera, result.texture
     report = {"frames": len(frames), "fps": frames.fps, "keyframes": result.keyframes.tolist(),
               "seconds": dict(run.seconds), "learned": cams.learned(), "appearance": appearance,
+              "generated_appearance": "vertex colours or texture" if run.generated_appearance else
+              "none: the camera search compared silhouettes and shading only; the texture is the video's",
               "warnings": list(run.warnings), "generated_faces": list(result.generated_faces),
               "registration": reg.figures(),
               "config": asdict(run.cfg)}

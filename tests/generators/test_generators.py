@@ -51,6 +51,13 @@ def test_appearance_comes_from_the_materials(item):
     torch.testing.assert_close(m.vertex_colors.mean(0), vertex_colors(item).mean(0), atol=0.08, rtol=0)
 
 
+def test_colourless_meshes_have_the_coloured_geometry(item):
+    a = SyntheticGenerator(item, seed=1).generate(None, 2)
+    b = SyntheticGenerator(item, seed=1, config=SyntheticConfig(colours=False)).generate(None, 2)
+    assert a.vertex_colors is not None and b.vertex_colors is None and b.texture is None
+    assert torch.equal(a.vertices, b.vertices) and torch.equal(a.faces, b.faces)
+
+
 def test_deterministic_per_seed_and_frame(item):
     a = SyntheticGenerator(item, seed=1).generate(None, 2)
     b = SyntheticGenerator(item, seed=1).generate(None, 2)

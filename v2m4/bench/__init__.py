@@ -103,6 +103,7 @@ class BenchSettings:
     preset: str = "fast"                 # the stages' preset: "fast" (CPU) or "paper" (``PipelineConfig.preset``)
     overrides: dict | None = None        # config overrides on the preset (``PipelineConfig.with_overrides``)
     generated_faces: int | None = None   # the synthetic generator's mesh density (None: its default)
+    colourless: bool = False             # the synthetic generator's meshes without colour (a shape-only generator)
     seed: int = 0
     n_points: int = 5000                 # surface samples per mesh for Chamfer / F-score
     novel_views: int = 8                 # views around the object per frame for the nv_* columns (0: none)
@@ -308,7 +309,8 @@ def synthetic_generator(item, settings: BenchSettings):
     from ..generators.synthetic import SyntheticConfig, SyntheticGenerator
 
     density = {} if settings.generated_faces is None else {"target_faces": settings.generated_faces}
-    return SyntheticGenerator(item, seed=settings.seed, config=SyntheticConfig(**density))
+    return SyntheticGenerator(item, seed=settings.seed, config=SyntheticConfig(**density,
+                                                                              colours=not settings.colourless))
 
 
 def load_selected_item(item_id: str, max_frames: int | None, resolution: int, bench_dir=None):

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--generated-faces", type=int, default=None,
                    help="the synthetic generator's faces per mesh (default: its own, about 3,000)")
+    p.add_argument("--colourless", action="store_true", help="the synthetic generator's meshes without colour (as "
+                   "a shape-only generator gives them)")
     p.add_argument("--novel-views", type=int, default=8, help="views around the object per frame for the nv_* "
                    "columns (0: none)")
     p.add_argument("--rig", type=int, default=0, metavar="BONES", help="pipeline methods: fit a rig of BONES bones "
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         kw = dict(method=args.method, items=tuple(args.items), device=args.device, backend=args.backend,
                   preset=args.preset or ("paper" if args.device.startswith("cuda") else "fast"), seed=args.seed,
                   bench_dir=args.bench_dir, overrides=overrides, generated_faces=args.generated_faces,
+                  colourless=args.colourless,
                   novel_views=args.novel_views, actionbench_points=args.actionbench, rig_bones=args.rig)
         s = BenchSettings.quick(**kw) if args.quick else BenchSettings(**kw)
         if args.resolution:

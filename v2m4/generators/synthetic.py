@@ -41,6 +41,8 @@ class SyntheticConfig:
     noise_amplitude: float = 0.01     # displacement amplitude, in canonical units (the object spans 1)
     noise_frequency: float = 1.5      # cycles per canonical unit of the displacement field
     color_jitter: float = 0.05        # std of the per-frame brightness factor and per-channel offsets
+    colours: bool = True              # False: meshes without colour, as a shape-only generator gives (Hunyuan3D-2's
+                                      # shape stage); the geometry is the coloured run's, draw for draw
 
 
 def _item_colors(item):
@@ -148,7 +150,7 @@ class SyntheticGenerator:
             rng = self._rng(t, "color")
             colors = colors * (1 + cfg.color_jitter * rng.standard_normal()) + cfg.color_jitter * rng.standard_normal(3)
         return Mesh(torch.as_tensor(verts, dtype=torch.float32), torch.as_tensor(faces, dtype=torch.int64),
-                    vertex_colors=None if self._colors is None else
+                    vertex_colors=None if self._colors is None or not cfg.colours else
                     torch.as_tensor(np.clip(colors, 0, 1), dtype=torch.float32))
 
     def _remesh(self, verts, faces, colors, t):
