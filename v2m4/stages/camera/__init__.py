@@ -8,9 +8,10 @@ equal sizes and steady depths), ``stage`` (the stage: ``search_cameras`` -> ``Ca
 from .config import CameraSearchConfig
 from .repose import consistent_scales, repose, repose_scales, steady_depths
 from .sampling import SearchView, make_view, pose_cameras, sample_poses
-from .search import FrameViews, PoseSearchResult, backward_pass, search_poses
+from .search import FrameViews, PoseSearchResult, SearchState, backward_pass, search_poses, search_units
 from .stage import CameraResult, search_cameras
 
-__all__ = ["search_cameras", "CameraResult", "CameraSearchConfig", "PoseSearchResult", "search_poses", "backward_pass", "FrameViews", "SearchView",
+__all__ = ["search_cameras", "CameraResult", "CameraSearchConfig", "PoseSearchResult", "SearchState", "search_poses",
+           "search_units", "backward_pass", "FrameViews", "SearchView",
            "make_view", "pose_cameras", "sample_poses", "repose", "repose_scales", "consistent_scales",
            "steady_depths"]

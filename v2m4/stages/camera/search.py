@@ -11,11 +11,16 @@ that rotation too.
 Beyond the paper, a temporal warm start: frame t+1 starts from frame t's pose with a small local swarm and a short
 refinement; only when its score is much worse than the frames' so far does it fall back to the global search. An
 optional backward pass then hands each frame the next frame's pose (``backward_pass``).
+
+The search can be stopped and continued: ``search_poses`` hands its ``checkpoint`` callback a ``SearchState``
+whenever everything before a point is final, and continues from one (``start``) to the poses an uninterrupted
+search finds (the state carries the random generator's state, and each frame's search depends on nothing else).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -27,7 +32,8 @@ from torch import Tensor
 from ... import render as R
 from ...camera import Camera
 from ...scoring import Scorer, SilhouetteColourScorer
-from ...types import Frames, Mesh
+from ...errors import V2M4Error
+from ...types import Frames, Mesh, atomic_save_npz, load_npz
 from .config import CameraSearchConfig
 from .sampling import (SearchView, center_poses, look_at_range_for, make_view, pose_bounds, pose_cameras,
                        radius_range_for, sample_poses)
@@ -254,17 +260,20 @@ def _local_search(mesh, frame_s, start, cfg, ctx, scorer, topo, generator, shape
 
 
 def backward_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float], views: list[tuple],
-                  cfg: CameraSearchConfig, ctx: R.RenderContext, scorer: Scorer, batch: int) -> list[float]:
+                  cfg: CameraSearchConfig, ctx: R.RenderContext, scorer: Scorer, batch: int, *, done: int = 0,
+                  on_batch=None) -> list[float]:
     """``CameraSearchConfig.backward_pass``: frame t (from the last but one back to the first) also starts from
     frame t + 1's pose, centred on its own mesh (normalised on its own, so radius and look-at differ) and refined
     with the warm frames' steps, and takes the better of the refined and the centred pose if it scores better.
     poses (7,) and scores are updated in place; views[t] = (config, search view, refinement view, edge topology)
     of frame t. ``batch`` frames are refined together, as warm frames are, from the last ones back; inside a
     batch each frame also starts from the pose of the frame just after the batch. Returns the seconds spent per
-    frame."""
+    frame. done: frames already settled by an earlier, interrupted pass (a multiple of ``batch``: whole batches,
+    from the last but one back), skipped; on_batch: optional callable(done, seconds per frame so far), called as
+    each batch is settled."""
     T = len(meshes)
     secs = [0.0] * T
-    for hi in range(T - 1, 0, -batch):
+    for hi in range(T - 1 - done, 0, -batch):
         t0 = time.perf_counter()
         ts = list(range(max(0, hi - batch), hi))
         # each frame starts from the next frame's pose and, inside a batch, also from the pose of the frame after
@@ -293,6 +302,8 @@ def backward_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float], 
         share = (time.perf_counter() - t0) / len(ts)
         for t in ts:
             secs[t] += share
+        if on_batch:
+            on_batch(T - 1 - ts[0], secs)
     return secs
 
 
@@ -311,9 +322,49 @@ class FrameViews(NamedTuple):
 
 
 @dataclass(frozen=True)
+class SearchState:
+    """How far a search has come, enough to continue it to the poses an uninterrupted search finds: the first n
+    frames' settled poses (n, 7), scores (n,) float64, global_search (n,) bool, ious (n,) float64 (NaN where not
+    measured) and seconds (n,) float64; rng, the random generator's state after them; backward, the frames the
+    backward pass has settled, from the last but one back (their poses and scores above are the pass's); batch,
+    the warm frames refined together (a state continues only a search that batches alike)."""
+
+    poses: Tensor
+    scores: Tensor
+    global_search: Tensor
+    ious: Tensor
+    seconds: Tensor
+    rng: Tensor
+    backward: int = 0
+    batch: int = 1
+
+    @property
+    def settled(self) -> int:
+        """Frames settled by both passes: ``search_units`` once the search is done."""
+        return len(self.poses) + self.backward
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_save_npz(path, poses=self.poses, scores=self.scores, global_search=self.global_search,
+                        ious=self.ious, seconds=self.seconds, rng=self.rng, backward=torch.tensor(self.backward),
+                        batch=torch.tensor(self.batch))
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> "SearchState":
+        d = {k: torch.as_tensor(v) for k, v in load_npz(path).items()}
+        return SearchState(d["poses"], d["scores"], d["global_search"].bool(), d["ious"], d["seconds"], d["rng"],
+                           int(d["backward"]), int(d["batch"]))
+
+
+def search_units(frames: int, cfg: CameraSearchConfig) -> int:
+    """What ``SearchState.settled`` counts up to: every frame once, and again in the backward pass but the last."""
+    return frames + (frames - 1 if cfg.backward_pass and cfg.warm_start else 0)
+
+
+@dataclass(frozen=True)
 class _Search:
     """What every frame's search shares, fixed for the whole loop. batch: warm frames refined together; points:
-    (shape_points, 3) surface samples of each mesh for the shape term, None when it is off."""
+    (shape_points, 3) surface samples of each mesh for the shape term, None when it is off; progress and
+    checkpoint: ``search_poses``'s callbacks."""
 
     meshes: list[Mesh]
     cfg: CameraSearchConfig
@@ -324,6 +375,7 @@ class _Search:
     batch: int
     points: list[Tensor] | None
     progress: object | None
+    checkpoint: object | None = None
 
 
 @dataclass
@@ -340,6 +392,25 @@ class _Track:
     @staticmethod
     def empty(T: int) -> "_Track":
         return _Track([None] * T, [None] * T, [False] * T, [None] * T, [0.0] * T)
+
+    @staticmethod
+    def resumed(state: SearchState, T: int, device: torch.device) -> "_Track":
+        """The track of ``state``'s settled frames, bit for bit as the stopped search held them."""
+        track = _Track.empty(T)
+        for t in range(len(state.poses)):
+            iou = float(state.ious[t])
+            track.poses[t] = state.poses[t].to(device)
+            track.scores[t], track.global_search[t] = float(state.scores[t]), bool(state.global_search[t])
+            track.ious[t], track.seconds[t] = None if math.isnan(iou) else iou, float(state.seconds[t])
+        return track
+
+    def state(self, n: int, rng: Tensor, batch: int, backward: int = 0, seconds: list | None = None) -> SearchState:
+        """The first n frames (all settled) as a ``SearchState``."""
+        secs = self.seconds if seconds is None else seconds
+        return SearchState(torch.stack(self.poses[:n]).cpu(), torch.tensor(self.scores[:n], dtype=torch.float64),
+                           torch.tensor(self.global_search[:n]),
+                           torch.tensor([math.nan if x is None else x for x in self.ious[:n]], dtype=torch.float64),
+                           torch.tensor(secs[:n], dtype=torch.float64), rng, backward, batch)
 
 
 def _warm_batch(meshes: list[Mesh], cfg: CameraSearchConfig, device: torch.device) -> int:
@@ -456,16 +527,28 @@ def _flush(s: _Search, track: _Track, pending: list[tuple[int, Tensor, FrameView
         track.seconds[t] += share + time.perf_counter() - t1
 
 
-def _forward_pass(s: _Search, frames: Frames) -> tuple[_Track, list[FrameViews]]:
+def _settled(s: _Search, track: _Track, n: int) -> None:
+    """The first n frames are final: hand the checkpoint callback what continues the search from here."""
+    if s.checkpoint:
+        s.checkpoint(track.state(n, s.generator.get_state(), s.batch))
+
+
+def _forward_pass(s: _Search, frames: Frames, start: SearchState | None) -> tuple[_Track, list[FrameViews]]:
     """Every frame in order: the global search for the first (and with the warm start off, every) frame, else a
-    local swarm from the previous pose, refined ``s.batch`` frames at a time. Returns the state and each frame's
-    views."""
-    track = _Track.empty(len(s.meshes))
-    views, pending, prev_pose = [], [], None
+    local swarm from the previous pose, refined ``s.batch`` frames at a time; from where ``start`` stopped when
+    given. Returns the state and each frame's views."""
+    T, dev = len(s.meshes), s.meshes[0].vertices.device
+    track = _Track.empty(T) if start is None else _Track.resumed(start, T, dev)
+    n = 0 if start is None else len(start.poses)
+    if start is not None:
+        s.generator.set_state(start.rng)
+    views, pending, prev_pose = [], [], track.poses[n - 1] if n else None
     for t, mesh in enumerate(s.meshes):
         t0 = time.perf_counter()
         frame, v = _frame_views(s, frames, t)
         views.append(v)
+        if t < n:  # settled before the search was stopped
+            continue
         if v.cfg.warm_start and prev_pose is not None:
             pose, _ = _local_search(mesh, v.search, prev_pose, v.cfg, s.ctx, s.scorer, v.topology, s.generator,
                                     _shape_for(s, track, t) if s.cfg.shape_swarm else None)
@@ -476,30 +559,49 @@ def _forward_pass(s: _Search, frames: Frames) -> tuple[_Track, list[FrameViews]]
                 _flush(s, track, pending)
                 pending = []
                 prev_pose = track.poses[t]  # refined, and possibly replaced by the global search
+                _settled(s, track, t + 1)
             continue
         pose, score = _global_frame(s, track, t, frame, v)
         _finish(s, track, t, v, pose, score, True)
         track.seconds[t] += time.perf_counter() - t0
         prev_pose = pose
-    _flush(s, track, pending)
+        _settled(s, track, t + 1)
+    if pending:
+        _flush(s, track, pending)
+        _settled(s, track, T)
     return track, views
 
 
 def search_poses(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, ctx: R.RenderContext, *,
                  scorer: Scorer | None = None, stereo=None, generator: torch.Generator,
-                 progress=None) -> PoseSearchResult:
+                 progress=None, checkpoint=None, start: SearchState | None = None) -> PoseSearchResult:
     """Algorithm 1 for every frame: the camera under which meshes[t] (canonical frame) looks like frame t.
 
     stereo: optional ``v2m4.stages.stereo_prior.StereoPrior``; when given, its pose joins the swarm.
-    progress: optional callable(t, score, was_global), called as each frame's pose is settled.
+    progress: optional callable(t, score, was_global), called as each frame's pose is settled in the forward pass.
+    checkpoint: optional callable(SearchState), called whenever every frame so far is final: after each frame
+    (each batch of ``refine_batch`` warm frames where they are refined together) and after each batch of the
+    backward pass; its ``settled`` counts up to ``search_units``. start: such a state of a stopped search with the
+    same inputs and generator seed, continued from where it stopped to the result the whole search gives.
     """
     scorer = scorer or SilhouetteColourScorer()
     dev = meshes[0].vertices.device
     s = _Search(meshes, cfg, ctx, scorer, stereo, generator, _warm_batch(meshes, cfg, dev),
-                _shape_points(meshes, cfg, generator, dev), progress)
-    track, views = _forward_pass(s, frames)
+                _shape_points(meshes, cfg, generator, dev), progress, checkpoint)
+    if start is not None and (len(start.poses) > len(meshes) or start.batch != s.batch):
+        raise V2M4Error(f"a camera search stopped after {len(start.poses)} frames, refining {start.batch} at a time, "
+                        f"cannot continue one of {len(meshes)} frames refining {s.batch} at a time (another run's "
+                        "checkpoint, or another device?)")
+    track, views = _forward_pass(s, frames, start)
     if cfg.backward_pass and cfg.warm_start:
-        for t, sec in enumerate(backward_pass(meshes, track.poses, track.scores, views, cfg, ctx, scorer, s.batch)):
+        before = list(track.seconds)  # forward, and any backward seconds of the stopped search
+
+        def on_batch(done: int, secs: list[float]) -> None:
+            s.checkpoint(track.state(len(meshes), generator.get_state(), s.batch, done,
+                                     [a + b for a, b in zip(before, secs)]))
+        for t, sec in enumerate(backward_pass(meshes, track.poses, track.scores, views, cfg, ctx, scorer, s.batch,
+                                              done=start.backward if start is not None else 0,
+                                              on_batch=on_batch if checkpoint else None)):
             track.seconds[t] += sec
     H, W = frames.resolution
     P = torch.stack(track.poses)

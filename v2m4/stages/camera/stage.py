@@ -20,7 +20,7 @@ from ...camera import Camera
 from ...types import Frames, Mesh, load_npz, atomic_save_npz
 from .config import CameraSearchConfig
 from .repose import repose, repose_scales
-from .search import search_poses
+from .search import SearchState, search_poses
 
 
 @dataclass(frozen=True)
@@ -79,16 +79,18 @@ class CameraResult:
 
 def search_cameras(meshes: list[Mesh], frames: Frames, times: Tensor, cfg: CameraSearchConfig,
                    ctx: R.RenderContext, *, generator: torch.Generator, scorer=None, stereo=None,
-                   unavailable: tuple[str, ...] = (), progress=None) -> CameraResult:
+                   unavailable: tuple[str, ...] = (), progress=None, checkpoint=None,
+                   start: SearchState | None = None) -> CameraResult:
     """The stage: Alg. 1 for every keyframe, then the re-pose factors.
 
     meshes: one per keyframe (canonical frame); frames: those keyframes' input frames (K); times (K,) their times
     in seconds (depth smoothing); scorer: a ``v2m4.scoring.Scorer`` (default: the weight-free one); stereo: an
     optional ``StereoPrior`` whose pose joins the swarm; unavailable: what the caller could not load, recorded;
-    progress: optional callable(t, score, was_global), called as each keyframe's pose is settled.
+    progress: optional callable(t, score, was_global), called as each keyframe's pose is settled; checkpoint and
+    start: a ``SearchState`` handed out as keyframes are settled, and one to continue from (``search_poses``).
     """
     found = search_poses(meshes, frames, cfg, ctx, generator=generator, scorer=scorer, stereo=stereo,
-                         progress=progress)
+                         progress=progress, checkpoint=checkpoint, start=start)
     scales = repose_scales(meshes, found.cameras.cam_from_world, times, cfg)
     return CameraResult(found.cameras, scales, found.global_search.cpu().bool(),
                         torch.tensor(found.seconds, dtype=torch.float64),
