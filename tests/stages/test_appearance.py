@@ -1,6 +1,8 @@
 """Sec. 4.2 appearance refinement (negative-condition optimisation) on a small differentiable stand-in for the
 generator: a velocity network conditioned on an embedding, and a fixed linear 'decode and render' to an image."""
 
+import json
+
 import pytest
 import torch
 
@@ -110,3 +112,33 @@ def test_pipeline_refines_each_keyframe_with_the_hook_and_skips_without(tmp_path
     assert skipped.status.startswith("skipped: the synthetic generator")
     off = refine_keyframes(gen, [tri], frames, key[:1], cams, GenerationConfig(refine_appearance=False))
     assert off.status == "off"
+
+
+def test_refinement_bar_moves_within_each_keyframe_and_none_opens_when_skipped(capsys):
+    """A keyframe's refinement is a whole sampling run: a hook that takes ``progress`` moves the bar step by step."""
+    from v2m4.camera import orbit_camera
+    from v2m4.progress import Log
+    from v2m4.stages.generate import GenerationConfig, refine_keyframes
+    from v2m4.types import Frames, Mesh
+
+    tri = Mesh(torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]), torch.tensor([[0, 1, 2]]))
+    frames = Frames(rgba=torch.rand(2, 8, 8, 4), fps=10.0)
+    cams = orbit_camera(torch.zeros(2), torch.zeros(2), torch.full((2,), 3.0), torch.zeros(2, 3), fov_deg=40,
+                        resolution=(8, 8))
+
+    class Stepped:
+        def refine(self, frame, t, cam, *, progress=None):
+            for i in range(4):
+                progress(i, 4)
+            return tri
+
+    class NoHook:
+        name = "synthetic"
+
+    refine_keyframes(Stepped(), [tri, tri], frames, torch.tensor([0, 3]), cams, GenerationConfig(), log=Log("json"))
+    bar = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    done = [e["progress"] for e in bar if e["stage"] == "appearance"]
+    assert done[0] == 0 and done[1] == 0.25 and done[-1] == 2 and all(a < b for a, b in zip(done, done[1:]))
+    refine_keyframes(NoHook(), [tri], frames, torch.tensor([0]), cams, GenerationConfig(), log=Log("json"))
+    skipped = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [e for e in skipped if "progress" in e] == [] and "skipped" in skipped[0]["message"]

@@ -7,6 +7,8 @@ checkpoint every frame, so a resumed run continues with the next one.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import warnings
 from dataclasses import dataclass
 
@@ -47,6 +49,11 @@ class GenerationResult:
         return any(m.vertex_colors is not None or m.texture is not None for m in self.meshes)
 
 
+def checkpoint_name(index: int) -> str:
+    """Where frame ``index``'s generated mesh is checkpointed."""
+    return f"gen_{index:05d}.npz"
+
+
 def mesh_problem(mesh: Mesh) -> str | None:
     """Why a generated mesh cannot be used, or None."""
     if mesh.faces.numel() == 0 or mesh.vertices.shape[0] < 3:
@@ -74,7 +81,7 @@ def generate_keyframes(frames: Frames, keyframes: Tensor, generator, cfg: Genera
     notes: list[str] = []
     todo = []
     for t in keyframes.tolist():
-        name = f"gen_{t:05d}.npz"
+        name = checkpoint_name(t)
         if store is not None and store.has(name):
             meshes[t] = Mesh.load(store.path(name))
             if bar is not None:
@@ -90,7 +97,7 @@ def generate_keyframes(frames: Frames, keyframes: Tensor, generator, cfg: Genera
                 warnings.warn(notes[-1])
                 m = _empty()
             if store is not None:
-                store.save(f"gen_{t:05d}.npz", m)
+                store.save(checkpoint_name(t), m)
             meshes[t] = m
             if bar is not None:
                 bar.update(1)
@@ -132,10 +139,12 @@ class RefinementResult:
 
 
 def refine_keyframes(generator, meshes: list[Mesh], kframes: Frames, keyframes: Tensor, cameras: Camera,
-                     cfg: GenerationConfig, *, store=None, bar=None, log=None) -> RefinementResult:
+                     cfg: GenerationConfig, *, store=None, log=None) -> RefinementResult:
     """Sec. 4.2 between the camera search and the re-pose: each keyframe regenerated (same seed, same voxels, so
     the found camera still holds) with its appearance optimised against the frame, through the generator's
-    optional ``refine(rgba, index, camera) -> Mesh`` hook; checkpointed per frame as ``refined_{index:05d}.npz``."""
+    optional ``refine(rgba, index, camera) -> Mesh`` hook; checkpointed per frame as ``refined_{index:05d}.npz``.
+    With a ``log``, a bar of keyframes that moves within each keyframe too when the hook takes
+    ``progress=callable(step, steps)`` (TRELLIS's: a keyframe's refinement is its whole sampling run)."""
     if not cfg.refine_appearance:
         return RefinementResult(tuple(meshes), "off")
     refine = getattr(generator, "refine", None)
@@ -145,22 +154,25 @@ def refine_keyframes(generator, meshes: list[Mesh], kframes: Frames, keyframes: 
             log.event(stage="appearance", message=f"appearance refinement (Sec. 4.2) skipped: the {name} generator "
                       "has no hook for it (TRELLIS has)")
         return RefinementResult(tuple(meshes), f"skipped: the {name} generator has no hook")
+    steps = "progress" in inspect.signature(refine).parameters
     out, notes = list(meshes), []
-    for k, t in enumerate(keyframes.tolist()):
-        fname = f"refined_{t:05d}.npz"
-        dev = meshes[k].vertices.device
-        if store is not None and store.path(fname) is not None and store.path(fname).is_file():
-            out[k] = Mesh.load(store.path(fname)).to(dev)
-        else:
-            m = refine(kframes.rgba[k], t, cameras[k])
-            why = mesh_problem(m)
-            if why:
-                notes.append(f"frame {t}: refined mesh rejected ({why}); the generated one is kept")
-                warnings.warn(notes[-1])
+    with log.bar(len(meshes), "appearance", unit="keyframe") if log is not None else contextlib.nullcontext() as bar:
+        for k, t in enumerate(keyframes.tolist()):
+            fname = f"refined_{t:05d}.npz"
+            dev = meshes[k].vertices.device
+            if store is not None and store.path(fname) is not None and store.path(fname).is_file():
+                out[k] = Mesh.load(store.path(fname)).to(dev)
             else:
-                out[k] = m.to(dev)
-                if store is not None:
-                    store.save(fname, out[k])
-        if bar is not None:
-            bar.update(1)
+                kw = {"progress": lambda i, n, k=k: bar.to(k + (i + 1) / n)} if steps and bar is not None else {}
+                m = refine(kframes.rgba[k], t, cameras[k], **kw)
+                why = mesh_problem(m)
+                if why:
+                    notes.append(f"frame {t}: refined mesh rejected ({why}); the generated one is kept")
+                    warnings.warn(notes[-1])
+                else:
+                    out[k] = m.to(dev)
+                    if store is not None:
+                        store.save(fname, out[k])
+            if bar is not None:
+                bar.to(k + 1)
     return RefinementResult(tuple(out), "refined", tuple(notes))
