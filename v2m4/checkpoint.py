@@ -42,6 +42,11 @@ class Checkpoints:
         self.save(name, result)
         return result
 
+    def load(self, name: str, load: Callable[[Path], T]) -> T | None:
+        """The checkpoint ``name`` loaded with ``load`` when resuming and present, else None (a stage that
+        checkpoints as it goes, and continues from there)."""
+        return load(self.folder / name) if self.has(name) else None
+
     def save(self, name: str, result: Saveable) -> None:
         if self.folder is not None:
             result.save(self.folder / name)

@@ -27,8 +27,8 @@ from .config import PipelineConfig
 from .errors import V2M4Error
 from .progress import Log
 from .stages.animate import make_animation
-from .stages.camera import CameraResult, search_cameras
-from .stages.generate import generate_keyframes, refine_keyframes
+from .stages.camera import CameraResult, SearchState, search_cameras, search_units
+from .stages.generate import checkpoint_name as gen_checkpoint, generate_keyframes, refine_keyframes
 from .stages.keyframes import Keyframes, select_keyframes
 from .stages.registration import RegistrationResult, register_sequence, sequence_quality
 from .stages.registration.joint import register_clip
@@ -74,6 +74,7 @@ class _Run:
         self.seconds: dict[str, float] = {}
         self.generated_appearance = True  # set by the generation stage
         self.warnings: list[str] = []
+        self._resumed = False
 
     @contextlib.contextmanager
     def timed(self, stage: str):
@@ -91,6 +92,19 @@ class _Run:
             self.warnings.append(f"{prefix}{w.message}")
             warnings.warn(self.warnings[-1], w.category)
 
+    def stage(self, name: str, stage: str, load, run, *, goes_on: str | None = None):
+        """``store.stage``; on a resumed run, the first stage found unfinished says how it goes on: from its
+        beginning, or as ``goes_on`` says (a stage that checkpoints its own progress)."""
+        if self.store.resume and not self.store.has(name):
+            self.resuming(stage, goes_on or f"the {stage} stage was not finished and starts again from its beginning")
+        return self.store.stage(name, load, run)
+
+    def resuming(self, stage: str, message: str) -> None:
+        """Say once, on a resumed run, where it goes on: the first stage that was not finished."""
+        if self.store.resume and not self._resumed:
+            self._resumed = True
+            self.log.event(stage=stage, message=f"resuming: {message}")
+
     def generator(self, offset: int) -> torch.Generator:
         return torch.Generator().manual_seed(self.cfg.seed + offset)
 
@@ -104,6 +118,9 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
         key = run.store.stage("keyframes.json", Keyframes.load,
                               lambda: Keyframes(select_keyframes(frames, cfg.keyframes))).indices
     run.log.event(stage="keyframes", keyframes=key.tolist(), message=f"{len(key)} keyframes of {len(frames)} frames")
+    done = sum(run.store.has(gen_checkpoint(t)) for t in key.tolist())
+    if done < len(key):
+        run.resuming("generate", f"{done} of {len(key)} keyframes' meshes were generated; generating the rest")
     with run.timed("generate"), run.log.bar(len(key), "generate") as bar:
         gen = generate_keyframes(frames, key, generator, cfg.generation, store=run.store, bar=bar)
     run.warnings += gen.warnings
@@ -116,26 +133,30 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     with run.timed("camera"):
         cams = run.store.stage("camera.npz", CameraResult.load,
                                lambda: _search_cameras(run, meshes, kframes, frames.times[key])).to(run.device)
-        with run.log.bar(len(meshes), "appearance") as bar:
-            refined = refine_keyframes(generator, meshes, kframes, key, cams.cameras, cfg.generation,
-                                       store=run.store, bar=bar, log=run.log)
+        refined = refine_keyframes(generator, meshes, kframes, key, cams.cameras, cfg.generation, store=run.store,
+                                   log=run.log)
         run.warnings += refined.warnings
         reposed, world_from_canonical = cams.repose(list(refined.meshes))
     with run.timed("register"):
-        reg = run.store.stage("registration.npz", RegistrationResult.load,
-                              lambda: _register(run, reposed, frames, key, cams.video_camera))
+        fit = cfg.joint is not None and run.store.has("registration_fit.pt")
+        reg = run.stage("registration.npz", "registration", RegistrationResult.load,
+                        lambda: _register(run, reposed, frames, key, cams.video_camera),
+                        goes_on="the whole-clip registration continues from its last saved step" if fit else None)
     fitted = key if cfg.joint is None else torch.arange(len(frames))  # the frames registration gave positions
     seq = reg.sequence
     seq = type(seq)(seq.rest.to(run.device), seq.vertices.to(run.device), seq.times)
     keyseq = seq if cfg.joint is None else type(seq)(seq.rest, seq.vertices[key.to(run.device)], seq.times[key])
     with run.timed("texture"):
-        tex = None if cfg.texture is None else run.store.stage(
-            "texture.npz", TextureResult.load, lambda: _texture(run, kframes, reposed, keyseq, cams.video_camera))
+        tex = None if cfg.texture is None else run.stage(
+            "texture.npz", "texture", TextureResult.load,
+            lambda: _texture(run, kframes, reposed, keyseq, cams.video_camera))
     textured = seq.rest if tex is None else tex.mesh.to(run.device)
     vmap = torch.arange(seq.rest.vertices.shape[0], device=run.device) if tex is None else tex.vmap.to(run.device)
     anim = make_animation(textured, seq.vertices.to(textured.vertices)[:, vmap], fitted, len(frames), frames.fps)
     result = RunResult(key, gen.generated_faces, cams, reg, tex, anim, world_from_canonical, {})
-    report = _report(run, frames, result, refined.status)
+    with run.timed("report"):
+        report = _report(run, frames, result, refined.status)
+    report["seconds"] = dict(run.seconds)
     return replace(result, report=report)
 
 
@@ -145,10 +166,22 @@ def _search_cameras(run: _Run, meshes: list[Mesh], kframes: Frames, times: Tenso
         run.log.event(stage="camera", message="learned parts unavailable, using the weight-free path: "
                       + "; ".join(notes))
     run.log.event(stage="camera", message=f"camera search (scorer: {scorer.name})")
-    with run.log.bar(len(meshes), "camera") as bar:  # a keyframe a unit, as each one's pose is settled
+    # each keyframe's pose is checkpointed as it is settled, so that a resumed run continues with the next one
+    name, K = "camera_search.npz", len(meshes)
+    start = run.store.load(name, SearchState.load)
+    run.resuming("camera", "the camera search starts from its beginning" if start is None else
+                 f"the camera search continues after {len(start.poses)} of {K} keyframes"
+                 + (f" and {start.backward} of {K - 1} of its backward pass" if start.backward else ""))
+
+    def settled(state: SearchState) -> None:
+        run.store.save(name, state)
+        bar.to(state.settled)
+    # a unit per keyframe, and one more per keyframe the backward pass revisits
+    with run.log.bar(search_units(K, run.cfg.camera), "camera", unit="keyframe",
+                     initial=0 if start is None else start.settled) as bar:
         found = search_cameras(meshes, kframes, times, run.cfg.camera, run.ctx, generator=run.generator(1),
-                               scorer=scorer, stereo=stereo, unavailable=tuple(notes),
-                               progress=lambda t, score, was_global: bar.update(1))
+                               scorer=scorer, stereo=stereo, unavailable=tuple(notes), checkpoint=settled,
+                               start=start)
     del scorer, stereo  # each model lives for its stage only
     if run.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -192,15 +225,19 @@ def _report(run: _Run, frames: Frames, result: RunResult, appearance: str) -> di
               "warnings": list(run.warnings), "generated_faces": list(result.generated_faces),
               "registration": reg.figures(),
               "config": asdict(run.cfg)}
-    report["input_view"] = input_view_metrics(result.animation, frames, result.video_camera, run.ctx)
-    report["input_view_frames"] = {"mask_iou": report["input_view"].pop("mask_iou_frames")}  # the viewer's plot
-    figures = stage_figures(result)
-    if tex is not None:
-        report["unreached_frac"] = unreached_fraction(tex.mesh.to(run.device), tex.unreached,
-                                                      ring_views(tex.mesh.to(run.device), 8, 256), run.ctx)
-        figures.update(unreached_frac=report["unreached_frac"], texture_size=float(tex.mesh.texture.shape[0]),
-                       video_supervision=float(run.cfg.texture.video_supervision))
-    report["stage_figures"] = figures
+    # a step per frame of the input-view figures (each frame rendered), one for the stages' figures
+    with run.log.bar(len(frames) + 1, "report", unit="step") as bar:
+        report["input_view"] = input_view_metrics(result.animation, frames, result.video_camera, run.ctx,
+                                                  progress=lambda done, total: bar.to(done))
+        report["input_view_frames"] = {"mask_iou": report["input_view"].pop("mask_iou_frames")}  # the viewer's plot
+        figures = stage_figures(result)
+        if tex is not None:
+            report["unreached_frac"] = unreached_fraction(tex.mesh.to(run.device), tex.unreached,
+                                                          ring_views(tex.mesh.to(run.device), 8, 256), run.ctx)
+            figures.update(unreached_frac=report["unreached_frac"], texture_size=float(tex.mesh.texture.shape[0]),
+                           video_supervision=float(run.cfg.texture.video_supervision))
+        report["stage_figures"] = figures
+        bar.update(1)
     return report
 
 
@@ -255,9 +292,9 @@ def check_frames(frames: Frames) -> None:
                         "(needs rembg: pip install rembg)")
 
 
-def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16) -> dict:
+def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16, progress=None) -> dict:
     """Median mask IoU, masked PSNR and SSIM of every frame of the animation against the input, from its camera;
-    and the mask IoU of each frame (mask_iou_frames)."""
+    and the mask IoU of each frame (mask_iou_frames). progress: optional callable(done, total) in frames."""
 
     from .metrics.image import mask_iou, masked_psnr, ssim
     ious, psnrs, ssims = [], [], []
@@ -272,6 +309,8 @@ def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chu
             psnrs += masked_psnr(r["rgb"], ref[..., :3], ref[..., 3]).tolist()
             union = torch.maximum(r["mask"], ref[..., 3])
             ssims += ssim(r["rgb"] * r["mask"][..., None], ref[..., :3] * ref[..., 3:], union).tolist()
+            if progress:
+                progress(s + n, len(anim))
     return {"mask_iou": statistics.median(ious), "psnr": statistics.median(psnrs), "ssim": statistics.median(ssims),
             "mask_iou_frames": [round(float(v), 5) for v in ious]}
 
@@ -285,38 +324,47 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
 
     out = Path(out_dir)
     t0 = time.perf_counter()
-    stats = write_glb(out / "animation.glb", result.animation, mode=cfg.output.glb_mode)
-    result.animation.save(out / "checkpoints" / "animation.npz")
-    report = dict(result.report)
-    report["glb"] = stats
-    if validator_available() is None:
-        v = validate_glb(out / "animation.glb")
-        report["glb"]["validator"] = {k: v[k] for k in ("errors", "warnings", "infos", "hints")}
-    if cfg.output.preview:
-        ctx = R.context(cfg.backend, cfg.device)
-        write_preview(out / "preview.mp4", result.animation, frames, result.video_camera, ctx=ctx,
-                      resolution=cfg.output.preview_resolution, normals=cfg.output.preview_normals)
-    if cfg.output.rig_bones:
-        from .export.rig import write_rig
-        report["rig"] = write_rig(out / "animation_rigged.glb", result.animation, cfg.output.rig_bones)
-    for fmt in cfg.output.extra_exports:
-        if fmt in ("obj", "ply"):
-            from .export.meshes import write_mesh_folder
-            report.setdefault("exports", {})[fmt] = str(len(write_mesh_folder(out / f"meshes_{fmt}", result.animation,
-                                                                               fmt=fmt))) + " files"
-        elif fmt == "usd":
-            from .export.usd import write_usd
-            report.setdefault("exports", {})["usd"] = write_usd(out / "animation.usda", result.animation,
-                                                                 fps=frames.fps)
-        else:
-            raise V2M4Error(f"unknown export {fmt!r}; choose obj, ply or usd")
-    from .export.viewer import write_viewer
-    try:
-        write_viewer(out, camera=result.video_camera, times=result.animation.times.cpu().numpy(), frames=frames,
-                     report=report)
-    except V2M4Error as exc:  # an install without the viewer's script loses the page, not the run
-        report.setdefault("warnings", []).append(str(exc))
-        warnings.warn(str(exc))
+    # a step per file, and one per frame of the preview, which renders every frame twice
+    preview = len(result.animation) if cfg.output.preview else 0
+    steps = 2 + preview + bool(cfg.output.rig_bones) + len(cfg.output.extra_exports)
+    with Log(log).bar(steps, "export", unit="step") as bar:
+        stats = write_glb(out / "animation.glb", result.animation, mode=cfg.output.glb_mode)
+        result.animation.save(out / "checkpoints" / "animation.npz")
+        report = dict(result.report)
+        report["glb"] = stats
+        if validator_available() is None:
+            v = validate_glb(out / "animation.glb")
+            report["glb"]["validator"] = {k: v[k] for k in ("errors", "warnings", "infos", "hints")}
+        bar.update(1)
+        if preview:
+            ctx = R.context(cfg.backend, cfg.device)
+            write_preview(out / "preview.mp4", result.animation, frames, result.video_camera, ctx=ctx,
+                          resolution=cfg.output.preview_resolution, normals=cfg.output.preview_normals,
+                          progress=lambda done, total: bar.to(1 + done))
+        if cfg.output.rig_bones:
+            from .export.rig import write_rig
+            report["rig"] = write_rig(out / "animation_rigged.glb", result.animation, cfg.output.rig_bones)
+            bar.update(1)
+        for fmt in cfg.output.extra_exports:
+            if fmt in ("obj", "ply"):
+                from .export.meshes import write_mesh_folder
+                n = len(write_mesh_folder(out / f"meshes_{fmt}", result.animation, fmt=fmt))
+                report.setdefault("exports", {})[fmt] = f"{n} files"
+            elif fmt == "usd":
+                from .export.usd import write_usd
+                report.setdefault("exports", {})["usd"] = write_usd(out / "animation.usda", result.animation,
+                                                                     fps=frames.fps)
+            else:
+                raise V2M4Error(f"unknown export {fmt!r}; choose obj, ply or usd")
+            bar.update(1)
+        from .export.viewer import write_viewer
+        try:
+            write_viewer(out, camera=result.video_camera, times=result.animation.times.cpu().numpy(), frames=frames,
+                         report=report)
+        except V2M4Error as exc:  # an install without the viewer's script loses the page, not the run
+            report.setdefault("warnings", []).append(str(exc))
+            warnings.warn(str(exc))
+        bar.update(1)
     report["seconds"]["export"] = time.perf_counter() - t0
     report["versions"] = versions()
     write_json(out / "report.json", report, indent=1)

@@ -64,8 +64,9 @@ def _panels(anim: Animation, frames: Frames | None, camera: Camera, ctx, size: i
 
 def write_preview(path: str | os.PathLike, anim: Animation, frames: Frames | None, camera: Camera, *,
                   ctx: R.RenderContext, resolution: int = 256, normals: bool = False, orbit_period_s: float = 8.0,
-                  fps: float | None = None, chunk: int = 16) -> Path:
-    """Write the preview video; frames (T matching anim) may be None (then two panels)."""
+                  fps: float | None = None, chunk: int = 16, progress=None) -> Path:
+    """Write the preview video; frames (T matching anim) may be None (then two panels). progress: optional
+    callable(done, total) in frames."""
     import av
 
     if frames is not None and len(frames) != len(anim):
@@ -90,6 +91,8 @@ def write_preview(path: str | os.PathLike, anim: Animation, frames: Frames | Non
                 for im in imgs:
                     for packet in stream.encode(av.VideoFrame.from_ndarray(im, format="rgb24")):
                         out.mux(packet)
+                if progress:
+                    progress(s + len(imgs), len(anim))
             for packet in stream.encode():
                 out.mux(packet)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a preview is for sharing
