@@ -166,6 +166,9 @@ def test_missing_trellis_is_one_line_saying_what_to_install(monkeypatch):
     with pytest.raises(V2M4Error, match="github.com/microsoft/TRELLIS") as e:
         TrellisGenerator(device="cpu")
     assert "\n" not in str(e.value)
+    # what it takes, and the ways forward without it
+    assert "weights" in str(e.value) and "CUDA GPU" in str(e.value)
+    assert "--generator meshes:DIR" in str(e.value) and "--generator hunyuan" in str(e.value)
 
 
 def test_installed_without_weights_says_where_they_are_looked_for(fake_trellis, monkeypatch, tmp_path):

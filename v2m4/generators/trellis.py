@@ -43,8 +43,10 @@ def _import_pipeline():
         from trellis.pipelines import TrellisImageTo3DPipeline
     except ImportError as exc:
         raise V2M4Error(
-            f"TRELLIS is not installed ({exc.name or exc} is missing): git clone --recurse-submodules "
-            f"https://github.com/microsoft/TRELLIS, run its setup.sh, and set V2M4_TRELLIS to the checkout") from None
+            f"TRELLIS is not installed ({exc.name or exc} is missing); it needs its checkout (git clone "
+            f"--recurse-submodules https://github.com/microsoft/TRELLIS, run its setup.sh, set V2M4_TRELLIS to the "
+            f"checkout), its weights and a CUDA GPU; or use --generator meshes:DIR (a mesh per frame from any tool) "
+            f"or --generator hunyuan (pip install 'v2m4[hunyuan]')") from None
     return TrellisImageTo3DPipeline, extensions
 
 
