@@ -20,7 +20,8 @@ from ...camera import Camera
 from ...types import Frames, Mesh, load_npz, atomic_save_npz
 from .config import CameraSearchConfig
 from .repose import repose, repose_scales
-from .search import SearchState, search_poses
+from .search import search_poses
+from .state import SearchState
 
 
 @dataclass(frozen=True)
