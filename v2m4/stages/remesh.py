@@ -33,8 +33,18 @@ def triangle_quality(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tenso
     return 4 * 3 ** 0.5 * area / (e * e).sum((1, 2)).clamp_min(1e-30)
 
 
+# The remesher's normal cost here is seconds (4-5 s for a 4.5k-face output on a shared 2-core CPU, 10 passes); on
+# some inputs it splits without end until the allocator gives up (measured: 212 s and a bad_alloc on one decimated
+# 300k-face mesh). Both limits sit an order of magnitude above normal use and turn such a run into a quick failure,
+# which the caller recovers from (registration falls back to Delaunay flips); see docs/calibration.md.
+REMESH_SECONDS = 60.0
+REMESH_BYTES = 4 * 2 ** 30
+
 _CHILD = """
-import sys, numpy as np, gpytoolbox
+import resource, sys, numpy as np
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import gpytoolbox
 d = np.load(sys.argv[1])
 deg = float(d["feature_deg"])
 kw = dict(detect_feature_edges=True, feature_dihedral_threshold=deg) if deg > 0 else {}
@@ -46,14 +56,19 @@ np.savez(sys.argv[2], V=V, F=F)
 def _remesh_in_child(V: np.ndarray, F: np.ndarray, h: float, iters: int,
                      feature_deg: float | None) -> tuple[np.ndarray, np.ndarray]:
     """gpytoolbox's C++ remesher can crash the interpreter on inputs it dislikes (we met a segfault on a generated
-    mesh); a child process turns that into an error we can recover from, for ~0.3 s."""
+    mesh) or run away (``REMESH_SECONDS``); a child process with a time and memory limit turns either into an error
+    we can recover from, for ~0.3 s."""
     used = np.unique(F)  # unreferenced vertices are another crash
     remap = np.full(len(V), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
         np.savez(src, V=V[used], F=remap[F].astype(np.int32), h=h, iters=iters, feature_deg=feature_deg or 0.0)
-        proc = subprocess.run([sys.executable, "-c", _CHILD, src, dst], capture_output=True, text=True)
+        try:
+            proc = subprocess.run([sys.executable, "-c", _CHILD, src, dst, str(REMESH_BYTES)], capture_output=True,
+                                  text=True, timeout=REMESH_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise V2M4Error(f"isotropic remeshing failed (no result within {REMESH_SECONDS:.0f} s)") from None
         if proc.returncode != 0 or not os.path.exists(dst):
             why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
             raise V2M4Error(f"isotropic remeshing failed ({why})")
