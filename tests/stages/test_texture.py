@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 import trimesh
 from dataclasses import replace
 
@@ -102,3 +103,79 @@ def test_video_decides_what_it_saw_and_generated_views_fill_the_rest():
         inner = (video[..., 3] > 0.99) & (got["mask"] > 0.99)
         psnr[vs] = float(masked_psnr(got["rgb"], video[..., :3], inner.float()))
     assert psnr[True] >= 28 and psnr[True] > psnr[False] + 5, psnr
+
+
+def checker_sphere() -> Mesh:
+    """A finely divided sphere painted with a 3-D checkerboard (cells 0.5 wide, two colours far apart), as vertex
+    colours: what its renders show at any surface point is the colour interpolated at that point."""
+    tm = trimesh.creation.icosphere(subdivisions=4)
+    v = torch.tensor(tm.vertices, dtype=torch.float32)
+    cell = torch.floor(v / 0.5).long().sum(1) % 2
+    col = torch.where(cell[:, None] == 0, torch.tensor([0.9, 0.8, 0.2]), torch.tensor([0.1, 0.3, 0.8]))
+    return Mesh(v, torch.tensor(tm.faces), vertex_colors=col)
+
+
+def bilinear(tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """(N, 3) texture (H, W, 3) at uv (N, 2), texel centres at (i + 0.5) / size, v down (the renderer's lookup)."""
+    grid = (uv * 2 - 1)[None, None]
+    return F.grid_sample(tex.permute(2, 0, 1)[None], grid, mode="bilinear", align_corners=False)[0, :, 0].T
+
+
+def seam_errors(mesh: Mesh, col: torch.Tensor, size: int) -> tuple[dict, int]:
+    """The largest colour error of bilinear lookups half a texel inside every chart boundary of the atlas ``mesh``
+    (uv set, texture baked), at the texture's resolution and at half of it, against the true colour ``col`` (V', 3)
+    of faces of one colour; and how many lookups were scored. Lookups within a few texels of a colour edge are left
+    out: they blend the two colours however well the seams are handled."""
+    f = mesh.faces
+    e = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    opp = torch.cat([f[:, 2], f[:, 0], f[:, 1]])
+    _, inv, cnt = torch.unique(e.sort(1).values, dim=0, return_inverse=True, return_counts=True)
+    boundary = cnt[inv] == 1  # an atlas edge of one face: the chart ends there (the closed surface goes on)
+    a, b, c = e[boundary, 0], e[boundary, 1], opp[boundary]
+    same = ((col[a] - col[b]).abs().sum(1) < 1e-6) & ((col[a] - col[c]).abs().sum(1) < 1e-6)
+    a, b, c = a[same], b[same], c[same]
+    texel = 1.0 / size
+    uvt, t3 = mesh.uv[f], mesh.vertices[f]
+    uv_area = (torch.linalg.det(torch.stack([uvt[:, 1] - uvt[:, 0], uvt[:, 2] - uvt[:, 0]], 1)).abs() / 2).sum()
+    area = (torch.linalg.cross(t3[:, 1] - t3[:, 0], t3[:, 2] - t3[:, 0], dim=-1).norm(dim=-1) / 2).sum()
+    texel_3d = float((area / uv_area).sqrt()) * texel  # a texel's size on the surface
+    half = F.avg_pool2d(mesh.texture.permute(2, 0, 1)[None], 2)[0].permute(1, 2, 0)
+    errs, scored = {"full": 0.0, "half": 0.0}, 0
+    for s in (0.25, 0.5, 0.75):
+        p_uv = mesh.uv[a] * (1 - s) + mesh.uv[b] * s
+        inward = mesh.uv[c] - p_uv
+        step = (0.5 * texel / inward.norm(dim=1, keepdim=True).clamp_min(1e-9)).clamp(max=0.5)
+        uv = p_uv + inward * step  # half a texel inside: the lookup's taps straddle the boundary
+        p3, truth = mesh.vertices[a] * (1 - s) + mesh.vertices[b] * s, col[a]
+        near = torch.full((len(p3),), float("inf"))
+        for colour in torch.unique(truth, dim=0):  # distance to the nearest vertex of another colour
+            mine = (truth - colour).abs().sum(1) < 1e-6
+            near[mine] = torch.cdist(p3[mine], mesh.vertices[(col - colour).abs().sum(1) > 1e-6]).min(1).values
+        for name, tex, reach in (("full", mesh.texture, 3), ("half", half, 6)):
+            keep = near > reach * texel_3d
+            scored += int(keep.sum())
+            err = (bilinear(tex, uv[keep]) - truth[keep]).abs().max(1).values
+            errs[name] = max(errs[name], float(err.max()) if len(err) else 0.0)
+    return errs, scored
+
+
+def test_chart_boundaries_do_not_bleed_at_full_and_half_resolution():
+    """Baked from the checkerboard's own renders, the texture sampled bilinearly just inside every chart boundary
+    (where a lookup's taps reach the padding or a neighbouring chart) gives the surface's colour within 0.1, at
+    the texture's resolution and at half of it (the first mip level, 2x2 means)."""
+    m = checker_sphere()
+    cfg = replace(TextureConfig.fast(), size=128, iters=100, multi_views=24, render_res=128, video_supervision=False)
+    g = torch.Generator().manual_seed(0)
+    atlas, vmap = uv_atlas(m, size=cfg.size, padding=cfg.padding)
+    multi = random_views(m, cfg.multi_views, cfg.render_res, g)
+    targets = appearance_renders([m], multi, CTX)
+    res = fit_texture(atlas, vmap, m.vertices[None], multi[0], targets[:1], multi, targets, cfg, CTX)
+    col = m.vertex_colors[vmap]
+    errs, scored = seam_errors(res.mesh, col, cfg.size)
+    assert scored > 200
+    assert errs["full"] <= 0.1 and errs["half"] <= 0.1, errs
+    # the control: the same texture with its padding left black (no dilation) bleeds, so the test can fail
+    tex = res.mesh.texture.clone()
+    tex[res.unreached] = 0
+    bare, _ = seam_errors(Mesh(res.mesh.vertices, res.mesh.faces, uv=res.mesh.uv, texture=tex), col, cfg.size)
+    assert bare["half"] > 0.1, bare
