@@ -41,7 +41,8 @@ class OutputConfig:
     glb_mode: str = "targets"                  # "targets" (one morph target per keyframe) or "pca" (compact)
     extra_exports: tuple[str, ...] = ()        # any of "obj", "ply" (a file per frame), "usd"
     rig_bones: int | None = None               # also a skinned GLB with this many bones (linear-blend skinning
-                                               # fitted to the vertex animation; experimental); None: none
+                                               # fitted to the vertex animation); -1 (export.rig.AUTO_BONES): as
+                                               # many as its error target needs; None: none
 
 
 PRESETS = ("fast", "paper")

@@ -177,3 +177,25 @@ def test_write_outputs_reports_the_rig(arm, tmp_path):
         assert (rep["validator"]["errors"], rep["validator"]["warnings"]) == (0, 0)
     gl = GlbAnimation(tmp_path / "animation_rigged.glb").gltf
     assert len(gl.skins[0].joints) == 3 and len(gl.nodes[1].children) == 1
+
+
+def test_default_bone_count_grows_until_the_error_target(arm, tmp_path, monkeypatch):
+    """Without a bone count the rig takes bones until its error target is met (here one at a time from one: the
+    arm's decomposition first reaches 0.1% at six bones), and stops at the cap if it never is; a count the user
+    gives is kept whatever its error."""
+    import v2m4.export.rig as rig_mod
+
+    mesh, rest, frames, _ = arm
+    anim = Animation(mesh, frames.float(), torch.arange(len(frames)) / 24.0, torch.tensor([0, len(frames) - 1]))
+    monkeypatch.setattr(rig_mod, "DEFAULT_BONES", 1)
+    monkeypatch.setattr(rig_mod, "BONE_STEP", 1)
+    monkeypatch.setattr(rig_mod, "TARGET_RMS", 1e-3)
+    monkeypatch.setattr(rig_mod, "MAX_BONES", 8)
+    auto = rig_mod.write_rig(tmp_path / "auto.glb", anim, rig_mod.AUTO_BONES)
+    assert auto["rms_err"] <= 1e-3
+    for n in range(1, auto["bones"]):  # every smaller count misses the target
+        fewer = rig_mod.write_rig(tmp_path / f"{n}.glb", anim, n)
+        assert fewer["bones"] == n and fewer["rms_err"] > 1e-3
+    monkeypatch.setattr(rig_mod, "MAX_BONES", auto["bones"] - 1)
+    capped = rig_mod.write_rig(tmp_path / "capped.glb", anim, None)
+    assert capped["bones"] == auto["bones"] - 1 and capped["rms_err"] > 1e-3

@@ -107,7 +107,8 @@ class BenchSettings:
     seed: int = 0
     n_points: int = 5000                 # surface samples per mesh for Chamfer / F-score
     novel_views: int = 8                 # views around the object per frame for the nv_* columns (0: none)
-    rig_bones: int = 0                   # pipeline methods: also fit a rig of this many bones to the animation and
+    rig_bones: int = 0                   # pipeline methods: also fit a rig of this many bones (-1: the default, as
+                                         # many as the fit needs) to the animation and
                                          # score it against the morph animation (rig_* columns; 0: none)
     actionbench_points: int = 0          # alignment points of the cd_3d / cd_4d / cd_m columns (0: none; the
                                          # protocol's 10,000 is hours on a CPU; 500 costs ~40 s an item there)
@@ -274,7 +275,7 @@ def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
         row = score_run(gen.item, frames, result, gen, n_points=settings.n_points, seed=settings.seed,
                         novel_views=settings.novel_views, actionbench_points=settings.actionbench_points)
         report = write_outputs(result, frames, Path(tmp) / "run", cfg, log="quiet")
-    if settings.rig_bones > 0:
+    if settings.rig_bones:
         row.update(_rig_columns(result.animation, settings.rig_bones))
     k = len(report["keyframes"])
     row["generated_faces"] = statistics.mean(report["generated_faces"])

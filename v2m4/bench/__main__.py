@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "a shape-only generator gives them)")
     p.add_argument("--novel-views", type=int, default=8, help="views around the object per frame for the nv_* "
                    "columns (0: none)")
-    p.add_argument("--rig", type=int, default=0, metavar="BONES", help="pipeline methods: fit a rig of BONES bones "
-                   "to the output and score it (rig_* columns; 0: none)")
+    p.add_argument("--rig", type=int, nargs="?", const=-1, default=0, metavar="BONES", help="pipeline methods: fit "
+                   "a rig to the output and score it (rig_* columns); alone: the default bone count of v2m4 run --rig")
     p.add_argument("--actionbench", type=int, default=0, metavar="POINTS", help="add ActionBench's cd_3d, cd_4d "
                    "and cd_m with this many alignment points (its protocol: 10000; 500 on a CPU; 0: none)")
     return p

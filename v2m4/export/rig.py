@@ -32,7 +32,11 @@ from .skinning import Skinning, _quaternions, decompose, skin_vertices
 # bench/results/rig_compare.md): at 16 every skeletal clip fits within 0.8% RMS of the diagonal but one's max error
 # is 5.7%; 32 halves the error again and keeps every skeletal clip's max under 5%, at 1.5-2x the time and memory
 # (V x B x T x 3 doubles per iteration). A shape that morphs without a skeleton fits no bone count well.
-DEFAULT_BONES = 32
+DEFAULT_BONES = 32      # the first bone count tried; ``AUTO_BONES`` grows it where the motion needs more
+AUTO_BONES = -1         # "as many bones as the fit needs": DEFAULT_BONES, then BONE_STEP more at a time up to
+BONE_STEP = 16          # MAX_BONES, until the rig's RMS error is at most TARGET_RMS of the bounding-box diagonal
+MAX_BONES = 64          # (measured: docs/calibration.md, "Rig")
+TARGET_RMS = 0.01
 
 
 @dataclass
@@ -304,14 +308,21 @@ def _mesh_attributes(b, gltf: dict, mesh, name: str) -> dict:
 
 
 def write_rig(path: str | Path, anim, bones: int | None = None) -> dict:
-    """``v2m4 run --rig [N]``: fit a rig to the animation, write it as a skinned GLB, and its report entry (bones,
+    """``v2m4 run --rig [N]``: fit a rig to the animation (N bones; None or ``AUTO_BONES``: as many as reach
+    ``TARGET_RMS``, from DEFAULT_BONES to MAX_BONES), write it as a skinned GLB, and its report entry (bones,
     rms_err, max_err against the morph animation as fractions of the bounding-box diagonal, seconds, bytes, and the
     validator's counts when it is installed)."""
     from .validate import validate_glb, validator_available
 
     mesh = anim.mesh.to("cpu")
-    rig = fit_rig(mesh.vertices, anim.vertices.cpu(), n_bones=bones or DEFAULT_BONES, faces=mesh.faces)
-    report = rig_errors(anim, rig)
+    auto = bones is None or bones == AUTO_BONES
+    n = DEFAULT_BONES if auto else bones
+    while True:
+        rig = fit_rig(mesh.vertices, anim.vertices.cpu(), n_bones=n, faces=mesh.faces)
+        report = rig_errors(anim, rig)
+        if not auto or report["rms_err"] <= TARGET_RMS or n >= MAX_BONES:
+            break
+        n = min(MAX_BONES, n + BONE_STEP)
     report["root"] = rig.root
     report["bytes"] = write_rigged_glb(path, mesh, rig, anim.times.cpu().numpy())["bytes"]
     if validator_available() is None:
