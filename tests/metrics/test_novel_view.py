@@ -66,6 +66,7 @@ def test_reference_against_itself_is_perfect():
     item = _item()
     s = _scores(item, item.gt_vertices)
     assert s["nv_mask_iou"] == 1.0 and s["nv_psnr"] == 100.0 and math.isclose(s["nv_ssim"], 1.0, abs_tol=1e-6)
+    assert s["nv_psnr_shared"] == 100.0
 
 
 def test_a_quarter_turn_and_a_lost_texture_score_clearly_lower():
@@ -78,6 +79,9 @@ def test_a_quarter_turn_and_a_lost_texture_score_clearly_lower():
     grey = _scores(item, None, mesh_of=lambda t: Mesh(item.gt_vertices[t], item.faces))
     assert grey["nv_mask_iou"] > 0.97  # the same shape: only the appearance differs
     assert grey["nv_psnr"] < 15 and grey["nv_ssim"] < 0.9
+    # the texture lost on the same shape shows where both surfaces are seen; the turn's figure there is its own
+    assert grey["nv_psnr_shared"] < 15
+    assert s_turn["nv_psnr_shared"] > s_turn["nv_psnr"]  # the union adds object-against-background pixels
 
 
 def test_ground_truth_render_reads_each_materials_colour():

@@ -40,10 +40,13 @@ def orbit_views(centres: Tensor, radius: float, *, views: int = 8, elevation_deg
 
 def image_scores(rgb: Tensor, mask: Tensor, ref_rgb: Tensor, ref_mask: Tensor) -> dict[str, list[float]]:
     """Per-view mask IoU, PSNR and SSIM of renders (N, H, W, 3) / (N, H, W) against reference renders, PSNR and
-    SSIM over the union of both silhouettes (PSNR capped at 100 dB where the images agree exactly)."""
+    SSIM over the union of both silhouettes (PSNR capped at 100 dB where the images agree exactly); and
+    ``nv_psnr_shared``, PSNR over their intersection: the colour where both surfaces are seen, which the union's
+    figure mixes with every pixel one silhouette covers and the other does not (object against background)."""
     union = torch.maximum(mask, ref_mask)
     return {"nv_mask_iou": I.mask_iou(mask, ref_mask).tolist(),
             "nv_psnr": I.masked_psnr(rgb, ref_rgb, union).tolist(),
+            "nv_psnr_shared": I.masked_psnr(rgb, ref_rgb, torch.minimum(mask, ref_mask)).tolist(),
             "nv_ssim": I.ssim(rgb, ref_rgb, union).tolist()}
 
 
