@@ -221,11 +221,11 @@ def main() -> int:
             del gen
             if cuda:
                 torch.cuda.empty_cache()
+            if not a.tiny:  # after each variant: a run stopped in the next keeps this one
+                path = ROOT / "bench" / "results" / "hunyuan_speed.json"
+                path.write_text(json.dumps(out, indent=1) + "\n")
+                print(f"wrote {path}", flush=True)
     print(json.dumps(out, indent=1))
-    if not a.tiny:
-        path = ROOT / "bench" / "results" / "hunyuan_speed.json"
-        path.write_text(json.dumps(out, indent=1) + "\n")
-        print(f"wrote {path}")
     return 0
 
 
