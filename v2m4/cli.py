@@ -321,7 +321,7 @@ def _add_run_options(r, generator_help: str = "") -> None:
     r.add_argument("--rig", type=int, nargs="?", const=AUTO_BONES, default=None, metavar="BONES",
                    help=f"also OUT/animation_rigged.glb, a skinned mesh in one bone hierarchy fitted to the "
                         f"animation; BONES fixes the count (default: {DEFAULT_BONES}, more up to {MAX_BONES} where the "
-                        f"rig's RMS error would exceed {100 * TARGET_RMS:.0f}%% of the object's size)")  # help: %-format
+                        f"rig's RMS error would exceed {100 * TARGET_RMS:.0f}%% of the object's size)")  # %-formatted
     r.add_argument("--joint-registration", action="store_true",
                    help="register every input frame at once, fitted to the keyframe meshes and the video together "
                         "(experimental; default: keyframe pairs in a chain, frames between them interpolated)")
