@@ -157,3 +157,13 @@ def test_ray_batch_survives_a_killed_worker_with_the_local_result(local_ray, loc
         a = np.load(local_out / name / "checkpoints" / "animation.npz")
         b = np.load(out / name / "checkpoints" / "animation.npz")
         assert np.allclose(a["anim_vertices"], b["anim_vertices"], atol=1e-5)
+
+
+@pytest.mark.parametrize("cmd", ["run", "batch"])
+def test_help_formats(cmd, capsys):
+    """argparse %-formats every help text: a stray % in one breaks `--help` of every command sharing it."""
+    from v2m4.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([cmd, "--help"])
+    assert exit_.value.code == 0 and "--generator" in capsys.readouterr().out
