@@ -1,6 +1,6 @@
 """Many clips: one output folder per clip, as ``v2m4 run`` writes it, a summary table, and an overall progress bar.
 
-Each clip runs the one-clip path of ``v2m4 run`` (``cli.run_pipeline``) with ``resume`` on, so a clip that an
+Each clip runs the one-clip path of ``v2m4 run`` (``clip.run_pipeline``) with ``resume`` on, so a clip that an
 earlier batch left unfinished continues from its checkpoints, and a clip whose outputs are complete is skipped. A
 clip that fails is tried again (``BatchOptions.retries`` times, from its checkpoints) and then reported with its
 error; it never stops the others. Locally the clips run one after another in this process, and Ray is not
@@ -10,56 +10,17 @@ imported; with a Ray address, ``v2m4.cluster`` spreads them (and each clip's key
 from __future__ import annotations
 
 import time
-import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .checkpoint import jsonable, write_json
-from .cli import FINAL_OUTPUTS, InputOptions, run_pipeline
+from .clip import (FINAL_OUTPUTS, BatchOptions, Clip, ClipResult, describe, figures_of,  # noqa: F401 (the API's
+                   record_failure, run_clip)                                             # names, from here too)
 from .errors import V2M4Error
 from .progress import Log
 
 STAMP = "batch.json"        # in each clip's folder: what the clip is made from, so that a changed config is noticed
 SUMMARY = "summary.json"    # in the batch's output folder
-
-
-@dataclass(frozen=True)
-class Clip:
-    """One input of a batch: its frames (a video file or a frame folder), the name of its output folder, and its
-    generator spec with the placeholders filled in."""
-
-    input: str
-    name: str
-    generator: str
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How every clip of a batch is read and run. ``retries``: attempts after a clip's first failure;
-    ``keyframes_per_task``: keyframes per generation task on Ray (each task loads the generator once, so fewer,
-    larger tasks pay fewer model loads and more spread the keyframes over more GPUs); ``force``: redo every clip
-    from scratch."""
-
-    inputs: InputOptions = InputOptions()
-    retries: int = 1
-    keyframes_per_task: int = 8
-    force: bool = False
-
-
-@dataclass(frozen=True)
-class ClipResult:
-    """status: "done" (ran now), "skipped" (complete before) or "failed"; attempts: runs tried now (0 when
-    skipped); seconds: wall time of those runs; error: the last attempt's error, one line; figures: the run's
-    report figures (frames, keyframes, input-view mask IoU and PSNR, seconds of its stages)."""
-
-    name: str
-    input: str
-    out: str
-    status: str
-    attempts: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    figures: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -157,42 +118,6 @@ def prepare_clip(clip: Clip, out: Path, cfg, options: BatchOptions) -> ClipResul
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / STAMP, want, indent=1)
     return None
-
-
-def figures_of(out_dir: Path) -> dict:
-    """The summary's figures of a finished run, from its report.json."""
-    import json
-
-    rep = json.loads((out_dir / "report.json").read_text())
-    iv = rep.get("input_view", {})
-    return {"frames": rep.get("frames"), "keyframes": len(rep.get("keyframes", [])), "mask_iou": iv.get("mask_iou"),
-            "psnr": iv.get("psnr"), "stage_seconds": {k: round(v, 2) for k, v in rep.get("seconds", {}).items()}}
-
-
-def describe(exc: BaseException) -> str:
-    """A failure in one line: a ``V2M4Error``'s message as it is, anything else with its type."""
-    cause = getattr(exc, "cause", None)  # a Ray task's error wraps the exception the task raised
-    if isinstance(cause, BaseException):
-        exc = cause
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if isinstance(exc, V2M4Error) else f"{type(exc).__name__}: {text}".rstrip(": ")
-
-
-def record_failure(out_dir: Path, exc: BaseException) -> None:
-    """The whole traceback beside the clip's outputs (the summary keeps one line)."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        (out_dir / "error.txt").write_text(text)
-    except OSError:
-        pass
-
-
-def run_clip(clip: Clip, out: Path, cfg, options: BatchOptions, *, log: str = "quiet") -> dict:
-    """One attempt at one clip: ``v2m4 run INPUT -o OUT/NAME --resume`` with the batch's options; its figures."""
-    d = out / clip.name
-    run_pipeline(clip.input, d, clip.generator, cfg, inputs=options.inputs, resume=True, log=log)
-    (d / "error.txt").unlink(missing_ok=True)
-    return figures_of(d)
 
 
 def run_batch(clips: list[Clip], out, cfg, options: BatchOptions = BatchOptions(), *, ray_address: str | None = None,

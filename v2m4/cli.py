@@ -5,91 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+# v2m4 run's one-clip path is in clip.py (each clip of v2m4 batch runs it too); its names stay importable from here
+from .clip import FINAL_OUTPUTS, InputOptions, check_config, read_input, run_pipeline  # noqa: F401
 from .errors import V2M4Error
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _prepare_out(out: Path, *, force: bool, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise V2M4Error(f"output {out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not (force or resume):
-        raise V2M4Error(f"output folder {out} is not empty; add --force to overwrite it or --resume to continue")
-    if force and not resume and out.exists():
-        import shutil
-        for name in ("checkpoints",) + FINAL_OUTPUTS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-
-
-@dataclass(frozen=True)
-class InputOptions:
-    """How ``v2m4 run`` reads its input: masks folder, frame rate of a frame folder, background removal."""
-
-    masks: str | None = None
-    fps: float | None = None
-    remove_background: bool = False
-    mask_smoothing: int = 0          # temporal median radius (frames) of the masks background removal makes
-
-
-def read_input(input_path, inputs: InputOptions, max_size: int):
-    """The frames ``v2m4 run`` reconstructs, checked; and what the report says of the background."""
-    from .io.frames import read_frames
-    from .pipeline import check_frames
-
-    frames = read_frames(input_path, masks=inputs.masks, fps=inputs.fps, max_size=max_size)
-    background = {"method": "input alpha" if inputs.masks is None else "--masks"}
-    if inputs.remove_background:
-        from .io.background import remove_background as rb
-        frames = rb(frames, temporal_radius=inputs.mask_smoothing)
-        background = {"method": "rembg:u2net", "temporal_median_radius": inputs.mask_smoothing}
-    check_frames(frames)
-    return frames, background
-
-
-def check_config(cfg) -> None:
-    """Everything about a config that can fail before any work: optional packages and paths it names."""
-    bad = [a for a in cfg.output.extra_exports if a not in ("obj", "ply", "usd")]
-    if bad:
-        raise V2M4Error(f"--also takes obj, ply and usd, not {', '.join(bad)}")
-    if "usd" in cfg.output.extra_exports:
-        try:
-            import pxr  # noqa: F401
-        except ImportError:
-            raise V2M4Error("--also usd needs usd-core: pip install usd-core") from None
-    from .learned import check_scorer
-    check_scorer(cfg.learned.scorer, weights=cfg.learned.weights)
-    stereo = cfg.learned.stereo
-    if stereo not in ("auto", "off") and not (Path(stereo) / "dust3r").is_dir():
-        raise V2M4Error(f"--stereo {stereo}: not a DUSt3R checkout (no dust3r/ folder in it)")
-
-
-def run_pipeline(input_path, out: Path, generator_spec: str, cfg, *, inputs: InputOptions = InputOptions(),
-                 resume: bool = False, force: bool = False, log: str = "bars") -> dict:
-    """`v2m4 run`: read, check, reconstruct, write; returns the report. ``cfg``: a ``PipelineConfig``."""
-    from .generators import make_generator
-    from .pipeline import reconstruct, write_outputs
-
-    # every input check comes before the output folder is touched: a mistake leaves nothing behind
-    frames, background = read_input(input_path, inputs, cfg.resolution)
-    gen = make_generator(generator_spec, len(frames), seed=cfg.seed, device=cfg.device)
-    check_config(cfg)
-    _prepare_out(out, force=force, resume=resume)
-    try:
-        result = reconstruct(frames, gen, cfg, run_dir=out, resume=resume, log=log)
-        result.report["background"] = background
-        return write_outputs(result, frames, out, cfg, log=log)
-    except OSError as exc:  # a full disk, a quota, a vanished folder: no half-written output stays behind
-        _remove_partial_outputs(out)
-        raise V2M4Error(f"could not write to {out}: {exc.strerror or exc} (checkpoints are kept: free space and "
-                        f"run again with --resume)") from None
 
 
 def config_from_args(args):
@@ -138,24 +61,6 @@ def _keyframe_config(spec: str, base):
     if n < 1:
         raise V2M4Error("--keyframes must be at least 1")
     return replace(base, budget=n)
-
-
-FINAL_OUTPUTS = ("animation.glb", "preview.mp4", "report.json", "meshes_obj", "meshes_ply", "animation.usda",
-                 "animation_texture.png", "animation_rigged.glb", "viewer.html")
-
-
-def _remove_partial_outputs(out: Path) -> None:
-    """Temporary files anywhere under out, and the final outputs (a run's outputs are all there or none is)."""
-    import shutil
-    for p in list(out.rglob("*")):
-        if p.is_file() and (".part" in p.name or p.name.endswith(".tmp.npz") or p.name.startswith("tmp")):
-            p.unlink(missing_ok=True)
-    for name in FINAL_OUTPUTS:
-        p = out / name
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.exists():
-            p.unlink()
 
 
 def cmd_run(args) -> int:

@@ -25,7 +25,7 @@ except ImportError:  # the CLI's one-line error, not a traceback
     from .errors import V2M4Error
     raise V2M4Error("v2m4 batch --ray needs Ray: pip install 'v2m4[cluster]'") from None
 
-from .batch import BatchOptions, Clip, ClipResult, describe, record_failure, run_clip
+from .clip import BatchOptions, Clip, ClipResult, describe, record_failure, run_clip
 from .errors import V2M4Error
 
 GPU_GENERATORS = ("trellis", "hunyuan")  # the generators that run on a CUDA GPU only
@@ -42,7 +42,7 @@ def plan_clip(input_path: str, checkpoints: str, cfg, inputs):
     import numpy as np
 
     from .checkpoint import Checkpoints
-    from .cli import read_input
+    from .clip import read_input
     from .stages.keyframes import Keyframes, select_keyframes
 
     frames, _ = read_input(input_path, inputs, cfg.resolution)
