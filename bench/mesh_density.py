@@ -109,14 +109,15 @@ def summarise(runs: dict) -> dict:
 
 
 def markdown(out: dict) -> str:
-    lines = [f"**mesh_density** on {out['machine']}, {out['date']}, commit {out['commit']}, {out['jobs']} jobs x "
-             f"{out['threads']} threads; {json.dumps(out['settings'])}", "",
-             "| item | run | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    lines = [f"**mesh_density** on {out['machine']}, {out['date']}, commit {out['commit']} (of the last runs; each "
+             f"row's own in its last column), {out['jobs']} jobs x {out['threads']} threads; "
+             f"{json.dumps(out['settings'])}", "",
+             "| item | run | " + " | ".join(COLUMNS) + " | commit |", "|---|---|" + "---|" * (len(COLUMNS) + 1)]
     for item, runs in out["items"].items():
         for key, r in runs.items():
             cells = [r.get("error", "")] if "error" in r else [f"{r[c]:.4g}" if isinstance(r.get(c), float)
                                                                 else str(r.get(c)) for c in COLUMNS]
-            lines.append(f"| {item} | {key} | " + " | ".join(cells) + " |")
+            lines.append(f"| {item} | {key} | " + " | ".join(cells) + f" | {r.get('commit', '')} |")
     lines += ["", "| item | run | camera time ratio | register time ratio | rot diff (noise) | IoU diff (noise) | "
                   "F diff (noise) |", "|---|---|---|---|---|---|---|"]
     for item, s in out["summary"].items():
