@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run_options(r, generator_help: str = "") -> None:
     """The options of one reconstruction, shared by `run` and `batch` (read by ``config_from_args``)."""
-    from .export.rig import AUTO_BONES, DEFAULT_BONES, MAX_BONES, TARGET_RMS
+    from .export.rig import AUTO_BONES, DEFAULT_BONES, MAX_BONES, TARGET_MAX, TARGET_RMS
 
     r.add_argument("--generator", default="trellis", help="trellis[:MODEL_OR_FOLDER] | hunyuan[:MODEL_OR_FOLDER] | "
                    "meshes:DIR | synthetic:ITEM_DIR" + generator_help)
@@ -226,7 +226,8 @@ def _add_run_options(r, generator_help: str = "") -> None:
     r.add_argument("--rig", type=int, nargs="?", const=AUTO_BONES, default=None, metavar="BONES",
                    help=f"also OUT/animation_rigged.glb, a skinned mesh in one bone hierarchy fitted to the "
                         f"animation; BONES fixes the count (default: {DEFAULT_BONES}, more up to {MAX_BONES} where the "
-                        f"rig's RMS error would exceed {100 * TARGET_RMS:.0f}%% of the object's size)")  # %-formatted
+                        f"rig's error would exceed {100 * TARGET_RMS:.0f}%% RMS or {100 * TARGET_MAX:.0f}%% at worst of the "
+                        f"object's size)")  # %-formatted
     r.add_argument("--joint-registration", action="store_true",
                    help="register every input frame at once, fitted to the keyframe meshes and the video together "
                         "(experimental; default: keyframe pairs in a chain, frames between them interpolated)")

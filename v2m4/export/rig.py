@@ -35,8 +35,9 @@ from .skinning import Skinning, _quaternions, decompose, skin_vertices
 DEFAULT_BONES = 32      # the first bone count tried; ``AUTO_BONES`` grows it where the motion needs more
 AUTO_BONES = -1         # "as many bones as the fit needs": DEFAULT_BONES, then BONE_STEP more at a time up to
 BONE_STEP = 16          # MAX_BONES, until the rig's RMS error is at most TARGET_RMS of the bounding-box diagonal
-MAX_BONES = 64          # (measured: docs/calibration.md, "Rig")
+MAX_BONES = 64          # and its largest error at most TARGET_MAX (measured: docs/calibration.md, "Rig")
 TARGET_RMS = 0.01
+TARGET_MAX = 0.05
 
 
 @dataclass
@@ -309,7 +310,7 @@ def _mesh_attributes(b, gltf: dict, mesh, name: str) -> dict:
 
 def write_rig(path: str | Path, anim, bones: int | None = None) -> dict:
     """``v2m4 run --rig [N]``: fit a rig to the animation (N bones; None or ``AUTO_BONES``: as many as reach
-    ``TARGET_RMS``, from DEFAULT_BONES to MAX_BONES), write it as a skinned GLB, and its report entry (bones,
+    ``TARGET_RMS`` and ``TARGET_MAX``, from DEFAULT_BONES to MAX_BONES), write it as a skinned GLB, and its report entry (bones,
     rms_err, max_err against the morph animation as fractions of the bounding-box diagonal, seconds, bytes, and the
     validator's counts when it is installed)."""
     from .validate import validate_glb, validator_available
@@ -320,7 +321,8 @@ def write_rig(path: str | Path, anim, bones: int | None = None) -> dict:
     while True:
         rig = fit_rig(mesh.vertices, anim.vertices.cpu(), n_bones=n, faces=mesh.faces)
         report = rig_errors(anim, rig)
-        if not auto or report["rms_err"] <= TARGET_RMS or n >= MAX_BONES:
+        met = report["rms_err"] <= TARGET_RMS and report["max_err"] <= TARGET_MAX
+        if not auto or met or n >= MAX_BONES:
             break
         n = min(MAX_BONES, n + BONE_STEP)
     report["root"] = rig.root
