@@ -268,12 +268,18 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
         d = load(name, results)
         if d is not None:
             lines += fn(d)
+    # tables whose own program writes a summary page beside them: included as written
+    included = ("colourless", "batch_speed")
+    for name in included:
+        md = results / f"{name}.md"
+        if md.exists() and (results / f"{name}.json").exists():
+            lines += [f"## {name}", "", md.read_text().strip(), ""]
     for p in sorted(results.glob("structure_*.json")):
         d = load(p.stem, results)
         if isinstance(d, dict) and "before" in d and "after" in d:
             lines += structure_section(p.stem, d)
     others = sorted(p.name for p in results.glob("*.json")
-                    if p.stem not in tables and p.stem not in ("rig_compare", "mesh_density")
+                    if p.stem not in tables and p.stem not in ("rig_compare", "mesh_density", *included)
                     and not p.stem.startswith("structure_"))
     if others:
         lines += ["## Other tables", "", "Not summarised here (see `docs/benchmarks.md`): "
