@@ -1,6 +1,6 @@
 """Whole-clip registration of the bundled demo, timed and profiled: seconds of each of its parts, wall time per step
 of the joint fit, and the share of that time the GPU is busy (the profiler's kernel intervals, merged, over the
-fit's wall window). Claim measured: issue "fit the whole clip at once" — registration of the 24-frame demo, and the
+fit's wall window). Claim measured: registration of the 24-frame demo, and the
 whole post-generation pipeline per input frame, on the device at the paper preset.
 
     python bench/joint_speed.py                                  # CPU, fast preset (no GPU-busy column)
