@@ -94,23 +94,19 @@ def main():
     params = {n: round(sum(p.numel() for p in m.parameters()) / 1e6, 1)
               for n, m in (("ss_flow", ss_flow), ("ss_decoder", ss_dec), ("slat_flow", sl_flow),
                            ("mesh_decoder", mesh_dec))}
-    g = torch.Generator().manual_seed(1)
-    cond = torch.randn(1, cond_len, ss_args["cond_channels"], generator=g).to(dev)
-    neg = torch.zeros_like(cond)
     plain = AppearanceConfig(t_max=-1, cfg_interval=(0.5, 0.95))
 
     def sync():
         if cuda:
             torch.cuda.synchronize()
 
-    def flow_fn(model):
-        return lambda x, t, c: model(x, torch.full((1,), 1000.0 * t, device=dev), c)
-
     def flow_batched(model):  # one timestep per batch row (the sparse models modulate each row by its own)
         return lambda x, t, c: model(x, torch.full((c.shape[0],), 1000.0 * t, device=dev), c)
 
-    def generate(B: int) -> dict:
-        """B keyframes through the four models at once (B random conditions); seconds per part and peak memory."""
+    def generate(B: int) -> tuple[dict, dict]:
+        """B keyframes through the four models at once (B random conditions): seconds per part and peak memory;
+        and what the one-frame refinement goes on from (meshes, the latent's noise, the condition, the random
+        generator after its draws)."""
         gb = torch.Generator().manual_seed(1)
         cond_b = torch.randn(B, cond_len, ss_args["cond_channels"], generator=gb).to(dev)
         if cuda:
@@ -149,14 +145,15 @@ def main():
                 "keyframes_per_sec": round(B / t, 4), "sparse_structure_sec": round(t_ss, 3),
                 "slat_sec": round(t_slat, 3), "mesh_decode_sec": round(t - t_ss - t_slat, 3),
                 "peak_gb": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if cuda else None,
-                "mesh_faces": [int(m.faces.shape[0]) for m in meshes]}
+                "mesh_faces": [int(m.faces.shape[0]) for m in meshes]}, \
+            {"meshes": meshes, "x": x, "cond": cond_b, "g": gb}
 
     if args.batch:
         generate(1)  # warm-up: kernels, allocator, autotuning
         rows = []
         for B in [1] + [b for b in args.batch if b > 1]:
             try:
-                rows.append(generate(B))
+                rows.append(generate(B)[0])
             except torch.OutOfMemoryError as exc:
                 rows.append({"batch": B, "error": f"out of memory: {str(exc).splitlines()[0]}"})
                 break
@@ -175,34 +172,12 @@ def main():
             print(f"wrote {path}")
         return
 
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    sync()
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        r = ss_args["resolution"]
-        noise = torch.randn(1, ss_args["in_channels"], r, r, r, generator=g).to(dev)
-        z = refine_negative_condition(flow_fn(ss_flow), lambda x: x.sum(), noise, cond, neg, steps=steps,
-                                      cfg_strength=7.5, rescale_t=3.0, config=plain).sample
-        logits = ss_dec(z)[0, 0].float()
-        top = torch.topk(logits.flatten(), min(n_vox, logits.numel())).indices
-        side = logits.shape[-1]
-        xyz = torch.stack([top // (side * side), (top // side) % side, top % side], -1)
-        coords = torch.cat([torch.zeros_like(xyz[:, :1]), xyz], 1).int()
-        sync()
-        t_ss = time.perf_counter() - t0
-        slat_cond = cond[..., : sl_args["cond_channels"]]
-        x_T = sp.SparseTensor(feats=torch.randn(len(coords), sl_args["in_channels"], generator=g).to(dev),
-                              coords=coords)
-        slat = refine_negative_condition(flow_fn(sl_flow), lambda x: x.feats.sum(), x_T, slat_cond,
-                                         torch.zeros_like(slat_cond), steps=steps, cfg_strength=3.0, rescale_t=3.0,
-                                         config=plain).sample
-        sync()
-        t_slat = time.perf_counter() - t0 - t_ss
-        mesh = mesh_dec(slat)[0]
-        sync()
-    t_gen = time.perf_counter() - t0
-    gen_peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
+    gen, one = generate(1)
+    t_gen, t_ss, t_slat = gen["sec"], gen["sparse_structure_sec"], gen["slat_sec"]
+    gen_peak = gen["peak_gb"] if cuda else float("nan")
+    mesh, x_T, g = one["meshes"][0], one["x"], one["g"]
+    coords = x_T.coords
+    slat_cond = one["cond"][..., : sl_args["cond_channels"]]
 
     # Sec. 4.2 for one frame: the frame is the render of this generation from a camera; refine from a different
     # start (another seed's negative embedding would be as good): what is timed is the work, not the gain
@@ -223,7 +198,7 @@ def main():
         torch.cuda.reset_peak_memory_stats()
     sync()
     t0 = time.perf_counter()
-    ref = refine_negative_condition(flow_fn(sl_flow), loss, x_T, slat_cond,
+    ref = refine_negative_condition(flow_batched(sl_flow), loss, x_T, slat_cond,
                                     torch.randn(slat_cond.shape, generator=g).to(dev) * 0.1, steps=steps,
                                     cfg_strength=3.0, rescale_t=3.0)
     with torch.no_grad():
