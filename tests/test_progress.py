@@ -81,9 +81,9 @@ def test_every_long_stage_of_a_48_frame_run_shows_a_moving_bar(tmp_path):
     assert report["frames"] == 48
     seconds = report["seconds"]
     long = {s for s, v in seconds.items() if v > THRESHOLD_S}
-    # not an empty check: most stages that grow with the clip and the keyframes are long enough to be held to it
-    # (which ones depends on the machine's speed and load: a quiet one bakes the tiny texture in under the threshold)
-    assert len({"camera", "register", "texture", "report", "export"} & long) >= 3, seconds
+    # not an empty check: the longest stages are held to it (which others pass the threshold depends on the
+    # machine's speed and load: a quiet one bakes the tiny texture and writes the outputs in under it)
+    assert {"camera", "register"} <= long, seconds
     assert silent_stages(events, seconds, THRESHOLD_S) == {}, seconds
     totals = {e["stage"]: e["total"] for e in events if "progress" in e}
     K = len(report["keyframes"])
