@@ -256,9 +256,12 @@ def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: in
             for k, v in scores.items()}
 
 
-def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
+def _bench_pipeline(item_id: str, settings: BenchSettings, keep_runs: Path | None = None) -> dict[str, float]:
     """A whole-pipeline method on the item's frames with the synthetic generator, written as `v2m4 run` writes
-    (so the export is timed too), then scored (``score_run``)."""
+    (so the export is timed too), then scored (``score_run``). keep_runs: a folder where each item's run folder is
+    kept (``keep_runs/<item>``) and resumed from when it exists, so that a later stage can be re-run alone after its
+    checkpoint is removed (its stage seconds then count only what ran)."""
+    import contextlib
     import tempfile
 
     from ..data.bench import item_dir, load_item
@@ -270,11 +273,14 @@ def _bench_pipeline(item_id: str, settings: BenchSettings) -> dict[str, float]:
     cfg = PIPELINE_METHODS[settings.method](pipeline_config(settings))
     frames = read_frames(path / "frames", fps=fps, max_size=cfg.resolution)
     gen = synthetic_generator(load_item(path), settings)
-    with tempfile.TemporaryDirectory() as tmp:
-        result = reconstruct(frames, gen, cfg, run_dir=Path(tmp) / "run", log="quiet")
+    where = contextlib.nullcontext(keep_runs / item_id) if keep_runs else tempfile.TemporaryDirectory()
+    with where as tmp:
+        run_dir = Path(tmp) / "run"
+        result = reconstruct(frames, gen, cfg, run_dir=run_dir, resume=keep_runs is not None and run_dir.exists(),
+                             log="quiet")
         row = score_run(gen.item, frames, result, gen, n_points=settings.n_points, seed=settings.seed,
                         novel_views=settings.novel_views, actionbench_points=settings.actionbench_points)
-        report = write_outputs(result, frames, Path(tmp) / "run", cfg, log="quiet")
+        report = write_outputs(result, frames, run_dir, cfg, log="quiet")
     if settings.rig_bones:
         row.update(_rig_columns(result.animation, settings.rig_bones))
     k = len(report["keyframes"])
@@ -338,9 +344,9 @@ def true_pose_output(item, generator, generated: list[Mesh]):
                         world_from_canonical=world_from_canonical.float())
 
 
-def bench_item(item_id: str, settings: BenchSettings) -> dict[str, float]:
+def bench_item(item_id: str, settings: BenchSettings, keep_runs: Path | None = None) -> dict[str, float]:
     if settings.method in PIPELINE_METHODS:
-        return _bench_pipeline(item_id, settings)
+        return _bench_pipeline(item_id, settings, keep_runs)
     item = load_selected_item(item_id, settings.max_frames, settings.resolution, settings.bench_dir)
     device = torch.device(settings.device)
     gen = synthetic_generator(item, settings)
@@ -398,7 +404,9 @@ def git_commit() -> str:
     return commit + ("+local changes" if commit and git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def run_bench(settings: BenchSettings, *, progress=None) -> dict:
+def run_bench(settings: BenchSettings, *, progress=None, keep_runs: str | os.PathLike | None = None) -> dict:
+    """Every selected item through the method, scored. keep_runs: pipeline methods keep (and resume) each item's
+    run folder there (``_bench_pipeline``); the table's head names it."""
     from ..data.bench import list_items
 
     load_method(settings.method)  # fail before any work on an unknown or unavailable method
@@ -410,9 +418,11 @@ def run_bench(settings: BenchSettings, *, progress=None) -> dict:
     head = {"method": settings.method, "date": datetime.date.today().isoformat(),
             "machine": machine_description(settings.device), "device": settings.device, "commit": commit,
             "settings": asdict(settings)}
+    if keep_runs is not None:
+        head["runs_kept_in"] = str(keep_runs)
     for item_id in items:
         try:
-            results[item_id] = bench_item(item_id, settings)
+            results[item_id] = bench_item(item_id, settings, None if keep_runs is None else Path(keep_runs))
         except V2M4Error:
             raise
         except Exception as exc:  # a failed item records its error, never a silent NaN (style.md Sec. 10)

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "a rig to the output and score it (rig_* columns); alone: the default bone count of v2m4 run --rig")
     p.add_argument("--actionbench", type=int, default=0, metavar="POINTS", help="add ActionBench's cd_3d, cd_4d "
                    "and cd_m with this many alignment points (its protocol: 10000; 500 on a CPU; 0: none)")
+    p.add_argument("--keep-runs", default=None, metavar="DIR", help="pipeline methods: keep each item's run folder "
+                   "in DIR/<item> and resume from it when it is there (delete a stage's checkpoint to re-run that "
+                   "stage and what follows it alone)")
     return p
 
 
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 if k in ("mask_iou", "fscore2_once", "sec_per_frame"))
             print(f"  {item_id}: {msg}", file=sys.stderr, flush=True)
 
-        result = run_bench(s, progress=progress)
+        result = run_bench(s, progress=progress, keep_runs=args.keep_runs)
     except V2M4Error as exc:
         print(f"v2m4-bench: error: {exc}", file=sys.stderr)
         return 2
