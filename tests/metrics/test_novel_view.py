@@ -66,7 +66,7 @@ def test_reference_against_itself_is_perfect():
     item = _item()
     s = _scores(item, item.gt_vertices)
     assert s["nv_mask_iou"] == 1.0 and s["nv_psnr"] == 100.0 and math.isclose(s["nv_ssim"], 1.0, abs_tol=1e-6)
-    assert s["nv_psnr_shared"] == 100.0
+    assert s["nv_psnr_shared"] == 100.0 and s["nv_psnr_texture_bound"] == 100.0
 
 
 def test_a_quarter_turn_and_a_lost_texture_score_clearly_lower():
@@ -82,6 +82,8 @@ def test_a_quarter_turn_and_a_lost_texture_score_clearly_lower():
     # the texture lost on the same shape shows where both surfaces are seen; the turn's figure there is its own
     assert grey["nv_psnr_shared"] < 15
     assert s_turn["nv_psnr_shared"] > s_turn["nv_psnr"]  # the union adds object-against-background pixels
+    # a perfect texture would put the grey shape near the reference; the turned one stays bound by its silhouette
+    assert grey["nv_psnr_texture_bound"] > 25 > s_turn["nv_psnr_texture_bound"] > s_turn["nv_psnr"]
 
 
 def test_ground_truth_render_reads_each_materials_colour():

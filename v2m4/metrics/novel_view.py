@@ -42,10 +42,14 @@ def image_scores(rgb: Tensor, mask: Tensor, ref_rgb: Tensor, ref_mask: Tensor) -
     """Per-view mask IoU, PSNR and SSIM of renders (N, H, W, 3) / (N, H, W) against reference renders, PSNR and
     SSIM over the union of both silhouettes (PSNR capped at 100 dB where the images agree exactly); and
     ``nv_psnr_shared``, PSNR over their intersection: the colour where both surfaces are seen, which the union's
-    figure mixes with every pixel one silhouette covers and the other does not (object against background)."""
+    figure mixes with every pixel one silhouette covers and the other does not (object against background); and
+    ``nv_psnr_texture_bound``, the union's PSNR once every pixel both silhouettes cover takes the reference's colour:
+    what a perfect texture on this geometry would score, so the union's figure above it is the geometry's share."""
     union = torch.maximum(mask, ref_mask)
+    both = ((mask > 0.5) & (ref_mask > 0.5))[..., None]
     return {"nv_mask_iou": I.mask_iou(mask, ref_mask).tolist(),
             "nv_psnr": I.masked_psnr(rgb, ref_rgb, union).tolist(),
+            "nv_psnr_texture_bound": I.masked_psnr(torch.where(both, ref_rgb, rgb), ref_rgb, union).tolist(),
             "nv_psnr_shared": I.masked_psnr(rgb, ref_rgb, torch.minimum(mask, ref_mask)).tolist(),
             "nv_ssim": I.ssim(rgb, ref_rgb, union).tolist()}
 
