@@ -270,7 +270,9 @@ def _bench_pipeline(item_id: str, settings: BenchSettings, keep_runs: Path | Non
 
     path = item_dir(item_id, settings.bench_dir)
     fps = float(json.loads((path / "meta.json").read_text())["fps"])
-    cfg = PIPELINE_METHODS[settings.method](pipeline_config(settings))
+    # the overrides go on after the method's own switches, so they can reach what a method switches on (joint)
+    cfg = PIPELINE_METHODS[settings.method](pipeline_config(replace(settings, overrides=None)))
+    cfg = cfg.with_overrides(settings.overrides or {})
     frames = read_frames(path / "frames", fps=fps, max_size=cfg.resolution)
     gen = synthetic_generator(load_item(path), settings)
     where = contextlib.nullcontext(keep_runs / item_id) if keep_runs else tempfile.TemporaryDirectory()
