@@ -270,9 +270,14 @@ def _bench_pipeline(item_id: str, settings: BenchSettings, keep_runs: Path | Non
 
     path = item_dir(item_id, settings.bench_dir)
     fps = float(json.loads((path / "meta.json").read_text())["fps"])
-    # the overrides go on after the method's own switches, so they can reach what a method switches on (joint)
-    cfg = PIPELINE_METHODS[settings.method](pipeline_config(replace(settings, overrides=None)))
-    cfg = cfg.with_overrides(settings.overrides or {})
+    # overrides of a stage the preset has off (joint) go on after the method's own switches, which turn it on;
+    # the others before, so a stage the method turns off (the texture of `register`) may carry them
+    over = settings.overrides or {}
+    base = pipeline_config(replace(settings, overrides=None))
+    late = {k: v for k, v in over.items() if isinstance(v, dict) and getattr(base, k, 0) is None}
+    early = {k: v for k, v in over.items() if k not in late}
+    cfg = PIPELINE_METHODS[settings.method](pipeline_config(replace(settings, overrides=early or None)))
+    cfg = cfg.with_overrides(late)
     frames = read_frames(path / "frames", fps=fps, max_size=cfg.resolution)
     gen = synthetic_generator(load_item(path), settings)
     where = contextlib.nullcontext(keep_runs / item_id) if keep_runs else tempfile.TemporaryDirectory()
