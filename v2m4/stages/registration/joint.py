@@ -61,9 +61,6 @@ class JointConfig:
     iters: int = _RC.local_iters    # Appendix A: local alignment steps, now of the whole clip together
     key_views: int = _RC.local_views  # Appendix A: views per keyframe per step of the local render loss
     lr: float = _RC.local_lr        # pair (uniform Adam in u; normalised per frame here, see UniformAdam(per_row=True))
-    lr_end: float | None = None     # ours: the step size decays geometrically from ``lr`` to this over the fit (large
-                                    # early steps carry every frame from the rest pose, small late ones settle it);
-                                    # None: constant
     smooth_lambda: float = _RC.smooth_lambda  # pair: Nicolet et al.'s lambda for I + lambda L
     w_render: float = _RC.w_render  # Appendix A: 1
     w_chamfer: float = _RC.w_chamfer  # Appendix A: 1
@@ -435,8 +432,6 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
                 u.copy_(saved["u"])
             opt.load_state_dict(saved["opt"])
     for it in range(start, cfg.iters):
-        if cfg.lr_end is not None:
-            opt.param_groups[0]["lr"] = cfg.lr * (cfg.lr_end / cfg.lr) ** (it / max(1, cfg.iters - 1))
         x = frames_to_x(solver, u)
         xk = x[key_index]
         loss = cfg.w_chamfer * _chamfer(_points(xk, samples[it % len(samples)]), keys.points).sum()
