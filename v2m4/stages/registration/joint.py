@@ -68,6 +68,8 @@ class JointConfig:
     w_area: float = _RC.w_area      # Appendix A: 1e6
     w_edge: float = _RC.w_edge      # Appendix A: 1e2
     w_input_view: float = _RC.w_input_view  # pair: the video's silhouette L1 over the mask's area, every frame
+    video_start: float = 0.0        # ours: share of the steps before the video's term joins (the pair fits its
+                                    # targets first too); 0: from the first step
     w_temporal: float = 1.0         # ours: squared second difference of vertex trajectories (normalised units, at
                                     # the clip's median frame spacing); tuned: see docs/calibration.md
     video_frames: int = 0           # ours: frames whose silhouette is rendered per step, drawn at random (memory and
@@ -437,7 +439,7 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
         loss = cfg.w_chamfer * _chamfer(_points(xk, samples[it % len(samples)]), keys.points).sum()
         if cfg.w_render > 0:
             loss = loss + cfg.w_render * keys.render_l1(ctx, template, xk, every, picks[it], topo).sum()
-        if cfg.w_input_view > 0:
+        if cfg.w_input_view > 0 and it >= cfg.video_start * cfg.iters:
             f = vid[it] if nv < T else slice(None)
             r = R.render(ctx, template, vcam, channels=("mask",), vertices=x[f] * frame.size + frame.centre,
                          topology=topo)
