@@ -230,10 +230,32 @@ def main() -> int:
             if not a.tiny:  # after each variant: a run stopped in the next keeps this one
                 path = ROOT / "bench" / "results" / "hunyuan_speed.json"
                 path.write_text(json.dumps(out, indent=1) + "\n")
+                path.with_suffix(".md").write_text(markdown(out))
                 print(f"wrote {path}", flush=True)
     print(json.dumps(out, indent=1))
     return 0
 
 
+def markdown(out: dict) -> str:
+    """The table's page: seconds per keyframe, its parts and peak memory for every variant and batch."""
+    lines = [f"**Hunyuan3D-2 shape generation** (full-size models, random weights) on {out.get('device')}, "
+             f"{out.get('date')}, commit {out.get('commit', '?')}; stand-ins: {', '.join(out.get('stand_ins') or []) or 'none'}",
+             "", "| variant | batch | s per keyframe | keyframes/s | x batch 1 | volume decode s | surface (CPU) s | "
+             "x batch 1 without surface | peak GB |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, v in out.get("variants", {}).items():
+        for r in v["rows"]:
+            if "sec" not in r:
+                lines.append(f"| {name} | {r['batch']} | {r.get('skipped') or r.get('error')} | | | | | | |")
+                continue
+            lines.append(f"| {name} | {r['batch']} | {r['sec_per_keyframe']:.2f} | {r['keyframes_per_sec']:.4f} | "
+                         f"{r['speedup_vs_batch1']:.2f} | {r['volume_decode_sec']:.1f} | {r['surface_sec']:.1f} | "
+                         f"{r['without_surface_speedup_vs_batch1']:.2f} | {r['peak_gb']} |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--markdown"]:  # the page again from the committed table
+        table = ROOT / "bench" / "results" / "hunyuan_speed.json"
+        table.with_suffix(".md").write_text(markdown(json.loads(table.read_text())))
+        sys.exit(0)
     sys.exit(main())

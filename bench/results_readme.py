@@ -269,7 +269,7 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
         if d is not None:
             lines += fn(d)
     # tables whose own program writes a summary page beside them: included as written
-    included = ("colourless", "batch_speed")
+    included = ("colourless", "batch_speed", "hunyuan_speed", "joint_schedules", "texture_variants")
     for name in included:
         md = results / f"{name}.md"
         if md.exists() and (results / f"{name}.json").exists():

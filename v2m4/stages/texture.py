@@ -55,13 +55,6 @@ class TextureConfig:
     fov_deg: float = DEFAULT_FOV_DEG  # ours: multi-view field of view (the generators' own)
     padding: int = 4                  # ours: texels between atlas charts (bilinear lookups must not bleed)
     video_supervision: bool = True    # beyond the paper: reference views supervised by the video frames
-    multi_keyframes: str = "first"    # "first": the multi-views see the first keyframe (Sec. 4.4); "all": they are
-                                      # spread over every keyframe, each supervising the registered mesh at its frame
-    agree_tol: float | None = None    # ours: a pixel supervises only where the registered surface and the generated
-                                      # one it was rendered from are within this share of the rest mesh's diagonal
-                                      # (its colour is from another part of the body otherwise); None: off
-    target_erode: int = 0             # ours: pixels trimmed off the targets' silhouettes (their edge colours mix the
-                                      # object with the background); 0: only alpha > 0.5
 
     @staticmethod
     def paper() -> "TextureConfig":
@@ -112,31 +105,17 @@ def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera
     rest, key_vertices = sequence.rest, sequence.vertices.to(sequence.rest.vertices.device)
     atlas, vmap = uv_atlas(rest, size=cfg.size, padding=cfg.padding)
     K = key_vertices.shape[0]
-    if cfg.multi_keyframes not in ("first", "all"):
-        raise V2M4Error(f"TextureConfig.multi_keyframes must be 'first' or 'all', got {cfg.multi_keyframes!r}")
-    points = cfg.agree_tol is not None
     cams = Camera(camera.K.expand(K, 3, 3), camera.cam_from_world.expand(K, 4, 4), camera.resolution)
-    generated_ref = appearance_renders(reposed, cams, ctx, points=points)
-    spread = K if cfg.multi_keyframes == "all" else 1
-    # view i sees keyframe key_of[i]: the views are split evenly over the keyframes used
-    key_of = torch.arange(cfg.multi_views, device=rest.vertices.device) % spread
-    parts = [random_views(reposed[k], int((key_of == k).sum()), cfg.render_res, generator, fov_deg=cfg.fov_deg)
-             for k in range(spread)]
-    multi = Camera(torch.cat([c.K for c in parts]), torch.cat([c.cam_from_world for c in parts]), parts[0].resolution)
-    key_of = torch.cat([torch.full((len(c),), k, device=key_of.device) for k, c in enumerate(parts)])
-    targets = torch.cat([appearance_renders([reposed[k]], c, ctx, points=points) for k, c in enumerate(parts)])
+    generated_ref = appearance_renders(reposed, cams, ctx)
+    multi = random_views(reposed[0], cfg.multi_views, cfg.render_res, generator, fov_deg=cfg.fov_deg)
+    targets = appearance_renders([reposed[0]], multi, ctx)
     if cfg.video_supervision:
         ref = frames.rgba.to(rest.vertices.device)
-        # the generated appearance mapped into the video's colours where both see the object (module docstring):
-        # fitted on the keyframes the multi-views come from
-        a = colour_transfer(generated_ref[:spread, ..., :4], ref[:spread].to(generated_ref))
-        targets = torch.cat([apply_colour_transfer(targets[..., :4], a), targets[..., 4:]], -1)
-        if points:  # the video's pixels are checked against the generated surface where it covers them
-            ref = torch.cat([ref.to(generated_ref), generated_ref[..., 4:]], -1)
+        # the generated appearance mapped into the video's colours where both see the object (module docstring)
+        targets = apply_colour_transfer(targets, colour_transfer(generated_ref[:1], ref[:1].to(generated_ref)))
     else:
         ref = generated_ref
-    return fit_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx, progress=progress,
-                       multi_key=key_of)
+    return fit_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx, progress=progress)
 
 
 def uv_atlas(mesh: Mesh, *, size: int = 1024, padding: int = 4) -> tuple[Mesh, Tensor]:
@@ -188,25 +167,21 @@ def ring_views(mesh: Mesh, n: int, resolution: int, *, pitch_deg: float = 20.0,
                         fov_deg=fov_deg, resolution=(resolution, resolution))
 
 
-def appearance_renders(meshes: list[Mesh], cameras: Camera, ctx: R.RenderContext, *, chunk: int = 32,
-                       points: bool = False) -> Tensor:
+def appearance_renders(meshes: list[Mesh], cameras: Camera, ctx: R.RenderContext, *, chunk: int = 32) -> Tensor:
     """(N, H, W, 4) RGBA renders of coloured meshes: one camera per mesh (len(meshes) == len(cameras)), or one mesh
-    seen by every camera. Each mesh keeps its own topology, so different meshes render in separate calls. points:
-    (N, H, W, 7), the visible surface's world point appended (0 on background)."""
+    seen by every camera. Each mesh keeps its own topology, so different meshes render in separate calls."""
     out = []
-    channels = ("rgb", "mask", "points") if points else ("rgb", "mask")
-
-    def rgba(r):
-        return torch.cat([r["rgb"], r["mask"][..., None]] + ([r["points"]] if points else []), -1)
     with torch.no_grad():
         if len(meshes) == 1:
             for s in range(0, len(cameras), chunk):
-                out.append(rgba(R.render(ctx, meshes[0], cameras[s: s + chunk], channels=channels)))
+                r = R.render(ctx, meshes[0], cameras[s: s + chunk], channels=("rgb", "mask"))
+                out.append(torch.cat([r["rgb"], r["mask"][..., None]], -1))
         else:
             if len(meshes) != len(cameras):
                 raise V2M4Error(f"{len(meshes)} meshes for {len(cameras)} cameras")
             for k, m in enumerate(meshes):
-                out.append(rgba(R.render(ctx, m, cameras[k], channels=channels)))
+                r = R.render(ctx, m, cameras[k], channels=("rgb", "mask"))
+                out.append(torch.cat([r["rgb"], r["mask"][..., None]], -1))
     return torch.cat(out)
 
 
@@ -231,13 +206,9 @@ def apply_colour_transfer(images: Tensor, a: Tensor) -> Tensor:
 
 
 def _supervised_pixels(ctx, mesh: Mesh, vertices: Tensor, cameras: Camera, targets: Tensor, weight: float,
-                       chunk: int = 16, *, agree: float | None = None, erode: int = 0
-                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                       chunk: int = 16) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """uv (P, 2), colour (P, 3), weight (P,) and uv footprint (P,) of every pixel covered by both the render
-    (fully, not an edge) and the target (alpha > 0.5, and ``erode`` pixels inside its silhouette). vertices: (V, 3)
-    or (N, V, 3), one pose per camera. targets (N, H, W, 4), or (N, H, W, 7) with the world point the target's
-    colour was rendered from (0 where none): with ``agree`` (world units), a pixel whose registered surface point is
-    farther than that from it is left out."""
+    (fully, not an edge) and the target (alpha > 0.5). vertices: (V, 3) or (N, V, 3), one pose per camera."""
     uvs, cols, foot = [], [], []
     if targets.shape[1:3] != cameras.resolution:
         raise V2M4Error(f"targets are {tuple(targets.shape[1:3])} but cameras render {cameras.resolution}")
@@ -256,14 +227,7 @@ def _supervised_pixels(ctx, mesh: Mesh, vertices: Tensor, cameras: Camera, targe
             c = covered.float()[:, None]
             interior = (-F.max_pool2d(-c, 3, stride=1, padding=1))[:, 0] > 0.5
             tgt = targets[s: s + chunk].to(vb.device)
-            inside = (tgt[..., 3] > 0.5).float()[:, None]
-            if erode > 0:
-                inside = -F.max_pool2d(-inside, 2 * erode + 1, stride=1, padding=erode)
-            sel = interior & (inside[:, 0] > 0.5)
-            if agree is not None and tgt.shape[-1] >= 7:
-                p = R.interpolate(ctx, vb, rast, mesh.faces)
-                known = tgt[..., 4:7].abs().sum(-1) > 0
-                sel = sel & (~known | ((p - tgt[..., 4:7]).norm(dim=-1) <= agree))
+            sel = interior & (tgt[..., 3] > 0.5)
             # the pixel's footprint in uv: its distance to the right and lower neighbours' uv (interior pixels
             # have both; across a seam the jump is large and is clipped by the caller's quantile)
             du = torch.zeros_like(uv[..., 0])
@@ -336,14 +300,13 @@ def fill_unreached(tex: Tensor, known: Tensor, *, max_iters: int | None = None) 
 
 def fit_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Camera, ref_targets: Tensor,
                  multi_cameras: Camera, multi_targets: Tensor, cfg: TextureConfig, ctx: R.RenderContext,
-                 *, progress=None, multi_key: Tensor | None = None) -> TextureResult:
+                 *, progress=None) -> TextureResult:
     """Fit one texture to every supervised view (Sec. 4.4).
 
     rest: the atlas mesh (uv set, split at seams); vmap (V',) its original vertex per split vertex; key_vertices
     (K, V, 3) every keyframe's positions (original indexing); ref_camera: the video camera (1 view); ref_targets
     (K, H, W, 4) what each keyframe should look like from it; multi_cameras (N views) and multi_targets (N, h, w, 4)
-    views of the first keyframe, or of keyframe multi_key[i] (N,) for view i. Targets may carry the world point of
-    each pixel (7 channels, ``appearance_renders(points=True)``) for ``cfg.agree_tol``.
+    views of the first keyframe.
     """
     t0 = time.perf_counter()
     if rest.uv is None:
@@ -354,13 +317,8 @@ def fit_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Came
         raise V2M4Error(f"{ref_targets.shape[0]} reference targets for {K} keyframes")
     kv = key_vertices.to(dev)[:, vmap]
     ref_cams = Camera(ref_camera.K.expand(K, 3, 3), ref_camera.cam_from_world.expand(K, 4, 4), ref_camera.resolution)
-    agree = None
-    if cfg.agree_tol is not None:
-        agree = cfg.agree_tol * float((key_vertices[0].amax(0) - key_vertices[0].amin(0)).norm())
-    pick = dict(agree=agree, erode=cfg.target_erode)
-    uv_r, col_r, w_r, f_r = _supervised_pixels(ctx, rest, kv, ref_cams, ref_targets, cfg.ref_weight, **pick)
-    mv = kv[0] if multi_key is None else kv[multi_key.to(dev)]
-    uv_m, col_m, w_m, f_m = _supervised_pixels(ctx, rest, mv, multi_cameras, multi_targets, 1.0, **pick)
+    uv_r, col_r, w_r, f_r = _supervised_pixels(ctx, rest, kv, ref_cams, ref_targets, cfg.ref_weight)
+    uv_m, col_m, w_m, f_m = _supervised_pixels(ctx, rest, kv[0], multi_cameras, multi_targets, 1.0)
     uv = torch.cat([uv_r, uv_m])
     col = torch.cat([col_r, col_m]).clamp(0, 1)
     w = torch.cat([w_r, w_m])
