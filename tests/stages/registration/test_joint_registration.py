@@ -75,7 +75,7 @@ def test_in_betweens_are_fitted_to_the_video():
     lin = (linear(truth, key) - truth).norm(dim=-1).mean(1)
     inner = [1, 2, 4, 5]
     assert float(lin[inner].min()) > 0.2
-    # measured (150 steps, 64 px): 0.017, 0.031, 0.074, 0.101; the box is 1.2 long
+    # measured (150 steps, the video from step 75, 64 px): 0.017, 0.030, 0.076, 0.102; the box is 1.2 long
     assert float(err[inner].mean()) < 0.4 * float(lin[inner].mean()), err
     assert float(err[inner].max()) < 0.6 * float(lin[inner].min()), err
     assert float(err.max()) < 0.15, err
