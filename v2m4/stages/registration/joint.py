@@ -71,9 +71,7 @@ class JointConfig:
     video_start: float = 0.5        # ours: share of the steps before the video's term joins: the targets first set
                                     # every keyframe's shape, then the silhouettes settle it (as a pair ends with
                                     # its input-view steps). From the first step, the silhouettes bend bodies still
-                                    # near the rest pose into the view's outline; measured (fast preset, p02-p04,
-                                    # bench/results/joint_schedules.json): F@2% once 0.924/0.868/0.963 at 0 ->
-                                    # 0.960/0.937/0.994 at 0.5, keyframe IoU kept or raised
+                                    # near the rest pose into the view's outline; tuned: see docs/calibration.md
     w_temporal: float = 1.0         # ours: squared second difference of vertex trajectories (normalised units, at
                                     # the clip's median frame spacing); tuned: see docs/calibration.md
     video_frames: int = 0           # ours: frames whose silhouette is rendered per step, drawn at random (memory and
