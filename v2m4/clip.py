@@ -173,8 +173,8 @@ def record_failure(out_dir: Path, exc: BaseException) -> None:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         (out_dir / "error.txt").write_text(text)
-    except OSError:
-        pass
+    except OSError:  # best effort (a full disk may be the clip's failure): the summary's line still names the error
+        return
 
 
 def run_clip(clip: Clip, out: Path, cfg, options: BatchOptions, *, log: str = "quiet") -> dict:

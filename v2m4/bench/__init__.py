@@ -425,11 +425,12 @@ def run_bench(settings: BenchSettings, *, progress=None, keep_runs: str | os.Pat
     head = {"method": settings.method, "date": datetime.date.today().isoformat(),
             "machine": machine_description(settings.device), "device": settings.device, "commit": commit,
             "settings": asdict(settings)}
-    if keep_runs is not None:
-        head["runs_kept_in"] = str(keep_runs)
+    keep = None if keep_runs is None else Path(keep_runs)
+    if keep is not None:
+        head["runs_kept_in"] = str(keep)
     for item_id in items:
         try:
-            results[item_id] = bench_item(item_id, settings, None if keep_runs is None else Path(keep_runs))
+            results[item_id] = bench_item(item_id, settings, keep)
         except V2M4Error:
             raise
         except Exception as exc:  # a failed item records its error, never a silent NaN (style.md Sec. 10)
