@@ -45,6 +45,7 @@ def main():
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
 
+    from v2m4.bench import git_commit
     from v2m4.generators.trellis_fallbacks import device_safe_defaults, install_fallbacks
 
     used = install_fallbacks(force=args.force_fallbacks)
@@ -162,8 +163,8 @@ def main():
         for r in rows:
             if "keyframes_per_sec" in r:
                 r["speedup_vs_batch1"] = round(r["keyframes_per_sec"] / one, 2)
-        out = {"date": datetime.date.today().isoformat(), "device": torch.cuda.get_device_name() if cuda else "cpu",
-               "torch": torch.__version__, "tiny": args.tiny, "extensions": used, "params_m": params,
+        out = {"date": datetime.date.today().isoformat(), "commit": git_commit(),
+               "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "tiny": args.tiny, "extensions": used, "params_m": params,
                "voxels_per_keyframe": n_vox, "steps_per_stage": steps, "rows": rows}
         print(json.dumps(out, indent=1))
         if not args.tiny:
@@ -206,7 +207,7 @@ def main():
     sync()
     t_ref = time.perf_counter() - t0
     ref_peak = torch.cuda.max_memory_allocated() / 2 ** 30 if cuda else float("nan")
-    row = {"date": datetime.date.today().isoformat(),
+    row = {"date": datetime.date.today().isoformat(), "commit": git_commit(),
            "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
            "tiny": args.tiny, "extensions": used, "params_m": params, "build_s": round(build_s, 2),
            "voxels": int(len(coords)), "steps_per_stage": steps,
