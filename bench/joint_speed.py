@@ -92,6 +92,43 @@ def profile(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch
             "kernels_per_step": round(sum(1 for a, b in kernels if lo <= a <= hi) / steps, 1)}
 
 
+def sweep(args: tuple, kw: dict, cfg: J.JointConfig, schedules: dict[str, dict], device: torch.device) -> list:
+    """Registration alone, again, under each schedule (JointConfig overrides by label): its seconds by part, and
+    what it fits, measured the same way for every schedule: each keyframe's Chamfer to its target and the
+    input-view silhouette IoU over every frame (the demo has no ground truth)."""
+    from v2m4 import render as R
+    from v2m4.types import Mesh
+
+    masks, camera, ctx = args[2], args[3], args[5]
+    rows = []
+    for label, over in schedules.items():
+        c = replace(cfg, **over)
+        k = dict(kw, generator=torch.Generator().manual_seed(0), progress=None, state=None)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        res = J.register_clip(*args[:4], c, *args[5:], **k)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+        seq = res.sequence
+        T = seq.vertices.shape[0]
+        cams = type(camera)(camera.K.expand(T, 3, 3), camera.cam_from_world.expand(T, 4, 4), camera.resolution)
+        with torch.no_grad():
+            m = R.render(ctx, Mesh(seq.rest.vertices.to(device), seq.rest.faces.to(device)), cams,
+                         channels=("mask",), vertices=seq.vertices.to(device))["mask"] > 0.5
+        gt = masks.to(device) > 0.5
+        iou = ((m & gt).sum((1, 2)).float() / (m | gt).sum((1, 2)).clamp_min(1).float())
+        rows.append({"schedule": label, "overrides": over, "registration_seconds": round(wall, 2),
+                     "parts_seconds": [round(x, 2) for x in res.seconds],
+                     "fit_ms_per_step": round(1000 * res.seconds[2] / max(1, c.iters), 2),
+                     "chamfer_keyframes_mean": float(torch.tensor(res.chamfer).mean()),
+                     "mask_iou_all_mean": round(float(iou.mean()), 4), "mask_iou_all_min": round(float(iou.min()), 4),
+                     "flipped_max": max(res.flipped)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -101,6 +138,9 @@ def main() -> int:
     ap.add_argument("--config", default=None, help="JSON of JointConfig fields to override (a schedule to try)")
     ap.add_argument("--label", default="joint", help="the row's method name")
     ap.add_argument("--out", default=str(RESULTS / "registration_speed.json"))
+    ap.add_argument("--sweep", default=None, help="JSON file {label: JointConfig overrides}: after the timed run, "
+                    "registration alone again under each (no profile); rows to --sweep-out")
+    ap.add_argument("--sweep-out", default=str(RESULTS / "joint_gpu_schedules.json"))
     a = ap.parse_args()
     dev = torch.device(a.device)
     preset = a.preset or ("paper" if dev.type == "cuda" else "fast")
@@ -156,6 +196,14 @@ def main() -> int:
            "commit": git_commit() or "unknown (no git here)"}
     if a.profile_steps > 0 and captured:
         row.update(profile(captured["args"], captured["kw"], cfg.joint, a.profile_steps, dev))
+    if a.sweep and captured:
+        rows = sweep(captured["args"], captured["kw"], cfg.joint, json.loads(Path(a.sweep).read_text()), dev)
+        Path(a.sweep_out).write_text(json.dumps({
+            "what": "registration of the demo alone (its camera stage run once), under each schedule; the demo has "
+                    "no ground truth, so fit is measured against the keyframe targets and the video's masks",
+            "device": a.device, "machine": machine_description(a.device), "backend": a.backend, "preset": preset,
+            "date": datetime.date.today().isoformat(), "torch": torch.__version__,
+            "commit": git_commit() or "unknown (no git here)", "rows": rows}, indent=1) + "\n")
     print(json.dumps(row, indent=1))
     out = Path(a.out)
     old = json.loads(out.read_text())["rows"] if out.exists() else []
