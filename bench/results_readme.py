@@ -165,6 +165,30 @@ def density_section(d: dict) -> list[str]:
     return lines
 
 
+def trellis_batch_section(d: dict) -> list[str]:
+    rows = []
+    for run in d.get("runs", []):
+        for r in run.get("rows", []):
+            if "sec_per_keyframe" in r:
+                rows.append([run.get("device"), run.get("commit", "").split(" ")[0], run.get("attention", ""),
+                             r["batch"], r["sec_per_keyframe"], r.get("slat_sec"), r.get("peak_gb"),
+                             r.get("speedup_vs_batch1")])
+    return ["## trellis_batch", "", d.get("what", ""), ""] + table(
+        ["device", "commit", "attention over several keyframes", "batch", "s per keyframe", "structured-latent s",
+         "peak GB", "x batch 1"], rows) + [""]
+
+
+def gpu_schedules_section(d: dict) -> list[str]:
+    rows = [[r["schedule"], r["registration_seconds"], r["parts_seconds"][1], r["parts_seconds"][2],
+             r["fit_ms_per_step"], r["chamfer_keyframes_mean"], r["mask_iou_all_mean"], r["mask_iou_all_min"]]
+            for r in d.get("rows", [])]
+    head = (f"{d.get('what', '')}. {d.get('machine')}, {d.get('preset')} preset, {d.get('backend')}, "
+            f"{d.get('date')}, commit {str(d.get('commit', '')).split(' ')[0]}.")
+    return ["## joint_gpu_schedules", "", head, ""] + table(
+        ["schedule", "registration s", "global s", "fit s", "ms per step", "keyframe Chamfer (mean)",
+         "input-view IoU, every frame (mean)", "(worst frame)"], rows) + ["", d.get("note", ""), ""]
+
+
 def structure_section(name: str, d: dict) -> list[str]:
     before, after = d.get("before") or {}, d.get("after") or {}
     lines = [f"## {name}", "", f"A refactor's check: the same run (`{before.get('method', '?')}`) before and after, "
@@ -264,7 +288,8 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
     for name, d in tables.items():
         note = METHOD_TABLES.get(name, TRUE_POSE_NOTE if name.startswith("true_pose") else "")
         lines += method_section(name, d, note, plots_made)
-    for name, fn in (("rig_compare", rig_section), ("mesh_density", density_section)):
+    for name, fn in (("rig_compare", rig_section), ("mesh_density", density_section),
+                     ("trellis_batch", trellis_batch_section), ("joint_gpu_schedules", gpu_schedules_section)):
         d = load(name, results)
         if d is not None:
             lines += fn(d)
@@ -279,7 +304,8 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
         if isinstance(d, dict) and "before" in d and "after" in d:
             lines += structure_section(p.stem, d)
     others = sorted(p.name for p in results.glob("*.json")
-                    if p.stem not in tables and p.stem not in ("rig_compare", "mesh_density", *included)
+                    if p.stem not in tables and p.stem not in ("rig_compare", "mesh_density", "trellis_batch",
+                                                               "joint_gpu_schedules", *included)
                     and not p.stem.startswith("structure_"))
     if others:
         lines += ["## Other tables", "", "Not summarised here (see `docs/benchmarks.md`): "

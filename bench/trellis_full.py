@@ -169,7 +169,10 @@ def main():
         print(json.dumps(out, indent=1))
         if not args.tiny:
             path = ROOT / "bench" / "results" / "trellis_batch.json"
-            path.write_text(json.dumps(out, indent=1) + "\n")
+            runs = json.loads(path.read_text()).get("runs", []) if path.exists() else []
+            path.write_text(json.dumps({"what": "TRELLIS image-to-3D v1 generation, full-size models with random "
+                                        "weights, seconds per keyframe at batch 1 and batched (bench/trellis_full.py"
+                                        " --batch); the newest run first", "runs": [out] + runs}, indent=1) + "\n")
             print(f"wrote {path}")
         return
 
