@@ -28,8 +28,10 @@ class GenerationConfig:
                                      # docs/calibration.md); None keeps the generator's own
     refine_appearance: bool = True   # Sec. 4.2: regenerate each keyframe with its appearance optimised against the
                                      # frame (generators with a ``refine`` hook)
-    batch_size: int = 1              # keyframes per call for generators with ``generate_batch`` (Hunyuan3D-2): on a
-                                     # GPU with memory to spare, more keyframes per second; 1 calls ``generate``
+    batch_size: int = 1              # keyframes per call for generators with ``generate_batch``; 1 calls
+                                     # ``generate``. Measured with full-size models: one keyframe already fills an
+                                     # H100/H200, so batching gains little (Hunyuan3D-2 1.13x at 4, TRELLIS
+                                     # 0.91-0.98x); see bench/results/hunyuan_speed.md and trellis_batch.json
 
 
 @dataclass(frozen=True)
