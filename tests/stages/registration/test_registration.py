@@ -287,3 +287,18 @@ def test_remesh_of_a_mesh_with_many_short_edges_stays_under_its_face_budget():
     assert capped.faces.shape[0] <= 1.25 * 3000  # the remesher's edge length is a target, not a bound
     coarse = Mesh(torch.tensor(s.vertices, dtype=torch.float32), torch.tensor(s.faces))
     assert torch.equal(remesh_isotropic(coarse, max_faces=10 ** 6).vertices, remesh_isotropic(coarse).vertices)
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
+def test_nearest_pairs_match_brute_force_row_by_row(batch):
+    from v2m4.geometry import nearest_pairs
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(*batch, 40, 3, generator=g) * torch.tensor([1.0, 5.0, 0.1])  # uneven extents
+    b = torch.rand(*batch, 25, 3, generator=g) * 3 - 1  # another region: rows must not see each other's points
+    ia, ib = nearest_pairs(a, b)
+    d = torch.cdist(a.double(), b.double())
+    assert ia.shape == (*batch, 40) and ib.shape == (*batch, 25) and ia.dtype == ib.dtype == torch.int64
+    assert torch.equal(ia, d.argmin(-1)) and torch.equal(ib, d.argmin(-2))
+    if torch.cuda.is_available():  # the GPU path (the full matrix) agrees
+        ja, jb = nearest_pairs(a.cuda(), b.cuda())
+        assert torch.equal(ja.cpu(), ia) and torch.equal(jb.cpu(), ib)

@@ -36,7 +36,7 @@ from torch import Tensor
 from ... import render as R
 from ...camera import Camera
 from ...errors import V2M4Error
-from ...geometry import face_areas, rotation_6d, sample_barycentric
+from ...geometry import face_areas, nearest_pairs, rotation_6d, sample_barycentric
 from ...optim import SmoothSolver, UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, eval_chamfer, quarter_turns
@@ -138,9 +138,7 @@ def _points(x: Tensor, samples: tuple[Tensor, Tensor]) -> Tensor:
 
 def _chamfer(a: Tensor, b: Tensor) -> Tensor:
     """(B,) symmetric Chamfer of point sets a (B, N, 3) and b (B, M, 3), as ``geometry.chamfer`` row by row."""
-    with torch.no_grad():
-        d = torch.cdist(a.detach(), b)
-        ia, ib = d.argmin(2), d.argmin(1)
+    ia, ib = nearest_pairs(a, b)
     near_b = torch.gather(b, 1, ia[..., None].expand(-1, -1, 3))
     near_a = torch.gather(a, 1, ib[..., None].expand(-1, -1, 3))
     return ((a - near_b) ** 2).sum(-1).mean(1) + ((b - near_a) ** 2).sum(-1).mean(1)
