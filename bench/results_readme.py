@@ -178,6 +178,19 @@ def trellis_batch_section(d: dict) -> list[str]:
          "peak GB", "x batch 1"], rows) + [""]
 
 
+def joint_schedules_section(d: dict) -> list[str]:
+    rows = []
+    for r in sorted(d.get("rows", []), key=lambda r: r["item"]):
+        jg = number(r.get("jitter_gt"))
+        rows.append([r["item"], "`" + json.dumps(r["overrides"]) + "`", str(r.get("commit", "")).split(" ")[0],
+                     r.get("mask_iou"), r.get("mask_iou_all"), r.get("fscore2_once"), r.get("fscore2_per_frame"),
+                     r.get("fscore2_once_last"), r.get("nv_psnr"),
+                     None if not jg or number(r.get("jitter")) is None else r["jitter"] / jg])
+    return ["## joint_schedules", "", f"{d.get('program', '')}. {d.get('note', '')}", ""] + table(
+        ["item", "overrides", "commit", "mask IoU", "mask IoU all", "F@2% once", "F@2% per frame", "F last",
+         "nv_psnr", "jitter / ground truth's"], rows) + [""]
+
+
 def gpu_schedules_section(d: dict) -> list[str]:
     rows = [[r["schedule"], r["registration_seconds"], r["parts_seconds"][1], r["parts_seconds"][2],
              r["fit_ms_per_step"], r["chamfer_keyframes_mean"], r["mask_iou_all_mean"], r["mask_iou_all_min"]]
@@ -289,12 +302,13 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
         note = METHOD_TABLES.get(name, TRUE_POSE_NOTE if name.startswith("true_pose") else "")
         lines += method_section(name, d, note, plots_made)
     for name, fn in (("rig_compare", rig_section), ("mesh_density", density_section),
-                     ("trellis_batch", trellis_batch_section), ("joint_gpu_schedules", gpu_schedules_section)):
+                     ("trellis_batch", trellis_batch_section), ("joint_gpu_schedules", gpu_schedules_section),
+                     ("joint_schedules", joint_schedules_section)):
         d = load(name, results)
         if d is not None:
             lines += fn(d)
     # tables whose own program writes a summary page beside them: included as written
-    included = ("colourless", "batch_speed", "hunyuan_speed", "joint_schedules", "texture_variants")
+    included = ("colourless", "batch_speed", "hunyuan_speed", "texture_variants")
     for name in included:
         md = results / f"{name}.md"
         if md.exists() and (results / f"{name}.json").exists():
@@ -305,7 +319,7 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
             lines += structure_section(p.stem, d)
     others = sorted(p.name for p in results.glob("*.json")
                     if p.stem not in tables and p.stem not in ("rig_compare", "mesh_density", "trellis_batch",
-                                                               "joint_gpu_schedules", *included)
+                                                               "joint_gpu_schedules", "joint_schedules", *included)
                     and not p.stem.startswith("structure_"))
     if others:
         lines += ["## Other tables", "", "Not summarised here (see `docs/benchmarks.md`): "
