@@ -96,12 +96,12 @@ class JointConfig:
 
     @staticmethod
     def fast() -> "JointConfig":
-        """CPU preset: the pairwise fast preset's views, resolution and samples; 400 joint steps, each fitting 16
-        frames' silhouettes at 128 px (tuned: see docs/calibration.md)."""
+        """CPU preset: the pairwise fast preset's views, resolution and samples; 400 joint steps, each fitting up to
+        48 frames' silhouettes at 128 px (tuned: see docs/calibration.md)."""
         f = RegistrationConfig.fast()
         return JointConfig(global_iters=f.global_iters, global_views=f.global_views, global_lr=f.global_lr,
                            global_starts=1, iters=400, key_views=4, lr=f.local_lr, render_res=f.render_res,
-                           view_pool=f.view_pool, chamfer_points=f.chamfer_points, video_frames=16, video_res=128)
+                           view_pool=f.view_pool, chamfer_points=f.chamfer_points, video_frames=48, video_res=128)
 
     def pair_config(self) -> RegistrationConfig:
         """The pairwise config the shared helpers (``_prepare``, ``Target``) read their numbers from."""
