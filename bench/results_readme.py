@@ -184,11 +184,11 @@ def joint_schedules_section(d: dict) -> list[str]:
         jg = number(r.get("jitter_gt"))
         rows.append([r["item"], "`" + json.dumps(r["overrides"]) + "`", str(r.get("commit", "")).split(" ")[0],
                      r.get("mask_iou"), r.get("mask_iou_all"), r.get("fscore2_once"), r.get("fscore2_per_frame"),
-                     r.get("fscore2_once_last"), r.get("nv_psnr"),
+                     r.get("fscore2_once_last"), r.get("nv_psnr"), r.get("flipped_frac"),
                      None if not jg or number(r.get("jitter")) is None else r["jitter"] / jg])
     return ["## joint_schedules", "", f"{d.get('program', '')}. {d.get('note', '')}", ""] + table(
         ["item", "overrides", "commit", "mask IoU", "mask IoU all", "F@2% once", "F@2% per frame", "F last",
-         "nv_psnr", "jitter / ground truth's"], rows) + [""]
+         "nv_psnr", "flipped share", "jitter / ground truth's"], rows) + [""]
 
 
 def gpu_schedules_section(d: dict) -> list[str]:

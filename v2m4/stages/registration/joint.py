@@ -79,7 +79,8 @@ class JointConfig:
     video_res: int = 0              # ours: the video's silhouettes are compared at most this many pixels on a side
                                     # (masks area-averaged, the camera's intrinsics scaled); 0: the frames' own
     arap_refresh: int = _RC.arap_refresh    # pair: steps between re-solving the ARAP rotations
-    unfold_iters: int = _RC.unfold_iters    # pair: steps of the fold repair per frame, after the fit
+    unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
+                                    # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = _RC.render_res        # pair: resolution of the keyframes' render loss
     view_pool: int = _RC.view_pool          # pair: target renders made once per keyframe
     fov_deg: float = _RC.fov_deg            # pair
