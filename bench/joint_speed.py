@@ -97,6 +97,8 @@ def sweep(args: tuple, kw: dict, cfg: J.JointConfig, schedules: dict[str, dict],
     what it fits, measured the same way for every schedule: each keyframe's Chamfer to its target and the
     input-view silhouette IoU over every frame (the demo has no ground truth)."""
     from v2m4 import render as R
+    from v2m4.camera import Camera
+    from v2m4.metrics.image import mask_iou
     from v2m4.types import Mesh
 
     masks, camera, ctx = args[2], args[3], args[5]
@@ -113,12 +115,11 @@ def sweep(args: tuple, kw: dict, cfg: J.JointConfig, schedules: dict[str, dict],
         wall = time.perf_counter() - t0
         seq = res.sequence
         T = seq.vertices.shape[0]
-        cams = type(camera)(camera.K.expand(T, 3, 3), camera.cam_from_world.expand(T, 4, 4), camera.resolution)
+        cams = Camera(camera.K.expand(T, 3, 3), camera.cam_from_world.expand(T, 4, 4), camera.resolution)
         with torch.no_grad():
             m = R.render(ctx, Mesh(seq.rest.vertices.to(device), seq.rest.faces.to(device)), cams,
-                         channels=("mask",), vertices=seq.vertices.to(device))["mask"] > 0.5
-        gt = masks.to(device) > 0.5
-        iou = ((m & gt).sum((1, 2)).float() / (m | gt).sum((1, 2)).clamp_min(1).float())
+                         channels=("mask",), vertices=seq.vertices.to(device))["mask"]
+        iou = mask_iou(m, masks.to(m))
         rows.append({"schedule": label, "overrides": over, "registration_seconds": round(wall, 2),
                      "parts_seconds": [round(x, 2) for x in res.seconds],
                      "fit_ms_per_step": round(1000 * res.seconds[2] / max(1, c.iters), 2),

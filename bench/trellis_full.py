@@ -164,8 +164,8 @@ def main():
             if "keyframes_per_sec" in r:
                 r["speedup_vs_batch1"] = round(r["keyframes_per_sec"] / one, 2)
         out = {"date": datetime.date.today().isoformat(), "commit": git_commit(),
-               "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "tiny": args.tiny, "extensions": used, "params_m": params,
-               "voxels_per_keyframe": n_vox, "steps_per_stage": steps, "rows": rows}
+               "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+               "tiny": args.tiny, "extensions": used, "params_m": params, "voxels_per_keyframe": n_vox, "steps_per_stage": steps, "rows": rows}
         print(json.dumps(out, indent=1))
         if not args.tiny:
             path = ROOT / "bench" / "results" / "trellis_batch.json"

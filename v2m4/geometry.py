@@ -109,10 +109,13 @@ def nearest_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def chamfer(a: Tensor, b: Tensor) -> Tensor:
-    """Symmetric Chamfer distance between point sets a (N, 3) and b (M, 3): mean squared nearest distance a -> b
-    plus b -> a (scalar; 0 for identical sets), differentiable in both.
+    """Symmetric Chamfer distance between point sets a (..., N, 3) and b (..., M, 3), row by row: mean squared
+    nearest distance a -> b plus b -> a, shape (...) (a scalar for single sets; 0 for identical sets),
+    differentiable in both.
 
     The nearest pairs are found without autograd (``nearest_pairs``) and the loss is rebuilt from the gathered
     points: the gradient is the same, and cdist's backward (an N x M x 3 tensor) is gone."""
     ia, ib = nearest_pairs(a, b)
-    return ((a - b[ia]) ** 2).sum(-1).mean() + ((b - a[ib]) ** 2).sum(-1).mean()
+    near_b = torch.gather(b, -2, ia[..., None].expand(*ia.shape, 3))
+    near_a = torch.gather(a, -2, ib[..., None].expand(*ib.shape, 3))
+    return ((a - near_b) ** 2).sum(-1).mean(-1) + ((b - near_a) ** 2).sum(-1).mean(-1)

@@ -36,7 +36,7 @@ from torch import Tensor
 from ... import render as R
 from ...camera import Camera
 from ...errors import V2M4Error
-from ...geometry import face_areas, nearest_pairs, rotation_6d, sample_barycentric
+from ...geometry import chamfer, face_areas, rotation_6d, sample_barycentric
 from ...optim import SmoothSolver, UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, eval_chamfer, quarter_turns
@@ -135,14 +135,6 @@ def _points(x: Tensor, samples: tuple[Tensor, Tensor]) -> Tensor:
     """(B, N, 3) positions of one barycentric sample set on every row of x (B, V, 3)."""
     corners, b = samples
     return (x[:, corners] * b[..., None].to(x)).sum(2)
-
-
-def _chamfer(a: Tensor, b: Tensor) -> Tensor:
-    """(B,) symmetric Chamfer of point sets a (B, N, 3) and b (B, M, 3), as ``geometry.chamfer`` row by row."""
-    ia, ib = nearest_pairs(a, b)
-    near_b = torch.gather(b, 1, ia[..., None].expand(-1, -1, 3))
-    near_a = torch.gather(a, 1, ib[..., None].expand(-1, -1, 3))
-    return ((a - near_b) ** 2).sum(-1).mean(1) + ((b - near_a) ** 2).sum(-1).mean(1)
 
 
 def _face_areas(x: Tensor, faces: Tensor) -> Tensor:
@@ -270,7 +262,7 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
     pts = keys.points[key_of]
     for it in range(iters):
         y = _similarity(x, c, r6, log_s, t)
-        loss = cfg.w_chamfer * _chamfer(_points(y, samples[it % len(samples)]), pts).sum()
+        loss = cfg.w_chamfer * chamfer(_points(y, samples[it % len(samples)]), pts).sum()
         if w_render > 0:
             loss = loss + w_render * keys.render_l1(ctx, template, y, key_of, picks[it], topo).sum()
         opt.zero_grad()
@@ -278,7 +270,7 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
         opt.step()
     with torch.no_grad():
         y = _similarity(x, c, r6, log_s, t)
-        return y, _chamfer(_points(y, samples[0]), pts)
+        return y, chamfer(_points(y, samples[0]), pts)
 
 
 def _global_keyframes(x: Tensor, template: Mesh, keys: _Keys, cfg: JointConfig, ctx, g: torch.Generator,
@@ -437,7 +429,7 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
     for it in range(start, cfg.iters):
         x = frames_to_x(solver, u)
         xk = x[key_index]
-        loss = cfg.w_chamfer * _chamfer(_points(xk, samples[it % len(samples)]), keys.points).sum()
+        loss = cfg.w_chamfer * chamfer(_points(xk, samples[it % len(samples)]), keys.points).sum()
         if cfg.w_render > 0:
             loss = loss + cfg.w_render * keys.render_l1(ctx, template, xk, every, picks[it], topo).sum()
         if cfg.w_input_view > 0 and it >= cfg.video_start * cfg.iters:
