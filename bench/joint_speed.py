@@ -92,6 +92,78 @@ def profile(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch
             "kernels_per_step": round(sum(1 for a, b in kernels if lo <= a <= hi) / steps, 1)}
 
 
+def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch.device) -> dict:
+    """Where a joint step's time goes: registration again up to the fit, whose problem (``_ClipFit``) is then
+    stepped ``steps`` times at the end of its schedule (every term on), each part timed alone, the device
+    synchronised around it: the solve u -> x, the ARAP rotations, each loss term's forward and its backward (a
+    gradient of u alone), the optimiser step. Milliseconds per step, medians; "step" is a whole step timed with
+    one synchronisation, as the fit runs it."""
+    from v2m4.optim import UniformAdam
+
+    captured = {}
+    real_fit = J._fit_clip
+
+    def grab(*a, **k):
+        captured.update(a=a)
+        return a[0].detach()
+
+    kw = dict(kw, generator=torch.Generator().manual_seed(0), progress=None, state=None)
+    J._fit_clip = grab
+    try:
+        J.register_clip(*args[:4], cfg, *args[5:], **kw)
+    finally:
+        J._fit_clip = real_fit
+    a = captured["a"]
+    fit = J._ClipFit(*a[:14])
+    opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(f):
+        sync()
+        t0 = time.perf_counter()
+        out = f()
+        sync()
+        return out, 1000 * (time.perf_counter() - t0)
+
+    times: dict[str, list[float]] = {}
+    its = list(range(cfg.iters - steps, cfg.iters))
+    for it in its:
+        x, ms = timed(fit.x)
+        times.setdefault("solve", []).append(ms)
+        fit.shape.turned = None
+        _, ms = timed(lambda: fit.refresh(it, x))
+        times.setdefault("arap_rotations", []).append(ms)
+        names = list(fit.terms(it, x))
+        for name in names:
+            x = fit.x()
+            term, ms = timed(lambda: fit.terms(it, x, only=(name,))[name])
+            times.setdefault(f"{name}_forward", []).append(ms)
+            _, ms = timed(lambda: torch.autograd.grad(term, fit.u))
+            times.setdefault(f"{name}_backward", []).append(ms)
+        _, ms = timed(lambda: fit.terms(it, x))
+        times.setdefault("forward_all", []).append(ms)
+        fit.u.grad = torch.zeros_like(fit.u)
+        _, ms = timed(opt.step)
+        times.setdefault("optimiser", []).append(ms)
+    for it in its:  # whole steps, one synchronisation each
+        def step():
+            x = fit.x()
+            fit.refresh(it, x)
+            loss = sum(fit.terms(it, x).values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        _, ms = timed(step)
+        times.setdefault("step", []).append(ms)
+    med = {k: round(float(torch.tensor(v).median()), 2) for k, v in times.items()}
+    return {"parts_ms": med, "parts_steps": steps,
+            "parts_note": "forward_all: every term's forward at once; the ARAP rotations are re-solved every "
+                          "arap_refresh steps, the other parts run every step"}
+
+
 def sweep(args: tuple, kw: dict, cfg: J.JointConfig, schedules: dict[str, dict], device: torch.device) -> list:
     """Registration alone, again, under each schedule (JointConfig overrides by label): its seconds by part, and
     what it fits, measured the same way for every schedule: each keyframe's Chamfer to its target and the
@@ -136,6 +208,7 @@ def main() -> int:
     ap.add_argument("--backend", default="torch")
     ap.add_argument("--preset", default=None, help="fast | paper (default: paper on CUDA, fast on the CPU)")
     ap.add_argument("--profile-steps", type=int, default=50)
+    ap.add_argument("--parts", type=int, default=0, help="also time each part of a joint step over this many steps")
     ap.add_argument("--config", default=None, help="JSON of JointConfig fields to override (a schedule to try)")
     ap.add_argument("--label", default="joint", help="the row's method name")
     ap.add_argument("--out", default=str(RESULTS / "registration_speed.json"))
@@ -197,6 +270,8 @@ def main() -> int:
            "commit": git_commit() or "unknown (no git here)"}
     if a.profile_steps > 0 and captured:
         row.update(profile(captured["args"], captured["kw"], cfg.joint, a.profile_steps, dev))
+    if a.parts > 0 and captured:
+        row.update(step_parts(captured["args"], captured["kw"], cfg.joint, a.parts, dev))
     if a.sweep and captured:
         rows = sweep(captured["args"], captured["kw"], cfg.joint, json.loads(Path(a.sweep).read_text()), dev)
         Path(a.sweep_out).write_text(json.dumps({

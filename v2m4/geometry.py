@@ -88,9 +88,7 @@ def nearest_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     the reach of the others (O((N + M) log M)): 8x faster for 9 rows of 1,500 points on one thread. Both are
     exact; where two points are equally near, either may be chosen."""
     if a.device.type != "cpu":
-        d = torch.cdist(a.detach(), b.detach())
-        # argmin down the columns strides through memory; a transposed copy is faster
-        return d.argmin(-1), d.transpose(-1, -2).contiguous().argmin(-1)
+        return _nearest_dense(a.detach(), b.detach())
     from scipy.spatial import cKDTree
 
     batch, N, M = a.shape[:-2], a.shape[-2], b.shape[-2]
@@ -106,6 +104,20 @@ def nearest_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     ib = torch.from_numpy(cKDTree(pa).query(pb, workers=workers)[1]).reshape(-1, M)
     rows = torch.arange(A.shape[0])[:, None]
     return (ia - rows * M).reshape(*batch, N), (ib - rows * N).reshape(*batch, M)
+
+
+def _nearest_dense(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """``nearest_pairs`` by two batched products: argmin_j |a_i - b_j|² = argmin_j (|b_j|² - 2 a_i . b_j), so
+    each direction is one baddbmm and one argmin over its rows (no square root, clamp or transposed copy of the
+    distance matrix, each of which is a pass over N x M entries). Both sets are centred on b's mean first, which
+    keeps the expansion's cancellation small."""
+    batch, N, M = a.shape[:-2], a.shape[-2], b.shape[-2]
+    A, B = a.reshape(-1, N, 3), b.reshape(-1, M, 3)
+    c = B.mean(1, keepdim=True)
+    A, B = A - c, B - c
+    ia = torch.baddbmm((B * B).sum(-1)[:, None, :], A, B.transpose(1, 2), alpha=-2).argmin(-1)
+    ib = torch.baddbmm((A * A).sum(-1)[:, None, :], B, A.transpose(1, 2), alpha=-2).argmin(-1)
+    return ia.reshape(*batch, N), ib.reshape(*batch, M)
 
 
 def chamfer(a: Tensor, b: Tensor) -> Tensor:

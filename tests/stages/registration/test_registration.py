@@ -291,7 +291,7 @@ def test_remesh_of_a_mesh_with_many_short_edges_stays_under_its_face_budget():
 
 @pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
 def test_nearest_pairs_match_brute_force_row_by_row(batch):
-    from v2m4.geometry import nearest_pairs
+    from v2m4.geometry import _nearest_dense, nearest_pairs
     g = torch.Generator().manual_seed(0)
     a = torch.rand(*batch, 40, 3, generator=g) * torch.tensor([1.0, 5.0, 0.1])  # uneven extents
     b = torch.rand(*batch, 25, 3, generator=g) * 3 - 1  # another region: rows must not see each other's points
@@ -299,6 +299,8 @@ def test_nearest_pairs_match_brute_force_row_by_row(batch):
     d = torch.cdist(a.double(), b.double())
     assert ia.shape == (*batch, 40) and ib.shape == (*batch, 25) and ia.dtype == ib.dtype == torch.int64
     assert torch.equal(ia, d.argmin(-1)) and torch.equal(ib, d.argmin(-2))
+    ka, kb = _nearest_dense(a, b)  # the GPU's method, run here on the CPU
+    assert torch.equal(ka, ia) and torch.equal(kb, ib)
     if torch.cuda.is_available():  # the GPU path (the full matrix) agrees
         ja, jb = nearest_pairs(a.cuda(), b.cuda())
         assert torch.equal(ja.cpu(), ia) and torch.equal(jb.cpu(), ib)

@@ -163,19 +163,38 @@ def _arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
     return torch.where((torch.det(Rm) < 0)[..., None, None], Rf, Rm).to(x.dtype)
 
 
-def _regularisers(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor, scale: Tensor, rot: Tensor,
-                  cfg: JointConfig) -> Tensor:
-    """(T,) ARAP + area + edge energies of every frame against rest * scale[t] (``energies``' terms, per frame)."""
-    s = scale[:, None]
-    i, j = _directed(edges)
-    rs = rest[None] * scale[:, None, None]
-    r = (x[:, j] - x[:, i]) - (rot[:, i] @ (rs[:, j] - rs[:, i])[..., None])[..., 0]
-    arap = (r * r).sum(-1).mean(1)
-    area = ((_face_areas(x, faces) - s * s * face_areas(rest, faces)[None]) ** 2).mean(1)
-    lx = (x[:, edges[:, 1]] - x[:, edges[:, 0]]).norm(dim=-1)
-    lr = (rest[edges[:, 1]] - rest[edges[:, 0]]).norm(dim=-1)[None] * s
-    edge = ((lx - lr) ** 2).mean(1)
-    return cfg.w_arap * arap + cfg.w_area * area + cfg.w_edge * edge
+class _Shape:
+    """ARAP + area + edge energies of every frame against the rest mesh at each frame's reference size (the pair's
+    terms, ``energies``, per frame). What does not move between steps is computed once: the rest's directed
+    edges, face areas and edge lengths at each frame's size, and, at each ARAP refresh, each directed edge as the
+    frame's rotation of its one-ring turns it (the rotations are fixed between refreshes, so the ARAP residual is
+    one subtraction a step, not a batched 3 x 3 product per edge)."""
+
+    def __init__(self, rest: Tensor, faces: Tensor, edges: Tensor, scale: Tensor, cfg: JointConfig):
+        self.rest, self.faces, self.edges, self.cfg = rest, faces, edges, cfg
+        self.i, self.j = _directed(edges)
+        s = scale[:, None]
+        self.scale = scale
+        self.area = s * s * face_areas(rest, faces)[None]  # (T, F)
+        self.length = (rest[edges[:, 1]] - rest[edges[:, 0]]).norm(dim=-1)[None] * s  # (T, E)
+        self.turned: Tensor | None = None  # (T, 2E, 3)
+
+    def refresh(self, x: Tensor) -> None:
+        """The best local rotations of positions x (T, V, 3) (scale-free: the best rotation ignores a uniform
+        scale), applied once to the rest's directed edges at each frame's size."""
+        rot = _arap_rotations(x.detach(), self.rest, self.edges)
+        er = self.rest[self.j] - self.rest[self.i]
+        self.turned = (rot[:, self.i] @ er[..., None])[..., 0] * self.scale[:, None, None]
+
+    def energy(self, x: Tensor) -> Tensor:
+        """(T,) weighted sum of the three energies of positions x (T, V, 3)."""
+        cfg, edges = self.cfg, self.edges
+        r = (x[:, self.j] - x[:, self.i]) - self.turned
+        arap = (r * r).sum(-1).mean(1)
+        area = ((_face_areas(x, self.faces) - self.area) ** 2).mean(1)
+        lx = (x[:, edges[:, 1]] - x[:, edges[:, 0]]).norm(dim=-1)
+        edge = ((lx - self.length) ** 2).mean(1)
+        return cfg.w_arap * arap + cfg.w_area * area + cfg.w_edge * edge
 
 
 def _temporal(x: Tensor, times: Tensor) -> Tensor:
@@ -397,60 +416,97 @@ def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:
     return camera.with_resolution(size), small
 
 
+class _ClipFit:
+    """The joint local fit's problem: every frame's positions (T, V, 3) as large-steps parameters u, and its loss
+    as named terms (``terms``), so a profile can time each. All randomness (surface samples, keyframe views, video
+    frames) is drawn at construction: a step makes no draw and no host sync."""
+
+    def __init__(self, x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
+                 camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator,
+                 topo):
+        T = x0.shape[0]
+        self.cfg, self.ctx, self.topo, self.template, self.frame = cfg, ctx, topo, template, frame
+        self.rest, self.keys, self.key_index, self.scale, self.times = rest, keys, key_index, scale, times
+        self.faces, self.edges, self.solver = template.faces, frame.edges, frame.solver
+        self.u = frames_to_u(self.solver, x0.detach()).clone().requires_grad_(True)
+        self.samples = [sample_barycentric(self.faces, face_areas(rest, self.faces), cfg.chamfer_points, generator=g)
+                        for _ in range(cfg.sample_sets)]
+        self.picks = keys.picks(cfg.iters, cfg.key_views, g)
+        camera, self.masks = _video_at(camera, masks, cfg.video_res)
+        self.nv = T if cfg.video_frames <= 0 else min(cfg.video_frames, T)
+        self.vid = torch.argsort(torch.rand(cfg.iters, T, generator=g), dim=1)[:, :self.nv].to(x0.device)
+        self.vcam = Camera(camera.K.expand(self.nv, 3, 3), camera.cam_from_world.expand(self.nv, 4, 4),
+                           camera.resolution)
+        self.marea = self.masks.sum((1, 2)).clamp_min(1.0)
+        self.every = torch.arange(len(key_index), device=x0.device)
+        self.shape = _Shape(rest, self.faces, self.edges, scale, cfg)
+        # what a saved state must match to be continued: the same clip, mesh and schedule
+        self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(cfg), "layout": 2}
+
+    def x(self) -> Tensor:
+        return frames_to_x(self.solver, self.u)
+
+    def refresh(self, it: int, x: Tensor) -> None:
+        """The ARAP rotations, re-solved every ``arap_refresh`` steps."""
+        if self.shape.turned is None or it % max(1, self.cfg.arap_refresh) == 0:
+            self.shape.refresh(x)
+
+    def terms(self, it: int, x: Tensor, only: tuple[str, ...] | None = None) -> dict[str, Tensor]:
+        """Step it's loss terms of positions x (T, V, 3), by name, each a weighted scalar; only: just these."""
+        cfg, T = self.cfg, x.shape[0]
+        on = {"chamfer": True, "key_render": cfg.w_render > 0,
+              "video": cfg.w_input_view > 0 and it >= cfg.video_start * cfg.iters,
+              "shape": True, "temporal": cfg.w_temporal > 0 and T >= 3}
+        on = {k: v and (only is None or k in only) for k, v in on.items()}
+        out = {}
+        xk = x[self.key_index]
+        if on["chamfer"]:
+            out["chamfer"] = cfg.w_chamfer * chamfer(_points(xk, self.samples[it % len(self.samples)]),
+                                                     self.keys.points).sum()
+        if on["key_render"]:
+            out["key_render"] = cfg.w_render * self.keys.render_l1(self.ctx, self.template, xk, self.every,
+                                                                   self.picks[it], self.topo).sum()
+        if on["video"]:
+            f = self.vid[it] if self.nv < T else slice(None)
+            r = R.render(self.ctx, self.template, self.vcam, channels=("mask",),
+                         vertices=x[f] * self.frame.size + self.frame.centre, topology=self.topo)
+            out["video"] = cfg.w_input_view * ((r["mask"] - self.masks[f]).abs().sum((1, 2)) / self.marea[f]).sum()
+        if on["shape"]:
+            out["shape"] = self.shape.energy(x).sum()
+        if on["temporal"]:
+            out["temporal"] = cfg.w_temporal * _temporal(x, self.times).sum()
+        return out
+
+
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
               camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator, topo,
               progress, *, state: Path | None = None, state_every: int = 50) -> Tensor:
     """The joint local fit of every frame's positions x0 (T, V, 3) (normalised). Returns (T, V, 3) detached.
     state: see ``register_clip``."""
-    T = x0.shape[0]
-    faces, edges, solver = template.faces, frame.edges, frame.solver
-    u = frames_to_u(solver, x0.detach()).clone().requires_grad_(True)
-    opt = UniformAdam([u], lr=cfg.lr, per_row=True)
-    samples = [sample_barycentric(faces, face_areas(rest, faces), cfg.chamfer_points, generator=g)
-               for _ in range(cfg.sample_sets)]
-    picks = keys.picks(cfg.iters, cfg.key_views, g)
-    camera, masks = _video_at(camera, masks, cfg.video_res)
-    nv = T if cfg.video_frames <= 0 else min(cfg.video_frames, T)
-    vid = torch.argsort(torch.rand(cfg.iters, T, generator=g), dim=1)[:, :nv].to(x0.device)
-    vcam = Camera(camera.K.expand(nv, 3, 3), camera.cam_from_world.expand(nv, 4, 4), camera.resolution)
-    marea = masks.sum((1, 2)).clamp_min(1.0)
-    every = torch.arange(len(key_index), device=x0.device)
-    rot = None
-    # what a saved state must match to be continued: the same clip, mesh and schedule
-    stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(cfg)}
+    fit = _ClipFit(x0, rest, template, keys, key_index, masks, camera, frame, scale, times, cfg, ctx, g, topo)
+    opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
     start = 0
     if state is not None and state.is_file():
         saved = torch.load(state, map_location=x0.device, weights_only=False)
-        if saved.get("stamp") == stamp:
-            start, rot = saved["step"], saved["rot"]
+        if saved.get("stamp") == fit.stamp:
+            start, fit.shape.turned = saved["step"], saved["turned"]
             with torch.no_grad():
-                u.copy_(saved["u"])
+                fit.u.copy_(saved["u"])
             opt.load_state_dict(saved["opt"])
     for it in range(start, cfg.iters):
-        x = frames_to_x(solver, u)
-        xk = x[key_index]
-        loss = cfg.w_chamfer * chamfer(_points(xk, samples[it % len(samples)]), keys.points).sum()
-        if cfg.w_render > 0:
-            loss = loss + cfg.w_render * keys.render_l1(ctx, template, xk, every, picks[it], topo).sum()
-        if cfg.w_input_view > 0 and it >= cfg.video_start * cfg.iters:
-            f = vid[it] if nv < T else slice(None)
-            r = R.render(ctx, template, vcam, channels=("mask",), vertices=x[f] * frame.size + frame.centre,
-                         topology=topo)
-            loss = loss + cfg.w_input_view * ((r["mask"] - masks[f]).abs().sum((1, 2)) / marea[f]).sum()
-        if it % max(1, cfg.arap_refresh) == 0:
-            rot = _arap_rotations(x.detach(), rest, edges)  # scale-free: the best rotation ignores a uniform scale
-        loss = loss + _regularisers(x, rest, faces, edges, scale, rot, cfg).sum()
-        if cfg.w_temporal > 0:
-            loss = loss + cfg.w_temporal * _temporal(x, times).sum()
+        x = fit.x()
+        fit.refresh(it, x)
+        loss = sum(fit.terms(it, x).values())
         opt.zero_grad()
         loss.backward()
         opt.step()
         if state is not None and (it + 1) % max(1, state_every) == 0 and it + 1 < cfg.iters:
-            _save_state(state, {"stamp": stamp, "step": it + 1, "u": u.detach(), "rot": rot, "opt": opt.state_dict()})
+            _save_state(state, {"stamp": fit.stamp, "step": it + 1, "u": fit.u.detach(), "turned": fit.shape.turned,
+                                "opt": opt.state_dict()})
         if progress:
             progress(it + 1, cfg.iters)
     with torch.no_grad():
-        return frames_to_x(solver, u)
+        return fit.x()
 
 
 def _save_state(path: Path, value: dict) -> None:
