@@ -192,14 +192,17 @@ def joint_schedules_section(d: dict) -> list[str]:
 
 
 def gpu_schedules_section(d: dict) -> list[str]:
-    rows = [[r["schedule"], r["registration_seconds"], r["parts_seconds"][1], r["parts_seconds"][2],
-             r["fit_ms_per_step"], r["chamfer_keyframes_mean"], r["mask_iou_all_mean"], r["mask_iou_all_min"]]
-            for r in d.get("rows", [])]
-    head = (f"{d.get('what', '')}. {d.get('machine')}, {d.get('preset')} preset, {d.get('backend')}, "
-            f"{d.get('date')}, commit {str(d.get('commit', '')).split(' ')[0]}.")
-    return ["## joint_gpu_schedules", "", head, ""] + table(
-        ["schedule", "registration s", "global s", "fit s", "ms per step", "keyframe Chamfer (mean)",
-         "input-view IoU, every frame (mean)", "(worst frame)"], rows) + ["", d.get("note", ""), ""]
+    lines = ["## joint_gpu_schedules", "", f"{d.get('what', '')}. Table `joint_gpu_schedules.json`.", ""]
+    for run in d.get("runs", [d]):
+        rows = [[r["schedule"], "`" + json.dumps(r["overrides"]) + "`", r["registration_seconds"],
+                 r["parts_seconds"][1], r["parts_seconds"][2], r["fit_ms_per_step"], r["chamfer_keyframes_mean"],
+                 r["mask_iou_all_mean"], r["mask_iou_all_min"]] for r in run.get("rows", [])]
+        head = (f"{run.get('what', '')}. {run.get('machine')}, {run.get('preset')} preset, {run.get('backend')}, "
+                f"{run.get('date')}, commit {str(run.get('commit', '')).split(' ')[0]}.")
+        lines += [head, ""] + table(
+            ["schedule", "overrides", "registration s", "global s", "fit s", "ms per step", "keyframe Chamfer (mean)",
+             "input-view IoU, every frame (mean)", "(worst frame)"], rows) + ["", run.get("note", ""), ""]
+    return lines
 
 
 def structure_section(name: str, d: dict) -> list[str]:
