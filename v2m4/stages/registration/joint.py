@@ -57,7 +57,9 @@ class JointConfig:
     global_views: int = _RC.global_views    # Appendix A: views per keyframe per step of the global render loss
     global_lr: float = _RC.global_lr        # pair
     global_starts: int = 1          # ours: quarter turns about +Y each keyframe's global alignment starts from, in
-                                    # one batch (the pair's retry, made up front); 1: identity only
+                                    # one batch (the pair's retry, made up front); 1: identity only. Both presets
+                                    # keep 1: a keyframe that goes on from a turn matches its target's surface
+                                    # with other vertices, and the animation jumps there (see docs/calibration.md)
     iters: int = _RC.local_iters    # Appendix A: local alignment steps, now of the whole clip together
     key_views: int = _RC.local_views  # Appendix A: views per keyframe per step of the local render loss
     lr: float = _RC.local_lr        # pair (uniform Adam in u; normalised per frame here, see UniformAdam(per_row=True))
@@ -92,8 +94,8 @@ class JointConfig:
 
     @staticmethod
     def paper() -> "JointConfig":
-        """GPU preset: the paper's steps and views (not yet measured on a GPU)."""
-        return JointConfig(global_starts=4)
+        """GPU preset: the paper's steps and views."""
+        return JointConfig()
 
     @staticmethod
     def fast() -> "JointConfig":
