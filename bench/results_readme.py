@@ -18,6 +18,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # method tables (``python -m v2m4.bench``), in the page's order, with a line on what each measures
 METHOD_TABLES = {
     "full_joint": "the whole pipeline with every frame registered at once (`--joint-registration`)",
+    "full_joint_gpu": "the whole pipeline with every frame registered at once, on the device at the paper preset "
+                      "(nvdiffrast)",
     "full": "the whole pipeline as `v2m4 run` ran it at the table's commit",
     "register_seq": "the whole pipeline without texture, keyframe pairs registered in a chain (the paper's "
                     "schedule): the baseline of the whole-clip fit",
