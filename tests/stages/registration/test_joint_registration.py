@@ -14,8 +14,9 @@ from v2m4.errors import V2M4Error
 from v2m4.geometry import unique_edges
 from v2m4.optim import SmoothSolver
 from v2m4.stages.registration import arap_rotations
-from v2m4.stages.registration.joint import (JointConfig, _arap_rotations, _temporal, frames_to_u, frames_to_x,
-                                            register_clip)
+from v2m4.stages.registration.energies import arap_energy, area_energy, edge_energy
+from v2m4.stages.registration.joint import (JointConfig, _arap_rotations, _Shape, _temporal, frames_to_u,
+                                            frames_to_x, register_clip)
 from v2m4.types import Mesh
 from conftest import bend
 
@@ -122,6 +123,29 @@ def test_batched_helpers_match_the_pairwise_energies():
     # evenly spaced frames: the temporal term is the mean squared second difference |x+ - 2x + x-|²
     acc = x[2:] - 2 * x[1:-1] + x[:-2]
     torch.testing.assert_close(_temporal(x, torch.arange(T) * 0.5), (acc * acc).sum(-1).mean(1))
+
+
+def test_shape_energies_are_the_pairwise_energies_frame_by_frame():
+    # the joint fit's regularisers (rotations applied to the rest edges once per refresh, each frame at its own
+    # reference size) against the pairwise energies of each frame alone, Appendix A weights
+    m = box()
+    x = clip(m)
+    edges = unique_edges(m.faces)
+    scale = torch.linspace(0.8, 1.3, T)
+    cfg = JointConfig()
+    shape = _Shape(m.vertices, m.faces, edges, scale, cfg)
+    shape.refresh(x)
+    want = []
+    for xt, s in zip(x, scale.tolist()):
+        rot = arap_rotations(xt, m.vertices, edges)  # scale-free, as the joint fit's
+        want.append(cfg.w_arap * arap_energy(xt, m.vertices, edges, s, rot)
+                    + cfg.w_area * area_energy(xt, m.vertices, m.faces, s)
+                    + cfg.w_edge * edge_energy(xt, m.vertices, edges, s))
+    torch.testing.assert_close(shape.energy(x), torch.stack(want), rtol=1e-4, atol=1e-6)
+    rest_scaled = m.vertices[None] * scale[:, None, None]
+    shape.refresh(rest_scaled)
+    torch.testing.assert_close(shape.energy(rest_scaled), torch.zeros(T), atol=1e-8, rtol=0)  # 0 at the rest pose
+    assert float(shape.energy(m.vertices[None].expand(T, -1, -1))[0]) > 1e-4  # unscaled: off frame 0's 0.8
 
 
 def test_same_seed_same_result():
