@@ -136,8 +136,7 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
         fit.shape.turned = None
         _, ms = timed(lambda: fit.refresh(it, x))
         times.setdefault("arap_rotations", []).append(ms)
-        names = list(fit.terms(it, x))
-        for name in names:
+        for name in fit.active(it):
             x = fit.x()
             term, ms = timed(lambda: fit.terms(it, x, only=(name,))[name])
             times.setdefault(f"{name}_forward", []).append(ms)
@@ -149,14 +148,7 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
         _, ms = timed(opt.step)
         times.setdefault("optimiser", []).append(ms)
     for it in its:  # whole steps, one synchronisation each
-        def step():
-            x = fit.x()
-            fit.refresh(it, x)
-            loss = sum(fit.terms(it, x).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        _, ms = timed(step)
+        _, ms = timed(lambda: fit.step(it, opt))
         times.setdefault("step", []).append(ms)
     med = {k: round(float(torch.tensor(v).median()), 2) for k, v in times.items()}
     return {"parts_ms": med, "parts_steps": steps,

@@ -453,31 +453,45 @@ class _ClipFit:
         if self.shape.turned is None or it % max(1, self.cfg.arap_refresh) == 0:
             self.shape.refresh(x)
 
+    def active(self, it: int) -> tuple[str, ...]:
+        """The names of step it's loss terms."""
+        cfg = self.cfg
+        on = {"chamfer": True, "key_render": cfg.w_render > 0,
+              "video": cfg.w_input_view > 0 and it >= cfg.video_start * cfg.iters,
+              "shape": True, "temporal": cfg.w_temporal > 0 and self.u.shape[0] >= 3}
+        return tuple(k for k, v in on.items() if v)
+
     def terms(self, it: int, x: Tensor, only: tuple[str, ...] | None = None) -> dict[str, Tensor]:
         """Step it's loss terms of positions x (T, V, 3), by name, each a weighted scalar; only: just these."""
         cfg, T = self.cfg, x.shape[0]
-        on = {"chamfer": True, "key_render": cfg.w_render > 0,
-              "video": cfg.w_input_view > 0 and it >= cfg.video_start * cfg.iters,
-              "shape": True, "temporal": cfg.w_temporal > 0 and T >= 3}
-        on = {k: v and (only is None or k in only) for k, v in on.items()}
+        on = {k for k in self.active(it) if only is None or k in only}
         out = {}
         xk = x[self.key_index]
-        if on["chamfer"]:
+        if "chamfer" in on:
             out["chamfer"] = cfg.w_chamfer * chamfer(_points(xk, self.samples[it % len(self.samples)]),
                                                      self.keys.points).sum()
-        if on["key_render"]:
+        if "key_render" in on:
             out["key_render"] = cfg.w_render * self.keys.render_l1(self.ctx, self.template, xk, self.every,
                                                                    self.picks[it], self.topo).sum()
-        if on["video"]:
+        if "video" in on:
             f = self.vid[it] if self.nv < T else slice(None)
             r = R.render(self.ctx, self.template, self.vcam, channels=("mask",),
                          vertices=x[f] * self.frame.size + self.frame.centre, topology=self.topo)
             out["video"] = cfg.w_input_view * ((r["mask"] - self.masks[f]).abs().sum((1, 2)) / self.marea[f]).sum()
-        if on["shape"]:
+        if "shape" in on:
             out["shape"] = self.shape.energy(x).sum()
-        if on["temporal"]:
+        if "temporal" in on:
             out["temporal"] = cfg.w_temporal * _temporal(x, self.times).sum()
         return out
+
+    def step(self, it: int, opt: torch.optim.Optimizer) -> None:
+        """One step of the fit: the positions, the ARAP rotations when due, every term, one optimiser step."""
+        x = self.x()
+        self.refresh(it, x)
+        loss = sum(self.terms(it, x).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
@@ -496,12 +510,7 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
                 fit.u.copy_(saved["u"])
             opt.load_state_dict(saved["opt"])
     for it in range(start, cfg.iters):
-        x = fit.x()
-        fit.refresh(it, x)
-        loss = sum(fit.terms(it, x).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        fit.step(it, opt)
         if state is not None and (it + 1) % max(1, state_every) == 0 and it + 1 < cfg.iters:
             _save_state(state, {"stamp": fit.stamp, "step": it + 1, "u": fit.u.detach(), "turned": fit.shape.turned,
                                 "opt": opt.state_dict()})
