@@ -81,9 +81,10 @@ def test_every_long_stage_of_a_48_frame_run_shows_a_moving_bar(tmp_path):
     assert report["frames"] == 48
     seconds = report["seconds"]
     long = {s for s, v in seconds.items() if v > THRESHOLD_S}
-    # not an empty check: the longest stages are held to it (which others pass the threshold depends on the
-    # machine's speed and load: a quiet one bakes the tiny texture and writes the outputs in under it)
-    assert {"camera", "register"} <= long, seconds
+    # not an empty check: the longest stage is held to it (which others pass the threshold depends on the
+    # machine's speed and load: a quiet one searches the cameras, bakes the tiny texture and writes the outputs in
+    # under it; the bars of those are checked below by their totals)
+    assert "register" in long, seconds
     assert silent_stages(events, seconds, THRESHOLD_S) == {}, seconds
     totals = {e["stage"]: e["total"] for e in events if "progress" in e}
     K = len(report["keyframes"])

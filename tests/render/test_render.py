@@ -350,3 +350,38 @@ def test_mesh_split_at_uv_seams_renders_like_the_welded_mesh():
     two = Camera(cam.K.expand(2, 3, 3), cam.cam_from_world.expand(2, 4, 4), cam.resolution)
     each = R.render_each(CTX, [plain_split, plain_split], two, channels=("mask",))["mask"]
     torch.testing.assert_close(each, a.expand(2, -1, -1), atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not R._cpu.available(), reason="numba is not installed: the CPU uses the tensor rasteriser")
+def test_compiled_cpu_visibility_equals_the_tensor_rasteriser():
+    # Random views of a noisy sphere (self-intersecting, so depth decides), some partly off screen, one behind the
+    # eye, plus two screen-filling triangles (the tensor rasteriser's float64 path): the same covered pixels
+    # everywhere, and the same triangle wherever the two nearest surfaces are not within a float32 step of depth.
+    g = torch.Generator().manual_seed(0)
+    m = trimesh.creation.icosphere(subdivisions=3)
+    v = torch.tensor(m.vertices, dtype=torch.float32)
+    v = v + 0.05 * torch.randn(v.shape, generator=g)
+    big = torch.tensor([[-9.0, -9.0, 0.5], [9.0, -8.0, 0.6], [0.0, 9.0, 0.4]])
+    v = torch.cat([v, big])
+    tri = torch.cat([torch.tensor(m.faces), torch.tensor([[len(v) - 3, len(v) - 2, len(v) - 1]])])
+    pos = []
+    for b in range(7):
+        q = torch.linalg.qr(torch.randn(3, 3, generator=g))[0]
+        p = v @ q.T
+        p[:, 2] += 0.5 if b == 0 else 3.0  # view 0: the eye inside the sphere, vertices behind it
+        shift = 0.6 * (b % 3 - 1)
+        pos.append(torch.stack([2 * p[:, 0] + shift * p[:, 2], 2 * p[:, 1], (p[:, 2] - 2) / 2 * p[:, 2], p[:, 2]], -1))
+    pos = torch.stack(pos)
+    for res in [(48, 64), (96, 96)]:
+        ref = R._torch.visibility(pos, tri, res, 1 << 20)
+        got = R._cpu.visibility(pos, tri, res)
+        assert torch.equal(got >= 0, ref >= 0)
+        assert float((got != ref).float().mean()) < 1e-3
+        # one view at a time (the kernel's split over threads) gives the same ids
+        assert torch.equal(torch.cat([R._cpu.visibility(pos[b:b + 1], tri, res) for b in range(7)]), got)
+    cam = orbit_camera(torch.zeros(1), torch.zeros(1), torch.full((1,), 3.0), torch.zeros(3), fov_deg=40,
+                       resolution=(64, 64))
+    mesh = Mesh(v[:-3], torch.tensor(m.faces))
+    fast = R.render(CTX, mesh, cam, channels=("mask", "tri_id"))
+    ref = R.render(R.context("torch", compiled=False), mesh, cam, channels=("mask", "tri_id"))
+    assert torch.equal(fast["mask"], ref["mask"])
