@@ -385,3 +385,15 @@ def test_compiled_cpu_visibility_equals_the_tensor_rasteriser():
     fast = R.render(CTX, mesh, cam, channels=("mask", "tri_id"))
     ref = R.render(R.context("torch", compiled=False), mesh, cam, channels=("mask", "tri_id"))
     assert torch.equal(fast["mask"], ref["mask"])
+
+
+def test_barycentrics_backward_is_the_derivative_of_its_forward():
+    # the written-out backward of the visible pixels' barycentrics and depth, against finite differences in float64
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(9, 3, 4, dtype=torch.float64, generator=g)
+    p[..., 3] = p[..., 3].abs() + 0.5
+    ndc = torch.rand(2, 9, dtype=torch.float64, generator=g) * 0.4 - 0.2
+    p.requires_grad_(True)
+    f = R._torch._Barycentrics.apply
+    assert torch.autograd.gradcheck(lambda q: f(q, ndc[0], ndc[1]), (p,))
+    assert torch.autograd.gradcheck(lambda q: f(q, ndc[0], ndc[1])[1], (p,))  # z alone: no barycentric gradient

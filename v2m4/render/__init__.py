@@ -192,7 +192,8 @@ def antialias(ctx: RenderContext, color: Tensor, rast: Tensor, pos: Tensor, tri:
 
 def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     """vertices (..., V, 3), faces (F, 3) -> area-weighted unit vertex normals (..., V, 3)."""
-    v0, v1, v2 = vertices[..., faces[:, 0], :], vertices[..., faces[:, 1], :], vertices[..., faces[:, 2], :]
+    # index_select, not advanced indexing: its backward is an index_add, several times faster on the CPU
+    v0, v1, v2 = (vertices.index_select(-2, faces[:, k]) for k in range(3))
     fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
     n = torch.zeros_like(vertices)
     for k in range(3):

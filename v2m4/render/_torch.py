@@ -395,6 +395,63 @@ class Fragments:
         return zb
 
 
+class _Barycentrics(torch.autograd.Function):
+    """p (N, 3, 4) clip corners of each visible pixel's triangle, ndc_x, ndc_y (N,) its centre -> perspective-correct
+    barycentrics (N, 3) and z_ndc (N,), with the backward written out: one autograd node instead of some thirty
+    (their bookkeeping, not their arithmetic, was most of a CPU render's backward).
+
+    Homogeneous 2-D barycentrics: with each corner taken relative to the pixel's ray (x - ndc_x w, y - ndc_y w), the
+    sub-triangle areas a_i are proportional to the perspective-correct barycentrics, with no division by w. The
+    epsilon (the one nvdiffrast uses, so that both backends give the same values and gradients) bounds
+    d(bary)/d(pos) where a snapped sliver covers a centre its float triangle misses (its area is ~0). The third
+    barycentric is 1 - u - v, as nvdiffrast's rast stores (u, v) only.
+    """
+
+    @staticmethod
+    def forward(ctx, p: Tensor, ndc_x: Tensor, ndc_y: Tensor):
+        X, Y, Z, W = p.unbind(-1)  # (N, 3) each
+        rx = (X - ndc_x[:, None] * W).unbind(1)
+        ry = (Y - ndc_y[:, None] * W).unbind(1)
+        a0 = rx[1] * ry[2] - ry[1] * rx[2]
+        a1 = rx[2] * ry[0] - ry[2] * rx[0]
+        a2 = rx[0] * ry[1] - ry[0] * rx[1]
+        at = a0 + a1 + a2
+        inv = 1 / (at + torch.where(at < 0, -1e-6, 1e-6))
+        b0, b1 = a0 * inv, a1 * inv
+        b2 = 1 - b0 - b1
+        (z0, z1, z2), (w0, w1, w2) = Z.unbind(1), W.unbind(1)
+        den = b0 * w0 + b1 * w1 + b2 * w2
+        z = (b0 * z0 + b1 * z1 + b2 * z2) / den
+        bary = torch.stack([b0, b1, b2], -1)
+        ctx.save_for_backward(p, ndc_x, ndc_y, bary, z, den, inv, a0, a1)
+        return bary, z
+
+    @staticmethod
+    def backward(ctx, g_bary: Tensor, g_z: Tensor):
+        p, ndc_x, ndc_y, bary, z, den, inv, a0, a1 = ctx.saved_tensors
+        X, Y, Z, W = p.unbind(-1)
+        rx0, rx1, rx2 = (X - ndc_x[:, None] * W).unbind(1)
+        ry0, ry1, ry2 = (Y - ndc_y[:, None] * W).unbind(1)
+        if g_bary is None:
+            g_bary = torch.zeros_like(bary)
+        if g_z is None:
+            g_z = torch.zeros_like(z)
+        gzd = g_z / den
+        # z = sum b Z / sum b W: through the barycentrics, and straight to each corner's z and w
+        gb = g_bary + gzd[:, None] * (Z - z[:, None] * W)
+        gZ = gzd[:, None] * bary
+        gW = -(gzd * z)[:, None] * bary
+        gb0, gb1, gb2 = gb.unbind(1)
+        G0, G1 = gb0 - gb2, gb1 - gb2  # b2 = 1 - b0 - b1
+        # b_i = a_i * inv, inv = 1 / (a0 + a1 + a2 + eps): d inv / d a_k = -inv²
+        gat = -(G0 * a0 + G1 * a1) * inv * inv
+        ga0, ga1, ga2 = G0 * inv + gat, G1 * inv + gat, gat
+        grx = torch.stack([ga2 * ry1 - ga1 * ry2, ga0 * ry2 - ga2 * ry0, ga1 * ry0 - ga0 * ry1], 1)
+        gry = torch.stack([ga1 * rx2 - ga2 * rx1, ga2 * rx0 - ga0 * rx2, ga0 * rx1 - ga1 * rx0], 1)
+        gW = gW - ndc_x[:, None] * grx - ndc_y[:, None] * gry
+        return torch.stack([grx, gry, gZ, gW], -1), None, None
+
+
 def fragments(pos: Tensor, tri: Tensor, tri_id: Tensor) -> Fragments:
     """Differentiable barycentrics of the visible pixels. pos (B, V, 4) clip, tri (F, 3), tri_id (B, H, W)."""
     B, h, w = tri_id.shape
@@ -408,24 +465,7 @@ def fragments(pos: Tensor, tri: Tensor, tri_id: Tensor) -> Fragments:
     ndc_x = (2 * px + 1) / w - 1
     ndc_y = (2 * py + 1) / h - 1
     p = _gather(pos.reshape(-1, 4), b[:, None] * pos.shape[1] + tri[f])  # (N, 3, 4)
-    # Homogeneous 2-D barycentrics: with each corner taken relative to the pixel's ray (x - ndc_x w, y - ndc_y w),
-    # the sub-triangle areas a_i are proportional to the perspective-correct barycentrics, with no division by w.
-    # The epsilon (the one nvdiffrast uses, so that both backends give the same values and gradients) bounds
-    # d(bary)/d(pos) where a snapped sliver covers a centre its float triangle misses (its area is ~0).
-    # unbind, not indexing: its backward is one stack instead of a zero-filled tensor per selected column
-    px_, py_, pz_, pw_ = p.unbind(-1)
-    rx = (px_ - ndc_x[:, None] * pw_).unbind(1)
-    ry = (py_ - ndc_y[:, None] * pw_).unbind(1)
-    a0 = rx[1] * ry[2] - ry[1] * rx[2]
-    a1 = rx[2] * ry[0] - ry[2] * rx[0]
-    a2 = rx[0] * ry[1] - ry[0] * rx[1]
-    at = a0 + a1 + a2
-    inv = 1 / (at + torch.where(at < 0, -1e-6, 1e-6))
-    b0, b1 = a0 * inv, a1 * inv
-    b2 = 1 - b0 - b1  # rast stores (u, v) only, so the third is 1 - u - v as there
-    bary = torch.stack([b0, b1, b2], -1)
-    (z0, z1, z2), (w0, w1, w2) = pz_.unbind(1), pw_.unbind(1)
-    z = (b0 * z0 + b1 * z1 + b2 * z2) / (b0 * w0 + b1 * w1 + b2 * w2)
+    bary, z = _Barycentrics.apply(p, ndc_x, ndc_y)
     return Fragments(vis, f, bary, z, (B, h, w))
 
 
