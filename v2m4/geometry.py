@@ -100,8 +100,11 @@ def nearest_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     shift[:, 0, 0] = torch.arange(A.shape[0], dtype=torch.float64) * (3 * span + 1)
     pa, pb = (A - lo + shift).reshape(-1, 3).numpy(), (B - lo + shift).reshape(-1, 3).numpy()
     workers = max(1, torch.get_num_threads())
-    ia = torch.from_numpy(cKDTree(pb).query(pa, workers=workers)[1]).reshape(-1, N)
-    ib = torch.from_numpy(cKDTree(pa).query(pb, workers=workers)[1]).reshape(-1, M)
+    # trees built once per call and queried once: an unbalanced tree of uncompacted nodes builds in half the time,
+    # and its queries are as exact
+    kw = {"balanced_tree": False, "compact_nodes": False}
+    ia = torch.from_numpy(cKDTree(pb, **kw).query(pa, workers=workers)[1]).reshape(-1, N)
+    ib = torch.from_numpy(cKDTree(pa, **kw).query(pb, workers=workers)[1]).reshape(-1, M)
     rows = torch.arange(A.shape[0])[:, None]
     return (ia - rows * M).reshape(*batch, N), (ib - rows * N).reshape(*batch, M)
 
