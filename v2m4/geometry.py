@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _nearest_cpu
+
 
 def face_areas(vertices: Tensor, faces: Tensor) -> Tensor:
     """(F,) area of each triangle of vertices (V, 3) and faces (F, 3)."""
@@ -84,14 +86,18 @@ def nearest_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     reverse. No autograd.
 
     On a GPU, the full distance matrix: its cost is memory bandwidth, paid in a few kernels. On a CPU the matrix
-    is the cost itself (O(N M) per row), so one k-d tree holds every row at once, each row moved along x beyond
-    the reach of the others (O((N + M) log M)): 8x faster for 9 rows of 1,500 points on one thread. Both are
-    exact; where two points are equally near, either may be chosen."""
+    is the cost itself (O(N M) per row), so each row's points go into a grid searched outward from each query
+    (``_nearest_cpu``, compiled: ~3 ms a direction for 9 rows of 1,500 surface samples on one thread, against
+    ~10 ms for a k-d tree); without numba, one k-d tree holds every row at once, each row moved along x beyond
+    the reach of the others. All are exact; where two points are equally near, either may be chosen."""
     if a.device.type != "cpu":
         return _nearest_dense(a.detach(), b.detach())
+    batch, N, M = a.shape[:-2], a.shape[-2], b.shape[-2]
+    if _nearest_cpu.available() and N and M:
+        A, B = a.detach().reshape(-1, N, 3), b.detach().reshape(-1, M, 3)
+        return _nearest_cpu.nearest(A, B).reshape(*batch, N), _nearest_cpu.nearest(B, A).reshape(*batch, M)
     from scipy.spatial import cKDTree
 
-    batch, N, M = a.shape[:-2], a.shape[-2], b.shape[-2]
     A = a.detach().reshape(-1, N, 3).double()
     B = b.detach().reshape(-1, M, 3).double()
     lo = torch.minimum(A.amin((0, 1)), B.amin((0, 1)))

@@ -289,6 +289,35 @@ def test_remesh_of_a_mesh_with_many_short_edges_stays_under_its_face_budget():
     assert torch.equal(remesh_isotropic(coarse, max_faces=10 ** 6).vertices, remesh_isotropic(coarse).vertices)
 
 
+@pytest.mark.parametrize("shape", ["surface", "outliers", "line", "slab", "duplicates", "one"])
+def test_nearest_pairs_exact_on_awkward_point_sets(shape, monkeypatch):
+    # the CPU's grid search (and the k-d tree it falls back to) against brute force on sets that make a grid
+    # uneven: far outliers (most cells empty), a line and a flat slab (a box of no volume), repeated points, one
+    # target point; where two points are equally near either may be chosen, so distances are compared
+    from v2m4 import geometry
+    g = torch.Generator().manual_seed(1)
+    d = torch.randn(3, 600, 3, generator=g, dtype=torch.float64)
+    surf = d / d.norm(dim=-1, keepdim=True) * torch.tensor([1.0, 0.3, 2.0], dtype=torch.float64)
+    a, b = surf[:, :300], surf[:, 300:] * 1.05
+    if shape == "outliers":
+        a = a.clone()
+        a[:, :4] += 50.0
+    elif shape == "line":
+        a, b = a * torch.tensor([1.0, 0, 0]), b * torch.tensor([1.0, 0, 0])
+    elif shape == "slab":
+        a, b = a * torch.tensor([1.0, 1.0, 0]), b * torch.tensor([1.0, 1.0, 0])
+    elif shape == "duplicates":
+        b = b[:, :30].repeat(1, 10, 1)
+    elif shape == "one":
+        b = b[:, :1]
+    dist = torch.cdist(a, b)
+    for compiled in (True, False):
+        monkeypatch.setattr(geometry._nearest_cpu, "available", lambda: compiled)
+        ia, ib = geometry.nearest_pairs(a, b)
+        assert torch.allclose(dist.gather(2, ia[..., None])[..., 0], dist.min(2).values, rtol=0, atol=1e-12)
+        assert torch.allclose(dist.gather(1, ib[:, None])[:, 0], dist.min(1).values, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
 def test_nearest_pairs_match_brute_force_row_by_row(batch):
     from v2m4.geometry import _nearest_dense, nearest_pairs
