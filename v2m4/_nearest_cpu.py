@@ -98,7 +98,10 @@ def _kernel(q, p, out):  # pragma: no cover - compiled; tested through nearest
 def _compile():
     global _compiled
     if _compiled is None:
-        _compiled = numba.njit(cache=True, nogil=True)(_kernel)
+        try:  # compiled once per machine, kept beside this file or in the user's cache
+            _compiled = numba.njit(cache=True, nogil=True)(_kernel)
+        except RuntimeError:  # nowhere writable to keep it: compile in every process (about 2 s)
+            _compiled = numba.njit(nogil=True)(_kernel)
     return _compiled
 
 
