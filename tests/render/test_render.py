@@ -397,3 +397,22 @@ def test_barycentrics_backward_is_the_derivative_of_its_forward():
     f = R._torch._Barycentrics.apply
     assert torch.autograd.gradcheck(lambda q: f(q, ndc[0], ndc[1]), (p,))
     assert torch.autograd.gradcheck(lambda q: f(q, ndc[0], ndc[1])[1], (p,))  # z alone: no barycentric gradient
+
+
+@pytest.mark.skipif(not R._cpu.available(), reason="numba is not installed: the CPU uses the tensor rasteriser")
+def test_compiled_visibility_without_a_writable_cache(monkeypatch):
+    # an install where numba finds nowhere to keep compiled code (it raises when asked to cache): the kernel is
+    # compiled in the process instead, and renders the same
+    real = R._cpu.numba.njit
+
+    def njit(*args, **kw):
+        if kw.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(R._cpu.numba, "njit", njit)
+    monkeypatch.setattr(R._cpu, "_compiled", None)
+    pos = ndc_to_clip([[-0.8, -0.7], [0.9, -0.5], [0.1, 0.8]])
+    tri = torch.tensor([[0, 1, 2]])
+    got = R._cpu.visibility(pos, tri, (16, 16))
+    assert torch.equal(got, R._torch.visibility(pos, tri, (16, 16), 1 << 20)) and int((got == 0).sum()) > 50
