@@ -205,7 +205,7 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
                                  generator=run.generator(2), times=frames.times,
                                  progress=lambda d, tot: bar.to(d), state=state)
         return register_sequence(reposed, run.cfg.registration, run.ctx, generator=run.generator(2),
-                                 times=frames.times[key], progress=lambda d, tot: bar.update(1),
+                                 times=frames.times[key], progress=lambda d, tot: bar.to(d),
                                  video=(video_camera, frames.select(key).mask.to(run.device)))
 
 

@@ -54,7 +54,13 @@ def test_rigid_and_scale_motion_is_recovered(global_normals, tol):
 def test_bent_mesh_is_registered_with_constant_topology():
     m = capsule()
     bent = bend(m.vertices, 0.8)
-    res = register_sequence([m, m.with_vertices(bent)], small_cfg(), CTX, generator=torch.Generator().manual_seed(0))
+    seen = []
+    res = register_sequence([m, m.with_vertices(bent)], small_cfg(), CTX, generator=torch.Generator().manual_seed(0),
+                            progress=lambda done, total: seen.append((done, total)))
+    # the bar moves with every optimisation step of the pair, not once at its end
+    cfg = small_cfg()
+    assert len(seen) >= cfg.global_iters + cfg.local_iters and {t for _, t in seen} == {1}
+    assert all(b >= a for (a, _), (b, _) in zip(seen, seen[1:])) and seen[-1][0] == 1 and 0 < seen[0][0] < 0.05
     x = res.sequence.vertices[1]
     diag = m.with_vertices(bent).bbox_diagonal()
     g = torch.Generator().manual_seed(0)

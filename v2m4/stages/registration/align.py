@@ -8,6 +8,7 @@ origin). ``template``: the rest mesh's faces with the rest positions; ``topo``: 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -86,9 +87,10 @@ def _similarity(x: Tensor, c: Tensor, r6: Tensor, log_s: Tensor, t: Tensor) -> T
 
 
 def global_align(x: Tensor, template: Mesh, tgt: Target, cfg: RegistrationConfig, ctx, g: torch.Generator, topo,
-                 *, init_rotation: Tensor | None = None, iters: int | None = None) -> tuple[Tensor, float, float]:
+                 *, init_rotation: Tensor | None = None, iters: int | None = None,
+                 step: Callable[[], None] | None = None) -> tuple[Tensor, float, float]:
     """Similarity moving positions x (V, 3) onto the target: rotation about x's centroid, log-scale, translation.
-    Returns the moved positions (detached), the scale, and the final loss."""
+    Returns the moved positions (detached), the scale, and the final loss. step: called after every step."""
     c = x.mean(0).detach()
     R0 = torch.eye(3, dtype=x.dtype, device=x.device) if init_rotation is None else init_rotation.to(x)
     r6 = torch.cat([R0[0], R0[1]]).clone().requires_grad_(True)
@@ -109,15 +111,19 @@ def global_align(x: Tensor, template: Mesh, tgt: Target, cfg: RegistrationConfig
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if step:
+            step()
     with torch.no_grad():
         return _similarity(x, c, r6, log_s, t), float(log_s.exp()), float(loss)
 
 
 def local_align(x: Tensor, rest: Tensor, scale: float, template: Mesh, tgt: Target, solver: SmoothSolver,
                 edges: Tensor, cfg: RegistrationConfig, ctx, g: torch.Generator, topo, *,
-                video: InputView | None = None, iters: int | None = None) -> Tensor:
+                video: InputView | None = None, iters: int | None = None,
+                step: Callable[[], None] | None = None) -> Tensor:
     """Per-vertex deformation of x (V, 3) onto the target under large steps; regularised against ``rest`` * scale.
-    video: also fit the frame's own silhouette seen from the video camera (``InputView``)."""
+    video: also fit the frame's own silhouette seen from the video camera (``InputView``). step: called after every
+    step."""
     u = solver.to_u(x.detach()).clone().requires_grad_(True)
     opt = UniformAdam([u], lr=cfg.local_lr)
     samples = _sample_sets(template.faces, face_areas(rest, template.faces), cfg.chamfer_points, cfg.sample_sets, g)
@@ -142,6 +148,8 @@ def local_align(x: Tensor, rest: Tensor, scale: float, template: Mesh, tgt: Targ
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if step:
+            step()
     with torch.no_grad():
         return solver.to_x(u)
 

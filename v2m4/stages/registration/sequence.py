@@ -154,48 +154,48 @@ def _fit_rest(frame: _Rest, mesh: Mesh, cfg: RegistrationConfig, ctx, g: torch.G
 
 
 def _fit(frame: _Rest, x: Tensor, tgt: Target, scale: float, cfg: RegistrationConfig, ctx, g: torch.Generator,
-         starts: Tensor | None = None) -> _Fit:
+         starts: Tensor | None = None, step=None) -> _Fit:
     """Positions x (V, 3) aligned onto the target: global similarity, local large-steps fit, fold repair.
 
     starts (S, 3, 3): a fresh global alignment instead, short runs from each start rotation, the lowest Chamfer
     going on."""
     template, topo = frame.template, frame.topo
     if starts is None:
-        y, _, _ = global_align(x, template, tgt, cfg, ctx, g, topo)
+        y, _, _ = global_align(x, template, tgt, cfg, ctx, g, topo, step=step)
     else:
         short = max(1, cfg.global_iters // 4)
         tries = [global_align(x, template, tgt, replace(cfg, w_render=0.0), ctx, g, topo, init_rotation=Rs,
                               iters=short) for Rs in starts]
         y0, _, _ = min(tries, key=lambda r: eval_chamfer(r[0], template.faces, tgt, g))
-        y, _, _ = global_align(y0, template, tgt, cfg, ctx, g, topo)
-    y = local_align(y, frame.rest, scale, template, tgt, frame.solver, frame.edges, cfg, ctx, g, topo)
+        y, _, _ = global_align(y0, template, tgt, cfg, ctx, g, topo, step=step)
+    y = local_align(y, frame.rest, scale, template, tgt, frame.solver, frame.edges, cfg, ctx, g, topo, step=step)
     y = unfold(y, frame.rest, template.faces, frame.edges, scale, iters=cfg.unfold_iters)
     return _Fit(y, eval_chamfer(y, template.faces, tgt, g), flipped_fraction(y, frame.rest, template.faces, frame.edges))
 
 
 def _register_pair(frame: _Rest, x: Tensor, tgt: Target, scale: float, chamfers: list[float],
-                   cfg: RegistrationConfig, ctx, g: torch.Generator) -> tuple[_Fit, bool]:
+                   cfg: RegistrationConfig, ctx, g: torch.Generator, step=None) -> tuple[_Fit, bool]:
     """x's fit onto the target, and whether it was retried: a fit that folds more than ``max_flipped`` or whose
     Chamfer exceeds ``fail_ratio`` x the median of the earlier pairs' (``chamfers``) is fitted again from quarter
     turns, and the better of the two kept (fewer folds first, then the lower Chamfer)."""
-    fit = _fit(frame, x, tgt, scale, cfg, ctx, g)
+    fit = _fit(frame, x, tgt, scale, cfg, ctx, g, step=step)
     bad = fit.flipped > cfg.max_flipped or (len(chamfers) >= 2 and fit.chamfer > cfg.fail_ratio * statistics.median(chamfers))
     if not (bad and cfg.retry_starts > 0):
         return fit, False
-    again = _fit(frame, x, tgt, scale, cfg, ctx, g, quarter_turns(cfg.retry_starts, x.dtype, x.device))
+    again = _fit(frame, x, tgt, scale, cfg, ctx, g, quarter_turns(cfg.retry_starts, x.dtype, x.device), step=step)
     if (again.flipped <= cfg.max_flipped, -again.chamfer) > (fit.flipped <= cfg.max_flipped, -fit.chamfer):
         return again, True
     return fit, True
 
 
 def _fit_input_view(frame: _Rest, fit: _Fit, tgt: Target, scale: float, video: tuple[Camera, Tensor], t: int,
-                    cfg: RegistrationConfig, ctx, g: torch.Generator) -> _Fit:
+                    cfg: RegistrationConfig, ctx, g: torch.Generator, step=None) -> _Fit:
     """``cfg.input_view_iters`` more local steps that also fit frame t's own silhouette (``InputView``); kept only
     if they fold no more triangles than the fit had, or than the limit."""
     view = InputView(video[0], video[1][t].to(fit.vertices), frame.centre, frame.size)
     faces = frame.template.faces
     y = local_align(fit.vertices, frame.rest, scale, frame.template, tgt, frame.solver, frame.edges, cfg, ctx, g,
-                    frame.topo, video=view, iters=cfg.input_view_iters)
+                    frame.topo, video=view, iters=cfg.input_view_iters, step=step)
     y = unfold(y, frame.rest, faces, frame.edges, scale, iters=cfg.unfold_iters)
     flipped = flipped_fraction(y, frame.rest, faces, frame.edges)
     if flipped <= max(fit.flipped, cfg.max_flipped):
@@ -210,7 +210,8 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
 
     meshes: re-posed meshes, one per keyframe, in one world frame (topology may differ between them).
     generator: every random draw (views, surface samples). times (T,) seconds of each mesh (default 0, 1, 2, ...).
-    progress: optional callable(done, total).
+    progress: optional callable(done, total), in pairs: called after every optimisation step with the pair under
+    way as a fraction (its planned steps done; a retried pair waits just short of its end), and at each pair's end.
     video: (the video camera, (T, H, W) masks of the keyframes): beyond the paper, each pair ends with
     ``cfg.input_view_iters`` local steps that also fit the frame's own silhouette, so what the camera saw and
     the targets (a generator's shapes, re-posed) disagree on is settled by the video; kept only if it folds no
@@ -225,16 +226,26 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
     if cfg.fit_rest and frame.world is not meshes[0]:
         frame = _fit_rest(frame, meshes[0], cfg, ctx, g, video)
     out, fits, retried, seconds, scales = [frame.rest], [], [], [], [1.0]
+    video_steps = cfg.input_view_iters if video is not None and cfg.input_view_iters > 0 else 0
+    planned = max(1, cfg.global_iters + cfg.local_iters + video_steps)
+    done = [0]
+
+    def step():
+        done[0] += 1
+        if progress:
+            progress(t - 1 + min(done[0] / planned, 0.99), T - 1)
+
     for t in range(1, T):
         t0 = time.perf_counter()
+        done[0] = 0
         target = Mesh(frame.normalise(meshes[t].vertices).detach(), meshes[t].faces)
         tgt = Target(target, cfg, ctx, g)
         # the regularisers' reference size: the target's surface area against the first frame's, not the product of
         # the pairwise global scales (a walk's best-fit scale wobbles by a few % per pair, and a product drifts)
         sc = float(torch.sqrt(face_areas(target.vertices, target.faces).sum() / area0))
-        fit, again = _register_pair(frame, out[-1], tgt, sc, [f.chamfer for f in fits], cfg, ctx, g)
-        if video is not None and cfg.input_view_iters > 0:
-            fit = _fit_input_view(frame, fit, tgt, sc, video, t, cfg, ctx, g)
+        fit, again = _register_pair(frame, out[-1], tgt, sc, [f.chamfer for f in fits], cfg, ctx, g, step)
+        if video_steps:
+            fit = _fit_input_view(frame, fit, tgt, sc, video, t, cfg, ctx, g, step)
         out.append(fit.vertices.detach())
         fits.append(fit)
         retried.append(again)
