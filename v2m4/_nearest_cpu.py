@@ -9,23 +9,13 @@ so the search stops once the best distance found is within that.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 from torch import Tensor
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency; without it the k-d tree does the work
-    numba = None
+from ._compiled import available, over_rows
 
-_POOL: ThreadPoolExecutor | None = None
-_compiled = None
-
-
-def available() -> bool:
-    return numba is not None
+__all__ = ["available", "nearest"]
 
 
 def _kernel(q, p, out):  # pragma: no cover - compiled; tested through nearest
@@ -95,34 +85,12 @@ def _kernel(q, p, out):  # pragma: no cover - compiled; tested through nearest
             out[r, i] = arg
 
 
-def _compile():
-    global _compiled
-    if _compiled is None:
-        try:  # compiled once per machine, kept beside this file or in the user's cache
-            _compiled = numba.njit(cache=True, nogil=True)(_kernel)
-        except RuntimeError:  # nowhere writable to keep it: compile in every process (about 2 s)
-            _compiled = numba.njit(nogil=True)(_kernel)
-    return _compiled
-
-
 def nearest(q: Tensor, p: Tensor) -> Tensor:
     """q (R, N, 3), p (R, M, 3) CPU tensors (M >= 1) -> (R, N) int64: in each row, the index in p of the point
-    nearest each point of q. Rows are split over a thread pool (the kernel releases the GIL)."""
-    global _POOL
+    nearest each point of q. Rows are split over threads (``_compiled.over_rows``)."""
     # numpy's conversion: torch's runs on its intra-op threads, which cost more than the copy on a busy machine
     qa = np.ascontiguousarray(q.detach().numpy(), dtype=np.float64)
     pa = np.ascontiguousarray(p.detach().numpy(), dtype=np.float64)
-    R = qa.shape[0]
     out = np.empty(qa.shape[:2], np.int64)
-    kernel = _compile()
-    n = min(R, max(1, torch.get_num_threads()))
-    if n == 1:
-        kernel(qa, pa, out)
-    else:
-        if _POOL is None or _POOL._max_workers < n:
-            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="v2m4-nearest")
-        cuts = [R * i // n for i in range(n + 1)]
-        jobs = [_POOL.submit(kernel, qa[a:b], pa[a:b], out[a:b]) for a, b in zip(cuts, cuts[1:]) if b > a]
-        for j in jobs:
-            j.result()
+    over_rows(_kernel, [qa, pa], (), out)
     return torch.from_numpy(out)

@@ -403,15 +403,17 @@ def test_barycentrics_backward_is_the_derivative_of_its_forward():
 def test_compiled_visibility_without_a_writable_cache(monkeypatch):
     # an install where numba finds nowhere to keep compiled code (it raises when asked to cache): the kernel is
     # compiled in the process instead, and renders the same
-    real = R._cpu.numba.njit
+    from v2m4 import _compiled
+
+    real = _compiled.numba.njit
 
     def njit(*args, **kw):
         if kw.get("cache"):
             raise RuntimeError("cannot cache function: no locator available")
         return real(*args, **kw)
 
-    monkeypatch.setattr(R._cpu.numba, "njit", njit)
-    monkeypatch.setattr(R._cpu, "_compiled", None)
+    monkeypatch.setattr(_compiled.numba, "njit", njit)
+    monkeypatch.setattr(_compiled, "_compiled", {})
     pos = ndc_to_clip([[-0.8, -0.7], [0.9, -0.5], [0.1, 0.8]])
     tri = torch.tensor([[0, 1, 2]])
     got = R._cpu.visibility(pos, tri, (16, 16))

@@ -5,42 +5,31 @@ operations (a few dozen groups a call), not the arithmetic; a loop over each tri
 coverage rule is the same (vertices snapped to 1/16 pixel, exact edge functions, the same fill rule), so both give
 the same pixels to the same triangles; depth is interpolated in float64 here (float32 in the tensor rasteriser for
 small triangles), so where two surfaces meet within a float32 step of depth the nearer may differ. Views are split
-over a thread pool (the kernel releases the GIL), which stays safe when several threads render at once.
+over a thread pool (``_compiled.over_rows``).
 
 Without numba, ``available()`` is False and the tensor rasteriser does the work.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from .._compiled import available, over_rows
 from ._torch import SUBPIXEL, _snap
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a dependency; this keeps a broken install rendering
-    numba = None
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def available() -> bool:
-    return numba is not None
+__all__ = ["available", "visibility"]
 
 
 def _kernel(sx, sy, z, wc, tri, h, w, out):  # pragma: no cover - compiled; tested through visibility
     """sx, sy (B, V) float32 snapped subpixel positions, z (B, V) z_ndc, wc (B, V) clip w, tri (F, 3) int64 ->
-    out (B * H * W,) int64 written in place: the visible triangle of each pixel, -1 where none."""
+    out (B, H * W) int64, -1 on entry, written in place: the visible triangle of each pixel, -1 where none."""
     B, F = sx.shape[0], tri.shape[0]
     S = float(SUBPIXEL)
     zbuf = np.empty(h * w, np.float32)
     for b in range(B):
         zbuf[:] = np.inf
-        base = b * h * w
         for f in range(F):
             i0, i1, i2 = tri[f, 0], tri[f, 1], tri[f, 2]
             if min(wc[b, i0], wc[b, i1], wc[b, i2]) <= 1e-8:  # behind the eye: dropped, as the tensor rasteriser
@@ -85,7 +74,7 @@ def _kernel(sx, sy, z, wc, tri, h, w, out):  # pragma: no cover - compiled; test
                 qy = S * oy
                 r0, r1, r2 = c0 + dx0 * qy, c1 + dx1 * qy, c2 + dx2 * qy
                 dr = zb * qy + zc
-                row = base + (py0 + oy) * w + px0
+                row = (py0 + oy) * w + px0
                 for ox in range(int(xmax - xmin) + 1):
                     qx = S * ox
                     if r0 - dy0 * qx < 0 or r1 - dy1 * qx < 0 or r2 - dy2 * qx < 0:
@@ -96,47 +85,20 @@ def _kernel(sx, sy, z, wc, tri, h, w, out):  # pragma: no cover - compiled; test
                     # the tensor rasteriser's key: depth in [0, 1] as float32, ties to the lower triangle id
                     d01 = np.float32((d + 1.0) * 0.5)
                     p = row + ox
-                    q = p - base
-                    if d01 < zbuf[q] or (d01 == zbuf[q] and f < out[p]):
-                        zbuf[q] = d01
-                        out[p] = f
-
-
-_compiled = None
-
-
-def _compile():
-    global _compiled
-    if _compiled is None:
-        try:  # compiled once per machine, kept beside this file or in the user's cache
-            _compiled = numba.njit(cache=True, nogil=True)(_kernel)
-        except RuntimeError:  # nowhere writable to keep it: compile in every process (about 2 s)
-            _compiled = numba.njit(nogil=True)(_kernel)
-    return _compiled
+                    if d01 < zbuf[p] or (d01 == zbuf[p] and f < out[b, p]):
+                        zbuf[p] = d01
+                        out[b, p] = f
 
 
 @torch.no_grad()
 def visibility(pos: Tensor, tri: Tensor, resolution: tuple[int, int]) -> Tensor:
     """``_torch.visibility`` on CPU tensors: pos (B, V, 4) clip, tri (F, 3) -> triangle id (B, H, W) int64, -1 where
     nothing is visible."""
-    global _POOL
     h, w = resolution
     B = pos.shape[0]
     p = pos.detach().float()
     sx, sy = _snap(p, resolution)
-    arrays = [t.contiguous().numpy() for t in (sx, sy, p[..., 2] / p[..., 3], p[..., 3])]
-    faces = tri.detach().to(torch.int64).contiguous().numpy()
-    out = np.full(B * h * w, -1, np.int64)
-    kernel = _compile()
-    n = min(B, max(1, torch.get_num_threads()))
-    if n == 1:
-        kernel(*arrays, faces, h, w, out)
-    else:
-        if _POOL is None or _POOL._max_workers < n:
-            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="v2m4-raster")
-        cuts = [B * i // n for i in range(n + 1)]
-        jobs = [_POOL.submit(kernel, *(a[b0:b1] for a in arrays), faces, h, w, out[b0 * h * w:b1 * h * w])
-                for b0, b1 in zip(cuts, cuts[1:]) if b1 > b0]
-        for j in jobs:
-            j.result()
+    views = [t.contiguous().numpy() for t in (sx, sy, p[..., 2] / p[..., 3], p[..., 3])]
+    out = np.full((B, h * w), -1, np.int64)
+    over_rows(_kernel, views, (tri.detach().to(torch.int64).contiguous().numpy(), h, w), out)
     return torch.from_numpy(out).view(B, h, w)

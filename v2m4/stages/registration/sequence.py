@@ -203,6 +203,22 @@ def _fit_input_view(frame: _Rest, fit: _Fit, tgt: Target, scale: float, video: t
     return fit
 
 
+def _pair_steps(progress, pair: int, pairs: int, planned: int):
+    """The callback for each optimisation step of pair ``pair`` (1-based) of ``pairs``: progress(done, pairs) with
+    the pair under way as the share of its ``planned`` steps done, held short of its end (a retry adds steps).
+    None without progress."""
+    if not progress:
+        return None
+    done = 0
+
+    def step():
+        nonlocal done
+        done += 1
+        progress(pair - 1 + min(done / max(1, planned), 0.99), pairs)
+
+    return step
+
+
 def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.RenderContext, *,
                       generator: torch.Generator, times: Tensor | None = None, progress=None,
                       video: tuple[Camera, Tensor] | None = None) -> RegistrationResult:
@@ -227,17 +243,10 @@ def register_sequence(meshes: list[Mesh], cfg: RegistrationConfig, ctx: R.Render
         frame = _fit_rest(frame, meshes[0], cfg, ctx, g, video)
     out, fits, retried, seconds, scales = [frame.rest], [], [], [], [1.0]
     video_steps = cfg.input_view_iters if video is not None and cfg.input_view_iters > 0 else 0
-    planned = max(1, cfg.global_iters + cfg.local_iters + video_steps)
-    done = [0]
-
-    def step():
-        done[0] += 1
-        if progress:
-            progress(t - 1 + min(done[0] / planned, 0.99), T - 1)
-
+    planned = cfg.global_iters + cfg.local_iters + video_steps
     for t in range(1, T):
         t0 = time.perf_counter()
-        done[0] = 0
+        step = _pair_steps(progress, t, T - 1, planned)
         target = Mesh(frame.normalise(meshes[t].vertices).detach(), meshes[t].faces)
         tgt = Target(target, cfg, ctx, g)
         # the regularisers' reference size: the target's surface area against the first frame's, not the product of

@@ -1,0 +1,58 @@
+"""What the CPU's compiled kernels (``render/_cpu.py``, ``_nearest_cpu.py``) share: numba, if installed; each
+kernel compiled once and cached; a kernel run over row ranges on a thread pool.
+
+Threads rather than numba's own parallel loops: the kernels release the GIL, and a pool of ours stays safe when
+several threads render at once (numba's default threading layer is not) and sizes itself by torch's thread count.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+import torch
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency; without it the tensor code paths do the work
+    numba = None
+
+_compiled: dict[Callable, Callable] = {}
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def available() -> bool:
+    return numba is not None
+
+
+def compiled(kernel: Callable) -> Callable:
+    """kernel, compiled (nopython, GIL released) on first use."""
+    fn = _compiled.get(kernel)
+    if fn is None:
+        try:  # compiled once per machine, kept beside the kernel's file or in the user's cache
+            fn = numba.njit(cache=True, nogil=True)(kernel)
+        except RuntimeError:  # nowhere writable to keep it: compile in every process (about 2 s)
+            fn = numba.njit(nogil=True)(kernel)
+        _compiled[kernel] = fn
+    return fn
+
+
+def over_rows(kernel: Callable, sliced: list[np.ndarray], shared: tuple, out: np.ndarray) -> None:
+    """compiled(kernel)(*sliced, *shared, out), with ``sliced`` and ``out`` (rows first, R rows each) cut into one
+    row range per thread (torch's thread count), the ranges run at once."""
+    global _pool, _pool_size
+    fn = compiled(kernel)
+    rows = out.shape[0]
+    n = min(rows, max(1, torch.get_num_threads()))
+    if n == 1:
+        fn(*sliced, *shared, out)
+        return
+    if _pool is None or _pool_size < n:
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=n, thread_name_prefix="v2m4-kernel"), n
+    cuts = [rows * i // n for i in range(n + 1)]
+    jobs = [_pool.submit(fn, *(a[r0:r1] for a in sliced), *shared, out[r0:r1])
+            for r0, r1 in zip(cuts, cuts[1:]) if r1 > r0]
+    for j in jobs:
+        j.result()
