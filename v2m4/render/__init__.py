@@ -75,7 +75,7 @@ def context(backend: str = "torch", device: str | torch.device = "cpu", *, max_c
         from ._nvdiffrast import make_context
 
         dr, glctx = make_context(device)
-        return RenderContext("nvdiffrast", device, max_candidates, dr, glctx)
+        return RenderContext("nvdiffrast", device, max_candidates, _dr=dr, _glctx=glctx)
     raise V2M4Error(f"unknown render backend {backend!r}; choose 'torch', 'nvdiffrast' or 'auto'")
 
 
