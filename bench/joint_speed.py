@@ -51,6 +51,11 @@ def merged_busy(intervals: list[tuple[float, float]], lo: float, hi: float) -> f
     return busy
 
 
+_STATIC = None  # the fit's own default (static on CUDA); --dynamic: False
+
+_SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+
+
 def _fit_args(args: tuple, kw: dict, cfg: J.JointConfig) -> tuple:
     """The arguments ``register_clip`` hands its joint fit (``_fit_clip``): registration is run up to the fit
     (rest, targets, global alignment) and stopped there."""
@@ -91,6 +96,8 @@ def profile(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch
     kernels = [(e.time_range.start, e.time_range.end) for e in events
                if e.device_type == torch.autograd.DeviceType.CUDA and e.name != "joint_fit"]
     busy = merged_busy(kernels, lo, hi)
+    # host waits on the device (each one drains the GPU's queue: the host cannot run ahead of it)
+    waits = [e for e in events if e.name in _SYNCS and lo <= e.time_range.start <= hi]
     # where the time goes over the profiled fit steps:
     # operators by their own host time, kernels by GPU time (milliseconds)
     avg = prof.key_averages()
@@ -102,7 +109,9 @@ def profile(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch
     return {"top": top, "profiled_steps": steps, "profiled_wall_ms_per_step": round((hi - lo) / 1000 / steps, 2),
             "gpu_ms_per_step": round(busy / 1000 / steps, 2),
             "gpu_busy_fraction": round(busy / (hi - lo), 3) if device.type == "cuda" else None,
-            "kernels_per_step": round(sum(1 for a, b in kernels if lo <= a <= hi) / steps, 1)}
+            "kernels_per_step": round(sum(1 for a, b in kernels if lo <= a <= hi) / steps, 1),
+            "host_waits_per_step": round(len(waits) / steps, 1),
+            "host_wait_ms_per_step": round(sum(e.time_range.end - e.time_range.start for e in waits) / 1000 / steps, 2)}
 
 
 def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch.device) -> dict:
@@ -114,7 +123,7 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
     from v2m4.optim import UniformAdam
 
     a = _fit_args(args, kw, cfg)
-    fit = J._ClipFit(*a[:14])
+    fit = J._ClipFit(*a[:14], static=_STATIC)
     opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
 
     def sync():
@@ -136,6 +145,8 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
         fit.shape.turned = None
         _, ms = timed(lambda: fit.refresh(it, x))
         times.setdefault("arap_rotations", []).append(ms)
+        _, ms = timed(lambda: fit.prepare(it, x.detach()))
+        times.setdefault("prepare", []).append(ms)
         for name in fit.active(it):
             x = fit.x()
             term, ms = timed(lambda: fit.terms(it, x, only=(name,))[name])
@@ -156,6 +167,42 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
                           "arap_refresh steps, the other parts run every step"}
 
 
+def sync_sites(args: tuple, kw: dict, cfg: J.JointConfig, steps: int) -> dict:
+    """Where a joint step makes the host wait on the GPU: ``steps`` steps at the end of the schedule (every term
+    on) under torch.cuda.set_sync_debug_mode("warn"), each synchronising call counted by the library line that
+    made it (per step)."""
+    import collections
+    import traceback
+    import warnings
+
+    from v2m4.optim import UniformAdam
+
+    a = _fit_args(args, kw, cfg)
+    fit = J._ClipFit(*a[:14], static=_STATIC)
+    opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
+    it0 = cfg.iters - steps - 1
+    fit.step(it0, opt)  # warm-up: first calls allocate
+    torch.cuda.synchronize()
+    sites: collections.Counter = collections.Counter()
+
+    def note(message, category, filename, lineno, file=None, line=None):
+        stack = [f for f in traceback.extract_stack() if "/v2m4/" in f.filename]
+        sites[f"{Path(stack[-1].filename).name}:{stack[-1].lineno} {stack[-1].line}" if stack
+              else f"{filename}:{lineno}"] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = note
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for it in range(it0 + 1, it0 + 1 + steps):
+                fit.step(it, opt)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    per = {k: round(v / steps, 2) for k, v in sites.most_common()}
+    return {"syncs_per_step": round(sum(per.values()), 2), "sync_sites": per}
+
+
 def sweep(args: tuple, kw: dict, cfg: J.JointConfig, schedules: dict[str, dict], device: torch.device) -> list:
     """Registration alone, again, under each schedule (JointConfig overrides by label): its seconds by part, and
     what it fits, measured the same way for every schedule: each keyframe's Chamfer to its target and the
@@ -167,7 +214,13 @@ def sweep(args: tuple, kw: dict, cfg: J.JointConfig, schedules: dict[str, dict],
 
     masks, camera, ctx = args[2], args[3], args[5]
     rows = []
+    from functools import partial
+
+    fit, glob = J._fit_clip, J._global_fit
     for label, over in schedules.items():
+        over = dict(over)
+        static = over.pop("_static", None)  # the step's path: None the default, False the dynamic one
+        J._fit_clip, J._global_fit = partial(fit, static=static), partial(glob, static=static)
         c = replace(cfg, **over)
         k = dict(kw, generator=torch.Generator().manual_seed(0), progress=None, state=None)
         if device.type == "cuda":
@@ -191,6 +244,7 @@ def sweep(args: tuple, kw: dict, cfg: J.JointConfig, schedules: dict[str, dict],
                      "mask_iou_all_mean": round(float(iou.mean()), 4), "mask_iou_all_min": round(float(iou.min()), 4),
                      "flipped_max": max(res.flipped)})
         print(json.dumps(rows[-1]), flush=True)
+    J._fit_clip, J._global_fit = fit, glob
     return rows
 
 
@@ -202,12 +256,22 @@ def main() -> int:
     ap.add_argument("--profile-steps", type=int, default=50)
     ap.add_argument("--parts", type=int, default=0, help="also time each part of a joint step over this many steps")
     ap.add_argument("--config", default=None, help="JSON of JointConfig fields to override (a schedule to try)")
+    ap.add_argument("--sync-sites", type=int, default=0, help="also count the host's waits on the GPU by library "
+                    "line over this many steps (CUDA)")
+    ap.add_argument("--dynamic", action="store_true", help="the fit's step op by op with the renders' own "
+                    "visibility (the CPU's path), not the static step replayed as a CUDA graph")
     ap.add_argument("--label", default="joint", help="the row's method name")
     ap.add_argument("--out", default=str(RESULTS / "registration_speed.json"))
     ap.add_argument("--sweep", default=None, help="JSON file {label: JointConfig overrides}: after the timed run, "
                     "registration alone again under each (no profile); rows to --sweep-out")
     ap.add_argument("--sweep-out", default=str(RESULTS / "joint_gpu_schedules.json"))
     a = ap.parse_args()
+    if a.dynamic:
+        from functools import partial
+        global _STATIC
+        _STATIC = False
+        J._fit_clip = partial(J._fit_clip, static=False)
+        J._global_fit = partial(J._global_fit, static=False)
     dev = torch.device(a.device)
     preset = a.preset or ("paper" if dev.type == "cuda" else "fast")
     cfg = PipelineConfig.preset(preset, device=a.device, backend=a.backend).with_joint_registration()
@@ -246,6 +310,7 @@ def main() -> int:
     sec["export"] = round(export, 2)
     post = sum(v for k, v in rep["seconds"].items() if k not in ("generate", "keyframes", "report")) + export
     parts = result.registration.seconds
+    print(json.dumps({"stage_seconds": sec, "registration_parts": [round(x, 2) for x in parts]}), flush=True)
     row = {"device": a.device, "machine": machine_description(a.device), "backend": a.backend, "preset": preset,
            "method": a.label, "clip": "examples/demo", "frames": len(frames), "keyframes": len(result.keyframes),
            "vertices": int(result.registration.sequence.rest.vertices.shape[0]),
@@ -264,6 +329,8 @@ def main() -> int:
         row.update(profile(captured["args"], captured["kw"], cfg.joint, a.profile_steps, dev))
     if a.parts > 0 and captured:
         row.update(step_parts(captured["args"], captured["kw"], cfg.joint, a.parts, dev))
+    if a.sync_sites > 0 and captured and dev.type == "cuda":
+        row.update(sync_sites(captured["args"], captured["kw"], cfg.joint, a.sync_sites))
     if a.sweep and captured:
         rows = sweep(captured["args"], captured["kw"], cfg.joint, json.loads(Path(a.sweep).read_text()), dev)
         Path(a.sweep_out).write_text(json.dumps({

@@ -418,3 +418,42 @@ def test_compiled_visibility_without_a_writable_cache(monkeypatch):
     tri = torch.tensor([[0, 1, 2]])
     got = R._cpu.visibility(pos, tri, (16, 16))
     assert torch.equal(got, R._torch.visibility(pos, tri, (16, 16), 1 << 20)) and int((got == 0).sum()) > 50
+
+
+@pytest.mark.parametrize("slack,rows", [(0, "exact"), (1000, "slack"), (0, "every pixel")])
+def test_render_visible_equals_render_in_values_and_gradients(slack, rows):
+    # a deformed sphere from 3 views, one partly off-screen and one with the mesh partly behind the eye: the
+    # static path (visibility given, every pixel shaded, crossings in fixed slots) must be render's numbers
+    torch.manual_seed(0)
+    mesh = _sphere(3)
+    bump = mesh.vertices * (1 + 0.15 * torch.sin(3 * mesh.vertices[:, :1]))
+    cam = orbit_camera(torch.tensor([0.0, 40.0, 10.0]), torch.tensor([0.0, 20.0, -5.0]),
+                       torch.tensor([3.0, 3.0, 1.05]), torch.tensor([[0.0, 0.0, 0.0], [0.6, 0.2, 0.0],
+                                                                      [0.0, 0.0, 0.0]]),
+                       fov_deg=45, resolution=(48, 56))
+    topo = R.edge_topology(mesh.faces)
+    w_mask, w_norm = torch.rand(3, 48, 56), torch.rand(3, 48, 56, 3)
+
+    def loss(out):
+        return (out["mask"] * w_mask).sum() + (out["normal"] * w_norm).sum()
+
+    v1 = bump.clone().requires_grad_(True)
+    ref = R.render(CTX, mesh, cam, channels=("mask", "normal"), vertices=v1, topology=topo)
+    loss(ref).backward()
+    tri_id = R.visible_faces(CTX, mesh, cam, vertices=bump)
+    n = int(R.silhouette_crossings(mesh, cam, vertices=bump, topology=topo))
+    assert n > 0
+    covered = int((tri_id >= 0).sum())
+    pixels = {"exact": covered, "slack": covered + 777, "every pixel": None}[rows]
+    v2 = bump.clone().requires_grad_(True)
+    out = R.render_visible(CTX, mesh, cam, tri_id, crossings=n + slack, pixels=pixels, channels=("mask", "normal"),
+                           vertices=v2, topology=topo)
+    loss(out).backward()
+    torch.testing.assert_close(out["mask"], ref["mask"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["normal"], ref["normal"], atol=1e-5, rtol=0)
+    assert torch.isfinite(v2.grad).all()
+    torch.testing.assert_close(v2.grad, v1.grad, atol=1e-4 * v1.grad.abs().max(), rtol=1e-4)
+    # too few slots drop crossings: the silhouette's antialias is then visibly incomplete
+    short = R.render_visible(CTX, mesh, cam, tri_id, crossings=n // 2, channels=("mask",), vertices=bump,
+                             topology=topo)
+    assert (short["mask"] - ref["mask"]).abs().sum() > 1.0

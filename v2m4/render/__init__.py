@@ -30,10 +30,11 @@ from torch import Tensor
 from ..camera import Camera, near_far
 from ..errors import V2M4Error
 from ..types import Mesh
-from . import _cpu, _torch, _torch_aa
+from . import _cpu, _torch, _torch_aa, _visible
 
 __all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "antialias",
-           "edge_topology", "weld_faces", "render", "render_each", "vertex_normals", "CHANNELS"]
+           "edge_topology", "weld_faces", "render", "render_each", "render_visible", "visible_faces",
+           "silhouette_crossings", "vertex_normals", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
 
@@ -218,6 +219,61 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
       points (B, H, W, 3)  world-space surface points; 0 on background
       tri_id (B, H, W)     int64 visible face, -1 on background
     """
+    verts_b, faces, pos = _project(mesh, cameras, vertices, near, far, channels)
+    frag = _fragments(ctx, pos, faces, cameras.resolution)
+    return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
+                  background=background, antialias_edges=antialias_edges, sliver_area=sliver_area)
+
+
+@torch.no_grad()
+def visible_faces(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, vertices: Tensor | None = None,
+                  near: Tensor | None = None, far: Tensor | None = None) -> Tensor:
+    """(B, H, W) int64 the face ``render`` sees at each pixel centre, -1 on background: visibility alone, no
+    gradient, for ``render_visible``. vertices, near, far as in ``render``."""
+    _, faces, pos = _project(mesh, cameras, vertices, near, far, ())
+    h, w = cameras.resolution
+    if ctx.backend == "nvdiffrast":
+        return rasterize(ctx, pos, faces, (h, w))[..., 3].long() - 1
+    if ctx.compiled and pos.device.type == "cpu" and _cpu.available():
+        return _cpu.visibility(pos, faces.long(), (h, w))
+    return _torch.visibility(pos, faces.long(), (h, w), ctx.max_candidates)
+
+
+@torch.no_grad()
+def silhouette_crossings(mesh: Mesh, cameras: Camera, *, vertices: Tensor | None = None,
+                         topology: tuple[Tensor, Tensor, Tensor] | None = None, near: Tensor | None = None,
+                         far: Tensor | None = None) -> Tensor:
+    """0-d int64: the ``crossings`` that ``render_visible`` needs to antialias these positions exactly (how many
+    pixel lines their silhouette edges cross). On the device: reading it is the caller's one synchronisation."""
+    _, faces, pos = _project(mesh, cameras, vertices, near, far, ())
+    if topology is None:
+        topology = edge_topology(faces, mesh.vertices)
+    return _torch_aa.silhouette_crossings(pos, faces.long(), topology, cameras.resolution)
+
+
+def render_visible(ctx: RenderContext, mesh: Mesh, cameras: Camera, tri_id: Tensor, *, crossings: int,
+                   pixels: int | None = None, channels: Seq[str] = ("mask",), vertices: Tensor | None = None,
+                   topology: tuple[Tensor, Tensor, Tensor] | None = None, background: float | Tensor = 0.0,
+                   antialias_edges: bool = True, near: Tensor | None = None, far: Tensor | None = None,
+                   sliver_area: float = 0.05) -> dict[str, Tensor]:
+    """``render`` from a visibility found beforehand (``visible_faces`` of the same positions), with static shapes
+    throughout: the covered pixels go into ``pixels`` rows (at least (tri_id >= 0).sum(); None: every pixel of
+    the batch is shaded) and the silhouette's crossings into ``crossings`` slots (at least
+    ``silhouette_crossings`` for an exact antialias). No host synchronisation, so a CUDA graph can capture it;
+    the values and gradients are ``render``'s. Arguments and channels as in ``render``."""
+    verts_b, faces, pos = _project(mesh, cameras, vertices, near, far, channels)
+    if tuple(tri_id.shape) != (len(cameras), *cameras.resolution):
+        raise V2M4Error(f"tri_id must be ({len(cameras)}, {cameras.resolution[0]}, {cameras.resolution[1]}) for "
+                        f"these cameras, got {tuple(tri_id.shape)}")
+    frag = _visible.VisibleFragments(pos, faces.long(), tri_id, pixels)
+    return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
+                  background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
+                  crossings=crossings)
+
+
+def _project(mesh: Mesh, cameras: Camera, vertices: Tensor | None, near: Tensor | None, far: Tensor | None,
+             channels: Seq[str]) -> tuple[Tensor, Tensor, Tensor]:
+    """-> (vertices (B, V, 3), faces (F, 3), clip positions (B, V, 4)); checks the channels and shapes."""
     unknown = set(channels) - set(CHANNELS)
     if unknown:
         raise V2M4Error(f"unknown render channels {sorted(unknown)}; choose from {CHANNELS}")
@@ -234,8 +290,14 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
         near, far = near_far(verts, cameras)
     P = cameras.clip_from_world(near, far).to(verts.dtype)  # (B, 4, 4)
     homo = torch.cat([verts_b, torch.ones_like(verts_b[..., :1])], -1)
-    pos = homo @ P.transpose(1, 2)
-    frag = _fragments(ctx, pos, faces, cameras.resolution)
+    return verts_b, faces, homo @ P.transpose(1, 2)
+
+
+def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, pos: Tensor, *, channels: Seq[str],
+           topology, background, antialias_edges: bool, sliver_area: float,
+           crossings: int | None = None) -> dict[str, Tensor]:
+    """The channels of fragments frag (``_torch.Fragments``, ``_visible.VisibleFragments`` or nvdiffrast's dense
+    ones)."""
     guard = sliver_area > 0 and torch.is_grad_enabled() and pos.requires_grad
     shaded = "rgb" in channels or "mask" in channels
     area = _torch_aa.screen_area(pos, faces, cameras.resolution) if guard or (shaded and antialias_edges) else None
@@ -246,23 +308,23 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
         # their position gradient is dropped (the silhouette gradient still comes from the antialias).
         frag = frag.guard_slivers(area.abs() < sliver_area)
     out: dict[str, Tensor] = {}
-    if antialias_edges and topology is None and ("rgb" in channels or "mask" in channels):
+    if antialias_edges and topology is None and shaded:
         topology = edge_topology(faces, mesh.vertices)
 
-    if "rgb" in channels or "mask" in channels:
+    if shaded:
         if "rgb" in channels:
             if mesh.texture is not None:
-                col = frag.texture(mesh.texture.to(verts.device), frag.interpolate(mesh.uv.to(verts.device), faces))
+                col = frag.texture(mesh.texture.to(verts_b.device), frag.interpolate(mesh.uv.to(verts_b.device), faces))
             elif mesh.vertex_colors is not None:
-                col = frag.interpolate(mesh.vertex_colors.to(verts.device), faces)
+                col = frag.interpolate(mesh.vertex_colors.to(verts_b.device), faces)
             else:
                 col = frag.full(3, 0.7)
-            bg = torch.as_tensor(background, dtype=verts.dtype, device=verts.device)
+            bg = torch.as_tensor(background, dtype=verts_b.dtype, device=verts_b.device)
             img = frag.dense(torch.cat([col, frag.ones()], -1), torch.cat([bg.expand(3), bg.new_zeros(1)]))
         else:
             img = frag.dense(frag.ones())
         if antialias_edges:
-            img = _torch_aa.antialias(img, frag.depth_buffer(), pos, faces, topology, area)
+            img = _torch_aa.antialias(img, frag.depth_buffer(), pos, faces, topology, area, crossings)
         if "rgb" in channels:
             out["rgb"] = img[..., :3]
         if "mask" in channels:
@@ -271,7 +333,7 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
         out["points"] = frag.dense(frag.interpolate(verts_b, faces))
     if "depth" in channels:
         # depth along the view axis is linear in position, so interpolating it per vertex is exact
-        E = cameras.cam_from_world.to(verts.dtype)
+        E = cameras.cam_from_world.to(verts_b.dtype)
         zc = (verts_b * E[:, None, 2, :3]).sum(-1, keepdim=True) + E[:, None, 2, 3:]
         out["depth"] = frag.dense(-frag.interpolate(zc, faces))[..., 0]
     if "normal" in channels:

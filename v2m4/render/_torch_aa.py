@@ -65,9 +65,11 @@ class _Spans(NamedTuple):
 
 @torch.no_grad()
 def _silhouette_spans(x: Tensor, y: Tensor, pos: Tensor, topology: tuple[Tensor, Tensor, Tensor], area: Tensor,
-                      resolution: tuple[int, int]) -> _Spans:
+                      resolution: tuple[int, int], compact: bool = True) -> _Spans:
     """x, y (B, V) pixel coordinates, pos (B, V, 4) clip, area (B, F) signed screen area -> the silhouette edges
-    (boundary edges, or edges between a front- and a back-facing triangle) with both ends in front of the eye."""
+    (boundary edges, or edges between a front- and a back-facing triangle) with both ends in front of the eye.
+    compact=False: every (view, edge) pair, in the same order, the others with a count of 0 (static shapes: no
+    host synchronisation)."""
     h, w = resolution
     edges, edge_faces, opposite = topology
     # per-edge tests with edges as rows, (E, B): gathering rows is several times faster than a middle dimension
@@ -77,8 +79,13 @@ def _silhouette_spans(x: Tensor, y: Tensor, pos: Tensor, topology: tuple[Tensor,
     f1 = facing.index_select(0, edge_faces[:, 1].clamp_min(0))
     in_front = (pos[..., 3] > 1e-8).T.contiguous()
     both_in_front = in_front.index_select(0, edges[:, 0]) & in_front.index_select(0, edges[:, 1])
-    sil = (boundary[:, None] | (f0 != f1)) & both_in_front
-    bi, ei = sil.T.nonzero(as_tuple=True)  # (view, edge) order
+    sil = ((boundary[:, None] | (f0 != f1)) & both_in_front).T  # (B, E)
+    if compact:
+        bi, ei = sil.nonzero(as_tuple=True)  # (view, edge) order
+    else:
+        B, E = sil.shape
+        bi = torch.arange(B, device=sil.device).repeat_interleave(E)
+        ei = torch.arange(E, device=sil.device).repeat(B)
     ax, ay = x[bi, edges[ei, 0]], y[bi, edges[ei, 0]]
     bx, by = x[bi, edges[ei, 1]], y[bi, edges[ei, 1]]
     steep = (by - ay).abs() >= (bx - ax).abs()
@@ -93,7 +100,32 @@ def _silhouette_spans(x: Tensor, y: Tensor, pos: Tensor, topology: tuple[Tensor,
     lim = torch.where(steep, torch.full_like(s0, h), torch.full_like(s0, w))
     lo = torch.minimum(s0, s1).ceil().clamp(0, None)
     hi = torch.maximum(s0, s1).ceil().clamp(None, lim)
-    return _Spans(bi, ei, steep, nx, ny, side, lo, (hi - lo).clamp_min(0).long())
+    count = (hi - lo).clamp_min(0).long()
+    if not compact:
+        count = torch.where(sil.reshape(-1), count, 0)
+    return _Spans(bi, ei, steep, nx, ny, side, lo, count)
+
+
+@torch.no_grad()
+def silhouette_crossings(pos: Tensor, tri: Tensor, topology: tuple[Tensor, Tensor, Tensor],
+                         resolution: tuple[int, int]) -> Tensor:
+    """0-d int64: how many pixel lines the silhouette edges of pos (B, V, 4) cross, the ``crossings`` that
+    ``antialias`` needs to be exact on these positions."""
+    x, y, _ = _screen(pos, resolution)
+    return _silhouette_spans(x, y, pos, topology, screen_area(pos, tri, resolution), resolution).count.sum()
+
+
+def _expand_static(count: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``_torch._expand`` into n slots without reading the total on the host: (primitive index, local index,
+    valid) of slot j, valid where j < count.sum() (the other slots point at arbitrary primitives)."""
+    cum = torch.cumsum(count, 0)
+    j = torch.arange(n, device=count.device)
+    k = torch.searchsorted(cum, j, right=True).clamp_max(max(count.shape[0] - 1, 0))
+    valid = j < cum[-1]
+    # unused slots spread over the primitives: their (zero) gradients are added back into the primitives'
+    # vertices, and on a GPU many adds into one address queue up on it
+    k = torch.where(valid, k, j % max(count.shape[0], 1))
+    return k, j - (cum[k] - count[k]), valid
 
 
 @torch.no_grad()
@@ -135,7 +167,7 @@ def _share_coverage(color: Tensor, d: Tensor, pix_in: Tensor, pix_out: Tensor) -
 
 
 def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: tuple[Tensor, Tensor, Tensor],
-              area: Tensor | None = None) -> Tensor:
+              area: Tensor | None = None, crossings: int | None = None) -> Tensor:
     """Blend colours across visible silhouette edges so that the image is differentiable in vertex positions.
 
     color (B, H, W, C), zbuf (B * H * W,) z_ndc of the visible surface or +inf (Fragments.depth_buffer),
@@ -151,21 +183,33 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
     pixel pairs, Laine et al. 2020): near a smooth silhouette the last front-facing triangles are far narrower
     than a pixel, so the triangle at a pixel centre rarely owns the silhouette edge, and the silhouette gradient
     all but vanishes once triangles are smaller than a pixel (see docs/calibration.md).
+
+    crossings: None, the crossings are counted and compacted (the host reads their number); an int, they go into
+    that many slots (static shapes, no host synchronisation: what a CUDA graph needs); exact when it is at least
+    ``silhouette_crossings``, crossings beyond it are dropped.
     """
     B, h, w, C = color.shape
     edges = topology[0]
     x, y, z = _screen(pos, (h, w))
     if area is None:
         area = screen_area(pos, tri, (h, w))
-    sp = _silhouette_spans(x, y, pos, topology, area, (h, w))
-    if int(sp.count.sum()) == 0:
-        return color
-    # (the walk has no Python loop over edges; crossings are bounded by the silhouette length, so no tiling)
-    k, local = _expand(sp.count)
+    static = crossings is not None
+    sp = _silhouette_spans(x, y, pos, topology, area, (h, w), compact=not static)
+    if static:
+        k, local, valid = _expand_static(sp.count, crossings)
+    else:
+        if int(sp.count.sum()) == 0:
+            return color
+        # (the walk has no Python loop over edges; crossings are bounded by the silhouette length, so no tiling)
+        k, local = _expand(sp.count)
     s = sp.first[k] + local  # integer row (steep) or column (flat) of each crossing
     b, st = sp.view[k], sp.steep[k]
     i0, i1 = edges[sp.edge[k], 0], edges[sp.edge[k], 1]
     X0, Y0, X1, Y1 = x[b, i0], y[b, i0], x[b, i1], y[b, i1]
+    if static:  # an unused slot sits on some (view, edge) pair, maybe one behind the eye (w <= 0) or crossing
+        # nothing (A1 = A0): it takes the unit diagonal instead, so that no infinity reaches the backward pass
+        X0, Y0, X1, Y1 = (torch.where(valid, c, float(v)) for c, v in ((X0, 0), (Y0, 0), (X1, 1), (Y1, 1)))
+        s = torch.where(valid, s, 0.5)
     A0 = torch.where(st, Y0, X0)
     A1 = torch.where(st, Y1, X1)
     O0 = torch.where(st, X0, Y0)
@@ -176,8 +220,14 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
         # which of the two pixels is inside: moving +1 along the other axis goes to the side sign(n . dir)
         inside_is_1 = torch.sign(torch.where(st, sp.nx[k], sp.ny[k])) == sp.side[k]
         j0, pix_in, pix_out, ok = _pixel_pairs(cross, s, b, st, inside_is_1, (h, w))
+        if static:  # unused slots: distinct pixels (no pile-up of atomic adds on one), and no share
+            spread = torch.arange(crossings, device=zbuf.device) % zbuf.shape[0]
+            pix_in, pix_out = torch.where(valid, pix_in, spread), torch.where(valid, pix_out, spread)
+            ok = ok & valid
         ze = z[b, i0] + t * (z[b, i1] - z[b, i0])
         ok &= torch.isfinite(zbuf[pix_in]) & (zbuf[pix_out] > ze)
     frac = cross - j0  # distance of the crossing from pixel 0's centre, in [0, 1)
-    d = torch.where(inside_is_1, 1 - frac, frac)[ok]
-    return _share_coverage(color, d, pix_in[ok], pix_out[ok])
+    d = torch.where(inside_is_1, 1 - frac, frac)
+    if static:  # d = 1/2 shares nothing either way
+        return _share_coverage(color, torch.where(ok, d, 0.5), pix_in, pix_out)
+    return _share_coverage(color, d[ok], pix_in[ok], pix_out[ok])

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -37,10 +37,12 @@ from ... import render as R
 from ...camera import Camera
 from ...errors import V2M4Error
 from ...geometry import chamfer, face_areas, rotation_6d, sample_barycentric
-from ...optim import SmoothSolver, UniformAdam
+from ..._graphs import StepGraphs
+from ...optim import UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
+from .clip_terms import _Shape, _points, _temporal, frames_to_u, frames_to_x
 from .energies import flipped_fraction, unfold
 from .sequence import RegistrationResult, _check_meshes, _prepare
 
@@ -81,6 +83,8 @@ class JointConfig:
     video_res: int = 0              # ours: the video's silhouettes are compared at most this many pixels on a side
                                     # (masks area-averaged, the camera's intrinsics scaled); 0: the frames' own
     arap_refresh: int = _RC.arap_refresh    # pair: steps between re-solving the ARAP rotations
+    cuda_graphs: bool = True        # ours, no effect on the result: on CUDA each step after its visibility pass
+                                    # is replayed as one CUDA graph (False: launched op by op, the same arithmetic)
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = _RC.render_res        # pair: resolution of the keyframes' render loss
@@ -112,110 +116,6 @@ class JointConfig:
                                   view_pool=self.view_pool, fov_deg=self.fov_deg, chamfer_points=self.chamfer_points,
                                   remesh_rest=self.remesh_rest, remesh_feature_deg=self.remesh_feature_deg,
                                   dense_max_vertices=self.dense_max_vertices, global_normals=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# batched helpers: positions x (T, V, 3), one frame per row
-
-
-def frames_to_x(solver: SmoothSolver, u: Tensor) -> Tensor:
-    """(T, V, 3) -> (T, V, 3): x_t = (I + lambda L)^-1 u_t for every frame, as ONE solve with 3T right-hand sides
-    (V, 3T); ``SmoothSolver.to_x`` takes any number of columns."""
-    T, V, _ = u.shape
-    x = solver.to_x(u.permute(1, 0, 2).reshape(V, 3 * T))
-    return x.reshape(V, T, 3).permute(1, 0, 2)
-
-
-def frames_to_u(solver: SmoothSolver, x: Tensor) -> Tensor:
-    """(T, V, 3) -> (T, V, 3): u_t = (I + lambda L) x_t for every frame in one product."""
-    T, V, _ = x.shape
-    u = solver.to_u(x.permute(1, 0, 2).reshape(V, 3 * T))
-    return u.reshape(V, T, 3).permute(1, 0, 2)
-
-
-def _rows(x: Tensor, idx: Tensor) -> Tensor:
-    """x (T, V, C) at vertex indices idx (any shape) -> (T, *idx.shape, C): x[:, idx], by index_select, whose
-    backward is an index_add (advanced indexing's is an accumulating index_put, several times slower on the CPU)."""
-    return x.index_select(1, idx.reshape(-1)).view(x.shape[0], *idx.shape, x.shape[-1])
-
-
-def _points(x: Tensor, samples: tuple[Tensor, Tensor]) -> Tensor:
-    """(B, N, 3) positions of one barycentric sample set on every row of x (B, V, 3)."""
-    corners, b = samples
-    return (_rows(x, corners) * b[..., None].to(x)).sum(2)
-
-
-def _face_areas(x: Tensor, faces: Tensor) -> Tensor:
-    """(T, F) triangle areas of every frame."""
-    t = _rows(x, faces)
-    return torch.linalg.cross(t[:, :, 1] - t[:, :, 0], t[:, :, 2] - t[:, :, 0], dim=-1).norm(dim=-1) / 2
-
-
-def _directed(edges: Tensor) -> tuple[Tensor, Tensor]:
-    return torch.cat([edges[:, 0], edges[:, 1]]), torch.cat([edges[:, 1], edges[:, 0]])
-
-
-def _arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
-    """(T, V, 3, 3) best local rotations taking rest's one-rings onto each frame's (``energies.arap_rotations``
-    batched; the reflection fix is applied by ``where``, so no host sync)."""
-    i, j = _directed(edges)
-    er, ex = rest[j] - rest[i], x[:, j] - x[:, i]
-    S = torch.zeros(*x.shape[:2], 3, 3, dtype=torch.float64, device=x.device)
-    S = S.index_add(1, i, (er[None, :, :, None] * ex[..., None, :]).double())
-    U, _, Vh = torch.linalg.svd(S)
-    V_ = Vh.transpose(-1, -2)
-    Rm = V_ @ U.transpose(-1, -2)
-    flip = torch.ones(3, dtype=S.dtype, device=S.device)
-    flip[2] = -1
-    Rf = (V_ * flip) @ U.transpose(-1, -2)
-    return torch.where((torch.det(Rm) < 0)[..., None, None], Rf, Rm).to(x.dtype)
-
-
-class _Shape:
-    """ARAP + area + edge energies of every frame against the rest mesh at each frame's reference size (the pair's
-    terms, ``energies``, per frame). What does not move between steps is computed once: the rest's directed
-    edges, face areas and edge lengths at each frame's size, and, at each ARAP refresh, each directed edge as the
-    frame's rotation of its one-ring turns it (the rotations are fixed between refreshes, so the ARAP residual is
-    one subtraction a step, not a batched 3 x 3 product per edge)."""
-
-    def __init__(self, rest: Tensor, faces: Tensor, edges: Tensor, scale: Tensor, cfg: JointConfig):
-        self.rest, self.faces, self.edges, self.cfg = rest, faces, edges, cfg
-        self.i, self.j = _directed(edges)
-        s = scale[:, None]
-        self.scale = scale
-        self.area = s * s * face_areas(rest, faces)[None]  # (T, F)
-        self.length = (rest[edges[:, 1]] - rest[edges[:, 0]]).norm(dim=-1)[None] * s  # (T, E)
-        self.turned: Tensor | None = None  # (T, 2E, 3)
-
-    def refresh(self, x: Tensor) -> None:
-        """The best local rotations of positions x (T, V, 3) (scale-free: the best rotation ignores a uniform
-        scale), applied once to the rest's directed edges at each frame's size."""
-        rot = _arap_rotations(x.detach(), self.rest, self.edges)
-        er = self.rest[self.j] - self.rest[self.i]
-        self.turned = (rot[:, self.i] @ er[..., None])[..., 0] * self.scale[:, None, None]
-
-    def energy(self, x: Tensor) -> Tensor:
-        """(T,) weighted sum of the three energies of positions x (T, V, 3)."""
-        cfg, edges = self.cfg, self.edges
-        r = (_rows(x, self.j) - _rows(x, self.i)) - self.turned
-        arap = (r * r).sum(-1).mean(1)
-        area = ((_face_areas(x, self.faces) - self.area) ** 2).mean(1)
-        lx = (_rows(x, edges[:, 1]) - _rows(x, edges[:, 0])).norm(dim=-1)
-        edge = ((lx - self.length) ** 2).mean(1)
-        return cfg.w_arap * arap + cfg.w_area * area + cfg.w_edge * edge
-
-
-def _temporal(x: Tensor, times: Tensor) -> Tensor:
-    """(T-2,) mean squared acceleration of every vertex at the inner frames, by the non-uniform second difference
-    2 / (h0 + h1) * ((x+ - x) / h1 - (x - x-) / h0), times h² (h the median spacing): for evenly spaced frames it
-    is |x+ - 2x + x-|², the ground truth's jitter measure (``metrics.geometry.vertex_jitter``) squared."""
-    if x.shape[0] < 3:
-        return x.new_zeros(0)
-    dt = (times[1:] - times[:-1]).to(x).clamp_min(1e-9)
-    h = dt.median()
-    v = (x[1:] - x[:-1]) / dt[:, None, None]
-    acc = (v[1:] - v[:-1]) * (2 / (dt[1:] + dt[:-1]))[:, None, None] * h * h
-    return (acc * acc).sum(-1).mean(1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -251,14 +151,27 @@ class _Keys:
         K, n = self.mask.shape[0], min(n, self.pool)
         return torch.argsort(torch.rand(steps, K, self.pool, generator=g), dim=2)[..., :n].to(self.mask.device)
 
-    def render_l1(self, ctx, template: Mesh, x: Tensor, key_of: Tensor, idx: Tensor, topo) -> Tensor:
-        """(B,) render L1 (mask + normals, ``align._render_l1``) of positions x (B, V, 3), row b against keyframe
-        key_of[b]'s pool in its views idx[b] (B, n); one render call of B * n views."""
+    def views(self, x: Tensor, key_of: Tensor, idx: Tensor) -> tuple[Camera, Tensor]:
+        """The cameras and vertices (B * n, V, 3) of the render of positions x (B, V, 3), row b in keyframe
+        key_of[b]'s pool views idx[b] (B, n)."""
         B, n = idx.shape
         flat = (idx + key_of[:, None] * self.pool).reshape(-1)
         cams = Camera(self.cams.K[flat], self.cams.cam_from_world[flat], self.cams.resolution)
-        v = x[:, None].expand(B, n, *x.shape[1:]).reshape(B * n, *x.shape[1:])
-        out = R.render(ctx, template, cams, channels=("mask", "normal"), vertices=v, topology=topo)
+        return cams, x[:, None].expand(B, n, *x.shape[1:]).reshape(B * n, *x.shape[1:])
+
+    def render_l1(self, ctx, template: Mesh, x: Tensor, key_of: Tensor, idx: Tensor, topo,
+                  vis: tuple[Tensor, int, int] | None = None) -> Tensor:
+        """(B,) render L1 (mask + normals, ``align._render_l1``) of positions x (B, V, 3), row b against keyframe
+        key_of[b]'s pool in its views idx[b] (B, n); one render call of B * n views. vis: the views' visibility
+        found beforehand, the antialias's crossing slots and the covered pixels' rows (``render_visible``: static
+        shapes)."""
+        B, n = idx.shape
+        cams, v = self.views(x, key_of, idx)
+        if vis is None:
+            out = R.render(ctx, template, cams, channels=("mask", "normal"), vertices=v, topology=topo)
+        else:
+            out = R.render_visible(ctx, template, cams, vis[0], crossings=vis[1], pixels=vis[2],
+                                   channels=("mask", "normal"), vertices=v, topology=topo)
         kk = key_of[:, None]
         dm = (out["mask"].reshape(B, n, *out["mask"].shape[1:]) - self.mask[kk, idx]).abs().mean((1, 2, 3))
         dn = (out["normal"].reshape(B, n, *out["normal"].shape[1:]) - self.normal[kk, idx]).abs().sum(-1)
@@ -273,31 +186,68 @@ def _similarity(x: Tensor, c: Tensor, r6: Tensor, log_s: Tensor, t: Tensor) -> T
 
 
 def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Tensor, iters: int,
-                w_render: float, cfg: JointConfig, ctx, g: torch.Generator, topo) -> tuple[Tensor, Tensor]:
+                w_render: float, cfg: JointConfig, ctx, g: torch.Generator, topo, *,
+                static: bool | None = None) -> tuple[Tensor, Tensor]:
     """B similarities of rest positions x (V, 3) in one Adam run: row b onto keyframe key_of[b] (B,), starting
     from rotation rots[b] (B, 3, 3) about x's centroid, unit scale, and the target's centroid. Returns the
-    positions (B, V, 3) and their Chamfer (B,), both detached."""
+    positions (B, V, 3) and their Chamfer (B,), both detached. static: as in ``_ClipFit`` (default: on CUDA)."""
     B = key_of.shape[0]
     c = x.mean(0).detach()
     r6 = torch.cat([rots[:, 0], rots[:, 1]], -1).to(x).clone().requires_grad_(True)
     log_s = torch.zeros(B, dtype=x.dtype, device=x.device, requires_grad=True)
     t = (keys.points[key_of].mean(1) - c).clone().requires_grad_(True)
-    opt = torch.optim.Adam([r6, log_s, t], lr=cfg.global_lr)
-    samples = [sample_barycentric(template.faces, face_areas(x, template.faces), cfg.chamfer_points, generator=g)
-               for _ in range(cfg.sample_sets)]
+    static = x.is_cuda if static is None else static
+    graphs = StepGraphs([r6, log_s, t], enabled=static and cfg.cuda_graphs)
+    # capturable: the step count lives on the device, so a captured step counts on each replay
+    opt = torch.optim.Adam([r6, log_s, t], lr=cfg.global_lr, capturable=graphs.enabled)
+    sets = [sample_barycentric(template.faces, face_areas(x, template.faces), cfg.chamfer_points, generator=g)
+            for _ in range(cfg.sample_sets)]
+    sets = (torch.stack([a for a, _ in sets]), torch.stack([b for _, b in sets]))
     picks = keys.picks(iters, cfg.global_views, g)[:, key_of]  # a keyframe's starts see the same views
     pts = keys.points[key_of]
-    for it in range(iters):
+    # the step's draws and the visibility of its views, in fixed buffers (a captured step reads them)
+    samples, cur = (sets[0][0].clone(), sets[1][0].clone()), picks[0].clone()
+    vis: dict[str, Tensor] = {}
+    slots = [0, 0]  # the antialias's crossing slots, the covered pixels' rows
+
+    def body():
         y = _similarity(x, c, r6, log_s, t)
-        loss = cfg.w_chamfer * chamfer(_points(y, samples[it % len(samples)]), pts).sum()
+        loss = cfg.w_chamfer * chamfer(_points(y, samples), pts).sum()
         if w_render > 0:
-            loss = loss + w_render * keys.render_l1(ctx, template, y, key_of, picks[it], topo).sum()
-        opt.zero_grad()
+            v = (vis["key"], *slots) if static else None
+            loss = loss + w_render * keys.render_l1(ctx, template, y, key_of, cur, topo, v).sum()
         loss.backward()
         opt.step()
+
+    for it in range(iters):
+        with torch.no_grad():
+            samples[0].copy_(sets[0][it % len(sets[0])])
+            samples[1].copy_(sets[1][it % len(sets[1])])
+            cur.copy_(picks[it])
+            if static and w_render > 0:
+                cams, v = keys.views(_similarity(x, c, r6, log_s, t), key_of, cur)
+                tri_id = R.visible_faces(ctx, template, cams, vertices=v)
+                if "key" in vis and vis["key"].shape == tri_id.shape:
+                    vis["key"].copy_(tri_id)
+                else:
+                    vis["key"] = tri_id
+                need = torch.stack([R.silhouette_crossings(template, cams, vertices=v, topology=topo),
+                                    (tri_id >= 0).sum()]).tolist()
+                if _grow(slots, need):
+                    graphs.reset()
+        graphs(tuple(slots), body)
     with torch.no_grad():
         y = _similarity(x, c, r6, log_s, t)
-        return y, chamfer(_points(y, samples[0]), pts)
+        return y, chamfer(_points(y, (sets[0][0], sets[1][0])), pts)
+
+
+def _grow(slots: list[int], need: list[int]) -> bool:
+    """Slots (in place) for at least ``need`` of each, half again as many in blocks of 4096 where short: few
+    re-captures as a silhouette grows. True if any changed."""
+    short = [i for i, (have, n) in enumerate(zip(slots, need)) if n > have]
+    for i in short:
+        slots[i] = -(-int(need[i] * 1.5) // 4096) * 4096
+    return bool(short)
 
 
 def _global_keyframes(x: Tensor, template: Mesh, keys: _Keys, cfg: JointConfig, ctx, g: torch.Generator,
@@ -427,18 +377,23 @@ def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:
 class _ClipFit:
     """The joint local fit's problem: every frame's positions (T, V, 3) as large-steps parameters u, and its loss
     as named terms (``terms``), so a profile can time each. All randomness (surface samples, keyframe views, video
-    frames) is drawn at construction: a step makes no draw and no host sync."""
+    frames) is drawn at construction; each step copies its draws into fixed buffers (``prepare``).
+
+    static: the renders take their visibility from a pass before the step (``render_visible``), so the step has
+    static shapes and no host synchronisation, and on CUDA it is replayed as a CUDA graph (``graphs``); the
+    values are the dynamic path's. Default: on CUDA."""
 
     def __init__(self, x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
                  camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator,
-                 topo):
+                 topo, *, static: bool | None = None):
         T = x0.shape[0]
         self.cfg, self.ctx, self.topo, self.template, self.frame = cfg, ctx, topo, template, frame
         self.rest, self.keys, self.key_index, self.scale, self.times = rest, keys, key_index, scale, times
         self.faces, self.edges, self.solver = template.faces, frame.edges, frame.solver
         self.u = frames_to_u(self.solver, x0.detach()).clone().requires_grad_(True)
-        self.samples = [sample_barycentric(self.faces, face_areas(rest, self.faces), cfg.chamfer_points, generator=g)
-                        for _ in range(cfg.sample_sets)]
+        sets = [sample_barycentric(self.faces, face_areas(rest, self.faces), cfg.chamfer_points, generator=g)
+                for _ in range(cfg.sample_sets)]
+        self.sample_sets = (torch.stack([c for c, _ in sets]), torch.stack([b for _, b in sets]))
         self.picks = keys.picks(cfg.iters, cfg.key_views, g)
         camera, self.masks = _video_at(camera, masks, cfg.video_res)
         self.nv = T if cfg.video_frames <= 0 else min(cfg.video_frames, T)
@@ -448,8 +403,18 @@ class _ClipFit:
         self.marea = self.masks.sum((1, 2)).clamp_min(1.0)
         self.every = torch.arange(len(key_index), device=x0.device)
         self.shape = _Shape(rest, self.faces, self.edges, scale, cfg)
+        # this step's draws, copied in by prepare(): a captured step reads them from the same tensors every time
+        self.samples = (self.sample_sets[0][0].clone(), self.sample_sets[1][0].clone())
+        self.cur_picks = self.picks[0].clone()
+        self.cur_vid = self.vid[0].clone()
+        self.static = x0.is_cuda if static is None else static
+        self.vis: dict[str, Tensor] = {}      # the renders' visibility at this step's positions (static)
+        # per render (static): the antialias's crossing slots and the covered pixels' rows
+        self.slots = {"key": [0, 0], "video": [0, 0]}
+        self.graphs = StepGraphs([self.u], enabled=self.static and cfg.cuda_graphs)
         # what a saved state must match to be continued: the same clip, mesh and schedule
-        self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(cfg), "layout": 2}
+        self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(replace(cfg, cuda_graphs=True)),
+                      "layout": 3}
 
     def x(self) -> Tensor:
         return frames_to_x(self.solver, self.u)
@@ -467,22 +432,65 @@ class _ClipFit:
               "shape": True, "temporal": cfg.w_temporal > 0 and self.u.shape[0] >= 3}
         return tuple(k for k, v in on.items() if v)
 
+    def _video_vertices(self, x: Tensor) -> Tensor:
+        f = self.cur_vid if self.nv < x.shape[0] else slice(None)
+        return x[f] * self.frame.size + self.frame.centre
+
+    @torch.no_grad()
+    def prepare(self, it: int, x: Tensor) -> None:
+        """Step it's draws into the step's buffers; with ``static``, the visibility of its renders at positions x
+        (T, V, 3) and enough crossing slots for their antialias (one host synchronisation: after the
+        rasteriser's own, it waits on nothing). New slot counts drop the captured steps."""
+        S = self.sample_sets[0].shape[0]
+        self.samples[0].copy_(self.sample_sets[0][it % S])
+        self.samples[1].copy_(self.sample_sets[1][it % S])
+        self.cur_picks.copy_(self.picks[it])
+        self.cur_vid.copy_(self.vid[it])
+        if not self.static:
+            return
+        on, need = self.active(it), {}
+        views = {}
+        if "key_render" in on:
+            views["key"] = self.keys.views(x[self.key_index], self.every, self.cur_picks)
+        if "video" in on:
+            views["video"] = (self.vcam, self._video_vertices(x))
+        for name, (cams, v) in views.items():
+            self._see(name, R.visible_faces(self.ctx, self.template, cams, vertices=v))
+            need[name] = torch.stack([R.silhouette_crossings(self.template, cams, vertices=v, topology=self.topo),
+                                      (self.vis[name] >= 0).sum()])
+        if need:
+            counts = torch.stack(list(need.values())).tolist()
+            if any([_grow(self.slots[k], n) for k, n in zip(need, counts)]):
+                self.graphs.reset()
+
+    def _see(self, name: str, tri_id: Tensor) -> None:
+        if name in self.vis and self.vis[name].shape == tri_id.shape:
+            self.vis[name].copy_(tri_id)
+        else:
+            self.vis[name] = tri_id
+
     def terms(self, it: int, x: Tensor, only: tuple[str, ...] | None = None) -> dict[str, Tensor]:
-        """Step it's loss terms of positions x (T, V, 3), by name, each a weighted scalar; only: just these."""
-        cfg, T = self.cfg, x.shape[0]
+        """Step it's loss terms of positions x (T, V, 3), by name, each a weighted scalar; only: just these.
+        ``prepare(it, ...)`` comes first."""
+        cfg = self.cfg
         on = {k for k in self.active(it) if only is None or k in only}
         out = {}
         xk = x[self.key_index]
         if "chamfer" in on:
-            out["chamfer"] = cfg.w_chamfer * chamfer(_points(xk, self.samples[it % len(self.samples)]),
-                                                     self.keys.points).sum()
+            out["chamfer"] = cfg.w_chamfer * chamfer(_points(xk, self.samples), self.keys.points).sum()
         if "key_render" in on:
+            vis = (self.vis["key"], *self.slots["key"]) if self.static else None
             out["key_render"] = cfg.w_render * self.keys.render_l1(self.ctx, self.template, xk, self.every,
-                                                                   self.picks[it], self.topo).sum()
+                                                                   self.cur_picks, self.topo, vis).sum()
         if "video" in on:
-            f = self.vid[it] if self.nv < T else slice(None)
-            r = R.render(self.ctx, self.template, self.vcam, channels=("mask",),
-                         vertices=x[f] * self.frame.size + self.frame.centre, topology=self.topo)
+            v = self._video_vertices(x)
+            if self.static:
+                r = R.render_visible(self.ctx, self.template, self.vcam, self.vis["video"],
+                                     crossings=self.slots["video"][0], pixels=self.slots["video"][1],
+                                     channels=("mask",), vertices=v, topology=self.topo)
+            else:
+                r = R.render(self.ctx, self.template, self.vcam, channels=("mask",), vertices=v, topology=self.topo)
+            f = self.cur_vid if self.nv < x.shape[0] else slice(None)
             out["video"] = cfg.w_input_view * ((r["mask"] - self.masks[f]).abs().sum((1, 2)) / self.marea[f]).sum()
         if "shape" in on:
             out["shape"] = self.shape.energy(x).sum()
@@ -491,21 +499,28 @@ class _ClipFit:
         return out
 
     def step(self, it: int, opt: torch.optim.Optimizer) -> None:
-        """One step of the fit: the positions, the ARAP rotations when due, every term, one optimiser step."""
-        x = self.x()
+        """One step of the fit: the ARAP rotations when due and the step's draws and visibility (eager), then
+        every term, the backward pass and one optimiser step (a CUDA graph where ``graphs`` is on)."""
+        with torch.no_grad():
+            x = self.x()
         self.refresh(it, x)
-        loss = sum(self.terms(it, x).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        self.prepare(it, x)
+
+        def body():
+            loss = sum(self.terms(it, self.x()).values())
+            loss.backward()
+            opt.step()
+
+        self.graphs((self.active(it), *(tuple(v) for v in self.slots.values())), body)
 
 
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
               camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator, topo,
-              progress, *, state: Path | None = None, state_every: int = 50) -> Tensor:
+              progress, *, state: Path | None = None, state_every: int = 50, static: bool | None = None) -> Tensor:
     """The joint local fit of every frame's positions x0 (T, V, 3) (normalised). Returns (T, V, 3) detached.
-    state: see ``register_clip``."""
-    fit = _ClipFit(x0, rest, template, keys, key_index, masks, camera, frame, scale, times, cfg, ctx, g, topo)
+    state: see ``register_clip``; static: see ``_ClipFit``."""
+    fit = _ClipFit(x0, rest, template, keys, key_index, masks, camera, frame, scale, times, cfg, ctx, g, topo,
+                   static=static)
     opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
     start = 0
     if state is not None and state.is_file():

@@ -1,0 +1,115 @@
+"""The whole-clip fit's per-frame terms, batched over frames: positions x (T, V, 3), one frame a row. The
+large-steps change of variables for every frame in one solve, and the shape regularisers (ARAP, area, edge) and
+the temporal smoothness term of every frame at once (``joint`` composes them)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...geometry import face_areas
+from ...optim import SmoothSolver
+
+
+def frames_to_x(solver: SmoothSolver, u: Tensor) -> Tensor:
+    """(T, V, 3) -> (T, V, 3): x_t = (I + lambda L)^-1 u_t for every frame, as ONE solve with 3T right-hand sides
+    (V, 3T); ``SmoothSolver.to_x`` takes any number of columns."""
+    T, V, _ = u.shape
+    x = solver.to_x(u.permute(1, 0, 2).reshape(V, 3 * T))
+    return x.reshape(V, T, 3).permute(1, 0, 2)
+
+
+def frames_to_u(solver: SmoothSolver, x: Tensor) -> Tensor:
+    """(T, V, 3) -> (T, V, 3): u_t = (I + lambda L) x_t for every frame in one product."""
+    T, V, _ = x.shape
+    u = solver.to_u(x.permute(1, 0, 2).reshape(V, 3 * T))
+    return u.reshape(V, T, 3).permute(1, 0, 2)
+
+
+def _rows(x: Tensor, idx: Tensor) -> Tensor:
+    """x (T, V, C) at vertex indices idx (any shape) -> (T, *idx.shape, C): x[:, idx], by index_select, whose
+    backward is an index_add (advanced indexing's is an accumulating index_put, several times slower on the CPU)."""
+    return x.index_select(1, idx.reshape(-1)).view(x.shape[0], *idx.shape, x.shape[-1])
+
+
+def _points(x: Tensor, samples: tuple[Tensor, Tensor]) -> Tensor:
+    """(B, N, 3) positions of one barycentric sample set on every row of x (B, V, 3)."""
+    corners, b = samples
+    return (_rows(x, corners) * b[..., None].to(x)).sum(2)
+
+
+def _face_areas(x: Tensor, faces: Tensor) -> Tensor:
+    """(T, F) triangle areas of every frame."""
+    t = _rows(x, faces)
+    return torch.linalg.cross(t[:, :, 1] - t[:, :, 0], t[:, :, 2] - t[:, :, 0], dim=-1).norm(dim=-1) / 2
+
+
+def _directed(edges: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.cat([edges[:, 0], edges[:, 1]]), torch.cat([edges[:, 1], edges[:, 0]])
+
+
+def _arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
+    """(T, V, 3, 3) best local rotations taking rest's one-rings onto each frame's (``energies.arap_rotations``
+    batched; the reflection fix is applied by ``where``, so no host sync)."""
+    i, j = _directed(edges)
+    er, ex = rest[j] - rest[i], x[:, j] - x[:, i]
+    S = torch.zeros(*x.shape[:2], 3, 3, dtype=torch.float64, device=x.device)
+    S = S.index_add(1, i, (er[None, :, :, None] * ex[..., None, :]).double())
+    U, _, Vh = torch.linalg.svd(S)
+    V_ = Vh.transpose(-1, -2)
+    Rm = V_ @ U.transpose(-1, -2)
+    flip = torch.ones(3, dtype=S.dtype, device=S.device)
+    flip[2] = -1
+    Rf = (V_ * flip) @ U.transpose(-1, -2)
+    return torch.where((torch.det(Rm) < 0)[..., None, None], Rf, Rm).to(x.dtype)
+
+
+class _Shape:
+    """ARAP + area + edge energies of every frame against the rest mesh at each frame's reference size (the pair's
+    terms, ``energies``, per frame). What does not move between steps is computed once: the rest's directed
+    edges, face areas and edge lengths at each frame's size, and, at each ARAP refresh, each directed edge as the
+    frame's rotation of its one-ring turns it (the rotations are fixed between refreshes, so the ARAP residual is
+    one subtraction a step, not a batched 3 x 3 product per edge)."""
+
+    def __init__(self, rest: Tensor, faces: Tensor, edges: Tensor, scale: Tensor, cfg):  # cfg: a JointConfig
+        self.rest, self.faces, self.edges, self.cfg = rest, faces, edges, cfg
+        self.i, self.j = _directed(edges)
+        s = scale[:, None]
+        self.scale = scale
+        self.area = s * s * face_areas(rest, faces)[None]  # (T, F)
+        self.length = (rest[edges[:, 1]] - rest[edges[:, 0]]).norm(dim=-1)[None] * s  # (T, E)
+        self.turned: Tensor | None = None  # (T, 2E, 3)
+
+    def refresh(self, x: Tensor) -> None:
+        """The best local rotations of positions x (T, V, 3) (scale-free: the best rotation ignores a uniform
+        scale), applied once to the rest's directed edges at each frame's size."""
+        rot = _arap_rotations(x.detach(), self.rest, self.edges)
+        er = self.rest[self.j] - self.rest[self.i]
+        turned = (rot[:, self.i] @ er[..., None])[..., 0] * self.scale[:, None, None]
+        if self.turned is None or self.turned.shape != turned.shape:
+            self.turned = turned
+        else:  # in place: a captured step (CUDA graph) reads this tensor
+            self.turned.copy_(turned)
+
+    def energy(self, x: Tensor) -> Tensor:
+        """(T,) weighted sum of the three energies of positions x (T, V, 3)."""
+        cfg, edges = self.cfg, self.edges
+        r = (_rows(x, self.j) - _rows(x, self.i)) - self.turned
+        arap = (r * r).sum(-1).mean(1)
+        area = ((_face_areas(x, self.faces) - self.area) ** 2).mean(1)
+        lx = (_rows(x, edges[:, 1]) - _rows(x, edges[:, 0])).norm(dim=-1)
+        edge = ((lx - self.length) ** 2).mean(1)
+        return cfg.w_arap * arap + cfg.w_area * area + cfg.w_edge * edge
+
+
+def _temporal(x: Tensor, times: Tensor) -> Tensor:
+    """(T-2,) mean squared acceleration of every vertex at the inner frames, by the non-uniform second difference
+    2 / (h0 + h1) * ((x+ - x) / h1 - (x - x-) / h0), times h² (h the median spacing): for evenly spaced frames it
+    is |x+ - 2x + x-|², the ground truth's jitter measure (``metrics.geometry.vertex_jitter``) squared."""
+    if x.shape[0] < 3:
+        return x.new_zeros(0)
+    dt = (times[1:] - times[:-1]).to(x).clamp_min(1e-9)
+    h = dt.median()
+    v = (x[1:] - x[:-1]) / dt[:, None, None]
+    acc = (v[1:] - v[:-1]) * (2 / (dt[1:] + dt[:-1]))[:, None, None] * h * h
+    return (acc * acc).sum(-1).mean(1)
