@@ -93,12 +93,12 @@ class _Shape:
 
     def energy(self, x: Tensor) -> Tensor:
         """(T,) weighted sum of the three energies of positions x (T, V, 3)."""
-        cfg, edges = self.cfg, self.edges
-        r = (_rows(x, self.j) - _rows(x, self.i)) - self.turned
+        cfg, E = self.cfg, self.edges.shape[0]
+        d = _rows(x, self.j) - _rows(x, self.i)  # (T, 2E, 3) directed edges; the first E are the edges themselves
+        r = d - self.turned
         arap = (r * r).sum(-1).mean(1)
         area = ((_face_areas(x, self.faces) - self.area) ** 2).mean(1)
-        lx = (_rows(x, edges[:, 1]) - _rows(x, edges[:, 0])).norm(dim=-1)
-        edge = ((lx - self.length) ** 2).mean(1)
+        edge = ((d[:, :E].norm(dim=-1) - self.length) ** 2).mean(1)
         return cfg.w_arap * arap + cfg.w_area * area + cfg.w_edge * edge
 
 
