@@ -51,7 +51,7 @@ def merged_busy(intervals: list[tuple[float, float]], lo: float, hi: float) -> f
     return busy
 
 
-_STATIC = None  # the fit's own default (static on CUDA); --dynamic: False
+_STATIC = None  # the fit's own default (static on CUDA with JointConfig.cuda_graphs); --dynamic: False
 
 _SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
 
@@ -259,7 +259,7 @@ def main() -> int:
     ap.add_argument("--sync-sites", type=int, default=0, help="also count the host's waits on the GPU by library "
                     "line over this many steps (CUDA)")
     ap.add_argument("--dynamic", action="store_true", help="the fit's step op by op with the renders' own "
-                    "visibility (the CPU's path), not the static step replayed as a CUDA graph")
+                    "visibility (the default), even where --config turns cuda_graphs on")
     ap.add_argument("--label", default="joint", help="the row's method name")
     ap.add_argument("--out", default=str(RESULTS / "registration_speed.json"))
     ap.add_argument("--sweep", default=None, help="JSON file {label: JointConfig overrides}: after the timed run, "
