@@ -96,7 +96,8 @@ class DenseFragments:
 
     def dense(self, vals: Tensor, background: float | Tensor = 0.0) -> Tensor:
         # one pass over the images (these are the largest tensors of a batched render)
-        bg = torch.as_tensor(background, dtype=vals.dtype, device=vals.device)
+        # a number stays a number: as a tensor it would be copied to the device, and the host would wait for it
+        bg = background.to(vals) if isinstance(background, Tensor) else float(background)
         return torch.where(self.covered[..., None] > 0, vals, bg)
 
     def guard_slivers(self, sliver: Tensor) -> "DenseFragments":

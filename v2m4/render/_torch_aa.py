@@ -198,10 +198,11 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
     if static:
         k, local, valid = _expand_static(sp.count, crossings)
     else:
-        if int(sp.count.sum()) == 0:
+        total = int(sp.count.sum())  # the host's one read of the walk's size (it waits on the device here)
+        if total == 0:
             return color
         # (the walk has no Python loop over edges; crossings are bounded by the silhouette length, so no tiling)
-        k, local = _expand(sp.count)
+        k, local = _expand(sp.count, total)
     s = sp.first[k] + local  # integer row (steep) or column (flat) of each crossing
     b, st = sp.view[k], sp.steep[k]
     i0, i1 = edges[sp.edge[k], 0], edges[sp.edge[k], 1]
@@ -228,6 +229,6 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
         ok &= torch.isfinite(zbuf[pix_in]) & (zbuf[pix_out] > ze)
     frac = cross - j0  # distance of the crossing from pixel 0's centre, in [0, 1)
     d = torch.where(inside_is_1, 1 - frac, frac)
-    if static:  # d = 1/2 shares nothing either way
-        return _share_coverage(color, torch.where(ok, d, 0.5), pix_in, pix_out)
-    return _share_coverage(color, d[ok], pix_in[ok], pix_out[ok])
+    # crossings that are not ok share nothing (d = 1/2 either way) rather than being compacted out, which would
+    # make the host wait on the device for their number
+    return _share_coverage(color, torch.where(ok, d, 0.5), pix_in, pix_out)

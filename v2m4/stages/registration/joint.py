@@ -434,8 +434,9 @@ class _ClipFit:
         return tuple(k for k, v in on.items() if v)
 
     def _video_vertices(self, x: Tensor) -> Tensor:
-        f = self.cur_vid if self.nv < x.shape[0] else slice(None)
-        return x[f] * self.frame.size + self.frame.centre
+        # index_select, not x[f]: its backward adds rows (advanced indexing's accumulating put may wait on the device)
+        xf = x.index_select(0, self.cur_vid) if self.nv < x.shape[0] else x
+        return xf * self.frame.size + self.frame.centre
 
     @torch.no_grad()
     def prepare(self, it: int, x: Tensor) -> None:
@@ -452,7 +453,7 @@ class _ClipFit:
         on, need = self.active(it), {}
         views = {}
         if "key_render" in on:
-            views["key"] = self.keys.views(x[self.key_index], self.every, self.cur_picks)
+            views["key"] = self.keys.views(x.index_select(0, self.key_index), self.every, self.cur_picks)
         if "video" in on:
             views["video"] = (self.vcam, self._video_vertices(x))
         for name, (cams, v) in views.items():
@@ -476,7 +477,7 @@ class _ClipFit:
         cfg = self.cfg
         on = {k for k in self.active(it) if only is None or k in only}
         out = {}
-        xk = x[self.key_index]
+        xk = x.index_select(0, self.key_index)
         if "chamfer" in on:
             out["chamfer"] = cfg.w_chamfer * chamfer(_points(xk, self.samples), self.keys.points).sum()
         if "key_render" in on:
