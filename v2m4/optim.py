@@ -103,9 +103,11 @@ class UniformAdam(torch.optim.Optimizer):
                     continue
                 st = self.state[p]
                 if not st:
-                    st["t"], st["m"], st["v"] = p.new_zeros(()), torch.zeros_like(p), torch.zeros_like(p)
-                # the step count is a tensor, counted in place: a CUDA graph that captures this step then counts on
-                # each replay (a Python number would be frozen into it)
+                    # the step count is a tensor, counted in place: a CUDA graph that captures this step then counts
+                    # on each replay (a Python number would be frozen into it); float64, so that the bias
+                    # corrections are those of a Python float, to the bit
+                    st["t"] = torch.zeros((), dtype=torch.float64, device=p.device)
+                    st["m"], st["v"] = torch.zeros_like(p), torch.zeros_like(p)
                 st["t"].add_(1)
                 st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
                 st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)

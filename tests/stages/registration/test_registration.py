@@ -149,6 +149,27 @@ def test_smooth_solver_inverts_its_matrix():
     assert torch.allclose(s.to_x(u), m.vertices, atol=1e-4)
 
 
+def test_uniform_adam_steps_are_adam_with_one_scale_per_row():
+    """The step count is a tensor (a captured CUDA graph counts on each replay): the steps are still those of the
+    textbook formula with the count as a Python number, to the bit."""
+    from v2m4.optim import UniformAdam
+
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(4, 50, 3, generator=g).requires_grad_(True)
+    ref = p.detach().clone()
+    m, v = torch.zeros_like(ref), torch.zeros_like(ref)
+    opt = UniformAdam([p], lr=0.01, per_row=True)
+    for t in range(1, 201):
+        grad = torch.randn(4, 50, 3, generator=g)
+        p.grad = grad.clone()
+        opt.step()
+        m.mul_(0.9).add_(grad, alpha=0.1)
+        v.mul_(0.999).addcmul_(grad, grad, value=0.001)
+        m_hat, v_hat = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
+        ref -= 0.01 * m_hat / (v_hat.sqrt().amax(dim=(1, 2), keepdim=True) + 1e-8)
+    assert torch.equal(p.detach(), ref)
+
+
 def test_remesh_makes_good_triangles_on_the_same_surface():
     pytest.importorskip("gpytoolbox")
     tm = trimesh.creation.icosphere(subdivisions=3)
