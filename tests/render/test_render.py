@@ -457,3 +457,14 @@ def test_render_visible_equals_render_in_values_and_gradients(slack, rows):
     short = R.render_visible(CTX, mesh, cam, tri_id, crossings=n // 2, channels=("mask",), vertices=bump,
                              topology=topo)
     assert (short["mask"] - ref["mask"]).abs().sum() > 1.0
+
+
+def test_nvdiffrast_context_keeps_its_module_and_context(monkeypatch):
+    # the context's fields are filled by name: a field added before them once took nvdiffrast's module, and every
+    # nvdiffrast render failed (only a GPU run showed it)
+    from v2m4.render import _nvdiffrast
+
+    dr, glctx = object(), object()
+    monkeypatch.setattr(_nvdiffrast, "make_context", lambda device: (dr, glctx))
+    ctx = R.context("nvdiffrast", "cuda")
+    assert ctx.backend == "nvdiffrast" and ctx._dr is dr and ctx._glctx is glctx and ctx.compiled is True
