@@ -86,15 +86,6 @@ def _screen(pos: Tensor, resolution: tuple[int, int]) -> tuple[Tensor, Tensor, T
     return x, y, pos[..., 2] / wc
 
 
-def _expand(count: Tensor, total: int | None = None) -> tuple[Tensor, Tensor]:
-    """For N primitives with count[i] candidates each -> (primitive index, local index) of every candidate.
-    total: count.sum() where the caller knows it (the host then need not wait on the device for it)."""
-    idx = torch.repeat_interleave(torch.arange(count.shape[0], device=count.device), count, output_size=total)
-    start = torch.cumsum(count, 0) - count
-    local = torch.arange(idx.shape[0], device=count.device) - start[idx]
-    return idx, local
-
-
 SUBPIXEL = 16  # vertex positions snap to 1/16 pixel before the coverage test, as in nvdiffrast's rasteriser
 
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ._torch import _expand, _screen
+from ._torch import _screen
 
 
 def edge_topology(tri: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -115,9 +115,10 @@ def silhouette_crossings(pos: Tensor, tri: Tensor, topology: tuple[Tensor, Tenso
     return _silhouette_spans(x, y, pos, topology, screen_area(pos, tri, resolution), resolution).count.sum()
 
 
-def _expand_static(count: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``_torch._expand`` into n slots without reading the total on the host: (primitive index, local index,
-    valid) of slot j, valid where j < count.sum() (the other slots point at arbitrary primitives)."""
+def _expand(count: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """For primitives with count[i] candidates each, the candidates in n slots, without reading their total on
+    the host: (primitive index, local index, valid) of slot j, valid where j < count.sum() (the other slots point
+    at arbitrary primitives)."""
     cum = torch.cumsum(count, 0)
     j = torch.arange(n, device=count.device)
     k = torch.searchsorted(cum, j, right=True).clamp_max(max(count.shape[0] - 1, 0))
@@ -193,24 +194,21 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
     x, y, z = _screen(pos, (h, w))
     if area is None:
         area = screen_area(pos, tri, (h, w))
-    static = crossings is not None
-    sp = _silhouette_spans(x, y, pos, topology, area, (h, w), compact=not static)
-    if static:
-        k, local, valid = _expand_static(sp.count, crossings)
-    else:
-        total = int(sp.count.sum())  # the host's one read of the walk's size (it waits on the device here)
-        if total == 0:
+    sp = _silhouette_spans(x, y, pos, topology, area, (h, w), compact=crossings is None)
+    if crossings is None:
+        crossings = int(sp.count.sum())  # the host's one read of the walk's size (it waits on the device here)
+        if crossings == 0:
             return color
-        # (the walk has no Python loop over edges; crossings are bounded by the silhouette length, so no tiling)
-        k, local = _expand(sp.count, total)
+    # (the walk has no Python loop over edges; crossings are bounded by the silhouette length, so no tiling)
+    k, local, valid = _expand(sp.count, crossings)
     s = sp.first[k] + local  # integer row (steep) or column (flat) of each crossing
     b, st = sp.view[k], sp.steep[k]
     i0, i1 = edges[sp.edge[k], 0], edges[sp.edge[k], 1]
-    X0, Y0, X1, Y1 = x[b, i0], y[b, i0], x[b, i1], y[b, i1]
-    if static:  # an unused slot sits on some (view, edge) pair, maybe one behind the eye (w <= 0) or crossing
-        # nothing (A1 = A0): it takes the unit diagonal instead, so that no infinity reaches the backward pass
-        X0, Y0, X1, Y1 = (torch.where(valid, c, float(v)) for c, v in ((X0, 0), (Y0, 0), (X1, 1), (Y1, 1)))
-        s = torch.where(valid, s, 0.5)
+    # an unused slot sits on some (view, edge) pair, maybe one behind the eye (w <= 0) or crossing nothing
+    # (A1 = A0): it takes the unit diagonal instead, so that no infinity reaches the backward pass
+    X0, Y0, X1, Y1 = (torch.where(valid, c, float(v)) for c, v in
+                      ((x[b, i0], 0), (y[b, i0], 0), (x[b, i1], 1), (y[b, i1], 1)))
+    s = torch.where(valid, s, 0.5)
     A0 = torch.where(st, Y0, X0)
     A1 = torch.where(st, Y1, X1)
     O0 = torch.where(st, X0, Y0)
@@ -221,10 +219,10 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
         # which of the two pixels is inside: moving +1 along the other axis goes to the side sign(n . dir)
         inside_is_1 = torch.sign(torch.where(st, sp.nx[k], sp.ny[k])) == sp.side[k]
         j0, pix_in, pix_out, ok = _pixel_pairs(cross, s, b, st, inside_is_1, (h, w))
-        if static:  # unused slots: distinct pixels (no pile-up of atomic adds on one), and no share
-            spread = torch.arange(crossings, device=zbuf.device) % zbuf.shape[0]
-            pix_in, pix_out = torch.where(valid, pix_in, spread), torch.where(valid, pix_out, spread)
-            ok = ok & valid
+        # unused slots: distinct pixels (no pile-up of atomic adds on one), and no share
+        spread = torch.arange(crossings, device=zbuf.device) % zbuf.shape[0]
+        pix_in, pix_out = torch.where(valid, pix_in, spread), torch.where(valid, pix_out, spread)
+        ok = ok & valid
         ze = z[b, i0] + t * (z[b, i1] - z[b, i0])
         ok &= torch.isfinite(zbuf[pix_in]) & (zbuf[pix_out] > ze)
     frac = cross - j0  # distance of the crossing from pixel 0's centre, in [0, 1)

@@ -148,16 +148,19 @@ def test_shape_energies_are_the_pairwise_energies_frame_by_frame():
     assert float(shape.energy(m.vertices[None].expand(T, -1, -1))[0]) > 1e-4  # unscaled: off frame 0's 0.8
 
 
-def test_same_seed_same_result():
+def four_frames(cfg: JointConfig, ctx=CTX, device="cpu", **kw):
+    """register_clip of the clip's first 4 frames, keyframes 0 and 3, seed 3."""
     m = box()
-    truth = clip(m)[:4]
-    cam, masks = video(m, clip(m))
-    key = torch.tensor([0, 3])
+    truth = clip(m)
+    cam, masks = video(m, truth)
+    return register_clip([m.with_vertices(truth[k]).to(device) for k in (0, 3)], torch.tensor([0, 3]),
+                         masks[:4].to(device), cam.to(device), cfg, ctx, generator=torch.Generator().manual_seed(3),
+                         times=torch.arange(4.0), **kw)
+
+
+def test_same_seed_same_result():
     cfg = tiny(iters=15, global_iters=10, global_starts=2)
-    def run():
-        return register_clip([m.with_vertices(truth[k]) for k in key.tolist()], key, masks[:4], cam, cfg, CTX,
-                             generator=torch.Generator().manual_seed(3), times=torch.arange(4.0))
-    a, b = run(), run()
+    a, b = four_frames(cfg), four_frames(cfg)
     assert torch.equal(a.sequence.vertices, b.sequence.vertices)
     assert a.chamfer == b.chamfer and a.retried == b.retried and len(a.retried) == 2
 
@@ -171,10 +174,6 @@ def test_bad_key_index_is_refused():
 
 
 def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
-    m = box()
-    truth = clip(m)[:4]
-    cam, masks = video(m, clip(m))
-    key = torch.tensor([0, 3])
     cfg = tiny(iters=12, global_iters=6)
     state = tmp_path / "fit.pt"
 
@@ -188,8 +187,7 @@ def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
         return progress
 
     def run(**kw):
-        return register_clip([m.with_vertices(truth[k]) for k in key.tolist()], key, masks[:4], cam, cfg, CTX,
-                             generator=torch.Generator().manual_seed(3), times=torch.arange(4.0), **kw)
+        return four_frames(cfg, **kw)
 
     whole = run()
     with pytest.raises(Stop):
@@ -203,26 +201,19 @@ def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
 
 
 def test_static_step_gives_the_dynamic_result(monkeypatch):
-    """The step the GPU replays as a CUDA graph (visibility found before the step, every pixel shaded, fixed
-    crossing slots) runs eagerly here: it must be the same fit as the dynamic one, to float rounding."""
+    """The step the GPU replays as a CUDA graph (visibility found before the step, covered pixels and silhouette
+    crossings in fixed numbers of rows) runs eagerly here: it must be the same fit as the dynamic one, to float
+    rounding."""
     from functools import partial
 
     from v2m4.stages.registration import joint as J
 
-    m = box()
-    truth = clip(m)[:4]
-    cam, masks = video(m, clip(m))
-    key = torch.tensor([0, 3])
+    truth = clip(box())[:4]
     cfg = tiny(iters=30, global_iters=6, video_start=0.3)
-
-    def run():
-        return register_clip([m.with_vertices(truth[k]) for k in key.tolist()], key, masks[:4], cam, cfg, CTX,
-                             generator=torch.Generator().manual_seed(3), times=torch.arange(4.0))
-
-    dynamic = run()
+    dynamic = four_frames(cfg)
     monkeypatch.setattr(J, "_fit_clip", partial(J._fit_clip, static=True))
     monkeypatch.setattr(J, "_global_fit", partial(J._global_fit, static=True))
-    static = run()
+    static = four_frames(cfg)
     moved = (dynamic.sequence.vertices - truth[0]).norm(dim=-1).mean()
     diff = (static.sequence.vertices - dynamic.sequence.vertices).norm(dim=-1).max()
     assert float(moved) > 0.02 and float(diff) < 1e-3 * float(moved), (diff, moved)
@@ -240,19 +231,14 @@ def test_cuda_graph_step_gives_the_static_result(monkeypatch):
 
     dev = torch.device("cuda")
     ctx = R.context("auto", dev)
-    m = box()
-    truth = clip(m)[:4]
-    cam, masks = video(m, clip(m))
-    key = torch.tensor([0, 3])
+    truth = clip(box())[:4]
     fit, glob = J._fit_clip, J._global_fit
 
     def run(static, graphs=True):
         monkeypatch.setattr(J, "_fit_clip", partial(fit, static=static))
         monkeypatch.setattr(J, "_global_fit", partial(glob, static=static))
         cfg = tiny(iters=30, global_iters=6, video_start=0.3, cuda_graphs=graphs)
-        return register_clip([m.with_vertices(truth[k]).to(dev) for k in key.tolist()], key, masks[:4].to(dev),
-                             cam.to(dev), cfg, ctx, generator=torch.Generator().manual_seed(3),
-                             times=torch.arange(4.0)).sequence.vertices.cpu()
+        return four_frames(cfg, ctx, dev).sequence.vertices.cpu()
 
     dynamic, eager, graphed = run(False), run(True, graphs=False), run(True)
     moved = float((dynamic - truth[0]).norm(dim=-1).mean())

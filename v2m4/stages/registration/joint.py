@@ -36,11 +36,11 @@ from torch import Tensor
 from ... import render as R
 from ...camera import Camera
 from ...errors import V2M4Error
-from ...geometry import chamfer, face_areas, rotation_6d, sample_barycentric
+from ...geometry import chamfer, face_areas, rotation_6d
 from ..._graphs import StepGraphs
 from ...optim import UniformAdam
 from ...types import Mesh, Sequence
-from .align import Target, eval_chamfer, quarter_turns
+from .align import Target, _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
 from .clip_terms import _Shape, _points, _temporal, frames_to_u, frames_to_x
 from .energies import flipped_fraction, unfold
@@ -161,18 +161,13 @@ class _Keys:
         return cams, x[:, None].expand(B, n, *x.shape[1:]).reshape(B * n, *x.shape[1:])
 
     def render_l1(self, ctx, template: Mesh, x: Tensor, key_of: Tensor, idx: Tensor, topo,
-                  vis: tuple[Tensor, int, int] | None = None) -> Tensor:
+                  seen: "_Seen | None" = None) -> Tensor:
         """(B,) render L1 (mask + normals, ``align._render_l1``) of positions x (B, V, 3), row b against keyframe
-        key_of[b]'s pool in its views idx[b] (B, n); one render call of B * n views. vis: the views' visibility
-        found beforehand, the antialias's crossing slots and the covered pixels' rows (``render_visible``: static
-        shapes)."""
+        key_of[b]'s pool in its views idx[b] (B, n); one render call of B * n views. seen: their visibility found
+        beforehand, as render "key" (static shapes)."""
         B, n = idx.shape
         cams, v = self.views(x, key_of, idx)
-        if vis is None:
-            out = R.render(ctx, template, cams, channels=("mask", "normal"), vertices=v, topology=topo)
-        else:
-            out = R.render_visible(ctx, template, cams, vis[0], crossings=vis[1], pixels=vis[2],
-                                   channels=("mask", "normal"), vertices=v, topology=topo)
+        out = _render(ctx, template, cams, v, topo, ("mask", "normal"), seen, "key")
         kk = key_of[:, None]
         dm = (out["mask"].reshape(B, n, *out["mask"].shape[1:]) - self.mask[kk, idx]).abs().mean((1, 2, 3))
         dn = (out["normal"].reshape(B, n, *out["normal"].shape[1:]) - self.normal[kk, idx]).abs().sum(-1)
@@ -184,6 +179,68 @@ def _similarity(x: Tensor, c: Tensor, r6: Tensor, log_s: Tensor, t: Tensor) -> T
     -> (B, V, 3)."""
     Rm = rotation_6d(r6)
     return ((x - c)[None] @ Rm.transpose(1, 2)) * log_s.exp()[:, None, None] + c + t[:, None]
+
+
+class _Seen:
+    """The visibility of a step's renders at the step's positions, found before the step (``update``), and the
+    fixed sizes their ``render_visible`` needs: crossing slots and covered-pixel rows, half again as many as
+    needed, in blocks of 4096, so that a growing silhouette re-captures a graph rarely. The tensors are updated in
+    place where their shape allows: a captured step reads them."""
+
+    def __init__(self):
+        self.tri_id: dict[str, Tensor] = {}
+        self.slots: dict[str, list[int]] = {}  # per render: [crossings, pixels]
+
+    @torch.no_grad()
+    def update(self, ctx, template: Mesh, topo, views: dict[str, tuple[Camera, Tensor]]) -> bool:
+        """Visibility of each named render (cameras, vertices (B, V, 3)); one host wait for all their sizes.
+        True if some size grew (captured steps are then stale)."""
+        need = {}
+        for name, (cams, v) in views.items():
+            tri_id = R.visible_faces(ctx, template, cams, vertices=v)
+            old = self.tri_id.get(name)
+            if old is not None and old.shape == tri_id.shape:
+                old.copy_(tri_id)
+            else:
+                self.tri_id[name] = tri_id
+            need[name] = torch.stack([R.silhouette_crossings(template, cams, vertices=v, topology=topo),
+                                      (tri_id >= 0).sum()])
+        grew = False
+        for name, counts in zip(need, torch.stack(list(need.values())).tolist() if need else []):
+            have = self.slots.setdefault(name, [0, 0])
+            for i, n in enumerate(counts):
+                if n > have[i]:
+                    have[i], grew = -(-int(n * 1.5) // 4096) * 4096, True
+        return grew
+
+    def key(self) -> tuple:
+        return tuple((k, *v) for k, v in self.slots.items())
+
+
+def _render(ctx, template: Mesh, cams: Camera, v: Tensor, topo, channels: tuple[str, ...], seen: _Seen | None,
+            name: str) -> dict[str, Tensor]:
+    """``render``, or ``render_visible`` from render ``name``'s visibility in seen."""
+    if seen is None:
+        return R.render(ctx, template, cams, channels=channels, vertices=v, topology=topo)
+    crossings, pixels = seen.slots[name]
+    return R.render_visible(ctx, template, cams, seen.tri_id[name], crossings=crossings, pixels=pixels,
+                            channels=channels, vertices=v, topology=topo)
+
+
+class _Samples:
+    """``sample_sets`` barycentric surface samples of a mesh, stacked, and the current set in fixed tensors
+    (``use`` copies set it % sample_sets in: a captured step reads them)."""
+
+    def __init__(self, faces: Tensor, rest: Tensor, cfg: JointConfig, g: torch.Generator):
+        sets = _sample_sets(faces, face_areas(rest, faces), cfg.chamfer_points, cfg.sample_sets, g)
+        self.sets = (torch.stack([c for c, _ in sets]), torch.stack([b for _, b in sets]))
+        self.first = (self.sets[0][0], self.sets[1][0])
+        self.current = (self.sets[0][0].clone(), self.sets[1][0].clone())
+
+    @torch.no_grad()
+    def use(self, it: int) -> None:
+        for cur, stacked in zip(self.current, self.sets):
+            cur.copy_(stacked[it % stacked.shape[0]])
 
 
 def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Tensor, iters: int,
@@ -201,54 +258,32 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
     graphs = StepGraphs([r6, log_s, t], enabled=static and cfg.cuda_graphs)
     # capturable: the step count lives on the device, so a captured step counts on each replay
     opt = torch.optim.Adam([r6, log_s, t], lr=cfg.global_lr, capturable=graphs.enabled)
-    sets = [sample_barycentric(template.faces, face_areas(x, template.faces), cfg.chamfer_points, generator=g)
-            for _ in range(cfg.sample_sets)]
-    sets = (torch.stack([a for a, _ in sets]), torch.stack([b for _, b in sets]))
+    samples = _Samples(template.faces, x, cfg, g)
     picks = keys.picks(iters, cfg.global_views, g)[:, key_of]  # a keyframe's starts see the same views
     pts = keys.points[key_of]
-    # the step's draws and the visibility of its views, in fixed buffers (a captured step reads them)
-    samples, cur = (sets[0][0].clone(), sets[1][0].clone()), picks[0].clone()
-    vis: dict[str, Tensor] = {}
-    slots = [0, 0]  # the antialias's crossing slots, the covered pixels' rows
+    cur = picks[0].clone()  # this step's views, copied in before it (a captured step reads them)
+    seen = _Seen() if static else None
 
     def body():
         y = _similarity(x, c, r6, log_s, t)
-        loss = cfg.w_chamfer * chamfer(_points(y, samples), pts).sum()
+        loss = cfg.w_chamfer * chamfer(_points(y, samples.current), pts).sum()
         if w_render > 0:
-            v = (vis["key"], *slots) if static else None
-            loss = loss + w_render * keys.render_l1(ctx, template, y, key_of, cur, topo, v).sum()
+            loss = loss + w_render * keys.render_l1(ctx, template, y, key_of, cur, topo, seen).sum()
         loss.backward()
         opt.step()
 
     for it in range(iters):
-        with torch.no_grad():
-            samples[0].copy_(sets[0][it % len(sets[0])])
-            samples[1].copy_(sets[1][it % len(sets[1])])
-            cur.copy_(picks[it])
-            if static and w_render > 0:
-                cams, v = keys.views(_similarity(x, c, r6, log_s, t), key_of, cur)
-                tri_id = R.visible_faces(ctx, template, cams, vertices=v)
-                if "key" in vis and vis["key"].shape == tri_id.shape:
-                    vis["key"].copy_(tri_id)
-                else:
-                    vis["key"] = tri_id
-                need = torch.stack([R.silhouette_crossings(template, cams, vertices=v, topology=topo),
-                                    (tri_id >= 0).sum()]).tolist()
-                if _grow(slots, need):
-                    graphs.reset()
-        graphs(tuple(slots), body)
+        samples.use(it)
+        cur.copy_(picks[it])
+        if seen is not None and w_render > 0:
+            with torch.no_grad():
+                views = {"key": keys.views(_similarity(x, c, r6, log_s, t), key_of, cur)}
+            if seen.update(ctx, template, topo, views):
+                graphs.reset()
+        graphs(seen.key() if seen is not None else (), body)
     with torch.no_grad():
         y = _similarity(x, c, r6, log_s, t)
-        return y, chamfer(_points(y, (sets[0][0], sets[1][0])), pts)
-
-
-def _grow(slots: list[int], need: list[int]) -> bool:
-    """Slots (in place) for at least ``need`` of each, half again as many in blocks of 4096 where short: few
-    re-captures as a silhouette grows. True if any changed."""
-    short = [i for i, (have, n) in enumerate(zip(slots, need)) if n > have]
-    for i in short:
-        slots[i] = -(-int(need[i] * 1.5) // 4096) * 4096
-    return bool(short)
+        return y, chamfer(_points(y, samples.first), pts)
 
 
 def _global_keyframes(x: Tensor, template: Mesh, keys: _Keys, cfg: JointConfig, ctx, g: torch.Generator,
@@ -392,9 +427,7 @@ class _ClipFit:
         self.rest, self.keys, self.key_index, self.scale, self.times = rest, keys, key_index, scale, times
         self.faces, self.edges, self.solver = template.faces, frame.edges, frame.solver
         self.u = frames_to_u(self.solver, x0.detach()).clone().requires_grad_(True)
-        sets = [sample_barycentric(self.faces, face_areas(rest, self.faces), cfg.chamfer_points, generator=g)
-                for _ in range(cfg.sample_sets)]
-        self.sample_sets = (torch.stack([c for c, _ in sets]), torch.stack([b for _, b in sets]))
+        self.samples = _Samples(self.faces, rest, cfg, g)
         self.picks = keys.picks(cfg.iters, cfg.key_views, g)
         camera, self.masks = _video_at(camera, masks, cfg.video_res)
         self.nv = T if cfg.video_frames <= 0 else min(cfg.video_frames, T)
@@ -405,13 +438,10 @@ class _ClipFit:
         self.every = torch.arange(len(key_index), device=x0.device)
         self.shape = _Shape(rest, self.faces, self.edges, scale, cfg)
         # this step's draws, copied in by prepare(): a captured step reads them from the same tensors every time
-        self.samples = (self.sample_sets[0][0].clone(), self.sample_sets[1][0].clone())
         self.cur_picks = self.picks[0].clone()
         self.cur_vid = self.vid[0].clone()
         self.static = x0.is_cuda and cfg.cuda_graphs if static is None else static
-        self.vis: dict[str, Tensor] = {}      # the renders' visibility at this step's positions (static)
-        # per render (static): the antialias's crossing slots and the covered pixels' rows
-        self.slots = {"key": [0, 0], "video": [0, 0]}
+        self.seen = _Seen() if self.static else None  # the renders' visibility at this step's positions
         self.graphs = StepGraphs([self.u], enabled=self.static and cfg.cuda_graphs)
         # what a saved state must match to be continued: the same clip, mesh and schedule
         self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(replace(cfg, cuda_graphs=True)),
@@ -443,33 +473,18 @@ class _ClipFit:
         """Step it's draws into the step's buffers; with ``static``, the visibility of its renders at positions x
         (T, V, 3) and enough crossing slots for their antialias (one host synchronisation: after the
         rasteriser's own, it waits on nothing). New slot counts drop the captured steps."""
-        S = self.sample_sets[0].shape[0]
-        self.samples[0].copy_(self.sample_sets[0][it % S])
-        self.samples[1].copy_(self.sample_sets[1][it % S])
+        self.samples.use(it)
         self.cur_picks.copy_(self.picks[it])
         self.cur_vid.copy_(self.vid[it])
-        if not self.static:
+        if self.seen is None:
             return
-        on, need = self.active(it), {}
-        views = {}
+        on, views = self.active(it), {}
         if "key_render" in on:
             views["key"] = self.keys.views(x.index_select(0, self.key_index), self.every, self.cur_picks)
         if "video" in on:
             views["video"] = (self.vcam, self._video_vertices(x))
-        for name, (cams, v) in views.items():
-            self._see(name, R.visible_faces(self.ctx, self.template, cams, vertices=v))
-            need[name] = torch.stack([R.silhouette_crossings(self.template, cams, vertices=v, topology=self.topo),
-                                      (self.vis[name] >= 0).sum()])
-        if need:
-            counts = torch.stack(list(need.values())).tolist()
-            if any([_grow(self.slots[k], n) for k, n in zip(need, counts)]):
-                self.graphs.reset()
-
-    def _see(self, name: str, tri_id: Tensor) -> None:
-        if name in self.vis and self.vis[name].shape == tri_id.shape:
-            self.vis[name].copy_(tri_id)
-        else:
-            self.vis[name] = tri_id
+        if self.seen.update(self.ctx, self.template, self.topo, views):
+            self.graphs.reset()
 
     def terms(self, it: int, x: Tensor, only: tuple[str, ...] | None = None) -> dict[str, Tensor]:
         """Step it's loss terms of positions x (T, V, 3), by name, each a weighted scalar; only: just these.
@@ -479,19 +494,13 @@ class _ClipFit:
         out = {}
         xk = x.index_select(0, self.key_index)
         if "chamfer" in on:
-            out["chamfer"] = cfg.w_chamfer * chamfer(_points(xk, self.samples), self.keys.points).sum()
+            out["chamfer"] = cfg.w_chamfer * chamfer(_points(xk, self.samples.current), self.keys.points).sum()
         if "key_render" in on:
-            vis = (self.vis["key"], *self.slots["key"]) if self.static else None
             out["key_render"] = cfg.w_render * self.keys.render_l1(self.ctx, self.template, xk, self.every,
-                                                                   self.cur_picks, self.topo, vis).sum()
+                                                                   self.cur_picks, self.topo, self.seen).sum()
         if "video" in on:
-            v = self._video_vertices(x)
-            if self.static:
-                r = R.render_visible(self.ctx, self.template, self.vcam, self.vis["video"],
-                                     crossings=self.slots["video"][0], pixels=self.slots["video"][1],
-                                     channels=("mask",), vertices=v, topology=self.topo)
-            else:
-                r = R.render(self.ctx, self.template, self.vcam, channels=("mask",), vertices=v, topology=self.topo)
+            r = _render(self.ctx, self.template, self.vcam, self._video_vertices(x), self.topo, ("mask",), self.seen,
+                        "video")
             f = self.cur_vid if self.nv < x.shape[0] else slice(None)
             out["video"] = cfg.w_input_view * ((r["mask"] - self.masks[f]).abs().sum((1, 2)) / self.marea[f]).sum()
         if "shape" in on:
@@ -513,7 +522,7 @@ class _ClipFit:
             loss.backward()
             opt.step()
 
-        self.graphs((self.active(it), *(tuple(v) for v in self.slots.values())), body)
+        self.graphs((self.active(it), self.seen.key() if self.seen is not None else ()), body)
 
 
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
