@@ -468,3 +468,26 @@ def test_nvdiffrast_context_keeps_its_module_and_context(monkeypatch):
     monkeypatch.setattr(_nvdiffrast, "make_context", lambda device: (dr, glctx))
     ctx = R.context("nvdiffrast", "cuda")
     assert ctx.backend == "nvdiffrast" and ctx._dr is dr and ctx._glctx is glctx and ctx.compiled is True
+
+
+def test_given_normals_replace_the_computed_ones_in_values_and_gradients():
+    """Many views of one pose may pass that pose's vertex normals once (expanded): the normal channel and its
+    gradients are those of the normals render finds per view; other normals show in the channel."""
+    mesh = _sphere(2)
+    cams = orbit_camera(torch.tensor([0.0, 1.5, 3.0]), torch.tensor([0.2, -0.1, 0.3]), torch.full((3,), 3.0),
+                        torch.zeros(3, 3), fov_deg=40, resolution=(40, 40))
+    w = torch.randn(3, 40, 40, 3, generator=torch.Generator().manual_seed(0))
+
+    def run(shared):
+        x = mesh.vertices.clone().requires_grad_(True)
+        kw = {"normals": R.vertex_normals(x, mesh.faces)[None].expand(3, -1, -1)} if shared else {}
+        n = R.render(CTX, mesh, cams, channels=("normal",), vertices=x[None].expand(3, -1, -1), **kw)["normal"]
+        (n * w).sum().backward()
+        return n.detach(), x.grad
+
+    (n0, g0), (n1, g1) = run(False), run(True)
+    torch.testing.assert_close(n1, n0, atol=1e-6, rtol=0)
+    torch.testing.assert_close(g1, g0, atol=1e-5, rtol=1e-4)
+    flipped = R.render(CTX, mesh, cams, channels=("normal", "mask"), normals=-R.vertex_normals(mesh.vertices, mesh.faces))
+    seen = flipped["mask"] > 0.99
+    assert (flipped["normal"][seen] * n0[seen]).sum(-1).max() < -0.9

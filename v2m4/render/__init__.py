@@ -205,12 +205,14 @@ def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
 def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str] = ("rgb", "mask"),
            vertices: Tensor | None = None, topology: tuple[Tensor, Tensor, Tensor] | None = None,
            background: float | Tensor = 0.0, antialias_edges: bool = True, near: Tensor | None = None,
-           far: Tensor | None = None, sliver_area: float = 0.05) -> dict[str, Tensor]:
+           far: Tensor | None = None, sliver_area: float = 0.05, normals: Tensor | None = None) -> dict[str, Tensor]:
     """Render a mesh from B cameras in one batched call.
 
     vertices: optional (V, 3) or (B, V, 3) positions replacing mesh.vertices (one pose per view), e.g. every frame
     of an animation at once. sliver_area (pixels²): triangles smaller on screen pass no position gradient
-    through their barycentrics (0 turns this off).
+    through their barycentrics (0 turns this off). normals: optional (V, 3) or (B, V, 3) unit vertex normals of
+    those positions for the normal channel (where many views see one pose, found once per pose; default: each
+    view's ``vertex_normals``).
     Returns a dict with the requested channels, B = len(cameras), H x W = cameras.resolution:
       rgb (B, H, W, 3)     unlit base colour (texture, else vertex colours, else 0.7 grey) over ``background``
       mask (B, H, W)       coverage in [0, 1]; antialiased, so differentiable in vertex positions
@@ -222,7 +224,8 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
     verts_b, faces, pos = _project(mesh, cameras, vertices, near, far, channels)
     frag = _fragments(ctx, pos, faces, cameras.resolution)
     return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
-                  background=background, antialias_edges=antialias_edges, sliver_area=sliver_area)
+                  background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
+                  normals=normals)
 
 
 @torch.no_grad()
@@ -255,7 +258,7 @@ def render_visible(ctx: RenderContext, mesh: Mesh, cameras: Camera, tri_id: Tens
                    pixels: int | None = None, channels: Seq[str] = ("mask",), vertices: Tensor | None = None,
                    topology: tuple[Tensor, Tensor, Tensor] | None = None, background: float | Tensor = 0.0,
                    antialias_edges: bool = True, near: Tensor | None = None, far: Tensor | None = None,
-                   sliver_area: float = 0.05) -> dict[str, Tensor]:
+                   sliver_area: float = 0.05, normals: Tensor | None = None) -> dict[str, Tensor]:
     """``render`` from a visibility found beforehand (``visible_faces`` of the same positions), with static shapes
     throughout: the covered pixels go into ``pixels`` rows (at least (tri_id >= 0).sum(); None: every pixel of
     the batch is shaded) and the silhouette's crossings into ``crossings`` slots (at least
@@ -268,7 +271,7 @@ def render_visible(ctx: RenderContext, mesh: Mesh, cameras: Camera, tri_id: Tens
     frag = _visible.VisibleFragments(pos, faces.long(), tri_id, pixels)
     return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
                   background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
-                  crossings=crossings)
+                  crossings=crossings, normals=normals)
 
 
 def _project(mesh: Mesh, cameras: Camera, vertices: Tensor | None, near: Tensor | None, far: Tensor | None,
@@ -295,7 +298,7 @@ def _project(mesh: Mesh, cameras: Camera, vertices: Tensor | None, near: Tensor 
 
 def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, pos: Tensor, *, channels: Seq[str],
            topology, background, antialias_edges: bool, sliver_area: float,
-           crossings: int | None = None) -> dict[str, Tensor]:
+           crossings: int | None = None, normals: Tensor | None = None) -> dict[str, Tensor]:
     """The channels of fragments frag (``_torch.Fragments``, ``_visible.VisibleFragments`` or nvdiffrast's dense
     ones)."""
     guard = sliver_area > 0 and torch.is_grad_enabled() and pos.requires_grad
@@ -337,7 +340,8 @@ def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, po
         zc = (verts_b * E[:, None, 2, :3]).sum(-1, keepdim=True) + E[:, None, 2, 3:]
         out["depth"] = frag.dense(-frag.interpolate(zc, faces))[..., 0]
     if "normal" in channels:
-        n = torch.nn.functional.normalize(frag.interpolate(vertex_normals(verts_b, faces), faces), dim=-1, eps=1e-12)
+        vn = vertex_normals(verts_b, faces) if normals is None else normals.expand_as(verts_b)
+        n = torch.nn.functional.normalize(frag.interpolate(vn, faces), dim=-1, eps=1e-12)
         out["normal"] = frag.dense(n)
     if "tri_id" in channels:
         out["tri_id"] = frag.tri_id()

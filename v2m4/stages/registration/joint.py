@@ -167,7 +167,9 @@ class _Keys:
         beforehand, as render "key" (static shapes)."""
         B, n = idx.shape
         cams, v = self.views(x, key_of, idx)
-        out = _render(ctx, template, cams, v, topo, ("mask", "normal"), seen, "key")
+        # one pose's n views share its vertex normals: found once per row, not once per view
+        nrm = R.vertex_normals(x, template.faces)[:, None].expand(B, n, *x.shape[1:]).reshape(v.shape)
+        out = _render(ctx, template, cams, v, topo, ("mask", "normal"), seen, "key", normals=nrm)
         kk = key_of[:, None]
         dm = (out["mask"].reshape(B, n, *out["mask"].shape[1:]) - self.mask[kk, idx]).abs().mean((1, 2, 3))
         dn = (out["normal"].reshape(B, n, *out["normal"].shape[1:]) - self.normal[kk, idx]).abs().sum(-1)
@@ -218,13 +220,13 @@ class _Seen:
 
 
 def _render(ctx, template: Mesh, cams: Camera, v: Tensor, topo, channels: tuple[str, ...], seen: _Seen | None,
-            name: str) -> dict[str, Tensor]:
+            name: str, normals: Tensor | None = None) -> dict[str, Tensor]:
     """``render``, or ``render_visible`` from render ``name``'s visibility in seen."""
     if seen is None:
-        return R.render(ctx, template, cams, channels=channels, vertices=v, topology=topo)
+        return R.render(ctx, template, cams, channels=channels, vertices=v, topology=topo, normals=normals)
     crossings, pixels = seen.slots[name]
     return R.render_visible(ctx, template, cams, seen.tri_id[name], crossings=crossings, pixels=pixels,
-                            channels=channels, vertices=v, topology=topo)
+                            channels=channels, vertices=v, topology=topo, normals=normals)
 
 
 class _Samples:
