@@ -86,6 +86,11 @@ def generate_keyframes(frames: Frames, keyframes: Tensor, generator, cfg: Genera
         name = checkpoint_name(t)
         if store is not None and store.has(name):
             meshes[t] = Mesh.load(store.path(name))
+            if meshes[t].faces.numel() == 0:  # skipped by the run resumed: say so again, with its reason
+                why = store.path(name).with_suffix(".why")
+                notes.append(_skipped(t, why.read_text().strip() if why.is_file() else "an earlier run found it "
+                                      "unusable"))
+                warnings.warn(notes[-1])
             if bar is not None:
                 bar.update(1)
         else:
@@ -95,11 +100,13 @@ def generate_keyframes(frames: Frames, keyframes: Tensor, generator, cfg: Genera
         ts = todo[s:s + batch]
         for t, (m, why) in zip(ts, _generate(generator, frames, ts)):
             if why:
-                notes.append(f"frame {t}: generated mesh skipped ({why}); it is interpolated from its neighbours")
+                notes.append(_skipped(t, why))
                 warnings.warn(notes[-1])
                 m = _empty()
             if store is not None:
                 store.save(checkpoint_name(t), m)
+                if why and store.path(checkpoint_name(t)) is not None:
+                    store.path(checkpoint_name(t)).with_suffix(".why").write_text(why + "\n")
             meshes[t] = m
             if bar is not None:
                 bar.update(1)
@@ -109,6 +116,10 @@ def generate_keyframes(frames: Frames, keyframes: Tensor, generator, cfg: Genera
     work = tuple(meshes[t] if cfg.max_faces is None else simplify_mesh(meshes[t], cfg.max_faces) for t in kept)
     return GenerationResult(torch.tensor(kept), work, tuple(int(meshes[t].faces.shape[0]) for t in kept),
                             tuple(notes))
+
+
+def _skipped(t: int, why: str) -> str:
+    return f"frame {t}: generated mesh skipped ({why}); it is interpolated from its neighbours"
 
 
 def _generate(generator, frames: Frames, ts: list[int]) -> list[tuple[Mesh | None, str | None]]:
