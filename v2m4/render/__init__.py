@@ -222,6 +222,7 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
       tri_id (B, H, W)     int64 visible face, -1 on background
     """
     verts_b, faces, pos = _project(mesh, cameras, vertices, near, far, channels)
+    normals = _pose_normals(mesh, vertices, faces, channels, normals)
     frag = _fragments(ctx, pos, faces, cameras.resolution)
     return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
                   background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
@@ -268,10 +269,19 @@ def render_visible(ctx: RenderContext, mesh: Mesh, cameras: Camera, tri_id: Tens
     if tuple(tri_id.shape) != (len(cameras), *cameras.resolution):
         raise V2M4Error(f"tri_id must be ({len(cameras)}, {cameras.resolution[0]}, {cameras.resolution[1]}) for "
                         f"these cameras, got {tuple(tri_id.shape)}")
+    normals = _pose_normals(mesh, vertices, faces, channels, normals)
     frag = _visible.VisibleFragments(pos, faces.long(), tri_id, pixels)
     return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
                   background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
                   crossings=crossings, normals=normals)
+
+
+def _pose_normals(mesh: Mesh, vertices: Tensor | None, faces: Tensor, channels: Seq[str],
+                  normals: Tensor | None) -> Tensor | None:
+    """The normals given, or where every view sees one pose ((V, 3) vertices), that pose's, found once."""
+    if normals is not None or "normal" not in channels or (vertices is not None and vertices.ndim != 2):
+        return normals
+    return vertex_normals(mesh.vertices if vertices is None else vertices, faces)
 
 
 def _project(mesh: Mesh, cameras: Camera, vertices: Tensor | None, near: Tensor | None, far: Tensor | None,
@@ -340,7 +350,7 @@ def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, po
         zc = (verts_b * E[:, None, 2, :3]).sum(-1, keepdim=True) + E[:, None, 2, 3:]
         out["depth"] = frag.dense(-frag.interpolate(zc, faces))[..., 0]
     if "normal" in channels:
-        vn = vertex_normals(verts_b, faces) if normals is None else normals.expand_as(verts_b)
+        vn = vertex_normals(verts_b, faces) if normals is None else normals
         n = torch.nn.functional.normalize(frag.interpolate(vn, faces), dim=-1, eps=1e-12)
         out["normal"] = frag.dense(n)
     if "tri_id" in channels:
