@@ -234,10 +234,12 @@ def test_generation_batches_keep_per_frame_checkpoints_and_resume(tmp_path):
     # a failing batch is generated again frame by frame, costing its bad frame only
     assert g.calls == [("batch", [0, 1]), ("batch", [2, 3]), ("one", 2), ("one", 3), ("one", 5)]
     assert res.keyframes.tolist() == [0, 1, 3, 5]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"gen_{t:05d}.npz" for t in (0, 1, 2, 3, 5)]
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [f"gen_{t:05d}.npz" for t in (0, 1, 2, 3, 5)]
+    assert [p.name for p in tmp_path.glob("*.why")] == ["gen_00002.why"]  # the skipped frame's reason
     (tmp_path / "gen_00003.npz").unlink()  # as if the run had stopped before frame 3's batch ended
     g2 = _Counting()
-    again = generate_keyframes(frames, key, g2, cfg, store=Checkpoints(tmp_path, resume=True))
+    with pytest.warns(UserWarning, match="frame 2"):  # the skipped frame is reported again
+        again = generate_keyframes(frames, key, g2, cfg, store=Checkpoints(tmp_path, resume=True))
     assert g2.calls == [("one", 3)]
     assert again.keyframes.tolist() == [0, 1, 3, 5]
     g3 = _Counting()
