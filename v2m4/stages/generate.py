@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..camera import Camera
 from ..errors import V2M4Error
-from ..types import Frames, Mesh
+from ..types import Frames, Mesh, atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,9 @@ def generate_keyframes(frames: Frames, keyframes: Tensor, generator, cfg: Genera
                 m = _empty()
             if store is not None:
                 store.save(checkpoint_name(t), m)
-                if why and store.path(checkpoint_name(t)) is not None:
-                    store.path(checkpoint_name(t)).with_suffix(".why").write_text(why + "\n")
+                path = store.path(checkpoint_name(t))
+                if why and path is not None:
+                    atomic_write_bytes(path.with_suffix(".why"), (why + "\n").encode())
             meshes[t] = m
             if bar is not None:
                 bar.update(1)

@@ -156,10 +156,10 @@ class _Keys:
     def views(self, x: Tensor, key_of: Tensor, idx: Tensor) -> tuple[Camera, Tensor]:
         """The cameras and vertices (B * n, V, 3) of the render of positions x (B, V, 3), row b in keyframe
         key_of[b]'s pool views idx[b] (B, n)."""
-        B, n = idx.shape
+        n = idx.shape[1]
         flat = (idx + key_of[:, None] * self.pool).reshape(-1)
         cams = Camera(self.cams.K[flat], self.cams.cam_from_world[flat], self.cams.resolution)
-        return cams, x[:, None].expand(B, n, *x.shape[1:]).reshape(B * n, *x.shape[1:])
+        return cams, _per_view(x, n)
 
     def render_l1(self, ctx, template: Mesh, x: Tensor, key_of: Tensor, idx: Tensor, topo,
                   seen: "_Seen | None" = None) -> Tensor:
@@ -169,12 +169,17 @@ class _Keys:
         B, n = idx.shape
         cams, v = self.views(x, key_of, idx)
         # one pose's n views share its vertex normals: found once per row, not once per view
-        nrm = R.vertex_normals(x, template.faces)[:, None].expand(B, n, *x.shape[1:]).reshape(v.shape)
+        nrm = _per_view(R.vertex_normals(x, template.faces), n)
         out = _render(ctx, template, cams, v, topo, ("mask", "normal"), seen, "key", normals=nrm)
         kk = key_of[:, None]
         dm = (out["mask"].reshape(B, n, *out["mask"].shape[1:]) - self.mask[kk, idx]).abs().mean((1, 2, 3))
         dn = (out["normal"].reshape(B, n, *out["normal"].shape[1:]) - self.normal[kk, idx]).abs().sum(-1)
         return dm + dn.mean((1, 2, 3))
+
+
+def _per_view(x: Tensor, n: int) -> Tensor:
+    """Rows x (B, ...) repeated for each of their n views -> (B * n, ...), row b's views together."""
+    return x[:, None].expand(x.shape[0], n, *x.shape[1:]).reshape(x.shape[0] * n, *x.shape[1:])
 
 
 def _similarity(x: Tensor, c: Tensor, r6: Tensor, log_s: Tensor, t: Tensor) -> Tensor:
