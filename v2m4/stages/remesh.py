@@ -127,6 +127,9 @@ def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int
     _, keep = np.unique(np.sort(F, 1), axis=0, return_index=True)  # duplicate faces crash the remesher
     F = F[np.sort(keep)]
     V2, F2 = _remesh_in_child(V, F, edge_length, iters, feature_deg)
+    # a part smaller than one triangle at this edge length cannot be tiled: the remesher shrinks it to a speck (a
+    # tetrahedron, or four vertices on one point), whose faces have no area to register or to texture
+    V2, F2 = drop_small_components(V2, F2, np.sqrt(3) / 4 * edge_length ** 2)
     colors = None
     if mesh.vertex_colors is not None:
         _, idx = cKDTree(V).query(V2)
@@ -134,6 +137,32 @@ def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int
     dev = mesh.vertices.device
     return Mesh(torch.as_tensor(V2, dtype=mesh.vertices.dtype, device=dev),
                 torch.as_tensor(F2, dtype=torch.int64, device=dev), vertex_colors=colors)
+
+
+def drop_small_components(V: np.ndarray, F: np.ndarray, min_area: float) -> tuple[np.ndarray, np.ndarray]:
+    """(V, F) without the connected components (vertices joined by faces) whose total area is below ``min_area``
+    (the largest is always kept), and without the vertices no face uses any more; the rest keep their order."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(F) == 0:
+        return V, F
+    rows = np.repeat(F[:, 0], 2)
+    cols = F[:, 1:].reshape(-1)
+    adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(V), len(V)))
+    _, label = connected_components(adj, directed=False)
+    t = V[F].astype(np.float64)
+    area = np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1) / 2
+    per = np.bincount(label[F[:, 0]], weights=area, minlength=label.max() + 1)
+    big = (per >= min_area) | (np.arange(len(per)) == per.argmax())  # never the whole mesh
+    keep = big[label[F[:, 0]]]
+    if keep.all():
+        return V, F
+    F = F[keep]
+    used = np.unique(F)
+    remap = np.full(len(V), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return V[used], remap[F].astype(F.dtype)
 
 
 def _corner_angle(V: np.ndarray, p: np.ndarray, q: np.ndarray, r: np.ndarray) -> np.ndarray:
