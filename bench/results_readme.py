@@ -20,6 +20,10 @@ METHOD_TABLES = {
     "full_joint": "the whole pipeline with every frame registered at once (`--joint-registration`)",
     "full_joint_gpu": "the whole pipeline with every frame registered at once, on the device at the paper preset "
                       "(nvdiffrast)",
+    "full_joint_gpu_paper": "the whole-clip fit on the device at the paper preset, beside the next table (same "
+                            "commit and card)",
+    "full_joint_gpu_half": "the same with half the steps, 16 views a keyframe, keyframe renders at 128 px and CUDA "
+                           "graphs (`bench/schedules/joint_gpu_half.json`): faster, and it loses geometry",
     "full": "the whole pipeline as `v2m4 run` ran it at the table's commit",
     "register_seq": "the whole pipeline without texture, keyframe pairs registered in a chain (the paper's "
                     "schedule): the baseline of the whole-clip fit",
