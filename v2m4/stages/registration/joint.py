@@ -86,7 +86,8 @@ class JointConfig:
     cuda_graphs: bool = False       # ours, no effect on the result: on CUDA each step after its visibility pass
                                     # is replayed as one CUDA graph (the op-by-op step's result, tested on an
                                     # H100 at test size); off: at the paper preset on an H200 it was no faster
-                                    # (31.3 against 30.0 ms a step, bench/results/registration_speed.json)
+                                    # (31.3 against 30.0 ms a step, bench/results/registration_speed.json); it pays
+                                    # with the keyframes rendered at 128 px (H100: 22.1 against 25.2 ms)
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = _RC.render_res        # pair: resolution of the keyframes' render loss
