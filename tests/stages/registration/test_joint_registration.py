@@ -198,6 +198,34 @@ def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
     assert steps[0] == 9 and steps[-1] == 12  # it went on from step 8, not from the start
     assert torch.allclose(resumed.sequence.vertices, whole.sequence.vertices, atol=1e-5)
     assert resumed.chamfer == pytest.approx(whole.chamfer, rel=1e-4)
+    assert not state.exists()  # a finished fit leaves no state to be continued
+
+
+def test_a_state_saved_for_other_inputs_is_not_continued(tmp_path):
+    cfg = tiny(iters=12, global_iters=6)
+    state = tmp_path / "fit.pt"
+    m = box()
+    truth = clip(m)
+    cam, masks = video(m, truth)
+
+    class Stop(Exception):
+        pass
+
+    def run(masks, progress):
+        return register_clip([m.with_vertices(truth[k]) for k in (0, 3)], torch.tensor([0, 3]), masks[:4], cam, cfg,
+                             CTX, generator=torch.Generator().manual_seed(3), times=torch.arange(4.0),
+                             state=state, state_every=4, progress=progress)
+
+    def stop(done, total):
+        if done == 10:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(masks, stop)
+    assert state.exists()
+    steps = []
+    run(torch.roll(masks, 2, dims=2), lambda d, t: steps.append(d))  # the same sizes, other silhouettes
+    assert steps[0] == 1  # from the start, not from the other clip's step 8
 
 
 def test_static_step_gives_the_dynamic_result(monkeypatch):

@@ -25,6 +25,7 @@ Units: every loss is computed in the rest mesh's normalised frame (unit cube at 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -358,9 +359,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     fixed video camera (1 view, world frame, resolution H x W); times (T,) seconds of each frame; generator: the
     randomness of samples and views (same seed, same result). progress: optional callable(done, total) over the
     local steps. state: a file where the joint fit keeps its step, parameters and optimiser state every
-    ``state_every`` steps; when it exists at the call (a run interrupted mid-fit), the fit goes on from it, and the
-    same inputs and generator give the result of an uninterrupted call (what precedes the fit is recomputed: it is
-    deterministic and short).
+    ``state_every`` steps; when it exists at the call (a run interrupted mid-fit) and was saved for the same inputs
+    and schedule, the fit goes on from it, and the same inputs and generator give the result of an uninterrupted
+    call (what precedes the fit is recomputed: it is deterministic and short). The file is removed when the fit ends.
 
     Returns a RegistrationResult whose sequence holds all T frames (T, V, 3), world frame; chamfer (K,): each
     keyframe's fit against its target (normalised units, squared, as ``sequence``); flipped (T,): each frame's
@@ -390,7 +391,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     t2 = time.perf_counter()
 
     x = _fit_clip(x0, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev),
-                  cfg, ctx, g, topo, progress, state=None if state is None else Path(state), state_every=state_every)
+                  cfg, ctx, g, topo, progress, state=None if state is None else Path(state), state_every=state_every,
+                  inputs="" if state is None else _digest(keyframe_meshes, key_index, masks, camera.K,
+                                                          camera.cam_from_world, times))
     t3 = time.perf_counter()
 
     out, flipped = [], []
@@ -536,11 +539,14 @@ class _ClipFit:
 
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
               camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator, topo,
-              progress, *, state: Path | None = None, state_every: int = 50, static: bool | None = None) -> Tensor:
+              progress, *, state: Path | None = None, state_every: int = 50, static: bool | None = None,
+              inputs: str = "") -> Tensor:
     """The joint local fit of every frame's positions x0 (T, V, 3) (normalised). Returns (T, V, 3) detached.
-    state: see ``register_clip``; static: see ``_ClipFit``."""
+    state: see ``register_clip``, removed once the fit is done; inputs: a digest of what the fit was given, which a
+    saved state must match to be continued; static: see ``_ClipFit``."""
     fit = _ClipFit(x0, rest, template, keys, key_index, masks, camera, frame, scale, times, cfg, ctx, g, topo,
                    static=static)
+    fit.stamp["inputs"] = inputs
     opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
     start = 0
     if state is not None and state.is_file():
@@ -557,8 +563,21 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
                                 "opt": opt.state_dict()})
         if progress:
             progress(it + 1, cfg.iters)
+    if state is not None:  # a finished fit's state would be continued by a later call with the same stamp
+        state.unlink(missing_ok=True)
     with torch.no_grad():
         return fit.x()
+
+
+def _digest(meshes: list[Mesh], *tensors: Tensor) -> str:
+    """A digest of the fit's inputs (bytes, shapes and types), so a state saved for other inputs of the same size
+    (a camera stage re-run under another config, say) is not continued."""
+    h = hashlib.sha256()
+    for t in [x for m in meshes for x in (m.vertices, m.faces)] + list(tensors):
+        t = t.detach().contiguous().cpu()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _save_state(path: Path, value: dict) -> None:
