@@ -202,6 +202,20 @@ def test_remesh_keeps_creases_and_area():
     assert torch.allclose(r.vertices.abs().amax(0), torch.tensor([0.5, 0.3, 0.15]), atol=1e-3)
 
 
+@pytest.mark.parametrize("make", [grid, capsule])
+def test_unfold_leaves_no_fold_under_the_final_rotations(make):
+    """Four vertices thrown at random: the repair must end with no face folded under the rotations of its own final
+    positions (what flipped_fraction measures), not under the rotations it last solved some steps before."""
+    m = make()
+    e = unique_edges(m.faces)
+    for seed in range(12):
+        g = torch.Generator().manual_seed(seed)
+        x = m.vertices.clone()
+        x[torch.randperm(len(x), generator=g)[:4]] += (torch.rand(4, 3, generator=g) - 0.5) * 0.5
+        y = unfold(x, m.vertices, m.faces, e, iters=300)
+        assert flipped_fraction(y, m.vertices, m.faces, e) == 0.0, seed
+
+
 def _bad_grid(n=8, seed=0):
     """A jittered planar grid with every quad split along its longer diagonal (slivers where the jitter is large),
     lifted into a tilted plane."""

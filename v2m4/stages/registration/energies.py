@@ -81,31 +81,57 @@ def unfold(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor, scale: float =
     """Positions x with folded and collapsed triangles repaired: ``fold_energy`` minimised over the corners of the
     bad faces (those it penalises) and ``ring`` rings around them, every other vertex held.
 
+    The rotations that carry each face's rest normal are re-solved every 10 steps, and the repair ends only where
+    no face is bad under the rotations of its final positions (as ``flipped_fraction`` measures them); faces found
+    bad at a re-solve join the repaired region with their rings.
+
     A repair after the fit rather than a term inside it: the large-steps optimiser normalises every step by the
     largest gradient it has seen, so a barrier's spike would stall the whole fit for hundreds of steps."""
-    with torch.no_grad():
-        bad = carried_area_ratio(x, rest, faces, arap_rotations(x, rest * scale, edges), scale) <= 0.1
-        if not bool(bad.any()) or iters <= 0:
-            return x
-        active = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        active[faces[bad].flatten()] = True
+    if iters <= 0:
+        return x
+    active = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+
+    @torch.no_grad()
+    def resolve(y: Tensor) -> tuple[Tensor, bool]:
+        """The rotations at y, and whether some face is bad under them (its corners and rings made active)."""
+        rot = arap_rotations(y, rest * scale, edges)
+        bad = carried_area_ratio(y, rest, faces, rot, scale) <= 0.1
+        if not bool(bad.any()):
+            return rot, False
+        grown = torch.zeros_like(active)
+        grown[faces[bad].flatten()] = True
         for _ in range(ring):
-            grow = active[edges[:, 0]] | active[edges[:, 1]]
-            active[edges[grow].flatten()] = True
+            near = grown[edges[:, 0]] | grown[edges[:, 1]]
+            grown[edges[near].flatten()] = True
+        active.logical_or_(grown)
+        return rot, True
+
+    rot, any_bad = resolve(x)
+    if not any_bad:
+        return x
+    with torch.no_grad():
         step = float((x[edges[:, 1]] - x[edges[:, 0]]).norm(dim=-1).median()) * 0.05
     y = x.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=step)
-    mask = active[:, None].to(x.dtype)
+    fresh = True  # rot was solved at y's current positions
     for it in range(iters):
-        if it % 10 == 0:
-            rot = arap_rotations(y.detach(), rest * scale, edges)
+        if it % 10 == 0 and not fresh:
+            rot, _ = resolve(y.detach())
+            fresh = True
         loss = fold_energy(y, rest, faces, rot, scale)
         if float(loss.detach()) == 0.0:
-            break
+            if fresh:
+                break
+            rot, any_bad = resolve(y.detach())  # no fold under older rotations: check under these positions' own
+            fresh = True
+            if not any_bad:
+                break
+            loss = fold_energy(y, rest, faces, rot, scale)
         opt.zero_grad()
         loss.backward()
-        y.grad *= mask
+        y.grad *= active[:, None].to(y.dtype)
         opt.step()
+        fresh = False
     return y.detach()
 
 
