@@ -58,12 +58,10 @@ def _remesh_in_child(V: np.ndarray, F: np.ndarray, h: float, iters: int,
     """gpytoolbox's C++ remesher can crash the interpreter on inputs it dislikes (we met a segfault on a generated
     mesh) or run away (``REMESH_SECONDS``); a child process with a time and memory limit turns either into an error
     we can recover from, for ~0.3 s."""
-    used = np.unique(F)  # unreferenced vertices are another crash
-    remap = np.full(len(V), -1, dtype=np.int64)
-    remap[used] = np.arange(len(used))
+    V, F = _referenced(V, F)  # unreferenced vertices are another crash
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
-        np.savez(src, V=V[used], F=remap[F].astype(np.int32), h=h, iters=iters, feature_deg=feature_deg or 0.0)
+        np.savez(src, V=V, F=F.astype(np.int32), h=h, iters=iters, feature_deg=feature_deg or 0.0)
         try:
             proc = subprocess.run([sys.executable, "-c", _CHILD, src, dst, str(REMESH_BYTES)], capture_output=True,
                                   text=True, timeout=REMESH_SECONDS)
@@ -120,8 +118,7 @@ def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int
         e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
         edge_length = float(np.median(np.linalg.norm(V[e[:, 0]] - V[e[:, 1]], axis=1)))
     if max_faces:
-        t = V[F]
-        area = float(np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum() / 2)
+        area = float(_areas(V, F).sum())
         edge_length = max(edge_length, float(np.sqrt(4 * area / (np.sqrt(3) * max_faces))))
     F = manifold_faces(F)
     _, keep = np.unique(np.sort(F, 1), axis=0, return_index=True)  # duplicate faces crash the remesher
@@ -151,14 +148,20 @@ def drop_small_components(V: np.ndarray, F: np.ndarray, min_area: float) -> tupl
     cols = F[:, 1:].reshape(-1)
     adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(V), len(V)))
     _, label = connected_components(adj, directed=False)
-    t = V[F].astype(np.float64)
-    area = np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1) / 2
-    per = np.bincount(label[F[:, 0]], weights=area, minlength=label.max() + 1)
+    per = np.bincount(label[F[:, 0]], weights=_areas(V, F), minlength=label.max() + 1)
     big = (per >= min_area) | (np.arange(len(per)) == per.argmax())  # never the whole mesh
     keep = big[label[F[:, 0]]]
-    if keep.all():
-        return V, F
-    F = F[keep]
+    return (V, F) if keep.all() else _referenced(V, F[keep])
+
+
+def _areas(V: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """(F,) triangle areas, in float64."""
+    t = V[F].astype(np.float64)
+    return np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1) / 2
+
+
+def _referenced(V: np.ndarray, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(V, F) without the vertices no face uses; the rest keep their order, F its dtype."""
     used = np.unique(F)
     remap = np.full(len(V), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))

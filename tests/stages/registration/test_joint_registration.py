@@ -173,18 +173,21 @@ def test_bad_key_index_is_refused():
                       times=torch.arange(7.0))
 
 
+class Stop(Exception):
+    """A run killed mid-fit."""
+
+
+def stop_at(step):
+    """A progress callback that kills the run when ``step`` steps are done."""
+    def progress(done, total):
+        if done == step:
+            raise Stop
+    return progress
+
+
 def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
     cfg = tiny(iters=12, global_iters=6)
     state = tmp_path / "fit.pt"
-
-    class Stop(Exception):
-        pass
-
-    def stop_at(step):
-        def progress(done, total):
-            if done == step:
-                raise Stop
-        return progress
 
     def run(**kw):
         return four_frames(cfg, **kw)
@@ -208,20 +211,13 @@ def test_a_state_saved_for_other_inputs_is_not_continued(tmp_path):
     truth = clip(m)
     cam, masks = video(m, truth)
 
-    class Stop(Exception):
-        pass
-
     def run(masks, progress):
         return register_clip([m.with_vertices(truth[k]) for k in (0, 3)], torch.tensor([0, 3]), masks[:4], cam, cfg,
                              CTX, generator=torch.Generator().manual_seed(3), times=torch.arange(4.0),
                              state=state, state_every=4, progress=progress)
 
-    def stop(done, total):
-        if done == 10:
-            raise Stop
-
     with pytest.raises(Stop):
-        run(masks, stop)
+        run(masks, stop_at(10))
     assert state.exists()
     steps = []
     run(torch.roll(masks, 2, dims=2), lambda d, t: steps.append(d))  # the same sizes, other silhouettes
