@@ -84,14 +84,17 @@ class JointConfig:
     video_res: int = 0              # ours: the video's silhouettes are compared at most this many pixels on a side
                                     # (masks area-averaged, the camera's intrinsics scaled); 0: the frames' own
     arap_refresh: int = _RC.arap_refresh    # pair: steps between re-solving the ARAP rotations
-    cuda_graphs: bool = False       # ours, no effect on the result: on CUDA each step after its visibility pass
+    cuda_graphs: bool = True        # ours, no effect on the result: on CUDA each step after its visibility pass
                                     # is replayed as one CUDA graph (the op-by-op step's result, tested on an
-                                    # H100 at test size); off: at the paper preset on an H200 it was no faster
-                                    # (31.3 against 30.0 ms a step, bench/results/registration_speed.json); it pays
-                                    # with the keyframes rendered at 128 px (H100: 22.1 against 25.2 ms)
+                                    # H100 at test size). It pays with the keyframes rendered at 128 px (H100:
+                                    # 22.1 against 25.2 ms a step); at 256 px on an H200 it did not (31.3 against
+                                    # 30.0 ms; bench/results/registration_speed.json)
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
-    render_res: int = _RC.render_res        # pair: resolution of the keyframes' render loss
+    render_res: int = 128           # ours: resolution of the keyframes' render loss (the pair's is 256). Measured:
+                                    # the demo registers in 29.1 s against 41.6 s at 256 px (H100, with the
+                                    # graphs above) with the same fit, and on six bench items geometry is as
+                                    # good or better (docs/calibration.md, "Joint fit on a GPU")
     view_pool: int = _RC.view_pool          # pair: target renders made once per keyframe
     fov_deg: float = _RC.fov_deg            # pair
     chamfer_points: int = _RC.chamfer_points  # pair
