@@ -16,8 +16,6 @@ from v2m4.export.validate import validator_available
 
 DEMO = DEMO_DIR / "demo"
 TINY = json.loads(TINY_CONFIG.read_text())
-TINY_JOINT = {"global_iters": 3, "iters": 4, "render_res": 24, "view_pool": 4, "global_views": 2, "key_views": 2,
-              "chamfer_points": 100, "sample_sets": 2, "unfold_iters": 3}  # --joint-registration at test size
 
 
 def v2m4(*args, env=None):
@@ -109,12 +107,9 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, interrupt_after,
     item = small_demo(tmp_path)
     full, cut = tmp_path / "full", tmp_path / "cut"
 
-    joint = tmp_path / "joint.json"  # the whole-clip fit, so that Ctrl-C can land inside it
-    joint.write_text(json.dumps({**TINY, "joint": TINY_JOINT}))
-
     def run(out, *extra):
         return main(["run", str(item / "frames"), "-o", str(out), "--generator", f"synthetic:{item}", "--config",
-                     str(joint), "--joint-registration", "--resolution", "64", "--quiet", "--no-preview", *extra])
+                     str(TINY_CONFIG), "--resolution", "64", "--quiet", "--no-preview", *extra])
 
     assert run(full) == 0
     with interrupt_after("gen_", 2):
@@ -350,14 +345,13 @@ def test_registration_warnings_reach_the_report(tmp_path):
                for w in warns), warns
 
 
-def test_joint_registration_fits_every_frame(tmp_path):
-    """--joint-registration: every input frame gets its own fitted positions (none interpolated), one topology."""
+def test_registration_fits_every_frame(tmp_path):
+    """The whole-clip registration (the default): every input frame gets its own fitted positions (none
+    interpolated), one topology."""
     item = small_demo(tmp_path, n=5)
-    cfg = tmp_path / "joint.json"
-    cfg.write_text(json.dumps({**TINY, "joint": TINY_JOINT}))
     out = tmp_path / "out"
-    r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}", "--joint-registration",
-             "--config", cfg, "--resolution", "32", "--keyframes", "3", "--quiet", "--no-preview")
+    r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}",
+             "--config", TINY_CONFIG, "--resolution", "32", "--keyframes", "3", "--quiet", "--no-preview")
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
     assert rep["keyframes"] == [0, 2, 4] and len(rep["registration"]["flipped"]) == 5

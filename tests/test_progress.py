@@ -19,7 +19,7 @@ SILENT_S = 5.0
 # tests/tiny_config.json, lighter still where the work does not grow with the clip's frames, and a preview at
 # the frames' size: the bars' units and the stages that show them are the same
 CONFIG = {"camera": {"n_samples": 32, "refine_iters": 3},
-          "registration": {"global_iters": 2, "local_iters": 3, "input_view_iters": 1},
+          "joint": {"global_iters": 2, "iters": 3},
           "output": {"preview_resolution": 64}}
 
 
@@ -89,7 +89,7 @@ def test_every_long_stage_of_a_48_frame_run_shows_a_moving_bar(tmp_path):
     totals = {e["stage"]: e["total"] for e in events if "progress" in e}
     K = len(report["keyframes"])
     assert totals["generate"] == K and totals["camera"] == 2 * K - 1  # the fast preset's backward pass: K - 1 more
-    assert totals["register"] == K - 1 and totals["texture"] == 5  # a pair a unit; tests/tiny_config.json's iters
+    assert totals["register"] == 3 and totals["texture"] == 5  # a step of the whole-clip fit a unit; the iters above
     assert totals["report"] == 48 + 1  # every frame's input-view figures, then the stages' own
     assert totals["export"] == 2 + 48  # the GLB, every frame of the preview, the viewer
 

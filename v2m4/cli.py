@@ -22,8 +22,6 @@ def config_from_args(args):
 
     preset = args.preset or ("paper" if args.device.startswith("cuda") else "fast")
     cfg = PipelineConfig.preset(preset, device=args.device, backend=args.backend, seed=args.seed)
-    if args.joint_registration:
-        cfg = cfg.with_joint_registration()
     if args.config:
         cfg = PipelineConfig.from_file(args.config, cfg)
     kw = {}
@@ -228,9 +226,6 @@ def _add_run_options(r, generator_help: str = "") -> None:
                         f"animation; BONES fixes the count (default: {DEFAULT_BONES}, more up to {MAX_BONES} where the "
                         f"rig's error would exceed {100 * TARGET_RMS:.0f}%% RMS or {100 * TARGET_MAX:.0f}%% at worst of the "
                         f"object's size)")  # %-formatted
-    r.add_argument("--joint-registration", action="store_true",
-                   help="register every input frame at once, fitted to the keyframe meshes and the video together "
-                        "(experimental; default: keyframe pairs in a chain, frames between them interpolated)")
     r.add_argument("--remove-background", action="store_true", help="cut the object out with rembg (optional extra)")
     r.add_argument("--mask-smoothing", type=int, default=0, help="temporal median radius (frames) of the masks "
                    "--remove-background makes (1 removes one-frame flicker, thins fast edges); 0: off")

@@ -57,11 +57,10 @@ class PipelineConfig:
     learned: LearnedConfig = LearnedConfig()
     camera: CameraSearchConfig = field(default_factory=CameraSearchConfig.fast)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig.fast)
-    joint: JointConfig | None = None           # Sec. 4.3's schedule: None registers keyframe pairs in a chain
-                                               # (``registration``, the paper's); a JointConfig fits every input
-                                               # frame at once, keyframe meshes and the video together
-                                               # (experimental: better every-frame fit, worse geometry so far,
-                                               # bench/results/full_joint.md against register_seq.md)
+    joint: JointConfig | None = field(default_factory=JointConfig.fast)  # Sec. 4.3's losses, our schedule: every
+                                               # input frame fitted at once, keyframe meshes and the video together.
+                                               # None: keyframe pairs in a chain (``registration``, the paper's
+                                               # schedule), kept as the bench's baseline (``register_seq``)
     texture: TextureConfig | None = field(default_factory=TextureConfig.fast)  # None: no texture stage (Sec. 4.4);
                                                # the rest mesh keeps the first keyframe's generated colours
     output: OutputConfig = OutputConfig()
@@ -79,7 +78,8 @@ class PipelineConfig:
     def paper(**overrides) -> "PipelineConfig":
         """The paper's numbers (Appendix A), 512 px frames: meant for a GPU."""
         return replace(PipelineConfig(camera=CameraSearchConfig.paper(), registration=RegistrationConfig.paper(),
-                                      texture=TextureConfig.paper(), resolution=512), **overrides)
+                                      joint=JointConfig.paper(), texture=TextureConfig.paper(), resolution=512),
+                       **overrides)
 
     @staticmethod
     def preset(name: str, **overrides) -> "PipelineConfig":
@@ -103,7 +103,7 @@ class PipelineConfig:
         return replace(self, joint=JointConfig.paper() if paper else JointConfig.fast())
 
     def with_pairwise_registration(self) -> "PipelineConfig":
-        """The same preset registering keyframe pairs in a chain (the paper's schedule)."""
+        """The same preset registering keyframe pairs in a chain (the paper's schedule; the bench's baseline)."""
         return replace(self, joint=None)
 
     def with_overrides(self, overrides: dict) -> "PipelineConfig":
@@ -130,8 +130,7 @@ def _override(obj, overrides: dict, where: str):
             raise V2M4Error(f"{where}: unknown field {key!r}; known: {', '.join(names)}")
         cur = getattr(obj, key)
         if cur is None and isinstance(value, dict):
-            raise V2M4Error(f"{where}.{key} is off in this config; switch it on first (e.g. --joint-registration "
-                            "for joint), then override its fields")
+            raise V2M4Error(f"{where}.{key} is off in this config; switch it on first, then override its fields")
         if dataclasses.is_dataclass(cur) and isinstance(value, dict):
             kw[key] = _override(cur, value, f"{where}.{key}")
         elif isinstance(cur, tuple) and isinstance(value, list):

@@ -190,7 +190,7 @@ def _search_cameras(run: _Run, meshes: list[Mesh], kframes: Frames, times: Tenso
 
 def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video_camera: Camera
               ) -> RegistrationResult:
-    """Keyframe pairs in a chain (the default), or every frame of the clip at once (``PipelineConfig.joint``)."""
+    """Every frame of the clip at once (``PipelineConfig.joint``, the default), or keyframe pairs in a chain."""
     joint = run.cfg.joint
     run.log.event(stage="register", message="registration" + (" of the whole clip" if joint else ""))
     total = joint.iters if joint is not None else len(reposed) - 1

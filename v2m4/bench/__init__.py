@@ -63,10 +63,8 @@ METHODS = {
     "full_genref": "v2m4.pipeline:reconstruct",  # the same with the paper's texture supervision alone
     "true_pose": "v2m4.bench:true_pose_output",   # not a method: the generator's meshes at their true poses
     "register_seq": "v2m4.pipeline:reconstruct",   # `register` with keyframe pairs registered in a chain (the
-                                                    # paper's schedule, today's default): the whole-clip fit's baseline
+                                                    # paper's schedule): the whole-clip fit's baseline
     "full_seq": "v2m4.pipeline:reconstruct",       # `full` likewise
-    "register_joint": "v2m4.pipeline:reconstruct",  # `register` with every frame registered at once
-    "full_joint": "v2m4.pipeline:reconstruct",      # `full` likewise
 }
 
 
@@ -82,9 +80,7 @@ def _generated_reference(cfg: PipelineConfig) -> PipelineConfig:
 # `register` too, so that it and `full` differ by the texture stage alone (same frames, meshes, seeds and cameras)
 PIPELINE_METHODS = {"register": _no_texture, "full": lambda cfg: cfg, "full_genref": _generated_reference,
                     "register_seq": lambda cfg: _no_texture(cfg.with_pairwise_registration()),
-                    "full_seq": lambda cfg: cfg.with_pairwise_registration(),
-                    "register_joint": lambda cfg: _no_texture(cfg.with_joint_registration()),
-                    "full_joint": lambda cfg: cfg.with_joint_registration()}
+                    "full_seq": lambda cfg: cfg.with_pairwise_registration()}
 
 # column order of the table; methods may add extras after these
 COLUMNS = ["mask_iou", "psnr", "ssim", "chamfer_once", "fscore1_once", "fscore2_once", "chamfer_per_frame",
