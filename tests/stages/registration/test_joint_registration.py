@@ -62,12 +62,16 @@ def linear(values: torch.Tensor, key: list[int]) -> torch.Tensor:
     return torch.stack(out)
 
 
-def test_in_betweens_are_fitted_to_the_video():
+@pytest.mark.parametrize("video_frames", [0, 4])
+def test_in_betweens_are_fitted_to_the_video(video_frames):
+    """Every frame's silhouette each step (0), or 4 of the 7 frames drawn at random each step, as a clip longer
+    than ``video_frames`` is fitted."""
     m = box()
     truth = clip(m)
     cam, masks = video(m, truth)
     key = [0, 3, 6]
-    res = register_clip([m.with_vertices(truth[k]) for k in key], torch.tensor(key), masks, cam, tiny(), CTX,
+    res = register_clip([m.with_vertices(truth[k]) for k in key], torch.tensor(key), masks, cam,
+                        tiny(video_frames=video_frames), CTX,
                         generator=torch.Generator().manual_seed(0), times=torch.arange(T, dtype=torch.float32))
     x = res.sequence.vertices
     assert x.shape == (T, *m.vertices.shape) and len(res.flipped) == T and len(res.chamfer) == 3
@@ -224,7 +228,8 @@ def test_a_state_saved_for_other_inputs_is_not_continued(tmp_path):
     assert steps[0] == 1  # from the start, not from the other clip's step 8
 
 
-def test_static_step_gives_the_dynamic_result(monkeypatch):
+@pytest.mark.parametrize("video_frames", [0, 2])
+def test_static_step_gives_the_dynamic_result(monkeypatch, video_frames):
     """The step the GPU replays as a CUDA graph (visibility found before the step, covered pixels and silhouette
     crossings in fixed numbers of rows) runs eagerly here: it must be the same fit as the dynamic one, to float
     rounding."""
@@ -233,7 +238,7 @@ def test_static_step_gives_the_dynamic_result(monkeypatch):
     from v2m4.stages.registration import joint as J
 
     truth = clip(box())[:4]
-    cfg = tiny(iters=30, global_iters=6, video_start=0.3)
+    cfg = tiny(iters=30, global_iters=6, video_start=0.3, video_frames=video_frames)
     dynamic = four_frames(cfg)
     monkeypatch.setattr(J, "_fit_clip", partial(J._fit_clip, static=True))
     monkeypatch.setattr(J, "_global_fit", partial(J._global_fit, static=True))

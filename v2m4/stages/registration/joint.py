@@ -79,8 +79,10 @@ class JointConfig:
                                     # near the rest pose into the view's outline; tuned: see docs/calibration.md
     w_temporal: float = 1.0         # ours: squared second difference of vertex trajectories (normalised units, at
                                     # the clip's median frame spacing); tuned: see docs/calibration.md
-    video_frames: int = 0           # ours: frames whose silhouette is rendered per step, drawn at random (memory and
-                                    # time on long clips); 0: every frame every step
+    video_frames: int = 48          # ours: frames whose silhouette is rendered per step, drawn at random, so that a
+                                    # step's memory and time stop growing with the clip; 0: every frame every step.
+                                    # 48: every frame of every clip measured (the bench's are 25-48 frames, the
+                                    # demo 24); a longer clip's frames each get iters x 48 / T silhouette steps
     video_res: int = 0              # ours: the video's silhouettes are compared at most this many pixels on a side
                                     # (masks area-averaged, the camera's intrinsics scaled); 0: the frames' own
     arap_refresh: int = _RC.arap_refresh    # pair: steps between re-solving the ARAP rotations
@@ -111,11 +113,11 @@ class JointConfig:
     @staticmethod
     def fast() -> "JointConfig":
         """CPU preset: the pairwise fast preset's views, resolution and samples; 400 joint steps, each fitting up to
-        48 frames' silhouettes at 128 px (tuned: see docs/calibration.md)."""
+        48 frames' silhouettes (``video_frames``) at 128 px (tuned: see docs/calibration.md)."""
         f = RegistrationConfig.fast()
         return JointConfig(global_iters=f.global_iters, global_views=f.global_views, global_lr=f.global_lr,
                            global_starts=1, iters=400, key_views=4, lr=f.local_lr, render_res=f.render_res,
-                           view_pool=f.view_pool, chamfer_points=f.chamfer_points, video_frames=48, video_res=128)
+                           view_pool=f.view_pool, chamfer_points=f.chamfer_points, video_res=128)
 
     def pair_config(self) -> RegistrationConfig:
         """The pairwise config the shared helpers (``_prepare``, ``Target``) read their numbers from."""
