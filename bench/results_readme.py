@@ -17,18 +17,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # method tables (``python -m v2m4.bench``), in the page's order, with a line on what each measures
 METHOD_TABLES = {
-    "full_joint": "the whole pipeline with every frame registered at once (`--joint-registration`)",
-    "full_joint_gpu": "the whole pipeline with every frame registered at once, on the device at the paper preset "
-                      "(nvdiffrast)",
-    "full_joint_gpu_paper": "the whole-clip fit on the device at the paper preset, beside the next table (same "
-                            "commit and card)",
-    "full_joint_gpu_half": "the same with half the steps, 16 views a keyframe, keyframe renders at 128 px and CUDA "
-                           "graphs (`bench/schedules/joint_gpu_half.json`): faster, and it loses geometry",
-    "full": "the whole pipeline as `v2m4 run` ran it at the table's commit",
+    "full": "the whole pipeline as `v2m4 run` ran it at the table's commit (since e37f0f9: every frame registered "
+            "at once)",
+    "register": "the whole pipeline without its texture stage (generated colours on the registered mesh)",
+    "full_seq": "the whole pipeline with keyframe pairs registered in a chain (the paper's schedule)",
     "register_seq": "the whole pipeline without texture, keyframe pairs registered in a chain (the paper's "
                     "schedule): the baseline of the whole-clip fit",
-    "full_seq": "the whole pipeline with keyframe pairs registered in a chain (the paper's schedule)",
-    "register": "the whole pipeline without its texture stage (generated colours on the registered mesh)",
+    "full_joint_gpu_r128": "the whole-clip fit on the device at the paper preset (keyframe renders at 128 px, each "
+                           "step replayed as a CUDA graph: the preset's default since 16e01f9), beside the next table",
+    "full_joint_gpu_r256": "the same at 256 px, op by op (the paper preset until 16e01f9); same commit and card",
+    "full_joint_gpu_paper": "the whole-clip fit on the device at the paper preset of 4223d4b, beside the next table "
+                            "(same commit and card)",
+    "full_joint_gpu_half": "the same with half the steps, 16 views a keyframe, keyframe renders at 128 px and CUDA "
+                           "graphs (`bench/schedules/joint_gpu_half.json`): faster, and it loses geometry",
+    "full_joint_gpu": "the whole pipeline with every frame registered at once, on the device at the paper preset "
+                      "(nvdiffrast)",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
 }
 TRUE_POSE_NOTE = "the generator's meshes at the true poses through the true camera: the ceiling of re-posing"
@@ -38,7 +41,7 @@ MAIN_COLUMNS = ("mask_iou", "mask_iou_all", "psnr", "ssim", "nv_mask_iou", "nv_p
                 "flipped_frac", "jitter", "jitter_gt", "rig_rms_err", "rig_max_err", "sec_per_frame")
 # per-item bar plots: these figures for these methods, where present
 PLOT_COLUMNS = ("fscore2_once", "mask_iou", "mask_iou_all", "nv_psnr")
-PLOT_METHODS = ("full_joint", "register_seq", "full", "register")
+PLOT_METHODS = ("full", "full_seq", "register", "register_seq")
 STAGE_SECONDS = (("generate", "gen_sec_per_frame"), ("camera", "sec_camera_per_frame"),
                  ("register", "sec_register_per_frame"), ("texture", "sec_texture_per_frame"),
                  ("export", "sec_export_per_frame"))
@@ -296,7 +299,7 @@ def make_plots(tables: dict[str, dict], plots: Path) -> list[str]:
     for old in [*plots.glob("seconds_*.png"), plots / "quality_per_item.png"]:  # a plot whose table went
         old.unlink(missing_ok=True)
     made = [plot_quality(tables, plots)]
-    made += [plot_seconds(m, tables[m], plots) for m in ("full_joint", "register_seq", "full") if m in tables]
+    made += [plot_seconds(m, tables[m], plots) for m in ("full", "full_seq", "register_seq") if m in tables]
     return [p for p in made if p]
 
 
