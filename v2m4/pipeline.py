@@ -193,7 +193,7 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
     """Every frame of the clip at once (``PipelineConfig.joint``, the default), or keyframe pairs in a chain."""
     joint = run.cfg.joint
     run.log.event(stage="register", message="registration" + (" of the whole clip" if joint else ""))
-    total = joint.iters if joint is not None else len(reposed) - 1
+    total = joint.steps() if joint is not None else len(reposed) - 1
     with run.log.bar(total, "register", unit="step" if joint else "pair") as bar, \
             run.warnings_to_report("registration: "):
         # a rest mesh that could not be remeshed folds more: registration warns, and the report says so

@@ -197,12 +197,14 @@ def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
         return four_frames(cfg, **kw)
 
     whole = run()
+    G = cfg.global_iters  # progress counts the global alignment's steps first
     with pytest.raises(Stop):
-        run(state=state, state_every=4, progress=stop_at(10))  # killed after the state of step 8 was kept
+        run(state=state, state_every=4, progress=stop_at(G + 10))  # killed after the state of fit step 8 was kept
     assert torch.load(state, weights_only=False)["step"] == 8
     steps = []
-    resumed = run(state=state, state_every=4, progress=lambda d, t: steps.append(d))
-    assert steps[0] == 9 and steps[-1] == 12  # it went on from step 8, not from the start
+    resumed = run(state=state, state_every=4, progress=lambda d, t: steps.append((d, t)))
+    # the global alignment again (it is recomputed), then the fit from step 8 on, not from its start
+    assert [d for d, _ in steps] == [*range(1, G + 1), *range(G + 9, G + 13)] and {t for _, t in steps} == {G + 12}
     assert torch.allclose(resumed.sequence.vertices, whole.sequence.vertices, atol=1e-5)
     assert resumed.chamfer == pytest.approx(whole.chamfer, rel=1e-4)
     assert not state.exists()  # a finished fit leaves no state to be continued
@@ -221,11 +223,11 @@ def test_a_state_saved_for_other_inputs_is_not_continued(tmp_path):
                              state=state, state_every=4, progress=progress)
 
     with pytest.raises(Stop):
-        run(masks, stop_at(10))
+        run(masks, stop_at(cfg.global_iters + 10))
     assert state.exists()
     steps = []
     run(torch.roll(masks, 2, dims=2), lambda d, t: steps.append(d))  # the same sizes, other silhouettes
-    assert steps[0] == 1  # from the start, not from the other clip's step 8
+    assert steps == list(range(1, cfg.steps() + 1))  # every fit step, not from the other clip's step 8
 
 
 @pytest.mark.parametrize("video_frames", [0, 2])

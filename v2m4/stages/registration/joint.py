@@ -119,6 +119,11 @@ class JointConfig:
                            global_starts=1, iters=400, key_views=4, lr=f.local_lr, render_res=f.render_res,
                            view_pool=f.view_pool, chamfer_points=f.chamfer_points, video_res=128)
 
+    def steps(self) -> int:
+        """The steps ``register_clip`` reports progress over: the keyframes' global alignment's, then the fit's."""
+        starts = max(1, self.global_iters // 4) if self.global_starts > 1 else 0
+        return starts + self.global_iters + self.iters
+
     def pair_config(self) -> RegistrationConfig:
         """The pairwise config the shared helpers (``_prepare``, ``Target``) read their numbers from."""
         return RegistrationConfig(smooth_lambda=self.smooth_lambda, render_res=self.render_res,
@@ -260,10 +265,11 @@ class _Samples:
 
 def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Tensor, iters: int,
                 w_render: float, cfg: JointConfig, ctx, g: torch.Generator, topo, *,
-                static: bool | None = None) -> tuple[Tensor, Tensor]:
+                static: bool | None = None, tick=None) -> tuple[Tensor, Tensor]:
     """B similarities of rest positions x (V, 3) in one Adam run: row b onto keyframe key_of[b] (B,), starting
     from rotation rots[b] (B, 3, 3) about x's centroid, unit scale, and the target's centroid. Returns the
-    positions (B, V, 3) and their Chamfer (B,), both detached. static: as in ``_ClipFit``."""
+    positions (B, V, 3) and their Chamfer (B,), both detached. static: as in ``_ClipFit``; tick: called after each
+    step (no host synchronisation)."""
     B = key_of.shape[0]
     c = x.mean(0).detach()
     r6 = torch.cat([rots[:, 0], rots[:, 1]], -1).to(x).clone().requires_grad_(True)
@@ -296,13 +302,15 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
             if seen.update(ctx, template, topo, views):
                 graphs.reset()
         graphs(seen.key() if seen is not None else (), body)
+        if tick:
+            tick()
     with torch.no_grad():
         y = _similarity(x, c, r6, log_s, t)
         return y, chamfer(_points(y, samples.first), pts)
 
 
 def _global_keyframes(x: Tensor, template: Mesh, keys: _Keys, cfg: JointConfig, ctx, g: torch.Generator,
-                     topo) -> tuple[Tensor, Tensor]:
+                     topo, tick=None) -> tuple[Tensor, Tensor]:
     """Every keyframe's similarity of rest positions x (V, 3), fitted together. With ``global_starts`` S > 1, first
     a quarter of the steps from each of S quarter turns about +Y on Chamfer alone (the pair's retry, as one K * S
     batch), each keyframe going on from its lowest-Chamfer start. Returns positions (K, V, 3) and the chosen start
@@ -314,9 +322,10 @@ def _global_keyframes(x: Tensor, template: Mesh, keys: _Keys, cfg: JointConfig, 
     if len(starts) > 1:
         S = len(starts)
         _, ch = _global_fit(x, template, keys, every.repeat_interleave(S), starts.repeat(K, 1, 1),
-                            max(1, cfg.global_iters // 4), 0.0, cfg, ctx, g, topo)
+                            max(1, cfg.global_iters // 4), 0.0, cfg, ctx, g, topo, tick=tick)
         chosen = ch.reshape(K, S).argmin(1)
-    y, _ = _global_fit(x, template, keys, every, starts[chosen], cfg.global_iters, cfg.w_render, cfg, ctx, g, topo)
+    y, _ = _global_fit(x, template, keys, every, starts[chosen], cfg.global_iters, cfg.w_render, cfg, ctx, g, topo,
+                       tick=tick)
     return y, chosen
 
 
@@ -363,7 +372,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     increasing: the clip frame of each. masks (T, H, W) float in [0, 1]: every frame's object mask; camera: the
     fixed video camera (1 view, world frame, resolution H x W); times (T,) seconds of each frame; generator: the
     randomness of samples and views (same seed, same result). progress: optional callable(done, total) over the
-    local steps. state: a file where the joint fit keeps its step, parameters and optimiser state every
+    keyframes' global alignment's steps and then the fit's (``JointConfig.steps``). state: a file where the joint fit keeps its step, parameters and optimiser state every
     ``state_every`` steps; when it exists at the call (a run interrupted mid-fit) and was saved for the same inputs
     and schedule, the fit goes on from it, and the same inputs and generator give the result of an uninterrupted
     call (what precedes the fit is recomputed: it is deterministic and short). The file is removed when the fit ends.
@@ -391,12 +400,19 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     scale = _interpolate(torch.sqrt(keys.area / keys.area[0]), key_index, T).to(dt)
     t1 = time.perf_counter()
 
-    xk, chosen = _global_keyframes(rest, template, keys, cfg, ctx, g, topo)
+    total, done = cfg.steps(), [0]
+
+    def tick():
+        done[0] += 1
+        progress(done[0], total)
+
+    xk, chosen = _global_keyframes(rest, template, keys, cfg, ctx, g, topo, tick=tick if progress else None)
     x0 = _interpolate(xk, key_index, T)
     t2 = time.perf_counter()
 
     x = _fit_clip(x0, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev),
-                  cfg, ctx, g, topo, progress, state=None if state is None else Path(state), state_every=state_every,
+                  cfg, ctx, g, topo, progress and (lambda d, _: progress(total - cfg.iters + d, total)),
+                  state=None if state is None else Path(state), state_every=state_every,
                   inputs="" if state is None else _digest(keyframe_meshes, key_index, masks, camera.K,
                                                           camera.cam_from_world, times))
     t3 = time.perf_counter()
