@@ -1,6 +1,7 @@
 """The whole-clip fit's per-frame terms, batched over frames: positions x (T, V, 3), one frame a row. The
 large-steps change of variables for every frame in one solve, and the shape regularisers (ARAP, area, edge) and
-the temporal smoothness term of every frame at once (``joint`` composes them)."""
+the temporal smoothness term of every frame at once, and the keyframes' values interpolated to every frame
+(``joint`` composes them)."""
 
 from __future__ import annotations
 
@@ -113,3 +114,17 @@ def _temporal(x: Tensor, times: Tensor) -> Tensor:
     v = (x[1:] - x[:-1]) / dt[:, None, None]
     acc = (v[1:] - v[:-1]) * (2 / (dt[1:] + dt[:-1]))[:, None, None] * h * h
     return (acc * acc).sum(-1).mean(1)
+
+
+def _interpolate(values: Tensor, key_index: Tensor, T: int) -> Tensor:
+    """(T, ...) values (K, ...) given at frames key_index (K,), linear in frame index between keyframes, held
+    constant before the first and after the last."""
+    t = torch.arange(T, device=key_index.device)
+    hi = torch.searchsorted(key_index, t, right=False).clamp(1, len(key_index) - 1) if len(key_index) > 1 else \
+        torch.zeros(T, dtype=torch.int64, device=key_index.device)
+    if len(key_index) == 1:
+        return values[0][None].expand(T, *values.shape[1:]).clone()
+    lo = hi - 1
+    w = ((t - key_index[lo]).to(values.dtype) / (key_index[hi] - key_index[lo]).to(values.dtype)).clamp(0, 1)
+    w = w.reshape(T, *([1] * (values.ndim - 1)))
+    return values[lo] * (1 - w) + values[hi] * w

@@ -43,7 +43,7 @@ from ...optim import UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
-from .clip_terms import _Shape, _points, _temporal, frames_to_u, frames_to_x
+from .clip_terms import _Shape, _interpolate, _points, _temporal, frames_to_u, frames_to_x
 from .energies import flipped_fraction, unfold
 from .sequence import RegistrationResult, _check_meshes, _prepare
 
@@ -327,20 +327,6 @@ def _global_keyframes(x: Tensor, template: Mesh, keys: _Keys, cfg: JointConfig, 
     y, _ = _global_fit(x, template, keys, every, starts[chosen], cfg.global_iters, cfg.w_render, cfg, ctx, g, topo,
                        tick=tick)
     return y, chosen
-
-
-def _interpolate(values: Tensor, key_index: Tensor, T: int) -> Tensor:
-    """(T, ...) values (K, ...) given at frames key_index (K,), linear in frame index between keyframes, held
-    constant before the first and after the last."""
-    t = torch.arange(T, device=key_index.device)
-    hi = torch.searchsorted(key_index, t, right=False).clamp(1, len(key_index) - 1) if len(key_index) > 1 else \
-        torch.zeros(T, dtype=torch.int64, device=key_index.device)
-    if len(key_index) == 1:
-        return values[0][None].expand(T, *values.shape[1:]).clone()
-    lo = hi - 1
-    w = ((t - key_index[lo]).to(values.dtype) / (key_index[hi] - key_index[lo]).to(values.dtype)).clamp(0, 1)
-    w = w.reshape(T, *([1] * (values.ndim - 1)))
-    return values[lo] * (1 - w) + values[hi] * w
 
 
 def _check_inputs(meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: Camera, times: Tensor) -> None:
