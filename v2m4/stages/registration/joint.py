@@ -96,7 +96,7 @@ class JointConfig:
     render_res: int = 128           # ours: resolution of the keyframes' render loss (the pair's is 256). Measured:
                                     # the demo registers in 29.1 s against 41.6 s at 256 px (H100, with the
                                     # graphs above) with the same fit, and on six bench items geometry is as
-                                    # good or better (docs/calibration.md, "Joint fit on a GPU")
+                                    # good or better (docs/calibration.md, the row of render_res)
     view_pool: int = _RC.view_pool          # pair: target renders made once per keyframe
     fov_deg: float = _RC.fov_deg            # pair
     chamfer_points: int = _RC.chamfer_points  # pair
