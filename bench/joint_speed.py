@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import sys
 import tempfile
@@ -56,15 +57,17 @@ _STATIC = None  # the fit's own default (static on CUDA with JointConfig.cuda_gr
 _SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
 
 
-def _fit_args(args: tuple, kw: dict, cfg: J.JointConfig) -> tuple:
-    """The arguments ``register_clip`` hands its joint fit (``_fit_clip``): registration is run up to the fit
-    (rest, targets, global alignment) and stopped there."""
+def _fit_args(args: tuple, kw: dict, cfg: J.JointConfig) -> dict:
+    """The arguments ``register_clip`` hands its joint fit (``_fit_clip``), by parameter name: registration is run
+    up to the fit (rest, targets, global alignment) and stopped there."""
     captured = {}
     real_fit = J._fit_clip
+    signature = inspect.signature(real_fit)
 
     def grab(*a, **k):
-        captured.update(a=a)
-        return a[0].detach()
+        bound = signature.bind(*a, **k)
+        captured.update(bound.arguments)
+        return bound.arguments["x0"].detach()
 
     kw = dict(kw, generator=torch.Generator().manual_seed(0), progress=None, state=None)
     J._fit_clip = grab
@@ -72,7 +75,13 @@ def _fit_args(args: tuple, kw: dict, cfg: J.JointConfig) -> tuple:
         J.register_clip(*args[:4], cfg, *args[5:], **kw)
     finally:
         J._fit_clip = real_fit
-    return captured["a"]
+    return captured
+
+
+def _clip_fit(a: dict) -> "J._ClipFit":
+    """The fit's problem (``_ClipFit``) built from ``_fit_args``, its step's path as ``_STATIC`` says."""
+    names = [n for n in inspect.signature(J._ClipFit).parameters if n != "static"]
+    return J._ClipFit(**{n: a[n] for n in names}, static=_STATIC)
 
 
 def profile(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch.device) -> dict:
@@ -82,11 +91,11 @@ def profile(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch
     short = replace(cfg, iters=steps)
     acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda"
                                                      else [])
-    fit_args = a[:10] + (short,) + a[11:14] + (None,)  # (..., cfg, ctx, generator, topology, progress)
-    J._fit_clip(*fit_args)  # warm-up outside the profile (allocator, kernels' first launch)
+    fit_args = dict(a, cfg=short, progress=None, state=None)
+    J._fit_clip(**fit_args)  # warm-up outside the profile (allocator, kernels' first launch)
     with torch.profiler.profile(activities=acts) as prof:
         with torch.profiler.record_function("joint_fit"):
-            J._fit_clip(*fit_args)
+            J._fit_clip(**fit_args)
             if device.type == "cuda":
                 torch.cuda.synchronize()
     events = prof.events()
@@ -122,8 +131,7 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
     one synchronisation, as the fit runs it."""
     from v2m4.optim import UniformAdam
 
-    a = _fit_args(args, kw, cfg)
-    fit = J._ClipFit(*a[:14], static=_STATIC)
+    fit = _clip_fit(_fit_args(args, kw, cfg))
     opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
 
     def sync():
@@ -177,8 +185,7 @@ def sync_sites(args: tuple, kw: dict, cfg: J.JointConfig, steps: int) -> dict:
 
     from v2m4.optim import UniformAdam
 
-    a = _fit_args(args, kw, cfg)
-    fit = J._ClipFit(*a[:14], static=_STATIC)
+    fit = _clip_fit(_fit_args(args, kw, cfg))
     opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
     it0 = cfg.iters - steps - 1
     fit.step(it0, opt)  # warm-up: first calls allocate
