@@ -244,6 +244,21 @@ def test_bench_register_is_the_pipeline_without_its_texture(tmp_path):
         assert rows["register"]["validator_errors"] == 0
 
 
+def test_the_chain_of_pairs_still_runs_for_the_bench(tmp_path, monkeypatch):
+    """`register_seq`, the whole-clip fit's baseline: the pipeline's chain branch, not the fit, and a sane result."""
+    from v2m4 import pipeline
+    from v2m4.bench import BenchSettings, bench_item
+
+    def no_fit(*a, **k):
+        raise AssertionError("register_seq ran the whole-clip fit")
+
+    monkeypatch.setattr(pipeline, "register_clip", no_fit)
+    item = small_demo(tmp_path, n=6)
+    row = bench_item(str(item), BenchSettings(method="register_seq", resolution=64, max_frames=3, overrides=TINY,
+                                              novel_views=0))
+    assert row["topology_constant"] == 1 and 0.5 < row["mask_iou"] <= 1 and 0 < row["fscore2_once"] <= 1
+
+
 def test_true_pose_iou_puts_the_generated_meshes_back_where_they_were(tmp_path):
     """With the generator's perturbations off, its mesh is the ground truth moved: undone, it must render exactly
     the ground truth's silhouette; with them on, the silhouette changes a little."""
