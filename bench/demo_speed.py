@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -26,32 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 from v2m4.bench import git_commit, machine_description  # noqa: E402
 from v2m4.config import PipelineConfig  # noqa: E402
+from v2m4.data.bench import looped_item  # noqa: E402
 from v2m4.generators import make_generator  # noqa: E402
 from v2m4.io.frames import read_frames  # noqa: E402
 from v2m4.pipeline import reconstruct  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DEMO = ROOT / "examples" / "demo"
-
-
-def looped_demo(n: int, folder: Path) -> Path:
-    """The demo's frames and ground truth repeated to n frames in folder (its walk loops), a clip the synthetic
-    generator reads as it reads the demo."""
-    import numpy as np
-
-    item = folder / "demo"
-    shutil.copytree(DEMO, item)
-    frames = sorted((item / "frames").iterdir())
-    for i in range(len(frames), n):
-        shutil.copy(frames[i % len(frames)], item / "frames" / f"{i:04d}.png")
-    gt = dict(np.load(item / "gt_mesh.npz"))
-    meta = json.loads((item / "meta.json").read_text())
-    gt["verts"] = np.concatenate([gt["verts"]] * -(-n // len(frames)))[:n]
-    gt["times"] = (np.arange(n) / meta["fps"]).astype(np.float32)
-    np.savez(item / "gt_mesh.npz", **gt)
-    meta.update(n_frames=n, times=gt["times"].tolist())
-    (item / "meta.json").write_text(json.dumps(meta))
-    return item
 
 
 def run(cfg: PipelineConfig, demo: Path = DEMO) -> dict:
@@ -78,7 +58,7 @@ def main() -> int:
     configs = {"joint": cfg.with_joint_registration(), "chain": cfg.with_pairwise_registration()}
     runs: dict[str, list[dict]] = {k: [] for k in configs}
     with tempfile.TemporaryDirectory() as tmp:
-        demo = looped_demo(args.frames, Path(tmp)) if args.frames else DEMO
+        demo = looped_item(DEMO, args.frames, Path(tmp) / "demo") if args.frames else DEMO
         for _ in range(max(1, args.repeats)):
             for name, c in configs.items():
                 runs[name].append(run(c, demo))

@@ -2,12 +2,10 @@
 lines of {"stage", "progress", "total", "elapsed_s", "eta_s"}, from 0 up to total."""
 
 import json
-import shutil
-
-import numpy as np
 
 from conftest import TINY_CONFIG
 from test_pipeline import DEMO, v2m4
+from v2m4.data.bench import looped_item
 from v2m4.progress import Log
 
 
@@ -25,20 +23,7 @@ CONFIG = {"camera": {"n_samples": 32, "refine_iters": 3},
 
 def long_demo(tmp_path, n=48):
     """A clip of n frames: the demo's 24 frames over and over (its walk loops), with a synthetic item to match."""
-    item = tmp_path / "item"
-    shutil.copytree(DEMO, item)
-    frames = sorted((item / "frames").iterdir())
-    for i in range(len(frames), n):
-        shutil.copy(frames[i % len(frames)], item / "frames" / f"{i:04d}.png")
-    gt = dict(np.load(item / "gt_mesh.npz"))
-    reps = -(-n // len(frames))
-    gt["verts"] = np.concatenate([gt["verts"]] * reps)[:n]
-    meta = json.loads((item / "meta.json").read_text())
-    gt["times"] = (np.arange(n) / meta["fps"]).astype(np.float32)
-    np.savez(item / "gt_mesh.npz", **gt)
-    meta.update(n_frames=n, times=gt["times"].tolist())
-    (item / "meta.json").write_text(json.dumps(meta))
-    return item
+    return looped_item(DEMO, n, tmp_path / "item")
 
 
 def silent_stages(events: list[dict], seconds: dict[str, float], threshold: float,

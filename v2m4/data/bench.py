@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,24 @@ def item_dir(item: str | os.PathLike, bench_dir: str | os.PathLike | None = None
     if not (path / "meta.json").is_file():
         raise V2M4Error(f"no bench item at {path} (expected a folder with meta.json)")
     return path
+
+
+def looped_item(item: str | os.PathLike, n: int, dest: str | os.PathLike) -> Path:
+    """A copy of the item folder ``item`` at ``dest`` whose clip is its frames and ground truth repeated to n frames
+    (for an item whose motion loops: a longer clip the synthetic generator and the scoring read as the original)."""
+    out = Path(dest)
+    shutil.copytree(item, out)
+    frames = sorted((out / "frames").iterdir())
+    for i in range(len(frames), n):
+        shutil.copy(frames[i % len(frames)], out / "frames" / f"{i:04d}.png")
+    gt = dict(np.load(out / "gt_mesh.npz"))
+    meta = json.loads((out / "meta.json").read_text())
+    gt["verts"] = np.concatenate([gt["verts"]] * -(-n // len(frames)))[:n]
+    gt["times"] = (np.arange(n) / meta["fps"]).astype(np.float32)
+    np.savez(out / "gt_mesh.npz", **gt)
+    meta.update(n_frames=n, times=gt["times"].tolist())
+    (out / "meta.json").write_text(json.dumps(meta))
+    return out
 
 
 def load_item(item: str | os.PathLike, *, bench_dir: str | os.PathLike | None = None, frames: list[int] | None = None,

@@ -386,11 +386,12 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     scale = _interpolate(torch.sqrt(keys.area / keys.area[0]), key_index, T).to(dt)
     t1 = time.perf_counter()
 
-    total, done = cfg.steps(), [0]
+    total, done = cfg.steps(), 0
 
     def tick():
-        done[0] += 1
-        progress(done[0], total)
+        nonlocal done
+        done += 1
+        progress(done, total)
 
     xk, chosen = _global_keyframes(rest, template, keys, cfg, ctx, g, topo, tick=tick if progress else None)
     x0 = _interpolate(xk, key_index, T)
