@@ -9,6 +9,11 @@ total stage time), and every run's total is kept in the JSON.
     python bench/demo_speed.py                       # CPU, fast preset
     python bench/demo_speed.py --device cuda --backend nvdiffrast --name demo_speed_h200
     python bench/demo_speed.py --frames 240 --repeats 1 --name demo_speed_240   # a long clip: the walk looped
+    python bench/demo_speed.py --baseline 6244a98 --repeats 3   # also an older commit's `v2m4 demo`, alternating
+
+``--baseline COMMIT`` adds a third row: that commit's own `v2m4 demo` (its preset, its code), run from a detached
+git worktree in a subprocess on the same machine, in turn with the other two; its total leaves out the export, which
+the other rows do not run. It re-measures a figure quoted from an older commit on today's machine.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,6 +52,20 @@ def run(cfg: PipelineConfig, demo: Path = DEMO) -> dict:
             "frames": rep["frames"], "keyframes": len(rep["keyframes"])}
 
 
+def run_commit(worktree: Path, device: str) -> dict:
+    """An older commit's `v2m4 demo` in a subprocess (its own code on sys.path), read back from its report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(worktree)}
+        subprocess.run([sys.executable, "-m", "v2m4", "demo", "--out", tmp, "--device", device], cwd=worktree, env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        rep = json.loads((Path(tmp) / "report.json").read_text())
+    sec = {k: round(v, 2) for k, v in rep["seconds"].items()}
+    stages = round(sum(v for k, v in rep["seconds"].items()
+                       if k not in ("generate", "keyframes", "report", "export")), 2)
+    return {"seconds": sec, "post_generation_seconds": stages, "input_view": rep["input_view"],
+            "frames": rep.get("frames"), "keyframes": len(rep.get("keyframes", []))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -52,16 +73,38 @@ def main() -> int:
     ap.add_argument("--name", default="demo_speed")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--frames", type=int, default=0, help="the demo's walk looped to this many frames (0: its 24)")
+    ap.add_argument("--baseline", default=None, help="also this commit's own `v2m4 demo`, in turn with the others")
     args = ap.parse_args()
     preset = "paper" if args.device.startswith("cuda") else "fast"
     cfg = PipelineConfig.preset(preset, device=args.device, backend=args.backend)
     configs = {"joint": cfg.with_joint_registration(), "chain": cfg.with_pairwise_registration()}
     runs: dict[str, list[dict]] = {k: [] for k in configs}
+    base = None
+    if args.baseline:
+        if args.frames:
+            raise SystemExit("--baseline runs the commit's own demo: it cannot take --frames")
+        short = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, check=True,
+                               capture_output=True, text=True).stdout.strip()
+        base = f"baseline {short}"
+        runs[base] = []
     with tempfile.TemporaryDirectory() as tmp:
         demo = looped_item(DEMO, args.frames, Path(tmp) / "demo") if args.frames else DEMO
-        for _ in range(max(1, args.repeats)):
-            for name, c in configs.items():
-                runs[name].append(run(c, demo))
+        if base:
+            wt = Path(tmp) / "baseline"
+            subprocess.run(["git", "worktree", "add", "--detach", "-f", str(wt), args.baseline], cwd=ROOT, check=True,
+                           capture_output=True)
+            tools = ROOT / "tools" / "node_modules"
+            if tools.exists() and (wt / "tools").exists():
+                (wt / "tools" / "node_modules").symlink_to(tools)
+        try:
+            for _ in range(max(1, args.repeats)):
+                for name, c in configs.items():
+                    runs[name].append(run(c, demo))
+                if base:
+                    runs[base].append(run_commit(wt, args.device))
+        finally:
+            if base:
+                subprocess.run(["git", "worktree", "remove", "--force", str(wt)], cwd=ROOT, capture_output=True)
     rows = {k: {**min(v, key=lambda r: r["post_generation_seconds"]),
                 "every_run_total": [r["post_generation_seconds"] for r in v]} for k, v in runs.items()}
     out = {"program": "bench/demo_speed.py", "date": datetime.date.today().isoformat(),
@@ -80,6 +123,9 @@ def main() -> int:
         lines.append(f"| {name} | {r['post_generation_seconds']} | {s.get('camera')} | {s.get('register')} | "
                      f"{s.get('texture')} | {s.get('export', '')} | {r['input_view']['mask_iou']:.3f} | "
                      f"{r['input_view']['psnr']:.2f} | {', '.join(str(t) for t in r['every_run_total'])} |")
+    if base:
+        lines.append(f"\n{base}: that commit's own `v2m4 demo` (its preset and code) in a subprocess; its total leaves "
+                     "out its export, which the other rows do not run.")
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
