@@ -110,9 +110,12 @@ def _silhouette_spans(x: Tensor, y: Tensor, pos: Tensor, topology: tuple[Tensor,
 def silhouette_crossings(pos: Tensor, tri: Tensor, topology: tuple[Tensor, Tensor, Tensor],
                          resolution: tuple[int, int]) -> Tensor:
     """0-d int64: how many pixel lines the silhouette edges of pos (B, V, 4) cross, the ``crossings`` that
-    ``antialias`` needs to be exact on these positions."""
+    ``antialias`` needs to be exact on these positions. Counted over every (view, edge) pair, not the compacted
+    silhouette: compaction reads its size on the host, and a caller that enqueues this before reading it (a
+    captured step's sizes) would wait on the device mid-way instead of once."""
     x, y, _ = _screen(pos, resolution)
-    return _silhouette_spans(x, y, pos, topology, screen_area(pos, tri, resolution), resolution).count.sum()
+    area = screen_area(pos, tri, resolution)
+    return _silhouette_spans(x, y, pos, topology, area, resolution, compact=False).count.sum()
 
 
 def _expand(count: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
