@@ -26,6 +26,13 @@ METHOD_TABLES = {
     "full_joint_gpu_r128": "the whole-clip fit on the device at the paper preset (keyframe renders at 128 px, each "
                            "step replayed as a CUDA graph: the preset's default since 16e01f9), beside the next table",
     "full_joint_gpu_r256": "the same at 256 px, op by op (the paper preset until 16e01f9); same commit and card",
+    "full_gpu_r128_more": "the paper preset as committed (128 px, replayed) on the four items the two tables above "
+                          "lack, beside the next table (same commit and card, another call)",
+    "full_gpu_r256_more": "the same four items at 256 px, op by op; the camera stage differed between the two "
+                          "calls (the camera search is not deterministic on the GPU), hence the next two",
+    "full_gpu_r128_camkept": "p06 and p07 at 128 px replayed, runs kept, beside the next table",
+    "full_gpu_r256_camkept": "registration onwards of the same runs again at 256 px op by op, from their camera "
+                             "checkpoints: the two differ only from registration on",
     "full_joint_gpu_paper": "the whole-clip fit on the device at the paper preset of 4223d4b, beside the next table "
                             "(same commit and card)",
     "full_joint_gpu_half": "the same with half the steps, 16 views a keyframe, keyframe renders at 128 px and CUDA "
