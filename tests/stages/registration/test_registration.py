@@ -374,3 +374,23 @@ def test_nearest_pairs_match_brute_force_row_by_row(batch):
     if torch.cuda.is_available():  # the GPU path (the full matrix) agrees
         ja, jb = nearest_pairs(a.cuda(), b.cuda())
         assert torch.equal(ja.cpu(), ia) and torch.equal(jb.cpu(), ib)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_nearest_pairs_gpu_kernel_exact_at_the_fits_size():
+    # the fused kernel (Triton) on rows the size of the fit's Chamfer (keyframes x 5,000 samples), ragged sizes
+    # that are no multiple of its blocks, against brute force in float64; distances, since ties may go either way
+    from v2m4 import _nearest_gpu, geometry
+    if not _nearest_gpu.available(torch.zeros(1, device="cuda")):
+        pytest.skip("needs Triton")
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(9, 5003, 3, generator=g)
+    a = a / a.norm(dim=-1, keepdim=True) * torch.tensor([1.0, 0.4, 2.0])
+    b = torch.randn(9, 4001, 3, generator=g) * 0.8
+    ia, ib = geometry.nearest_pairs(a.cuda(), b.cuda())
+    d = torch.cdist(a.double(), b.double())
+    assert ia.shape == (9, 5003) and ib.shape == (9, 4001) and ia.dtype == ib.dtype == torch.int64
+    assert torch.allclose(d.gather(2, ia.cpu()[..., None])[..., 0], d.min(2).values, rtol=0, atol=1e-6)
+    assert torch.allclose(d.gather(1, ib.cpu()[:, None])[:, 0], d.min(1).values, rtol=0, atol=1e-6)
+    ja, _ = geometry._nearest_dense(a.cuda(), b.cuda())  # the matrix path it replaced agrees but for near-ties
+    assert (ja.cpu() == ia.cpu()).float().mean() > 0.999
