@@ -37,8 +37,10 @@ if triton is not None:
         qx = tl.load(q, mask=live, other=0.0)
         qy = tl.load(q + 1, mask=live, other=0.0)
         qz = tl.load(q + 2, mask=live, other=0.0)
-        best = tl.full((BLOCK_N,), float("inf"), tl.float32)
-        arg = tl.zeros((BLOCK_N,), tl.int32)
+        # the best so far per (query, lane of the block): the walk is compares and selects only, and the one
+        # reduction over lanes comes after it
+        best = tl.full((BLOCK_N, BLOCK_M), float("inf"), tl.float32)
+        arg = tl.zeros((BLOCK_N, BLOCK_M), tl.int32)
         for start in range(0, M, BLOCK_M):
             cols = start + tl.arange(0, BLOCK_M)
             there = cols < M
@@ -47,12 +49,12 @@ if triton is not None:
             dy = qy[:, None] - tl.load(p + 1, mask=there, other=0.0)[None, :]
             dz = qz[:, None] - tl.load(p + 2, mask=there, other=0.0)[None, :]
             d = tl.where(there[None, :], dx * dx + dy * dy + dz * dz, float("inf"))
-            near = tl.min(d, axis=1)
-            at = tl.argmin(d, axis=1).to(tl.int32) + start
-            # strictly nearer only: of equally near points the first block's stays, as argmin keeps the first
-            better = near < best
-            best = tl.where(better, near, best)
-            arg = tl.where(better, at, arg)
+            better = d < best
+            best = tl.where(better, d, best)
+            arg = tl.where(better, cols[None, :], arg)
+        lane = tl.argmin(best, axis=1)
+        pick = tl.arange(0, BLOCK_M)[None, :] == lane[:, None]
+        arg = tl.sum(tl.where(pick, arg, 0), axis=1)
         tl.store(out_ptr + r * N + rows, arg.to(tl.int64), mask=live)
 
 
@@ -63,6 +65,6 @@ def nearest(q: Tensor, p: Tensor) -> Tensor:
     out = torch.empty(R, N, dtype=torch.int64, device=q.device)
     if R == 0 or N == 0:
         return out
-    grid = (triton.cdiv(N, 128), R)
-    _kernel[grid](q.contiguous(), p.contiguous(), out, N, M, BLOCK_N=128, BLOCK_M=64, num_warps=4)
+    grid = (triton.cdiv(N, 64), R)
+    _kernel[grid](q.contiguous(), p.contiguous(), out, N, M, BLOCK_N=64, BLOCK_M=64, num_warps=4)
     return out
