@@ -470,6 +470,32 @@ def test_nvdiffrast_context_keeps_its_module_and_context(monkeypatch):
     assert ctx.backend == "nvdiffrast" and ctx._dr is dr and ctx._glctx is glctx and ctx.compiled is True
 
 
+def test_nvdiffrast_keeps_a_rasteriser_context_per_batch_shape(monkeypatch):
+    # nvdiffrast's rasteriser reallocates its buffers (each free waits on the device) whenever a call's batch shape
+    # differs from its previous call's: shapes that alternate get a context each, the least recently used dropped
+    from v2m4.render import _nvdiffrast
+
+    made = []
+
+    class FakeDr:
+        def RasterizeCudaContext(self, device):
+            made.append(object())
+            return made[-1]
+
+    first = object()
+    monkeypatch.setattr(_nvdiffrast, "make_context", lambda device: (FakeDr(), first))
+    ctx = R.context("nvdiffrast", "cuda")
+    key, video = (450, 128, 128), (24, 256, 256)
+    a, b = _nvdiffrast.raster_context(ctx, key), _nvdiffrast.raster_context(ctx, video)
+    assert a is first and b is not a and len(made) == 1
+    for _ in range(3):
+        assert _nvdiffrast.raster_context(ctx, key) is a and _nvdiffrast.raster_context(ctx, video) is b
+    assert len(made) == 1
+    for n in range(4):
+        _nvdiffrast.raster_context(ctx, (n + 1, 64, 64), keep=4)
+    assert list(ctx._glctxs) == [(n + 1, 64, 64) for n in range(4)]
+
+
 def test_given_normals_replace_the_computed_ones_in_values_and_gradients():
     """Many views of one pose may pass that pose's vertex normals once (expanded): the normal channel and its
     gradients are those of the normals render finds per view; other normals show in the channel."""

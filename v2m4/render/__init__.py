@@ -54,6 +54,7 @@ class RenderContext:
     compiled: bool = True
     _dr: Any = field(default=None, repr=False)
     _glctx: Any = field(default=None, repr=False)
+    _glctxs: dict = field(default_factory=dict, repr=False)  # nvdiffrast: a context per batch shape (raster_context)
 
 
 def context(backend: str = "torch", device: str | torch.device = "cpu", *, max_candidates: int = 1 << 24,
@@ -100,7 +101,10 @@ def rasterize(ctx: RenderContext, pos: Tensor, tri: Tensor, resolution: tuple[in
     pos, tri = _check_pos_tri(pos, tri)
     h, w = int(resolution[0]), int(resolution[1])
     if ctx.backend == "nvdiffrast":
-        rast, _ = ctx._dr.rasterize(ctx._glctx, pos.float().contiguous(), tri.int().contiguous(), resolution=[h, w])
+        from ._nvdiffrast import raster_context
+
+        glctx = raster_context(ctx, (pos.shape[0], h, w))
+        rast, _ = ctx._dr.rasterize(glctx, pos.float().contiguous(), tri.int().contiguous(), resolution=[h, w])
         return rast
     return _torch.rast_from_fragments(_fragments(ctx, pos, tri.long(), (h, w)))
 

@@ -60,6 +60,24 @@ def make_context(device):
                         f"{str(exc).splitlines()[0] if str(exc) else ''}); check nvcc/ninja or use backend='torch'") from None
 
 
+def raster_context(ctx, shape: tuple[int, int, int], keep: int = 4):
+    """The nvdiffrast rasteriser context for batches of this shape (views, height, width).
+
+    Why one per shape: nvdiffrast's CUDA rasteriser frees and reallocates its internal buffers whenever a call's
+    view count or resolution differs from the previous call's, and each cudaFree waits on the whole device. A step
+    that renders two shapes (the keyframes' views, then the video's frames) would pay that on every call. The
+    ``keep`` most recently used shapes keep their own context; an older one is dropped (its buffers freed)."""
+    cache = ctx._glctxs
+    glctx = cache.pop(shape, None)
+    if glctx is None:
+        glctx = ctx._glctx if not any(g is ctx._glctx for g in cache.values()) else \
+            ctx._dr.RasterizeCudaContext(device=ctx.device)
+    cache[shape] = glctx  # most recent last
+    while len(cache) > keep:
+        cache.pop(next(iter(cache)))
+    return glctx
+
+
 class DenseFragments:
     """The nvdiffrast counterpart of _torch.Fragments: the same methods on dense (B, H, W, C) tensors, so that
     render() has one shading code path while each backend keeps its fast layout (nvdiffrast's interpolate and
