@@ -25,6 +25,8 @@ METHOD_TABLES = {
                     "schedule): the baseline of the whole-clip fit",
     "register_s1": "`register` again with seed 1 (the tables above are seed 0), beside the next table (same commit)",
     "register_seq_s1": "`register_seq` with seed 1, same commit as the table above",
+    "register_k8": "`register` with 8 keyframes (the tables above have 12), beside the next table (same commit)",
+    "register_seq_k8": "`register_seq` with 8 keyframes, same commit as the table above",
     "full_joint_gpu_r128": "the whole-clip fit on the device at the paper preset (keyframe renders at 128 px, each "
                            "step replayed as a CUDA graph: the preset's default since 16e01f9), beside the next table",
     "full_joint_gpu_r256": "the same at 256 px, op by op (the paper preset until 16e01f9); same commit and card",
