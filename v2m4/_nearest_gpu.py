@@ -5,9 +5,9 @@ Why not the distance matrix (``geometry._nearest_dense``): for the fit's rows (a
 against as many) the matrix is hundreds of millions of entries, written by a product and read again by an
 argmin, a pass of memory each way for what is a few flops an entry. Here nothing but the indices leaves the chip.
 The differences are taken point by point, not by the expansion |a|² - 2 a.b + |b|², so no cancellation either.
-Measured on an H100 inside the fit (bench/results/registration_speed.json): the first version, an argmin per block
-of candidates, took as long as the matrix (2.1 ms a step); keeping a best per lane and reducing once after the walk
-took the step's GPU time from 16.9 to 13.4 ms. The blocks (64 x 64, 4 warps) were not tuned further.
+Measured inside the fit on an H100 (docs/pipeline.md, "Registration"): an argmin per block of candidates made the
+kernel as slow as the matrix; keeping a best per lane and reducing once after the walk took the step's GPU time from
+16.9 to 13.4 ms. The blocks (64 x 64, 4 warps) were not tuned further.
 """
 
 from __future__ import annotations
