@@ -69,5 +69,6 @@ def nearest(q: Tensor, p: Tensor) -> Tensor:
     if R == 0 or N == 0:
         return out
     grid = (triton.cdiv(N, 64), R)
-    _kernel[grid](q.contiguous(), p.contiguous(), out, N, M, BLOCK_N=64, BLOCK_M=64, num_warps=4)
+    with torch.cuda.device(q.device):  # Triton launches on the current device, which need not be the tensors'
+        _kernel[grid](q.contiguous(), p.contiguous(), out, N, M, BLOCK_N=64, BLOCK_M=64, num_warps=4)
     return out
