@@ -279,3 +279,34 @@ def test_cuda_graph_step_gives_the_static_result(monkeypatch):
     d_static = float((eager - dynamic).norm(dim=-1).max())
     print(f"moved {moved:.4f}  graphed-eager {d_graph:.2e}  eager-eager {d_repeat:.2e}  static-dynamic {d_static:.2e}")
     assert moved > 0.02 and d_graph < 0.05 * moved and d_static < 0.05 * moved
+
+
+def test_keyframes_left_short_of_their_targets_restart_from_the_last_good_one():
+    # a keyframe whose Chamfer to its target ends far above the others' restarts from the last keyframe before it
+    # that reached its own (at its own centroid); the frames between are interpolated again; nothing restarts when
+    # every keyframe fits, when the test is off, or when no keyframe before the failed one fits
+    import trimesh
+    from dataclasses import replace
+    from v2m4.metrics.geometry import sample_surface
+    from v2m4.stages.registration.clip_terms import restart_keyframes
+    s = trimesh.creation.icosphere(subdivisions=2)
+    rest = torch.tensor(s.vertices, dtype=torch.float32)
+    faces = torch.tensor(s.faces)
+    key = torch.tensor([0, 2, 4])
+    shapes = [rest, rest * torch.tensor([1.0, 1.6, 1.0]), rest * torch.tensor([1.0, 2.0, 1.0])]  # stretched over time
+    g = torch.Generator().manual_seed(0)
+    targets = torch.stack([sample_surface(v, faces, 2000, generator=g).float() for v in shapes])
+    cfg = replace(JointConfig.fast(), restart_ratio=3.0, chamfer_points=2000)
+    x = torch.stack([shapes[0], shapes[0], shapes[1], shapes[1], shapes[2]])  # every keyframe on its target
+    assert restart_keyframes(x, key, targets, rest, faces, cfg) is None
+    short = x.clone()
+    short[4] = rest + torch.tensor([0.0, 0.0, 0.5])  # the last keyframe stayed near the rest shape, moved
+    again = restart_keyframes(short, key, targets, rest, faces, cfg)
+    assert again is not None
+    torch.testing.assert_close(again[4], shapes[1] - shapes[1].mean(0) + short[4].mean(0))
+    torch.testing.assert_close(again[2], shapes[1])
+    torch.testing.assert_close(again[3], (again[2] + again[4]) / 2)
+    assert restart_keyframes(short, key, targets, rest, faces, replace(cfg, restart_ratio=0.0)) is None
+    first = x.clone()
+    first[0] = rest * 3  # the first keyframe failed: no keyframe before it to start from
+    assert restart_keyframes(first, key, targets, rest, faces, cfg) is None

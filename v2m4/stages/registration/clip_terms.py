@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...geometry import face_areas
+from ...geometry import chamfer, face_areas
 from ...optim import SmoothSolver
+from .align import _sample_sets
 
 
 def frames_to_x(solver: SmoothSolver, u: Tensor) -> Tensor:
@@ -128,3 +129,29 @@ def _interpolate(values: Tensor, key_index: Tensor, T: int) -> Tensor:
     w = ((t - key_index[lo]).to(values.dtype) / (key_index[hi] - key_index[lo]).to(values.dtype)).clamp(0, 1)
     w = w.reshape(T, *([1] * (values.ndim - 1)))
     return values[lo] * (1 - w) + values[hi] * w
+
+
+def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tensor, faces: Tensor, cfg) -> Tensor | None:
+    """Positions (T, V, 3) to fit the clip again from, or None. A keyframe whose Chamfer to its target points
+    (K, N, 3) ends above ``cfg.restart_ratio`` x the keyframes' median starts again from the last keyframe before it
+    that does not (that keyframe's shape at its own centroid); frames between keyframes are interpolated again.
+
+    Why: every keyframe starts from the rest mesh under its own similarity, and one posed far from the rest can stay
+    short of its target (a limb, a bent body). The pairwise chain reaches such poses by starting each pair where the
+    previous ended; this gives that start to the keyframes that need it, by the chain's own retry test (the pair's
+    ``fail_ratio``). The Chamfer is measured on one sample set of its own seed, so the clip's draws are untouched."""
+    if cfg.restart_ratio <= 0 or key_index.numel() < 2:
+        return None
+    g = torch.Generator().manual_seed(0)
+    corners, b = _sample_sets(faces, face_areas(rest, faces), cfg.chamfer_points, 1, g)[0]
+    xk = x.index_select(0, key_index)
+    err = chamfer(_points(xk, (corners.to(x.device), b.to(x.device))), targets)
+    bad = (err > cfg.restart_ratio * err.median()).tolist()
+    start, good, moved = xk.clone(), None, False
+    for k, is_bad in enumerate(bad):
+        if not is_bad:
+            good = k
+        elif good is not None:
+            start[k] = xk[good] - xk[good].mean(0) + xk[k].mean(0)
+            moved = True
+    return _interpolate(start, key_index, x.shape[0]) if moved else None

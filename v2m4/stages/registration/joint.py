@@ -25,7 +25,6 @@ Units: every loss is computed in the rest mesh's normalised frame (unit cube at 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -43,8 +42,9 @@ from ...optim import UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
-from .clip_terms import _Shape, _interpolate, _points, _temporal, frames_to_u, frames_to_x
+from .clip_terms import _Shape, _interpolate, _points, _temporal, frames_to_u, frames_to_x, restart_keyframes
 from .energies import flipped_fraction, unfold
+from .state import digest, save_state
 from .sequence import RegistrationResult, _check_meshes, _prepare
 
 _RC = RegistrationConfig  # the pairwise stage's defaults, which the joint fit shares
@@ -91,6 +91,9 @@ class JointConfig:
                                     # H100 at test size). It pays with the keyframes rendered at 128 px (H100:
                                     # 22.1 against 25.2 ms a step); at 256 px on an H200 it did not (31.3 against
                                     # 30.0 ms; bench/results/registration_speed.json)
+    restart_ratio: float = 0.0      # ours: keyframes whose Chamfer to their target ends above this x the median are
+                                    # fitted again from the last keyframe before them that does not
+                                    # (``clip_terms.restart_keyframes``); 0: off. Measured: docs/calibration.md
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = 128           # ours: resolution of the keyframes' render loss (the pair's is 256). Measured:
@@ -400,8 +403,12 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     x = _fit_clip(x0, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev),
                   cfg, ctx, g, topo, progress and (lambda d, _: progress(total - cfg.iters + d, total)),
                   state=None if state is None else Path(state), state_every=state_every,
-                  inputs="" if state is None else _digest(keyframe_meshes, key_index, masks, camera.K,
+                  inputs="" if state is None else digest(keyframe_meshes, key_index, masks, camera.K,
                                                           camera.cam_from_world, times))
+    again = restart_keyframes(x, key_index, keys.points, rest, faces, cfg)
+    if again is not None:  # a second fit, whole, without saved progress: a resumed run redoes the first (it is exact)
+        x = _fit_clip(again, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale,
+                      times.to(dev), cfg, ctx, g, topo, None)
     t3 = time.perf_counter()
 
     out, flipped = [], []
@@ -567,7 +574,7 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
     for it in range(start, cfg.iters):
         fit.step(it, opt)
         if state is not None and (it + 1) % max(1, state_every) == 0 and it + 1 < cfg.iters:
-            _save_state(state, {"stamp": fit.stamp, "step": it + 1, "u": fit.u.detach(), "turned": fit.shape.turned,
+            save_state(state, {"stamp": fit.stamp, "step": it + 1, "u": fit.u.detach(), "turned": fit.shape.turned,
                                 "opt": opt.state_dict()})
         if progress:
             progress(it + 1, cfg.iters)
@@ -575,21 +582,3 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
         state.unlink(missing_ok=True)
     with torch.no_grad():
         return fit.x()
-
-
-def _digest(meshes: list[Mesh], *tensors: Tensor) -> str:
-    """A digest of the fit's inputs (bytes, shapes and types), so a state saved for other inputs of the same size
-    (a camera stage re-run under another config, say) is not continued."""
-    h = hashlib.sha256()
-    for t in [x for m in meshes for x in (m.vertices, m.faces)] + list(tensors):
-        t = t.detach().contiguous().cpu()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
-def _save_state(path: Path, value: dict) -> None:
-    """Atomically (a run killed while writing leaves the previous state): written beside, then renamed."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(value, tmp)
-    os.replace(tmp, path)
