@@ -102,6 +102,21 @@ def test_json_bar_is_throttled_but_keeps_first_and_last(capsys):
     assert done[:2] == [0, 1] and done[-1] == 1000 and len(done) < 50
 
 
+def test_a_bar_whose_work_grows_reports_the_new_total(capsys):
+    # a stage that finds more work on its way (registration fitting the clip a second time) says so, in both modes
+    log = Log("json")
+    with log.bar(10, "register", unit="step") as bar:
+        bar.to(10)
+        bar.to(15, 20)
+        bar.to(20, 20)
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[-1]["progress"] == 20 and lines[-1]["total"] == 20 and lines[-1]["eta_s"] == 0.0
+    with Log("bars").bar(10, "register", unit="step") as bar:
+        bar.to(10)
+        bar.to(12, 20)
+        assert bar._tqdm.total == 20 and bar._tqdm.n == 12
+
+
 def test_human_bar_shows_an_estimate(capsys):
     log = Log("bars")
     with log.bar(4, "camera", unit="keyframe") as bar:

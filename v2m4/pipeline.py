@@ -203,7 +203,7 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
                 state.unlink()
             return register_clip(reposed, key, frames.mask.to(run.device), video_camera, joint, run.ctx,
                                  generator=run.generator(2), times=frames.times,
-                                 progress=lambda d, tot: bar.to(d), state=state)
+                                 progress=lambda d, tot: bar.to(d, tot), state=state)
         return register_sequence(reposed, run.cfg.registration, run.ctx, generator=run.generator(2),
                                  times=frames.times[key], progress=lambda d, tot: bar.to(d),
                                  video=(video_camera, frames.select(key).mask.to(run.device)))

@@ -72,9 +72,14 @@ class Bar:
             pace = (t1 - self._t0) / max(d1 - self._initial, 1)
         return pace * max(self.total - self.done, 0)
 
-    def to(self, done: float) -> None:
+    def to(self, done: float, total: int | None = None) -> None:
         """Move the bar to ``done`` units (for callbacks that report a running count; a fraction for a unit under
-        way)."""
+        way); ``total``: the work turned out larger (or smaller) than announced."""
+        if total is not None and total != self.total:
+            self.total = total
+            if self._tqdm is not None:
+                self._tqdm.total = total
+                self._tqdm.refresh()
         self.update(done - self.done)
 
     def _emit(self) -> None:

@@ -361,7 +361,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     increasing: the clip frame of each. masks (T, H, W) float in [0, 1]: every frame's object mask; camera: the
     fixed video camera (1 view, world frame, resolution H x W); times (T,) seconds of each frame; generator: the
     randomness of samples and views (same seed, same result). progress: optional callable(done, total) over the
-    keyframes' global alignment's steps and then the fit's (``JointConfig.steps``). state: a file where the joint fit keeps its step, parameters and optimiser state every
+    keyframes' global alignment's steps and then the fit's (``JointConfig.steps``); a restarted fit
+    (``restart_ratio``) adds its steps to the total. state: a file where the joint fit keeps its step, parameters and
+    optimiser state every
     ``state_every`` steps; when it exists at the call (a run interrupted mid-fit) and was saved for the same inputs
     and schedule, the fit goes on from it, and the same inputs and generator give the result of an uninterrupted
     call (what precedes the fit is recomputed: it is deterministic and short). The file is removed when the fit ends.
@@ -408,7 +410,8 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     again = restart_keyframes(x, key_index, keys.points, rest, faces, cfg)
     if again is not None:  # a second fit, whole, without saved progress: a resumed run redoes the first (it is exact)
         x = _fit_clip(again, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale,
-                      times.to(dev), cfg, ctx, g, topo, None)
+                      times.to(dev), cfg, ctx, g, topo,
+                      progress and (lambda d, _: progress(total + d, total + cfg.iters)))
     t3 = time.perf_counter()
 
     out, flipped = [], []
