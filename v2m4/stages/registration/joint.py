@@ -91,9 +91,10 @@ class JointConfig:
                                     # H100 at test size). It pays with the keyframes rendered at 128 px (H100:
                                     # 22.1 against 25.2 ms a step); at 256 px on an H200 it did not (31.3 against
                                     # 30.0 ms; bench/results/registration_speed.json)
-    restart_ratio: float = 0.0      # ours: keyframes whose Chamfer to their target ends above this x the median are
-                                    # fitted again from the last keyframe before them that does not
-                                    # (``clip_terms.restart_keyframes``); 0: off. Measured: docs/calibration.md
+    restart_ratio: float = _RC.fail_ratio  # pair's retry test: keyframes whose Chamfer to their target ends above
+                                    # this x the median are fitted again from the last keyframe before them that
+                                    # does not (``clip_terms.restart_keyframes``); 0: off. Measured on every bench
+                                    # item: docs/calibration.md
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = 128           # ours: resolution of the keyframes' render loss (the pair's is 256). Measured:
