@@ -45,11 +45,15 @@ def run(cfg: PipelineConfig, demo: Path = DEMO) -> dict:
     frames = read_frames(demo / "frames", max_size=cfg.resolution)
     with tempfile.TemporaryDirectory() as tmp:
         result = reconstruct(frames, make_generator(f"synthetic:{demo}", len(frames)), cfg, run_dir=tmp, log="quiet")
-    rep = result.report
+    return summary(result.report)
+
+
+def summary(rep: dict, leave_out: tuple[str, ...] = ("generate", "keyframes", "report")) -> dict:
+    """A run's row from its report: seconds per stage, their total without ``leave_out``, input-view figures."""
     sec = {k: round(v, 2) for k, v in rep["seconds"].items()}
-    stages = round(sum(v for k, v in rep["seconds"].items() if k not in ("generate", "keyframes", "report")), 2)
+    stages = round(sum(v for k, v in rep["seconds"].items() if k not in leave_out), 2)
     return {"seconds": sec, "post_generation_seconds": stages, "input_view": rep["input_view"],
-            "frames": rep["frames"], "keyframes": len(rep["keyframes"])}
+            "frames": rep.get("frames"), "keyframes": len(rep.get("keyframes", []))}
 
 
 def run_commit(worktree: Path, device: str) -> dict:
@@ -59,11 +63,7 @@ def run_commit(worktree: Path, device: str) -> dict:
         subprocess.run([sys.executable, "-m", "v2m4", "demo", "--out", tmp, "--device", device], cwd=worktree, env=env,
                        check=True, stdout=subprocess.DEVNULL)
         rep = json.loads((Path(tmp) / "report.json").read_text())
-    sec = {k: round(v, 2) for k, v in rep["seconds"].items()}
-    stages = round(sum(v for k, v in rep["seconds"].items()
-                       if k not in ("generate", "keyframes", "report", "export")), 2)
-    return {"seconds": sec, "post_generation_seconds": stages, "input_view": rep["input_view"],
-            "frames": rep.get("frames"), "keyframes": len(rep.get("keyframes", []))}
+    return summary(rep, ("generate", "keyframes", "report", "export"))
 
 
 def main() -> int:

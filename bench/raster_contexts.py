@@ -43,7 +43,7 @@ DEMO = ROOT / "examples" / "demo"
 
 
 class _Captured(Exception):
-    pass
+    """Raised once registration's inputs are saved: the run stops there."""
 
 
 def save_inputs(path: Path) -> None:
@@ -53,8 +53,9 @@ def save_inputs(path: Path) -> None:
 
     def capture(meshes, key, masks, camera, *a, times, **k):
         torch.save({"meshes": [(m.vertices.cpu(), m.faces.cpu()) for m in meshes], "key": key.cpu(),
-                    "masks": masks.cpu().contiguous().clone(), "K": camera.K.cpu(), "cam_from_world": camera.cam_from_world.cpu(),
-                    "resolution": list(camera.resolution), "times": times.cpu()}, path)
+                    "masks": masks.cpu().contiguous().clone(), "K": camera.K.cpu(),
+                    "cam_from_world": camera.cam_from_world.cpu(), "resolution": list(camera.resolution),
+                    "times": times.cpu()}, path)
         raise _Captured
 
     P.register_clip = capture

@@ -29,7 +29,8 @@ METHOD_TABLES = {
     "register_seq_k8": "`register_seq` with 8 keyframes, same commit as the table above",
     "full_restart_camkept": "the whole-clip fit with keyframes it left short restarted (`restart_ratio` 3, the default "
                             "since then) on p03, p04, p10 from kept cameras whose runs equal the `full` table's",
-    "full_restart_more": "the same on p05, p07, p08, p09, whole runs (compare with `full`: p07 and p08 restarted nothing)",
+    "full_restart_more": "the same on p05, p07, p08, p09, whole runs (compare with `full`: p07 and p08 restarted "
+                         "nothing)",
     "register_restart_k8": "the same on p04 at 8 keyframes from a kept camera (compare with `register_k8`)",
     "full_joint_gpu_r128": "the whole-clip fit on the device at the paper preset (keyframe renders at 128 px, each "
                            "step replayed as a CUDA graph: the preset's default since 16e01f9), beside the next table",

@@ -93,13 +93,14 @@ def nearest_pairs(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     the reach of the others. All are exact; where two points are equally near, either may be chosen."""
     batch, N, M = a.shape[:-2], a.shape[-2], b.shape[-2]
     if a.device.type != "cpu":
-        if _nearest_gpu.available(a) and b.dtype == a.dtype and N and M:
-            A, B = a.detach().reshape(-1, N, 3), b.detach().reshape(-1, M, 3)
-            return _nearest_gpu.nearest(A, B).reshape(*batch, N), _nearest_gpu.nearest(B, A).reshape(*batch, M)
-        return _nearest_dense(a.detach(), b.detach())
-    if _nearest_cpu.available() and N and M:
+        kernel = _nearest_gpu.nearest if _nearest_gpu.available(a) and b.dtype == a.dtype else None
+        if kernel is None or not (N and M):
+            return _nearest_dense(a.detach(), b.detach())
+    else:
+        kernel = _nearest_cpu.nearest if _nearest_cpu.available() else None
+    if kernel is not None and N and M:
         A, B = a.detach().reshape(-1, N, 3), b.detach().reshape(-1, M, 3)
-        return _nearest_cpu.nearest(A, B).reshape(*batch, N), _nearest_cpu.nearest(B, A).reshape(*batch, M)
+        return kernel(A, B).reshape(*batch, N), kernel(B, A).reshape(*batch, M)
     from scipy.spatial import cKDTree
 
     A = a.detach().reshape(-1, N, 3).double()

@@ -146,12 +146,12 @@ def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tenso
     corners, b = _sample_sets(faces, face_areas(rest, faces), cfg.chamfer_points, 1, g)[0]
     xk = x.index_select(0, key_index)
     err = chamfer(_points(xk, (corners.to(x.device), b.to(x.device))), targets)
-    bad = (err > cfg.restart_ratio * err.median()).tolist()
-    start, good, moved = xk.clone(), None, False
-    for k, is_bad in enumerate(bad):
-        if not is_bad:
-            good = k
-        elif good is not None:
-            start[k] = xk[good] - xk[good].mean(0) + xk[k].mean(0)
-            moved = True
-    return _interpolate(start, key_index, x.shape[0]) if moved else None
+    fits = err <= cfg.restart_ratio * err.median()
+    k = torch.arange(len(err), device=err.device)
+    good = torch.where(fits, k, -1).cummax(0).values  # the last keyframe at or before each that fits (-1: none)
+    redo = ~fits & (good >= 0)
+    if not bool(redo.any()):
+        return None
+    src = xk[good.clamp_min(0)]
+    start = torch.where(redo[:, None, None], src - src.mean(1, keepdim=True) + xk.mean(1, keepdim=True), xk)
+    return _interpolate(start, key_index, x.shape[0])
