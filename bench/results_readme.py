@@ -48,6 +48,8 @@ METHOD_TABLES = {
                            "graphs (`bench/schedules/joint_gpu_half.json`): faster, and it loses geometry",
     "full_joint_gpu": "the whole pipeline with every frame registered at once, on the device at the paper preset "
                       "(nvdiffrast)",
+    "full_h100": "the whole pipeline at the paper preset on one H100 (nvdiffrast; the device tool lends an H100 for "
+                 "the H200's work), all ten items at one commit",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
 }
 TRUE_POSE_NOTE = "the generator's meshes at the true poses through the true camera: the ceiling of re-posing"
