@@ -48,6 +48,10 @@ METHOD_TABLES = {
                            "graphs (`bench/schedules/joint_gpu_half.json`): faster, and it loses geometry",
     "full_joint_gpu": "the whole pipeline with every frame registered at once, on the device at the paper preset "
                       "(nvdiffrast)",
+    "full_gpu_paper_camkept": "the paper preset of 18fab94 (50 views a keyframe, 500 global steps) on one H100, runs "
+                              "kept, beside the next table",
+    "full_gpu_v16_camkept": "registration onwards of the same runs from their camera checkpoints with 16 views a "
+                            "keyframe and 250 global steps (the paper preset since ac97f03)",
     "full_h100": "the whole pipeline at the paper preset on one H100 (nvdiffrast; the device tool lends an H100 for "
                  "the H200's work), all ten items at one commit",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
