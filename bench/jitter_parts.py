@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -29,8 +28,7 @@ from v2m4.data.bench import load_item  # noqa: E402
 from v2m4.metrics import geometry as G  # noqa: E402
 from v2m4.stages.keyframes import Keyframes  # noqa: E402
 from v2m4.stages.registration import RegistrationResult  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
+from _common import write_table  # noqa: E402
 
 
 def parts(run: Path, item_id: str, bench_dir: str | None, n_points: int = 5000, seed: int = 0) -> dict:
@@ -74,15 +72,13 @@ def main() -> int:
     out = {"program": "bench/jitter_parts.py", "date": datetime.date.today().isoformat(),
            "machine": machine_description("cpu"), "commit": git_commit(), "runs": str(a.runs), "note": a.note,
            "items": rows}
-    (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [f"**jitter parts** of kept `full` runs, {out['date']}, commit {out['commit']}: the keyframes' jitter "
              "once-aligned (the bench's column) and with each keyframe aligned to its own ground-truth frame; "
              "ratios to the ground truth's\n",
              "| item | keyframes | jitter / gt | per-frame aligned / gt | pose share |", "|---|---|---|---|---|"]
     for k, r in rows.items():
         lines.append(f"| {k} | {r['keyframes']} | {r['ratio']} | {r['ratio_per_frame_aligned']} | {r['pose_share']} |")
-    (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(a.name, out, lines)
     return 0
 
 

@@ -11,14 +11,13 @@ quality to every frame would give).
         --keep-runs runs/                                                      # then:
     python bench/per_frame_iou.py --runs runs/ --items p10_quaternius_dino_wave
 
-Each kept run is resumed (``reconstruct(resume=True)``): stages whose checkpoints are missing run again.
+Each kept run is resumed (``v2m4.bench.run_item``): stages whose checkpoints are missing run again.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -29,39 +28,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from v2m4 import render as R  # noqa: E402
-from v2m4.bench import (PIPELINE_METHODS, BenchSettings, _render_outputs, git_commit,  # noqa: E402
-                        machine_description, pipeline_config, synthetic_generator)
-from v2m4.data.bench import item_dir, load_item  # noqa: E402
-from v2m4.io.frames import read_frames  # noqa: E402
+from v2m4.bench import BenchSettings, _render_outputs, git_commit, machine_description, run_item  # noqa: E402
 from v2m4.metrics import image as I  # noqa: E402
-from v2m4.pipeline import reconstruct  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
+from _common import write_table  # noqa: E402
 
 
 def per_frame(run: Path, settings: BenchSettings) -> dict:
-    item_id = settings.items[0]
-    path = item_dir(item_id, settings.bench_dir)
-    fps = float(json.loads((path / "meta.json").read_text())["fps"])
-    cfg = PIPELINE_METHODS[settings.method](pipeline_config(settings))
-    frames = read_frames(path / "frames", fps=fps, max_size=cfg.resolution)
-    gen = synthetic_generator(load_item(path), settings)
-    res = reconstruct(frames, gen, cfg, run_dir=run, resume=True, log="quiet")
+    frames, _, _, res = run_item(settings.items[0], settings, run, resume=True)
     anim = res.animation
     with torch.no_grad():
         _, mask = _render_outputs(R.context("torch", "cpu"), [anim.frame(t) for t in range(len(anim))],
                                   res.video_camera)
-    iou = [round(v, 4) for v in I.mask_iou(mask, frames.rgba[..., 3]).tolist()]
-    key = res.keyframes.tolist()
-    between = [t for t in range(len(iou)) if t not in key and key[0] < t < key[-1]]
+    iou = torch.tensor([round(v, 4) for v in I.mask_iou(mask, frames.rgba[..., 3]).tolist()], dtype=torch.float64)
+    key = res.keyframes.long()
     # each in-between frame against the mean of the keyframes on either side of it
-    diffs = []
-    for t in between:
-        hi = next(k for k in key if k > t)
-        lo = max(k for k in key if k < t)
-        diffs.append(iou[t] - (iou[lo] + iou[hi]) / 2)
-    keyed = [iou[k] for k in key]
-    return {"iou": iou, "keyframes": key,
+    t = torch.arange(int(key[0]) + 1, int(key[-1]))
+    t = t[~torch.isin(t, key)]
+    hi = torch.searchsorted(key, t)
+    diffs = (iou[t] - (iou[key[hi - 1]] + iou[key[hi]]) / 2).tolist()
+    keyed = iou[key].tolist()
+    iou = iou.tolist()
+    return {"iou": iou, "keyframes": key.tolist(),
             "key_median": round(statistics.median(keyed), 4), "all_median": round(statistics.median(iou), 4),
             "key_mean": round(statistics.mean(keyed), 4), "all_mean": round(statistics.mean(iou), 4),
             "between_minus_keys_median": round(statistics.median(diffs), 4) if diffs else None,
@@ -84,8 +71,6 @@ def main() -> int:
     out = {"program": "bench/per_frame_iou.py", "date": datetime.date.today().isoformat(),
            "machine": machine_description("cpu"), "commit": git_commit(), "resolution": a.resolution,
            "max_frames": a.max_frames, "items": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [f"**per-frame input-view IoU** of kept `full` runs on {out['machine']}, {out['date']}, commit "
              f"{out['commit']}; `*` marks a keyframe\n",
              "| item | keyframes: median, mean | every frame: median, mean | in-between minus its keyframes' mean: "
@@ -94,8 +79,7 @@ def main() -> int:
         frames = " ".join(f"{t}{'*' if t in r['keyframes'] else ''}:{v:.3f}" for t, v in enumerate(r["iou"]))
         lines.append(f"| {item} | {r['key_median']}, {r['key_mean']} | {r['all_median']}, {r['all_mean']} | "
                      f"{r['between_minus_keys_median']}, {r['between_minus_keys_min']} | {frames} |")
-    (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(a.name, out, lines)
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import time
 from dataclasses import replace
@@ -37,8 +36,8 @@ from v2m4.io.frames import read_frames  # noqa: E402
 from v2m4.render import _nvdiffrast  # noqa: E402
 from v2m4.stages.registration.joint import register_clip  # noqa: E402
 from v2m4.types import Mesh  # noqa: E402
+from _common import write_table  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 DEMO = ROOT / "examples" / "demo"
 
 
@@ -108,8 +107,6 @@ def main() -> int:
     out = {"program": "bench/raster_contexts.py", "date": datetime.date.today().isoformat(),
            "machine": machine_description(a.device), "commit": git_commit(), "iters": a.iters,
            "global_iters": a.global_iters, "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [f"**nvdiffrast contexts** on {out['machine']}, {out['date']}, commit {out['commit']}: the demo's "
              f"registration at the paper preset with {a.global_iters} global and {a.iters} joint steps, each way "
              f"{a.repeats} times in turn after a warm-up round\n",
@@ -117,8 +114,7 @@ def main() -> int:
     for name, rs in rows.items():
         lines.append(f"| {name} | {', '.join(str(x['seconds']) for x in rs)} | "
                      f"{min(x['global_ms_per_step'] for x in rs)} | {min(x['fit_ms_per_step'] for x in rs)} |")
-    (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(a.name, out, lines)
     return 0
 
 

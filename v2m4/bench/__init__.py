@@ -252,17 +252,12 @@ def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: in
             for k, v in scores.items()}
 
 
-def _bench_pipeline(item_id: str, settings: BenchSettings, keep_runs: Path | None = None) -> dict[str, float]:
-    """A whole-pipeline method on the item's frames with the synthetic generator, written as `v2m4 run` writes
-    (so the export is timed too), then scored (``score_run``). keep_runs: a folder where each item's run folder is
-    kept (``keep_runs/<item>``) and resumed from when it exists, so that a later stage can be re-run alone after its
-    checkpoint is removed (its stage seconds then count only what ran)."""
-    import contextlib
-    import tempfile
-
+def run_item(item_id: str, settings: BenchSettings, run_dir: Path, *, resume: bool = False):
+    """A whole-pipeline method (``settings.method``) on the item's frames with the synthetic generator, its run
+    kept in ``run_dir`` (resumed from its checkpoints with ``resume``): (frames, generator, config, RunResult)."""
     from ..data.bench import item_dir, load_item
     from ..io.frames import read_frames
-    from ..pipeline import reconstruct, write_outputs
+    from ..pipeline import reconstruct
 
     path = item_dir(item_id, settings.bench_dir)
     fps = float(json.loads((path / "meta.json").read_text())["fps"])
@@ -276,11 +271,24 @@ def _bench_pipeline(item_id: str, settings: BenchSettings, keep_runs: Path | Non
     cfg = cfg.with_overrides(late)
     frames = read_frames(path / "frames", fps=fps, max_size=cfg.resolution)
     gen = synthetic_generator(load_item(path), settings)
+    return frames, gen, cfg, reconstruct(frames, gen, cfg, run_dir=run_dir, resume=resume, log="quiet")
+
+
+def _bench_pipeline(item_id: str, settings: BenchSettings, keep_runs: Path | None = None) -> dict[str, float]:
+    """A whole-pipeline method on the item's frames with the synthetic generator, written as `v2m4 run` writes
+    (so the export is timed too), then scored (``score_run``). keep_runs: a folder where each item's run folder is
+    kept (``keep_runs/<item>``) and resumed from when it exists, so that a later stage can be re-run alone after its
+    checkpoint is removed (its stage seconds then count only what ran)."""
+    import contextlib
+    import tempfile
+
+    from ..pipeline import write_outputs
+
     where = contextlib.nullcontext(keep_runs / item_id) if keep_runs else tempfile.TemporaryDirectory()
     with where as tmp:
         run_dir = Path(tmp) / "run"
-        result = reconstruct(frames, gen, cfg, run_dir=run_dir, resume=keep_runs is not None and run_dir.exists(),
-                             log="quiet")
+        frames, gen, cfg, result = run_item(item_id, settings, run_dir,
+                                            resume=keep_runs is not None and run_dir.exists())
         row = score_run(gen.item, frames, result, gen, n_points=settings.n_points, seed=settings.seed,
                         novel_views=settings.novel_views, actionbench_points=settings.actionbench_points)
         report = write_outputs(result, frames, run_dir, cfg, log="quiet")
