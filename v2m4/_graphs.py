@@ -11,9 +11,14 @@ into fixed buffers before the replay).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Hashable
+from typing import Callable, Hashable, NamedTuple
 
 import torch
+from torch import Tensor
+
+from . import render as R
+from .camera import Camera
+from .types import Mesh
 
 
 class StepGraphs:
@@ -70,3 +75,60 @@ class StepGraphs:
         self.calls.clear()
         self.pool = None
         self._zero_grad()
+
+
+class RenderPass(NamedTuple):
+    """One render of a step, as ``render`` takes it: mesh (its faces, colours), cameras, vertices (V, 3) or
+    (B, V, 3) replacing the mesh's (None: its own), topology (its edge topology), near and far (B,) (None: the
+    vertices' own range)."""
+
+    mesh: Mesh
+    cameras: Camera
+    vertices: Tensor | None
+    topology: tuple
+    near: Tensor | None = None
+    far: Tensor | None = None
+
+
+class StepVisibility:
+    """The visibility of a step's renders at the step's positions, found before the step (``update``), and the
+    fixed sizes their ``render_visible`` needs: crossing slots and covered-pixel rows, half again as many as
+    needed, in blocks of 4096, so that a growing silhouette re-captures a graph rarely. The tensors are updated in
+    place where their shape allows: a captured step reads them."""
+
+    def __init__(self):
+        self.tri_id: dict[str, Tensor] = {}
+        self.slots: dict[str, list[int]] = {}  # per render: [crossings, pixels]
+
+    @torch.no_grad()
+    def update(self, ctx, passes: dict[str, RenderPass]) -> bool:
+        """Visibility of each named render; one host wait for all their sizes. True if some size grew (captured
+        steps are then stale)."""
+        need = {}
+        for name, p in passes.items():
+            tri_id = R.visible_faces(ctx, p.mesh, p.cameras, vertices=p.vertices, near=p.near, far=p.far)
+            old = self.tri_id.get(name)
+            if old is not None and old.shape == tri_id.shape:
+                old.copy_(tri_id)
+            else:
+                self.tri_id[name] = tri_id
+            need[name] = torch.stack([R.silhouette_crossings(p.mesh, p.cameras, vertices=p.vertices,
+                                                             topology=p.topology, near=p.near, far=p.far),
+                                      (tri_id >= 0).sum()])
+        grew = False
+        for name, counts in zip(need, torch.stack(list(need.values())).tolist() if need else []):
+            have = self.slots.setdefault(name, [0, 0])
+            for i, n in enumerate(counts):
+                if n > have[i]:
+                    have[i], grew = -(-int(n * 1.5) // 4096) * 4096, True
+        return grew
+
+    def key(self) -> tuple:
+        return tuple((k, *v) for k, v in self.slots.items())
+
+    def render(self, ctx, name: str, p: RenderPass, channels: tuple[str, ...], **kw) -> dict[str, Tensor]:
+        """``render_visible`` of pass p (the one ``update`` saw as ``name``, at the positions it had then)."""
+        crossings, pixels = self.slots[name]
+        return R.render_visible(ctx, p.mesh, p.cameras, self.tri_id[name], crossings=crossings, pixels=pixels,
+                                channels=channels, vertices=p.vertices, topology=p.topology, near=p.near, far=p.far,
+                                **kw)

@@ -136,15 +136,20 @@ def intrinsics_from_fov(fov_deg: float, resolution: tuple[int, int], *, batch: i
 
 def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     """eye (B, 3), target (B, 3) -> cam_from_world (B, 4, 4), camera looking from eye to target, +Y up."""
+    # constants made by fills, not copied from the host: a CUDA graph captures no copy (camera refinement)
     if up is None:
-        up = torch.tensor([0.0, 1.0, 0.0], dtype=eye.dtype, device=eye.device).expand_as(eye)
+        up = eye.new_zeros(3)
+        up[1] = 1.0
+        up = up.expand_as(eye)
     fwd = torch.nn.functional.normalize(target - eye, dim=-1)
     right = torch.nn.functional.normalize(torch.cross(fwd, up, dim=-1), dim=-1)
     true_up = torch.cross(right, fwd, dim=-1)
     R = torch.stack([right, true_up, -fwd], dim=1)  # rows: camera axes in world coordinates
     t = -(R @ eye[..., None])[..., 0]
     top = torch.cat([R, t[..., None]], dim=-1)
-    bottom = torch.tensor([0, 0, 0, 1], dtype=eye.dtype, device=eye.device).expand(eye.shape[0], 1, 4)
+    bottom = eye.new_zeros(4)
+    bottom[3] = 1.0
+    bottom = bottom.expand(eye.shape[0], 1, 4)
     return torch.cat([top, bottom], dim=1)
 
 

@@ -45,6 +45,7 @@ class SilhouetteColourScorer:
     coarse: int = 4               # pooling factor of the second, wide-basin scale
     name: str = "silhouette-colour"
     per_view_frames: bool = True  # frame may also be (P, H, W, 4), one per render (joint camera refinement)
+    capturable: bool = True       # no host synchronisation or copy: a CUDA graph can capture it (refine_poses)
 
     def __call__(self, rgb: Tensor, mask: Tensor, frame: Tensor) -> Tensor:
         f = frame.to(rgb.dtype)

@@ -33,8 +33,8 @@ from ..types import Mesh
 from . import _cpu, _torch, _torch_aa, _visible
 
 __all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "antialias",
-           "edge_topology", "weld_faces", "render", "render_each", "render_visible", "visible_faces",
-           "silhouette_crossings", "vertex_normals", "CHANNELS"]
+           "edge_topology", "weld_faces", "render", "render_each", "merge_views", "ViewMerge", "render_visible",
+           "visible_faces", "silhouette_crossings", "vertex_normals", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
 
@@ -336,7 +336,9 @@ def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, po
                 col = frag.interpolate(mesh.vertex_colors.to(verts_b.device), faces)
             else:
                 col = frag.full(3, 0.7)
-            bg = torch.as_tensor(background, dtype=verts_b.dtype, device=verts_b.device)
+            # a number by a fill, not a copy from the host (a CUDA graph captures no copy)
+            bg = verts_b.new_full((), float(background)) if isinstance(background, (int, float)) else \
+                torch.as_tensor(background, dtype=verts_b.dtype, device=verts_b.device)
             img = frag.dense(torch.cat([col, frag.ones()], -1), torch.cat([bg.expand(3), bg.new_zeros(1)]))
         else:
             img = frag.dense(frag.ones())
@@ -362,24 +364,29 @@ def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, po
     return out
 
 
-def render_each(ctx: RenderContext, meshes: Seq[Mesh], cameras: Camera, *, channels: Seq[str] = ("rgb", "mask"),
-                topologies: Seq[tuple[Tensor, Tensor, Tensor]] | None = None, **kw) -> dict[str, Tensor]:
-    """View b of ``cameras`` shows ``meshes[b]`` alone: B different meshes (any topologies) in one render call.
+@dataclass(frozen=True)
+class ViewMerge:
+    """B meshes as one, for renders in which view b shows meshes[b] alone (``render_each``): mesh, the meshes
+    concatenated (vertex colours too; grey where a mesh has none); mine (B, V) bool, the vertices of view b's
+    mesh; topology, each mesh's own edge topology, offset (welding the merged mesh would join the meshes)."""
 
-    What it is for: a GPU is bound by kernel launches, not arithmetic, when it renders one small view per call,
-    so optimising B independent poses (camera refinement of B frames) in one call per step is B times fewer
-    launches. The meshes are concatenated, and in view b the vertices of every other mesh are put behind the
-    camera, where both rasterisers drop their triangles. Work grows as B² x faces, so keep B to tens. Meshes
-    with textures are rendered one per call (their textures differ); vertex colours are concatenated.
-    Keyword arguments go to render(); near/far default to each mesh's own depth range in its view.
-    """
+    mesh: Mesh
+    mine: Tensor
+    topology: tuple[Tensor, Tensor, Tensor]
+
+    def place(self, cameras: Camera) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, V, 3) positions of each view (every other mesh one unit behind the camera, which looks down its -Z:
+        w < 0 there, so both rasterisers drop those triangles) and near, far (B,) of each view's own mesh. No host
+        synchronisation."""
+        verts = self.mesh.vertices
+        behind = (cameras.world_from_cam[:, :3, 3] + cameras.world_from_cam[:, :3, 2]).detach().to(verts)  # (B, 3)
+        near, far = near_far(verts, cameras, mask=self.mine)
+        return torch.where(self.mine[..., None], verts[None], behind[:, None]), near, far
+
+
+def merge_views(meshes: Seq[Mesh], topologies: Seq[tuple[Tensor, Tensor, Tensor]] | None = None) -> ViewMerge:
+    """The ``ViewMerge`` of B untextured meshes (topologies: each mesh's ``edge_topology``, found when None)."""
     B = len(meshes)
-    if len(cameras) != B:
-        raise V2M4Error(f"render_each needs one camera per mesh, got {len(cameras)} cameras for {B} meshes")
-    if any(m.texture is not None for m in meshes) or B == 1:
-        outs = [render(ctx, m, cameras[b], channels=channels, topology=None if topologies is None else topologies[b],
-                       **kw) for b, m in enumerate(meshes)]
-        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
     dev = meshes[0].vertices.device
     nv = [int(m.vertices.shape[0]) for m in meshes]
     v_off = list(accumulate(nv[:-1], initial=0))
@@ -391,16 +398,35 @@ def render_each(ctx: RenderContext, meshes: Seq[Mesh], cameras: Camera, *, chann
                             else torch.full((n, 3), 0.7, device=dev) for m, n in zip(meshes, nv)])
     verts = torch.cat([m.vertices for m in meshes])
     owner = torch.repeat_interleave(torch.arange(B, device=dev), torch.tensor(nv, device=dev))
-    # one unit behind each camera (the camera looks down its -Z): w < 0 there, so those triangles are dropped
-    behind = (cameras.world_from_cam[:, :3, 3] + cameras.world_from_cam[:, :3, 2]).detach().to(verts)  # (B, 3)
     mine = owner[None] == torch.arange(B, device=dev)[:, None]  # (B, V)
-    verts_b = torch.where(mine[..., None], verts[None], behind[:, None])
-    if kw.get("near") is None or kw.get("far") is None:
-        kw["near"], kw["far"] = near_far(verts, cameras, mask=mine)
-    if topologies is None:  # each mesh's own (welded) connectivity: welding the merged mesh would join the meshes
+    if topologies is None:
         topologies = [edge_topology(m.faces.to(dev), m.vertices) for m in meshes]
     topology = tuple(torch.cat(parts) for parts in zip(*[
         (e + vo, torch.where(ef >= 0, ef + fo, ef), torch.where(op >= 0, op + vo, op))
         for (e, ef, op), vo, fo in zip(topologies, v_off, f_off)]))
-    merged = Mesh(verts, faces, vertex_colors=colors)
-    return render(ctx, merged, cameras, channels=channels, vertices=verts_b, topology=topology, **kw)
+    return ViewMerge(Mesh(verts, faces, vertex_colors=colors), mine, topology)
+
+
+def render_each(ctx: RenderContext, meshes: Seq[Mesh], cameras: Camera, *, channels: Seq[str] = ("rgb", "mask"),
+                topologies: Seq[tuple[Tensor, Tensor, Tensor]] | None = None, **kw) -> dict[str, Tensor]:
+    """View b of ``cameras`` shows ``meshes[b]`` alone: B different meshes (any topologies) in one render call.
+
+    What it is for: a GPU is bound by kernel launches, not arithmetic, when it renders one small view per call,
+    so optimising B independent poses (camera refinement of B frames) in one call per step is B times fewer
+    launches. The meshes are concatenated, and in view b the vertices of every other mesh are put behind the
+    camera, where both rasterisers drop their triangles (``merge_views``). Work grows as B² x faces, so keep B to
+    tens. Meshes with textures are rendered one per call (their textures differ); vertex colours are concatenated.
+    Keyword arguments go to render(); near/far default to each mesh's own depth range in its view.
+    """
+    B = len(meshes)
+    if len(cameras) != B:
+        raise V2M4Error(f"render_each needs one camera per mesh, got {len(cameras)} cameras for {B} meshes")
+    if any(m.texture is not None for m in meshes) or B == 1:
+        outs = [render(ctx, m, cameras[b], channels=channels, topology=None if topologies is None else topologies[b],
+                       **kw) for b, m in enumerate(meshes)]
+        return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+    merged = merge_views(meshes, topologies)
+    verts_b, near, far = merged.place(cameras)
+    if kw.get("near") is None or kw.get("far") is None:
+        kw["near"], kw["far"] = near, far
+    return render(ctx, merged.mesh, cameras, channels=channels, vertices=verts_b, topology=merged.topology, **kw)

@@ -3,6 +3,7 @@
 import math
 from dataclasses import replace
 
+import pytest
 import torch
 
 from conftest import DEMO_DIR
@@ -246,6 +247,63 @@ def test_joint_refinement_of_warm_frames_recovers_every_pose():
     # up to float summation order, which differs between one batched render and single ones and between CPUs
     # (1e-4 after 5 steps on some machines): a different optimisation would differ by ~0.02, the offset
     assert torch.allclose(both, alone, atol=1e-3)
+
+
+def _refine_case(textured: bool = False):
+    item = load_item("demo", bench_dir=DEMO_DIR, frames=[0, 1, 2], resolution=(64, 64))
+    gen = SyntheticGenerator(item, seed=0, config=SyntheticConfig(flip_prob=0.0, color_jitter=0.0))
+    cfg = replace(CS.CameraSearchConfig.fast(), refine_res=64)
+    meshes = [gen.generate(None, t) for t in (1, 2)]
+    if textured:  # a texture projected from the front: another render path (one render per mesh)
+        tex = torch.rand(8, 8, 3, generator=torch.Generator().manual_seed(0))
+        lo, hi = meshes[0].vertices.min(0).values[:2], meshes[0].vertices.max(0).values[:2]
+        meshes = [Mesh(m.vertices, m.faces, uv=((m.vertices[:, :2] - lo) / (hi - lo)).clamp(0, 1), texture=tex)
+                  for m in meshes]
+    views = [CS.make_view(item.frames.rgba[t], cfg.refine_res, cfg) for t in (1, 2)]
+    res = S.search_poses([gen.generate(None, t) for t in (0, 1, 2)], item.frames,
+                         replace(cfg, n_samples=200, n_particles=16, pso_iters=6, refine_iters=30, warm_particles=12,
+                                 warm_iters=3, warm_refine_iters=20, search_res=48),
+                         CTX, generator=torch.Generator().manual_seed(0))
+    return meshes, res.poses[1:] + 0.03, views, cfg, [R.edge_topology(m.faces) for m in meshes]
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+@pytest.mark.parametrize("textured", [False, True])
+def test_static_refinement_gives_the_dynamic_result(frames, textured):
+    """The refinement step a GPU replays as a CUDA graph (visibility found before the step, in fixed sizes) runs
+    eagerly here: the same optimisation as the dynamic one, for one frame and for frames merged into one render
+    (or rendered one by one, textured), to float rounding; and it moves the poses (a test that could not fail
+    would not)."""
+    meshes, start, views, cfg, topo = _refine_case(textured)
+    args = (meshes[:frames], start[:frames], views[:frames], cfg, CTX, 8, topo[:frames], SilhouetteColourScorer())
+    dynamic = S.refine_poses(*args, static=False)
+    static = S.refine_poses(*args, static=True)
+    moved = float((dynamic - start[:frames]).abs().max())
+    assert moved > 1e-3
+    assert float((static - dynamic).abs().max()) < 1e-3 * moved
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
+def test_cuda_graph_refinement_gives_the_static_result():
+    """On CUDA the refinement's static steps are replayed as CUDA graphs (the default there): the steps run op by
+    op, to float rounding, and the dynamic path's result likewise (nvdiffrast's own barycentrics where it is
+    installed). The print shows the spreads."""
+    dev = torch.device("cuda")
+    ctx = R.context("auto", dev)
+    meshes, start, views, cfg, topo = _refine_case()
+    meshes = [m.to(dev) for m in meshes]
+    views = [CS.SearchView(v.image.to(dev), v.K.to(dev)) for v in views]
+    topo = [tuple(x.to(dev) for x in t) for t in topo]
+    start = start.to(dev)
+    out = {}
+    for name, static, graphs in (("dynamic", False, True), ("eager", True, False), ("graphed", None, True)):
+        out[name] = S.refine_poses(meshes, start, views, replace(cfg, refine_graphs=graphs), ctx, 20, topo,
+                                   SilhouetteColourScorer(), static=static).cpu()
+    moved = float((out["dynamic"] - start.cpu()).abs().max())
+    d_graph = float((out["graphed"] - out["eager"]).abs().max())
+    d_static = float((out["eager"] - out["dynamic"]).abs().max())
+    print(f"moved {moved:.4f}  graphed-eager {d_graph:.2e}  static-dynamic {d_static:.2e}")
+    assert moved > 1e-2 and d_graph < 0.05 * moved and d_static < 0.05 * moved
 
 
 def test_shape_distance_sees_orientation_not_size_or_place():

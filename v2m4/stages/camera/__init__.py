@@ -1,9 +1,9 @@
 """Camera search and re-pose (Sec. 4.1, Algorithm 1, Appendix A).
 
 Modules: ``config`` (CameraSearchConfig), ``sampling`` (poses, their bounds and cameras, the views renders are
-compared with), ``search`` (scoring, swarm, refinement, the search loop ``search_poses``), ``state`` (what a
-stopped search continues from), ``repose`` (re-pose, equal sizes and steady depths), ``stage`` (the stage:
-``search_cameras`` -> ``CameraResult``).
+compared with), ``search`` (scoring, swarm, the search loop ``search_poses``), ``refine`` (the poses' gradient
+refinement), ``state`` (what a stopped search continues from), ``repose`` (re-pose, equal sizes and steady
+depths), ``stage`` (the stage: ``search_cameras`` -> ``CameraResult``).
 """
 
 from .config import CameraSearchConfig

@@ -63,6 +63,9 @@ class CameraSearchConfig:
                                           # None: on CUDA up to 16, fewer for large meshes (render_each's work
                                           # grows as batch² x faces: batch² x faces <= 4M), 1 elsewhere (each
                                           # frame alone, no extra work)
+    refine_graphs: bool = True            # ours, no effect on the result: on CUDA each refinement step after its
+                                          # visibility pass is replayed as one CUDA graph (refine_poses), where
+                                          # the step op by op waits on kernel launches and host synchronisations
     warm_turns: bool = True               # also seed the local swarm with quarter turns about +Y: generators
                                           # snap objects to canonical axes and sometimes pick the wrong one
     warm_roll: float = math.radians(15)   # also seed the local swarm with the previous roll -/+ this (ours)

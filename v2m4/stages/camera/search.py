@@ -36,6 +36,7 @@ from ...types import Frames, Mesh
 from .config import CameraSearchConfig
 from .sampling import (SearchView, center_poses, look_at_range_for, make_view, pose_bounds, pose_cameras,
                        radius_range_for, sample_poses)
+from .refine import refine_pose, refine_poses
 from .state import SearchState
 
 
@@ -134,54 +135,6 @@ def particle_swarm(objective, init: Tensor, lower: Tensor, upper: Tensor, cfg: C
         pbest[better], pval[better] = x[better], f[better]
         g = int(torch.argmin(pval))
     return pbest[g], pval[g]
-
-
-def refine_pose(mesh: Mesh, pose: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
-                iters: int, topology, scorer: Scorer | None = None) -> Tensor:
-    """Gradient descent on the silhouette MSE (Appendix A: 300 iterations, mask loss only), plus the scorer's
-    loss when cfg.refine_appearance. (7,) -> (7,); refine_poses for one frame."""
-    return refine_poses([mesh], pose[None], [view], cfg, ctx, iters, [topology], scorer)[0]
-
-
-def refinement_loss(rgb: Tensor | None, mask: Tensor, frames: Tensor, scorer: Scorer | None = None) -> Tensor:
-    """(T,) what ``refine_poses`` descends for T renders against T frames (T, h, w, 4): the mask MSE, plus the
-    scorer's loss when a scorer is given."""
-    loss = ((mask - frames[..., 3]) ** 2).mean((1, 2))
-    if scorer is None:
-        return loss
-    if getattr(scorer, "per_view_frames", False):
-        return loss + scorer(rgb, mask, frames)
-    return loss + torch.cat([scorer(rgb[t:t + 1], mask[t:t + 1], frames[t]) for t in range(len(frames))])
-
-
-def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg: CameraSearchConfig,
-                 ctx: R.RenderContext, iters: int, topologies: list, scorer: Scorer | None = None) -> Tensor:
-    """refine_pose for T frames at once, (T, 7) -> (T, 7): every pose takes the Adam steps it would take alone
-    (the frames' losses are summed and Adam is elementwise), with one render_each call per step for all frames,
-    where one call per frame and step leaves a GPU waiting on kernel launches. All views share one resolution."""
-    res = views[0].resolution
-    frames = torch.stack([v.image for v in views])  # (T, h, w, 4)
-    K = torch.stack([v.K for v in views])
-    use_scorer = cfg.refine_appearance and scorer is not None
-    p = poses.clone()
-    angles = p[:, [0, 1, 6]].clone().requires_grad_(True)
-    log_r = p[:, 2].log().clone().requires_grad_(True)
-    look = p[:, 3:6].clone().requires_grad_(True)
-    opt = torch.optim.Adam([angles, log_r, look], lr=cfg.refine_lr)
-    for _ in range(iters):
-        opt.zero_grad()
-        q = torch.cat([angles[:, :2], log_r.exp()[:, None], look, angles[:, 2:]], 1)
-        cams = pose_cameras(q, cfg, res)
-        cams = Camera(K.to(cams.K), cams.cam_from_world, res)
-        r = R.render_each(ctx, meshes, cams, channels=("rgb", "mask") if use_scorer else ("mask",),
-                          topologies=topologies, background=0.5)
-        loss = refinement_loss(r["rgb"] if use_scorer else None, r["mask"], frames, scorer if use_scorer else None)
-        loss.sum().backward()
-        if not cfg.roll:
-            angles.grad[:, 2] = 0
-        opt.step()
-    with torch.no_grad():
-        return torch.cat([angles[:, :2], log_r.exp()[:, None], look, angles[:, 2:]], 1)
 
 
 def _global_search(mesh, frame_s, cfg, ctx, scorer, topo, generator, prior_pose=None, shape=None):

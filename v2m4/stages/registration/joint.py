@@ -37,7 +37,7 @@ from ... import render as R
 from ...camera import Camera
 from ...errors import V2M4Error
 from ...geometry import chamfer, face_areas, rotation_6d
-from ..._graphs import StepGraphs
+from ..._graphs import RenderPass, StepGraphs, StepVisibility
 from ...optim import UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, _sample_sets, eval_chamfer, quarter_turns
@@ -181,7 +181,7 @@ class _Keys:
         return cams, _per_view(x, n)
 
     def render_l1(self, ctx, template: Mesh, x: Tensor, key_of: Tensor, idx: Tensor, topo,
-                  seen: "_Seen | None" = None) -> Tensor:
+                  seen: StepVisibility | None = None) -> Tensor:
         """(B,) render L1 (mask + normals, ``align._render_l1``) of positions x (B, V, 3), row b against keyframe
         key_of[b]'s pool in its views idx[b] (B, n); one render call of B * n views. seen: their visibility found
         beforehand, as render "key" (static shapes)."""
@@ -208,50 +208,12 @@ def _similarity(x: Tensor, c: Tensor, r6: Tensor, log_s: Tensor, t: Tensor) -> T
     return ((x - c)[None] @ Rm.transpose(1, 2)) * log_s.exp()[:, None, None] + c + t[:, None]
 
 
-class _Seen:
-    """The visibility of a step's renders at the step's positions, found before the step (``update``), and the
-    fixed sizes their ``render_visible`` needs: crossing slots and covered-pixel rows, half again as many as
-    needed, in blocks of 4096, so that a growing silhouette re-captures a graph rarely. The tensors are updated in
-    place where their shape allows: a captured step reads them."""
-
-    def __init__(self):
-        self.tri_id: dict[str, Tensor] = {}
-        self.slots: dict[str, list[int]] = {}  # per render: [crossings, pixels]
-
-    @torch.no_grad()
-    def update(self, ctx, template: Mesh, topo, views: dict[str, tuple[Camera, Tensor]]) -> bool:
-        """Visibility of each named render (cameras, vertices (B, V, 3)); one host wait for all their sizes.
-        True if some size grew (captured steps are then stale)."""
-        need = {}
-        for name, (cams, v) in views.items():
-            tri_id = R.visible_faces(ctx, template, cams, vertices=v)
-            old = self.tri_id.get(name)
-            if old is not None and old.shape == tri_id.shape:
-                old.copy_(tri_id)
-            else:
-                self.tri_id[name] = tri_id
-            need[name] = torch.stack([R.silhouette_crossings(template, cams, vertices=v, topology=topo),
-                                      (tri_id >= 0).sum()])
-        grew = False
-        for name, counts in zip(need, torch.stack(list(need.values())).tolist() if need else []):
-            have = self.slots.setdefault(name, [0, 0])
-            for i, n in enumerate(counts):
-                if n > have[i]:
-                    have[i], grew = -(-int(n * 1.5) // 4096) * 4096, True
-        return grew
-
-    def key(self) -> tuple:
-        return tuple((k, *v) for k, v in self.slots.items())
-
-
-def _render(ctx, template: Mesh, cams: Camera, v: Tensor, topo, channels: tuple[str, ...], seen: _Seen | None,
-            name: str, normals: Tensor | None = None) -> dict[str, Tensor]:
+def _render(ctx, template: Mesh, cams: Camera, v: Tensor, topo, channels: tuple[str, ...],
+            seen: StepVisibility | None, name: str, normals: Tensor | None = None) -> dict[str, Tensor]:
     """``render``, or ``render_visible`` from render ``name``'s visibility in seen."""
     if seen is None:
         return R.render(ctx, template, cams, channels=channels, vertices=v, topology=topo, normals=normals)
-    crossings, pixels = seen.slots[name]
-    return R.render_visible(ctx, template, cams, seen.tri_id[name], crossings=crossings, pixels=pixels,
-                            channels=channels, vertices=v, topology=topo, normals=normals)
+    return seen.render(ctx, name, RenderPass(template, cams, v, topo), channels, normals=normals)
 
 
 class _Samples:
@@ -290,7 +252,7 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
     picks = keys.picks(iters, cfg.global_views, g)[:, key_of]  # a keyframe's starts see the same views
     pts = keys.points[key_of]
     cur = picks[0].clone()  # this step's views, copied in before it (a captured step reads them)
-    seen = _Seen() if static else None
+    seen = StepVisibility() if static else None
 
     def body():
         y = _similarity(x, c, r6, log_s, t)
@@ -305,8 +267,9 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
         cur.copy_(picks[it])
         if seen is not None and w_render > 0:
             with torch.no_grad():
-                views = {"key": keys.views(_similarity(x, c, r6, log_s, t), key_of, cur)}
-            if seen.update(ctx, template, topo, views):
+                views = {"key": RenderPass(template, *keys.views(_similarity(x, c, r6, log_s, t), key_of, cur),
+                                           topo)}
+            if seen.update(ctx, views):
                 graphs.reset()
         graphs(seen.key() if seen is not None else (), body)
         if tick:
@@ -475,7 +438,7 @@ class _ClipFit:
         self.cur_picks = self.picks[0].clone()
         self.cur_vid = self.vid[0].clone()
         self.static = x0.is_cuda and cfg.cuda_graphs if static is None else static
-        self.seen = _Seen() if self.static else None  # the renders' visibility at this step's positions
+        self.seen = StepVisibility() if self.static else None  # the renders' visibility at this step's positions
         self.graphs = StepGraphs([self.u], enabled=self.static and cfg.cuda_graphs)
         # what a saved state must match to be continued: the same clip, mesh and schedule
         self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(replace(cfg, cuda_graphs=True)),
@@ -514,10 +477,11 @@ class _ClipFit:
             return
         on, views = self.active(it), {}
         if "key_render" in on:
-            views["key"] = self.keys.views(x.index_select(0, self.key_index), self.every, self.cur_picks)
+            views["key"] = RenderPass(self.template, *self.keys.views(x.index_select(0, self.key_index), self.every,
+                                                                      self.cur_picks), self.topo)
         if "video" in on:
-            views["video"] = (self.vcam, self._video_vertices(x))
-        if self.seen.update(self.ctx, self.template, self.topo, views):
+            views["video"] = RenderPass(self.template, self.vcam, self._video_vertices(x), self.topo)
+        if self.seen.update(self.ctx, views):
             self.graphs.reset()
 
     def terms(self, it: int, x: Tensor, only: tuple[str, ...] | None = None) -> dict[str, Tensor]:
