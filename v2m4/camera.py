@@ -139,7 +139,7 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     # constants made by fills, not copied from the host: a CUDA graph captures no copy (camera refinement)
     if up is None:
         up = eye.new_zeros(3)
-        up[1] = 1.0
+        up[1].fill_(1.0)  # an element set by assignment copies a CPU scalar in
         up = up.expand_as(eye)
     fwd = torch.nn.functional.normalize(target - eye, dim=-1)
     right = torch.nn.functional.normalize(torch.cross(fwd, up, dim=-1), dim=-1)
@@ -148,7 +148,7 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor | None = None) -> Tensor:
     t = -(R @ eye[..., None])[..., 0]
     top = torch.cat([R, t[..., None]], dim=-1)
     bottom = eye.new_zeros(4)
-    bottom[3] = 1.0
+    bottom[3].fill_(1.0)
     bottom = bottom.expand(eye.shape[0], 1, 4)
     return torch.cat([top, bottom], dim=1)
 
