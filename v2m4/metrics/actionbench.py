@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..geometry import face_areas, rotation_6d, sample_barycentric
 from .geometry import axis_rotations
+from ..optim import Adam
 
 
 def _transform(p: Tensor, r6: Tensor, s: Tensor, t: Tensor) -> Tensor:
@@ -65,7 +66,7 @@ def fit_alignment(pred: Tensor, gt: Tensor, *, iters: int = 200, lr: float = 0.0
     r6 = starts[:, :2].reshape(H, 6).clone().requires_grad_(True)  # rows: rotation_6d reads the first two rows
     s = torch.ones(H, 3, dtype=pred.dtype, requires_grad=True)
     t = torch.zeros(H, 3, dtype=pred.dtype, requires_grad=True)
-    opt = torch.optim.Adam([r6, s, t], lr=lr)
+    opt = Adam([r6, s, t], lr=lr)
     best = (float("inf"), None)
     for _ in range(iters):
         y = _transform(pred, r6, s, t)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from ..optim import Adam
 from torch import Tensor
 
 
@@ -87,7 +88,7 @@ def refine_negative_condition(model: Callable, render_loss: Callable[[Any], Tens
     iters = iterations_per_step(pairs, config)
     neg0 = neg_cond.detach()
     neg = neg0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([neg], lr=config.lr)
+    opt = Adam([neg], lr=config.lr)
     losses = []
     x = noise
     for i, ((t, t_prev), n) in enumerate(zip(pairs, iters)):

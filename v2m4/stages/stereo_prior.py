@@ -20,6 +20,7 @@ from torch import Tensor
 from .. import render as R
 from ..geometry import rotation_6d
 from ..types import Mesh
+from ..optim import Adam
 
 
 class PointMapModel(Protocol):
@@ -68,7 +69,7 @@ def align_point_clouds(src: Tensor, dst: Tensor, cfg: StereoPriorConfig = Stereo
 
     def run(r6, log_s, t, iters):
         r6, log_s, t = (p.clone().requires_grad_(True) for p in (r6, log_s, t))
-        opt = torch.optim.Adam([r6, log_s, t], lr=cfg.lr)
+        opt = Adam([r6, log_s, t], lr=cfg.lr)
         for _ in range(iters):
             opt.zero_grad()
             loss = _chamfer((s - cs) @ rotation_6d(r6).T * log_s.exp() + t, d)
@@ -110,7 +111,7 @@ def solve_camera(points: Tensor, pixels: Tensor, init_pose: Tensor, search_cfg, 
     angles = init_pose[[0, 1, 6]].clone().requires_grad_(True)
     log_r = init_pose[2].log().clone().requires_grad_(True)
     look = init_pose[3:6].clone().requires_grad_(True)
-    opt = torch.optim.Adam([angles, log_r, look], lr=cfg.lr)
+    opt = Adam([angles, log_r, look], lr=cfg.lr)
 
     def pose():
         return torch.cat([angles[:2], log_r.exp()[None], look, angles[2:]])

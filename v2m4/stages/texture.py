@@ -37,6 +37,7 @@ from .. import render as R
 from ..camera import DEFAULT_FOV_DEG, Camera, near_far, orbit_camera
 from ..errors import V2M4Error
 from ..types import Frames, Mesh, Sequence, load_npz, atomic_save_npz
+from ..optim import Adam
 
 
 __all__ = ["TextureConfig", "TextureResult", "bake_texture", "fit_texture", "uv_atlas", "ring_views", "random_views",
@@ -333,7 +334,7 @@ def fit_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Came
     reached = _reached(uv, torch.cat([f_r, f_m]), S)
     init, landed = _splat_init(uv, col, w, S)
     tex = fill_unreached(init, landed).requires_grad_(True)
-    opt = torch.optim.Adam([tex], lr=cfg.lr)
+    opt = Adam([tex], lr=cfg.lr)
     wn = w / w.sum()
     losses = []
     for it in range(cfg.iters):

@@ -286,8 +286,12 @@ def test_static_refinement_gives_the_dynamic_result(frames, textured):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
 def test_cuda_graph_refinement_gives_the_static_result():
     """On CUDA the refinement's static steps are replayed as CUDA graphs (the default there): the steps run op by
-    op, to float rounding, and the dynamic path's result likewise (nvdiffrast's own barycentrics where it is
-    installed). The print shows the spreads."""
+    op, to float rounding. Against the dynamic path (nvdiffrast's own barycentrics where it is installed) the poses
+    part in directions where the loss is flat (Adam's first steps have unit size whatever the gradient's: H100,
+    2.3e-2 of 9.7e-2 after 20 steps), so there the test is the loss each reaches. The print shows the spreads."""
+    from v2m4.camera import Camera
+    from v2m4.stages.camera.refine import refinement_loss
+
     dev = torch.device("cuda")
     ctx = R.context("auto", dev)
     meshes, start, views, cfg, topo = _refine_case()
@@ -295,15 +299,26 @@ def test_cuda_graph_refinement_gives_the_static_result():
     views = [CS.SearchView(v.image.to(dev), v.K.to(dev)) for v in views]
     topo = [tuple(x.to(dev) for x in t) for t in topo]
     start = start.to(dev)
+    scorer = SilhouetteColourScorer()
+
+    def loss(poses):
+        with torch.no_grad():
+            E = CS.pose_cameras(poses, cfg, views[0].resolution).cam_from_world
+            cams = Camera(torch.stack([v.K for v in views]), E, views[0].resolution)
+            r = R.render_each(ctx, meshes, cams, channels=("rgb", "mask"), topologies=topo, background=0.5)
+            return float(refinement_loss(r["rgb"], r["mask"], torch.stack([v.image for v in views]), scorer).sum())
+
     out = {}
     for name, static, graphs in (("dynamic", False, True), ("eager", True, False), ("graphed", None, True)):
-        out[name] = S.refine_poses(meshes, start, views, replace(cfg, refine_graphs=graphs), ctx, 20, topo,
-                                   SilhouetteColourScorer(), static=static).cpu()
-    moved = float((out["dynamic"] - start.cpu()).abs().max())
-    d_graph = float((out["graphed"] - out["eager"]).abs().max())
-    d_static = float((out["eager"] - out["dynamic"]).abs().max())
-    print(f"moved {moved:.4f}  graphed-eager {d_graph:.2e}  static-dynamic {d_static:.2e}")
-    assert moved > 1e-2 and d_graph < 0.05 * moved and d_static < 0.05 * moved
+        out[name] = S.refine_poses(meshes, start, views, replace(cfg, refine_graphs=graphs), ctx, 20, topo, scorer,
+                                   static=static)
+    moved = float((out["graphed"] - out["eager"]).abs().max()), float((out["eager"] - start).abs().max())
+    losses = {k: loss(v) for k, v in out.items()}
+    gain = loss(start) - losses["dynamic"]
+    print(f"moved {moved[1]:.4f}  graphed-eager {moved[0]:.2e}  losses {losses} from {loss(start):.5f}")
+    assert moved[1] > 1e-2 and moved[0] < 0.05 * moved[1]
+    assert gain > 0 and abs(losses["eager"] - losses["dynamic"]) < 0.05 * gain
+    assert abs(losses["graphed"] - losses["eager"]) < 0.05 * gain
 
 
 def test_shape_distance_sees_orientation_not_size_or_place():

@@ -13,6 +13,7 @@ from ...scoring import Scorer
 from ...types import Mesh
 from .config import CameraSearchConfig
 from .sampling import SearchView
+from ...optim import Adam
 
 
 def refine_pose(mesh: Mesh, pose: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
@@ -56,7 +57,7 @@ def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg
     look = p[:, 3:6].clone().requires_grad_(True)
     graphs = StepGraphs([angles, log_r, look], enabled=static and cfg.refine_graphs)
     # capturable: the step count lives on the device, so a captured step counts on each replay
-    opt = torch.optim.Adam([angles, log_r, look], lr=cfg.refine_lr, capturable=graphs.enabled)
+    opt = Adam([angles, log_r, look], lr=cfg.refine_lr, capturable=graphs.enabled)
     renders = _RefineRenders(meshes, topologies) if static else None
 
     def cameras() -> Camera:

@@ -17,7 +17,7 @@ from torch import Tensor
 from ... import render as R
 from ...camera import Camera, orbit_camera
 from ...geometry import barycentric_points, chamfer, face_areas, rotation_6d, sample_barycentric
-from ...optim import SmoothSolver, UniformAdam
+from ...optim import Adam, SmoothSolver, UniformAdam
 from ...types import Mesh
 from .config import RegistrationConfig
 from .energies import arap_energy, arap_rotations, area_energy, edge_energy
@@ -97,7 +97,7 @@ def global_align(x: Tensor, template: Mesh, tgt: Target, cfg: RegistrationConfig
     log_s = torch.zeros((), dtype=x.dtype, device=x.device, requires_grad=True)
     t = (tgt.points.mean(0) - c).detach().clone().requires_grad_(True) if init_rotation is not None else \
         torch.zeros(3, dtype=x.dtype, device=x.device, requires_grad=True)
-    opt = torch.optim.Adam([r6, log_s, t], lr=cfg.global_lr)
+    opt = Adam([r6, log_s, t], lr=cfg.global_lr)
     n_iters = cfg.global_iters if iters is None else iters
     samples = _sample_sets(template.faces, face_areas(x, template.faces), cfg.chamfer_points, cfg.sample_sets, g)
     picks = tgt.picks(n_iters, cfg.global_views, g)

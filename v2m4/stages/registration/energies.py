@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ...geometry import edge_change, face_areas, face_normals, unique_edges
+from ...optim import Adam
 
 
 def arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
@@ -112,7 +113,7 @@ def unfold(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor, scale: float =
     with torch.no_grad():
         step = float((x[edges[:, 1]] - x[edges[:, 0]]).norm(dim=-1).median()) * 0.05
     y = x.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([y], lr=step)
+    opt = Adam([y], lr=step)
     fresh = True  # rot was solved at y's current positions
     for it in range(iters):
         if it % 10 == 0 and not fresh:

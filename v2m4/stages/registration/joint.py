@@ -38,7 +38,7 @@ from ...camera import Camera
 from ...errors import V2M4Error
 from ...geometry import chamfer, face_areas, rotation_6d
 from ..._graphs import RenderPass, StepGraphs, StepVisibility
-from ...optim import UniformAdam
+from ...optim import Adam, Optimizer, UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
@@ -247,7 +247,7 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
     static = x.is_cuda and cfg.cuda_graphs if static is None else static
     graphs = StepGraphs([r6, log_s, t], enabled=static and cfg.cuda_graphs)
     # capturable: the step count lives on the device, so a captured step counts on each replay
-    opt = torch.optim.Adam([r6, log_s, t], lr=cfg.global_lr, capturable=graphs.enabled)
+    opt = Adam([r6, log_s, t], lr=cfg.global_lr, capturable=graphs.enabled)
     samples = _Samples(template.faces, x, cfg, g)
     picks = keys.picks(iters, cfg.global_views, g)[:, key_of]  # a keyframe's starts see the same views
     pts = keys.points[key_of]
@@ -442,7 +442,7 @@ class _ClipFit:
         self.graphs = StepGraphs([self.u], enabled=self.static and cfg.cuda_graphs)
         # what a saved state must match to be continued: the same clip, mesh and schedule
         self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(replace(cfg, cuda_graphs=True)),
-                      "layout": 3}
+                      "layout": 4}
 
     def x(self) -> Tensor:
         return frames_to_x(self.solver, self.u)
@@ -507,7 +507,7 @@ class _ClipFit:
             out["temporal"] = cfg.w_temporal * _temporal(x, self.times).sum()
         return out
 
-    def step(self, it: int, opt: torch.optim.Optimizer) -> None:
+    def step(self, it: int, opt: Optimizer) -> None:
         """One step of the fit: the ARAP rotations when due and the step's draws and visibility (eager), then
         every term, the backward pass and one optimiser step (a CUDA graph where ``graphs`` is on)."""
         with torch.no_grad():
