@@ -284,7 +284,8 @@ def test_static_refinement_gives_the_dynamic_result(frames, textured):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
-def test_cuda_graph_refinement_gives_the_static_result():
+@pytest.mark.parametrize("textured", [False, True])
+def test_cuda_graph_refinement_gives_the_static_result(textured):
     """On CUDA the refinement's static steps are replayed as CUDA graphs (the default there): the steps run op by
     op, to float rounding. Against the dynamic path (nvdiffrast's own barycentrics where it is installed) the poses
     part in directions where the loss is flat (Adam's first steps have unit size whatever the gradient's: H100,
@@ -294,7 +295,7 @@ def test_cuda_graph_refinement_gives_the_static_result():
 
     dev = torch.device("cuda")
     ctx = R.context("auto", dev)
-    meshes, start, views, cfg, topo = _refine_case()
+    meshes, start, views, cfg, topo = _refine_case(textured)
     meshes = [m.to(dev) for m in meshes]
     views = [CS.SearchView(v.image.to(dev), v.K.to(dev)) for v in views]
     topo = [tuple(x.to(dev) for x in t) for t in topo]
