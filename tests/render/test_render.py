@@ -517,3 +517,22 @@ def test_given_normals_replace_the_computed_ones_in_values_and_gradients():
     flipped = R.render(CTX, mesh, cams, channels=("normal", "mask"), normals=-R.vertex_normals(mesh.vertices, mesh.faces))
     seen = flipped["mask"] > 0.99
     assert (flipped["normal"][seen] * n0[seen]).sum(-1).max() < -0.9
+
+
+def test_texture_taps_read_what_sample_texture_reads():
+    """Reads worked out once (``texture_taps``, what a texture fit reuses every step) give sample_texture's values
+    and texture gradients exactly, border clamping included; taps of another texture size are refused."""
+    from v2m4.errors import V2M4Error
+
+    g = torch.Generator().manual_seed(0)
+    uv = torch.rand(500, 2, generator=g) * 1.2 - 0.1  # some outside [0, 1]: clamped to the border
+    tex = torch.rand(16, 12, 3, generator=g)
+    a, b = tex.clone().requires_grad_(True), tex.clone().requires_grad_(True)
+    w = torch.rand(500, 3, generator=g)
+    pa, pb = R.sample_texture(a, uv), R.sample_texture(b, R.texture_taps(uv, (16, 12)))
+    assert torch.equal(pa, pb)
+    (pa * w).sum().backward()
+    (pb * w).sum().backward()
+    assert torch.equal(a.grad, b.grad) and float(a.grad.abs().sum()) > 0
+    with pytest.raises(V2M4Error):
+        R.sample_texture(tex, R.texture_taps(uv, (12, 16)))

@@ -32,9 +32,9 @@ from ..errors import V2M4Error
 from ..types import Mesh
 from . import _cpu, _torch, _torch_aa, _visible
 
-__all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "antialias",
-           "edge_topology", "weld_faces", "render", "render_each", "merge_views", "ViewMerge", "render_visible",
-           "visible_faces", "silhouette_crossings", "vertex_normals", "CHANNELS"]
+__all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "texture_taps",
+           "antialias", "edge_topology", "weld_faces", "render", "render_each", "merge_views", "ViewMerge",
+           "render_visible", "visible_faces", "silhouette_crossings", "vertex_normals", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
 
@@ -144,8 +144,9 @@ def texture(ctx: RenderContext, tex: Tensor, uv: Tensor, *, mip_levels: int = 0,
     return _torch.texture(tex, uv, mip_levels=mip_levels, uv_da=uv_da)
 
 
-def sample_texture(tex: Tensor, uv: Tensor) -> Tensor:
-    """tex (Ht, Wt, C) float, uv (..., 2) same dtype and device -> (..., C): bilinear lookups at arbitrary points.
+def sample_texture(tex: Tensor, uv: "Tensor | _torch.Taps") -> Tensor:
+    """tex (Ht, Wt, C) float, uv (..., 2) same dtype and device -> (..., C): bilinear lookups at arbitrary points
+    (uv may also be ``texture_taps`` of (N, 2) points: -> (N, C)).
 
     The filter ``texture`` and ``render`` use (level 0, no context needed), for code that works on texture
     coordinates rather than pixels, e.g. comparing a texture with colours observed at known uv.
@@ -160,10 +161,21 @@ def sample_texture(tex: Tensor, uv: Tensor) -> Tensor:
     """
     if tex.ndim != 3:
         raise V2M4Error(f"tex must have shape (Ht, Wt, C), got {tuple(tex.shape)}")
+    if isinstance(uv, _torch.Taps):
+        return _torch.sample_taps(tex[None], uv)
     if uv.shape[-1:] != (2,):
         raise V2M4Error(f"uv must have last dimension 2, got shape {tuple(uv.shape)}")
     out = _torch._bilinear(tex[None], uv.reshape(-1, 2), None)
     return out.reshape(*uv.shape[:-1], tex.shape[-1])
+
+
+def texture_taps(uv: Tensor, size: tuple[int, int]) -> "_torch.Taps":
+    """The reads ``sample_texture`` makes at points uv (N, 2) of an (Ht, Wt) texture, worked out once: pass them to
+    ``sample_texture`` in place of uv where the same points are read again and again (a texture fit), for the same
+    values and texture gradients with less work a read; uv gets no gradient through them."""
+    if uv.ndim != 2 or uv.shape[-1] != 2:
+        raise V2M4Error(f"uv must have shape (N, 2), got {tuple(uv.shape)}")
+    return _torch.taps(uv, (int(size[0]), int(size[1])))
 
 
 def edge_topology(tri: Tensor, vertices: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:

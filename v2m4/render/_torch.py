@@ -9,9 +9,12 @@ over views, triangles or pixels in Python.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from ..errors import V2M4Error
 
 _BIG = torch.iinfo(torch.int64).max
 
@@ -488,20 +491,24 @@ def fragments_from_rast(rast: Tensor) -> Fragments:
     return Fragments(vis, r[:, 3].detach().long() - 1, bary, r[:, 2], (B, h, w))
 
 
-def _bilinear(tex: Tensor, uv: Tensor, batch: Tensor | None) -> Tensor:
-    """tex (Bt, Ht, Wt, C), uv (N, 2), batch (N,) texture index or None -> (N, C); border clamping.
+class Taps(NamedTuple):
+    """The bilinear filter's reads for N fixed points of a (Ht, Wt) texture: what ``_bilinear`` works out from uv
+    before it reads the texture. idx (N, 4) the four taps' texel indices (row-major), fx, fy (N, 1) the fractions
+    along x and y; grid (1, 1, N, 2): grid_sample's coordinates, for the GPU's path. Kept for points sampled again
+    and again (a texture fit reads the same pixels every step); uv is taken as constant (no gradient reaches it)."""
 
-    A gather forward and an index_add backward: on the CPU this is several times faster than grid_sample's
-    backward pass, whose cost is what texture optimisation pays every step.
-    """
-    Bt, Ht, Wt, C = tex.shape
-    if tex.is_cuda and Bt == 1:
-        # on the GPU grid_sample's kernels (same bilinear filter, same texel centres, border clamp) beat a gather
-        # of 12-byte rows; on the CPU its backward is the slow part, hence the gather below
-        grid = (uv * 2 - 1).view(1, 1, -1, 2)
-        out = torch.nn.functional.grid_sample(tex.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border",
-                                              align_corners=False)
-        return out[0, :, 0].T
+    idx: Tensor
+    fx: Tensor
+    fy: Tensor
+    grid: Tensor
+    size: tuple[int, int]
+
+
+def taps(uv: Tensor, size: tuple[int, int], batch: Tensor | None = None, *, keep_grad: bool = False) -> Taps:
+    """``Taps`` of points uv (N, 2) in textures of size (Ht, Wt); batch (N,) each point's texture, or None.
+    keep_grad: the fractions keep uv's gradient (``_bilinear``'s own use)."""
+    Ht, Wt = size
+    uv = uv if keep_grad else uv.detach()
     u, v = uv.unbind(-1)
     x = u * Wt - 0.5
     y = v * Ht - 0.5
@@ -511,16 +518,45 @@ def _bilinear(tex: Tensor, uv: Tensor, batch: Tensor | None) -> Tensor:
     x1 = (x0f.long() + 1).clamp(0, Wt - 1)
     y0 = y0f.long().clamp(0, Ht - 1)
     y1 = (y0f.long() + 1).clamp(0, Ht - 1)
-    base = 0 if batch is None else batch * (Ht * Wt)
-    flat = tex.reshape(-1, C)
     # one gather of the four taps: one pass over the texture, and one index_add backward instead of four
-    idx = torch.stack([y0 * Wt + x0, y0 * Wt + x1, y1 * Wt + x0, y1 * Wt + x1], -1) + (0 if batch is None else base[:, None])
-    taps = _gather(flat, idx)  # (N, 4, C)
-    t00, t01, t10, t11 = taps.unbind(1)
+    idx = torch.stack([y0 * Wt + x0, y0 * Wt + x1, y1 * Wt + x0, y1 * Wt + x1], -1)
+    if batch is not None:
+        idx = idx + (batch * (Ht * Wt))[:, None]
+    return Taps(idx, fx, fy, (uv * 2 - 1).view(1, 1, -1, 2), (Ht, Wt))
+
+
+def sample_taps(tex: Tensor, t: Taps) -> Tensor:
+    """tex (Bt, Ht, Wt, C) read at taps t -> (N, C): ``_bilinear`` from its precomputed reads."""
+    Bt, Ht, Wt, C = tex.shape
+    if (Ht, Wt) != tuple(t.size):
+        raise V2M4Error(f"taps made for a {t.size[0]} x {t.size[1]} texture cannot read one of {Ht} x {Wt}")
+    if tex.is_cuda and Bt == 1:
+        # on the GPU grid_sample's kernels (same bilinear filter, same texel centres, border clamp) beat a gather
+        # of 12-byte rows; on the CPU its backward is the slow part, hence the gather below
+        out = torch.nn.functional.grid_sample(tex.permute(0, 3, 1, 2), t.grid, mode="bilinear", padding_mode="border",
+                                              align_corners=False)
+        return out[0, :, 0].T
+    taps4 = _gather(tex.reshape(-1, C), t.idx)  # (N, 4, C)
+    t00, t01, t10, t11 = taps4.unbind(1)
     # lerps in x then y: fewer operations (and backward nodes) than four weights and a sum over taps
-    top = t00 + fx * (t01 - t00)
-    bottom = t10 + fx * (t11 - t10)
-    return top + fy * (bottom - top)
+    top = t00 + t.fx * (t01 - t00)
+    bottom = t10 + t.fx * (t11 - t10)
+    return top + t.fy * (bottom - top)
+
+
+def _bilinear(tex: Tensor, uv: Tensor, batch: Tensor | None) -> Tensor:
+    """tex (Bt, Ht, Wt, C), uv (N, 2), batch (N,) texture index or None -> (N, C); border clamping; gradients reach
+    tex and uv.
+
+    A gather forward and an index_add backward: on the CPU this is several times faster than grid_sample's
+    backward pass, whose cost is what texture optimisation pays every step.
+    """
+    if tex.is_cuda and tex.shape[0] == 1:  # grid_sample's path needs no taps
+        grid = (uv * 2 - 1).view(1, 1, -1, 2)
+        out = torch.nn.functional.grid_sample(tex.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border",
+                                              align_corners=False)
+        return out[0, :, 0].T
+    return sample_taps(tex, taps(uv, tuple(tex.shape[1:3]), batch, keep_grad=True))
 
 
 def texture(tex: Tensor, uv: Tensor, *, mip_levels: int = 0, uv_da: Tensor | None = None) -> Tensor:

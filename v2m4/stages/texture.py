@@ -337,8 +337,9 @@ def fit_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Came
     opt = Adam([tex], lr=cfg.lr)
     wn = w / w.sum()
     losses = []
+    reads = R.texture_taps(uv, (S, S))  # the supervised pixels' texels, the same every step
     for it in range(cfg.iters):
-        pred = R.sample_texture(tex, uv)
+        pred = R.sample_texture(tex, reads)
         loss = ((pred - col).abs().sum(-1) * wn).sum() / 3
         if cfg.tv_weight > 0:
             tv = (tex[1:] - tex[:-1]).abs().mean() + (tex[:, 1:] - tex[:, :-1]).abs().mean()
