@@ -47,13 +47,20 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--keep", required=True, help="kept runs of a `full` table (its --keep-runs folder)")
+    ap.add_argument("--keep", default=None, help="kept runs of a `full` table (its --keep-runs folder)")
     ap.add_argument("--variant", action="append", default=[], help="name=stage.field=JSON[,...] (repeatable)")
     ap.add_argument("--items", nargs="*", default=None)
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--max-frames", type=int, default=12)
     ap.add_argument("--out", default=str(RESULTS / "texture_variants.json"))
+    ap.add_argument("--merge", nargs="*", default=None, help="outputs of runs over parts of the items, merged into "
+                    "--out (nothing is run)")
     a = ap.parse_args()
+    if a.merge:
+        write(merge(a.merge), a.out)
+        return 0
+    if not a.keep:
+        ap.error("--keep is needed unless --merge is given")
     keep = Path(a.keep)
     items = a.items or sorted(p.name for p in keep.iterdir() if (p / "run" / "checkpoints").is_dir())
     variants = [("base", {})] + [parse_variant(v) for v in a.variant]
@@ -69,20 +76,45 @@ def main() -> int:
             tables[name] = run_bench(s, keep_runs=tmp,
                                      progress=lambda i, r, p: print(f"  {name} {i}: nv_psnr={r.get('nv_psnr')}",
                                                                     file=sys.stderr, flush=True))
-    base = tables["base"]["items"]
     out = {"program": "bench/texture_variants.py", "commit": tables["base"]["commit"], "date": tables["base"]["date"],
            "machine": tables["base"]["machine"], "kept_runs": str(keep),
-           "settings": {"resolution": a.resolution, "max_frames": a.max_frames}, "variants": {}}
-    for name, over in variants:
-        rows = {i: {c: r.get(c) for c in COLUMNS} for i, r in tables[name]["items"].items()}
+           "settings": {"resolution": a.resolution, "max_frames": a.max_frames},
+           "variants": {name: {"overrides": over, "items": {i: {c: r.get(c) for c in COLUMNS}
+                                                             for i, r in tables[name]["items"].items()}}
+                        for name, over in variants}}
+    write(summarise(out), a.out)
+    return 0
+
+
+def summarise(out: dict) -> dict:
+    """Each variant's medians and its differences from the base, item by item, added to ``out``."""
+    base = out["variants"]["base"]["items"]
+    items = sorted(base)
+    for v in out["variants"].values():
+        rows = v["items"]
         d_nv = [rows[i]["nv_psnr"] - base[i]["nv_psnr"] for i in items]
         d_in = [rows[i]["psnr"] - base[i]["psnr"] for i in items]
-        out["variants"][name] = {
-            "overrides": over, "items": rows,
-            "median": {c: statistics.median(r[c] for r in rows.values()) for c in COLUMNS},
-            "nv_psnr_median_gain_db": round(statistics.median(d_nv), 3),
-            "nv_psnr_worst_item_db": round(min(d_nv), 3), "psnr_worst_item_db": round(min(d_in), 3)}
-    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+        v.update({"median": {c: statistics.median(r[c] for r in rows.values()) for c in COLUMNS},
+                  "nv_psnr_median_gain_db": round(statistics.median(d_nv), 3),
+                  "nv_psnr_worst_item_db": round(min(d_nv), 3), "psnr_worst_item_db": round(min(d_in), 3)})
+    return out
+
+
+def merge(paths: list[str]) -> dict:
+    """One output from several of the same variants over parts of the items (runs side by side)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    out = dict(parts[0], kept_runs=[p["kept_runs"] for p in parts])
+    out["variants"] = {name: {"overrides": v["overrides"], "items": {}} for name, v in parts[0]["variants"].items()}
+    for p in parts:
+        for name, v in p["variants"].items():
+            out["variants"][name]["items"].update(v["items"])
+    return summarise(out)
+
+
+def write(out: dict, path: str) -> None:
+    base = out["variants"]["base"]["items"]
+    items = sorted(base)
+    Path(path).write_text(json.dumps(out, indent=1) + "\n")
     lines = [f"**texture variants** on the kept runs of one `full` table, {out['machine']}, {out['date']}, commit "
              f"{out['commit']}\n",
              "| variant | overrides | nv_psnr median | gain (median of items) | worst item | input psnr worst item | "
@@ -98,9 +130,19 @@ def main() -> int:
         r = base[i]
         lines.append(f"| {i} | {r['nv_psnr']:.2f} | {r['nv_psnr_texture_bound']:.2f} | "
                      f"{r['nv_psnr_texture_bound'] - r['nv_psnr']:+.2f} | {r['nv_mask_iou']:.3f} |")
-    Path(a.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
+    for name, v in out["variants"].items():
+        if name == "base":
+            continue
+        lines += ["", f"Per item, {name} against base (dB; IoU and unreached share as they are)", "",
+                  "| item | nv_psnr | input psnr | nv_mask_iou | unreached_frac | texture s a frame |",
+                  "|---|---|---|---|---|---|"]
+        for i in items:
+            r, b = v["items"][i], base[i]
+            lines.append(f"| {i} | {r['nv_psnr'] - b['nv_psnr']:+.2f} | {r['psnr'] - b['psnr']:+.2f} | "
+                         f"{r['nv_mask_iou']:.3f} | {r['unreached_frac']:.4f} (base {b['unreached_frac']:.4f}) | "
+                         f"{r['sec_texture_per_frame']:.3f} (base {b['sec_texture_per_frame']:.3f}) |")
+    Path(path).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ TINY = json.loads(TINY_CONFIG.read_text())
 def v2m4(*args, env=None):
     """`v2m4 ARGS` as a user runs it: its exit code, stdout and stderr. In this process (``cli.main``, the console
     script's entry) unless the test changes the environment, which needs a process of its own; a fresh process
-    pays about 2.5 s of imports (torch, and torch._dynamo at the first optimiser) that the suite need not repeat."""
+    pays seconds of imports (torch and the package's own) that the suite need not repeat."""
     if env:
         return subprocess.run([sys.executable, "-m", "v2m4.cli", *map(str, args)], capture_output=True, text=True,
                               env={**os.environ, **env})
@@ -373,3 +373,25 @@ def test_registration_fits_every_frame(tmp_path):
     assert rep["keyframes"] == [0, 2, 4] and len(rep["registration"]["flipped"]) == 5
     anim = np.load(out / "checkpoints" / "animation.npz")
     assert anim["keyframes"].tolist() == [0, 1, 2, 3, 4] and np.isfinite(anim["anim_vertices"]).all()
+
+
+def test_texture_from_the_video_of_frames_between_keyframes(tmp_path, monkeypatch):
+    """``TextureConfig.video_frames``: the texture is fitted to the video of frames the whole-clip registration
+    fitted, at their own registered positions, not only to the keyframes'."""
+    import v2m4.pipeline as P
+    seen = []
+    real = P.bake_texture
+
+    def spy(frames, reposed, seq, *args, **kw):
+        seen.append((len(frames), tuple(seq.vertices.shape), kw.get("first")))
+        return real(frames, reposed, seq, *args, **kw)
+    monkeypatch.setattr(P, "bake_texture", spy)
+    item = small_demo(tmp_path, n=5)
+    cfg = json.loads(open(TINY_CONFIG).read())
+    cfg["texture"]["video_frames"] = 4
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    r = v2m4("run", item / "frames", "-o", tmp_path / "out", "--generator", f"synthetic:{item}", "--config",
+             tmp_path / "cfg.json", "--resolution", "32", "--keyframes", "2", "--quiet", "--no-preview")
+    assert r.returncode == 0, r.stderr
+    (n, shape, first), = seen
+    assert n == 4 and shape[0] == 4 and first == 0  # frames 0, 1, 3, 4 of 5 (the keyframes alone: 2)

@@ -32,7 +32,7 @@ from .stages.generate import checkpoint_name as gen_checkpoint, generate_keyfram
 from .stages.keyframes import Keyframes, select_keyframes
 from .stages.registration import RegistrationResult, register_sequence, sequence_quality
 from .stages.registration.joint import register_clip
-from .stages.texture import TextureResult, bake_texture, ring_views, unreached_fraction
+from .stages.texture import TextureResult, bake_texture, ring_views, texture_frames, unreached_fraction
 from .types import Animation, Frames, Mesh
 
 STAGES = ("keyframes", "generate", "camera", "register", "texture", "export")
@@ -146,10 +146,17 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     seq = reg.sequence
     seq = type(seq)(seq.rest.to(run.device), seq.vertices.to(run.device), seq.times)
     keyseq = seq if cfg.joint is None else type(seq)(seq.rest, seq.vertices[key.to(run.device)], seq.times[key])
+    # the texture's video views: frames the whole-clip registration fitted, where configured, else the keyframes
+    texseq, texframes, first = keyseq, kframes, 0
+    if cfg.texture is not None and cfg.texture.video_frames > 0 and cfg.texture.video_supervision and \
+            cfg.joint is not None:
+        idx = texture_frames(len(frames), int(key[0]), cfg.texture)
+        texseq = type(seq)(seq.rest, seq.vertices[idx.to(run.device)], seq.times[idx])
+        texframes, first = frames.select(idx), int((idx == int(key[0])).nonzero()[0, 0])
     with run.timed("texture"):
         tex = None if cfg.texture is None else run.stage(
             "texture.npz", "texture", TextureResult.load,
-            lambda: _texture(run, kframes, reposed, keyseq, cams.video_camera))
+            lambda: _texture(run, texframes, reposed, texseq, cams.video_camera, first))
     textured = seq.rest if tex is None else tex.mesh.to(run.device)
     vmap = torch.arange(seq.rest.vertices.shape[0], device=run.device) if tex is None else tex.vmap.to(run.device)
     anim = make_animation(textured, seq.vertices.to(textured.vertices)[:, vmap], fitted, len(frames), frames.fps)
@@ -209,11 +216,12 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
                                  video=(video_camera, frames.select(key).mask.to(run.device)))
 
 
-def _texture(run: _Run, kframes: Frames, reposed: list[Mesh], seq, video_camera: Camera) -> TextureResult:
-    run.log.event(stage="texture", message="texture")
+def _texture(run: _Run, frames: Frames, reposed: list[Mesh], seq, video_camera: Camera, first: int
+             ) -> TextureResult:
+    run.log.event(stage="texture", message=f"texture from {len(frames)} frames of video")
     with run.log.bar(run.cfg.texture.iters, "texture", unit="step") as bar:
-        return bake_texture(kframes, reposed, seq, video_camera, run.cfg.texture, run.ctx, generator=run.generator(3),
-                            progress=lambda done, total: bar.to(done))
+        return bake_texture(frames, reposed, seq, video_camera, run.cfg.texture, run.ctx, generator=run.generator(3),
+                            progress=lambda done, total: bar.to(done), first=first)
 
 
 def _report(run: _Run, frames: Frames, result: RunResult, appearance: str) -> dict:

@@ -179,3 +179,53 @@ def test_chart_boundaries_do_not_bleed_at_full_and_half_resolution():
     tex[res.unreached] = 0
     bare, _ = seam_errors(Mesh(res.mesh.vertices, res.mesh.faces, uv=res.mesh.uv, texture=tex), col, cfg.size)
     assert bare["half"] > 0.1, bare
+
+
+def test_every_frame_of_a_turning_object_supervises_the_texture():
+    """A coloured sphere turns a full circle in front of the fixed camera, and the generated mesh has no useful
+    colour: baked from every frame's video (TextureConfig.every_frame's input), the sides that only the frames
+    between keyframes face the camera come out right, and the texture is closer to the truth from every side
+    than one baked from the two keyframes (front and back) alone."""
+    from v2m4.stages.texture import bake_texture
+    from v2m4.types import Frames, Sequence
+
+    m, _ = sphere_with_known_colour()
+    T = 6
+    angles = torch.arange(T) * (2 * math.pi / T)
+    c, s = torch.cos(angles), torch.sin(angles)
+    Ry = torch.zeros(T, 3, 3)
+    Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1, -s, c
+    verts = m.vertices[None] @ Ry.transpose(1, 2)  # (T, V, 3)
+    cam = ring_views(m, 1, 96, pitch_deg=10)
+    frames = torch.stack([appearance_renders([m.with_vertices(v)], cam, CTX)[0] for v in verts])
+    grey = Mesh(m.vertices, m.faces, vertex_colors=torch.full_like(m.vertex_colors, 0.5))
+    cfg = replace(TextureConfig.fast(), size=128, iters=60, multi_views=16, render_res=96)
+    key = [0, 3]
+
+    def bake(idx):
+        seq = Sequence(m, verts[idx], torch.tensor(idx, dtype=torch.float32))
+        return bake_texture(Frames(frames[idx], fps=6.0), [grey], seq, cam, cfg, CTX,
+                            generator=torch.Generator().manual_seed(0)).mesh
+
+    views = ring_views(m, 8, 96)
+    want = appearance_renders([m], views, CTX)
+
+    def psnr(tex_mesh):
+        got = R.render(CTX, tex_mesh, views, channels=("rgb", "mask"))
+        inner = (want[..., 3] > 0.99) & (got["mask"] > 0.99)
+        return masked_psnr(got["rgb"], want[..., :3], inner.float())
+
+    every, keys = psnr(bake(list(range(T)))), psnr(bake(key))
+    assert float(every.median()) > float(keys.median()) + 2, (every, keys)
+    assert float(every.min()) >= 20, every
+
+
+def test_texture_frames_spread_over_the_clip_with_the_first_keyframe():
+    from v2m4.stages.texture import texture_frames
+    cfg = replace(TextureConfig.fast(), video_frames=8)
+    assert texture_frames(6, 0, cfg).tolist() == list(range(6))  # a short clip: every frame
+    idx = texture_frames(40, 3, cfg)
+    assert 8 <= len(idx) <= 9 and {0, 3, 39} <= set(idx.tolist())
+    assert bool((idx[1:] > idx[:-1]).all())
+    gaps = (idx[1:] - idx[:-1]).tolist()
+    assert max(gaps) <= 6  # evenly spread: 39 / 7 rounded up

@@ -56,6 +56,9 @@ class TextureConfig:
     fov_deg: float = DEFAULT_FOV_DEG  # ours: multi-view field of view (the generators' own)
     padding: int = 4                  # ours: texels between atlas charts (bilinear lookups must not bleed)
     video_supervision: bool = True    # beyond the paper: reference views supervised by the video frames
+    video_frames: int = 0             # beyond the paper: with the whole-clip registration, the video of this many
+                                      # registered frames (evenly spread; every frame of a shorter clip)
+                                      # supervises the texture, not only the keyframes'; 0: the keyframes'
 
     @staticmethod
     def paper() -> "TextureConfig":
@@ -96,26 +99,34 @@ class TextureResult:
 
 
 def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera: Camera, cfg: TextureConfig,
-                 ctx: R.RenderContext, *, generator: torch.Generator, progress=None) -> TextureResult:
+                 ctx: R.RenderContext, *, generator: torch.Generator, progress=None, first: int = 0) -> TextureResult:
     """The texture stage (Sec. 4.4): a uv atlas on the registered rest mesh, then one texture fitted to every view.
 
-    frames: the keyframes' input frames (K); reposed: each keyframe's generated mesh in the world (its colours are
-    the paper's targets); sequence: the registration's rest mesh and keyframe positions (K, V, 3); camera: the
-    video camera (1 view); generator: draws the multi-views.
+    frames: the input frames the texture is fitted to (N: the keyframes, or frames the registration gave positions:
+    ``TextureConfig.video_frames``); reposed: each keyframe's generated mesh in the world (its colours are
+    the paper's targets); sequence: the registration's rest mesh and those frames' positions (N, V, 3); camera: the
+    video camera (1 view); generator: draws the multi-views; first: the index in frames of the first keyframe,
+    whose generated mesh (reposed[0]) gives the multi-view targets. Without video supervision the reference views
+    are the generated meshes' own, so frames must then be the keyframes.
     """
     rest, key_vertices = sequence.rest, sequence.vertices.to(sequence.rest.vertices.device)
+    N = key_vertices.shape[0]
+    if len(frames) != N:
+        raise V2M4Error(f"{len(frames)} frames for {N} registered positions")
     atlas, vmap = uv_atlas(rest, size=cfg.size, padding=cfg.padding)
-    K = key_vertices.shape[0]
-    cams = Camera(camera.K.expand(K, 3, 3), camera.cam_from_world.expand(K, 4, 4), camera.resolution)
-    generated_ref = appearance_renders(reposed, cams, ctx)
     multi = random_views(reposed[0], cfg.multi_views, cfg.render_res, generator, fov_deg=cfg.fov_deg)
     targets = appearance_renders([reposed[0]], multi, ctx)
     if cfg.video_supervision:
         ref = frames.rgba.to(rest.vertices.device)
         # the generated appearance mapped into the video's colours where both see the object (module docstring)
-        targets = apply_colour_transfer(targets, colour_transfer(generated_ref[:1], ref[:1].to(generated_ref)))
+        generated = appearance_renders(reposed[:1], camera, ctx)
+        targets = apply_colour_transfer(targets, colour_transfer(generated, ref[first:first + 1].to(generated)))
     else:
-        ref = generated_ref
+        if len(reposed) != N:
+            raise V2M4Error(f"without video supervision the reference views are the {len(reposed)} keyframes' "
+                            f"generated meshes, but {N} frames were given")
+        cams = Camera(camera.K.expand(N, 3, 3), camera.cam_from_world.expand(N, 4, 4), camera.resolution)
+        ref = appearance_renders(reposed, cams, ctx)
     return fit_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx, progress=progress)
 
 
@@ -385,3 +396,11 @@ def unreached_fraction(mesh: Mesh, unreached: Tensor, cameras: Camera, ctx: R.Re
                 share += wx * wy * u[(y0 + dy).clamp(0, S - 1), (x0 + dx).clamp(0, S - 1)]
         bad = share > 0.5
     return float(bad.float().mean()) if bad.numel() else 0.0
+
+
+def texture_frames(n_frames: int, first_key: int, cfg: TextureConfig) -> Tensor:
+    """(N,) int64 the frames whose video supervises the texture when the registration fitted all n_frames
+    (``TextureConfig.video_frames``): at most that many, evenly spread, with the first keyframe's among them."""
+    n = min(cfg.video_frames, n_frames)
+    idx = torch.linspace(0, n_frames - 1, max(n, 1)).round().long()
+    return torch.unique(torch.cat([idx, torch.tensor([first_key])]))
