@@ -43,14 +43,17 @@ def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg
 
     static: each step's renders take their visibility from a pass before the step (``render_visible``), so the
     step has static shapes and no host synchronisation, and on CUDA it is replayed as a CUDA graph; the values are
-    the other path's. Default: on CUDA with ``cfg.refine_graphs``, where the scorer can be captured."""
+    the other path's. Default: on CUDA with ``cfg.refine_graphs``, where the scorer can be captured and the meshes
+    carry no texture."""
     res = views[0].resolution
     frames = torch.stack([v.image for v in views])  # (T, h, w, 4)
     K = torch.stack([v.K for v in views])
     use_scorer = cfg.refine_appearance and scorer is not None
     channels = ("rgb", "mask") if use_scorer else ("mask",)
     if static is None:
-        static = poses.is_cuda and cfg.refine_graphs and (not use_scorer or getattr(scorer, "capturable", False))
+        # textured meshes (one render each inside the graph) stay op by op until a GPU run has proven their capture
+        static = poses.is_cuda and cfg.refine_graphs and (not use_scorer or getattr(scorer, "capturable", False)) \
+            and all(m.texture is None for m in meshes)
     p = poses.clone()
     angles = p[:, [0, 1, 6]].clone().requires_grad_(True)
     log_r = p[:, 2].log().clone().requires_grad_(True)
