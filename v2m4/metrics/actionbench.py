@@ -30,8 +30,8 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from ..geometry import face_areas, rotation_6d, sample_barycentric
-from .geometry import axis_rotations
 from ..optim import Adam
+from .geometry import axis_rotations
 
 
 def _transform(p: Tensor, r6: Tensor, s: Tensor, t: Tensor) -> Tensor:

@@ -33,7 +33,8 @@ from ..types import Mesh
 from . import _cpu, _torch, _torch_aa, _visible
 
 __all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "texture_taps",
-           "antialias", "edge_topology", "weld_faces", "render", "render_each", "merge_views", "ViewMerge",
+           "antialias", "edge_topology", "weld_faces", "render", "render_each", "can_merge_views", "merge_views",
+           "ViewMerge",
            "render_visible", "visible_faces", "silhouette_crossings", "vertex_normals", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
@@ -396,6 +397,11 @@ class ViewMerge:
         return torch.where(self.mine[..., None], verts[None], behind[:, None]), near, far
 
 
+def can_merge_views(meshes: Seq[Mesh]) -> bool:
+    """Whether ``merge_views`` serves these meshes: several, none textured (their textures would differ)."""
+    return len(meshes) > 1 and all(m.texture is None for m in meshes)
+
+
 def merge_views(meshes: Seq[Mesh], topologies: Seq[tuple[Tensor, Tensor, Tensor]] | None = None) -> ViewMerge:
     """The ``ViewMerge`` of B untextured meshes (topologies: each mesh's ``edge_topology``, found when None)."""
     B = len(meshes)
@@ -433,7 +439,7 @@ def render_each(ctx: RenderContext, meshes: Seq[Mesh], cameras: Camera, *, chann
     B = len(meshes)
     if len(cameras) != B:
         raise V2M4Error(f"render_each needs one camera per mesh, got {len(cameras)} cameras for {B} meshes")
-    if any(m.texture is not None for m in meshes) or B == 1:
+    if not can_merge_views(meshes):
         outs = [render(ctx, m, cameras[b], channels=channels, topology=None if topologies is None else topologies[b],
                        **kw) for b, m in enumerate(meshes)]
         return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}

@@ -525,17 +525,22 @@ def taps(uv: Tensor, size: tuple[int, int], batch: Tensor | None = None, *, keep
     return Taps(idx, fx, fy, (uv * 2 - 1).view(1, 1, -1, 2), (Ht, Wt))
 
 
+def _grid_sample(tex: Tensor, grid: Tensor) -> Tensor:
+    """tex (1, Ht, Wt, C) at grid (1, 1, N, 2) -> (N, C). On the GPU grid_sample's kernels (same bilinear filter,
+    same texel centres, border clamp) beat a gather of 12-byte rows; on the CPU its backward is the slow part,
+    hence the gather of ``sample_taps``."""
+    out = torch.nn.functional.grid_sample(tex.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border",
+                                          align_corners=False)
+    return out[0, :, 0].T
+
+
 def sample_taps(tex: Tensor, t: Taps) -> Tensor:
     """tex (Bt, Ht, Wt, C) read at taps t -> (N, C): ``_bilinear`` from its precomputed reads."""
     Bt, Ht, Wt, C = tex.shape
     if (Ht, Wt) != tuple(t.size):
         raise V2M4Error(f"taps made for a {t.size[0]} x {t.size[1]} texture cannot read one of {Ht} x {Wt}")
     if tex.is_cuda and Bt == 1:
-        # on the GPU grid_sample's kernels (same bilinear filter, same texel centres, border clamp) beat a gather
-        # of 12-byte rows; on the CPU its backward is the slow part, hence the gather below
-        out = torch.nn.functional.grid_sample(tex.permute(0, 3, 1, 2), t.grid, mode="bilinear", padding_mode="border",
-                                              align_corners=False)
-        return out[0, :, 0].T
+        return _grid_sample(tex, t.grid)
     taps4 = _gather(tex.reshape(-1, C), t.idx)  # (N, 4, C)
     t00, t01, t10, t11 = taps4.unbind(1)
     # lerps in x then y: fewer operations (and backward nodes) than four weights and a sum over taps
@@ -552,10 +557,7 @@ def _bilinear(tex: Tensor, uv: Tensor, batch: Tensor | None) -> Tensor:
     backward pass, whose cost is what texture optimisation pays every step.
     """
     if tex.is_cuda and tex.shape[0] == 1:  # grid_sample's path needs no taps
-        grid = (uv * 2 - 1).view(1, 1, -1, 2)
-        out = torch.nn.functional.grid_sample(tex.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border",
-                                              align_corners=False)
-        return out[0, :, 0].T
+        return _grid_sample(tex, (uv * 2 - 1).view(1, 1, -1, 2))
     return sample_taps(tex, taps(uv, tuple(tex.shape[1:3]), batch, keep_grad=True))
 
 

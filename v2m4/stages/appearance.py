@@ -18,8 +18,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from ..optim import Adam
 from torch import Tensor
+
+from ..optim import Adam
 
 
 @dataclass(frozen=True)

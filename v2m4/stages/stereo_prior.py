@@ -19,8 +19,8 @@ from torch import Tensor
 
 from .. import render as R
 from ..geometry import rotation_6d
-from ..types import Mesh
 from ..optim import Adam
+from ..types import Mesh
 
 
 class PointMapModel(Protocol):

@@ -36,8 +36,8 @@ from torch import Tensor
 from .. import render as R
 from ..camera import DEFAULT_FOV_DEG, Camera, near_far, orbit_camera
 from ..errors import V2M4Error
-from ..types import Frames, Mesh, Sequence, load_npz, atomic_save_npz
 from ..optim import Adam
+from ..types import Frames, Mesh, Sequence, load_npz, atomic_save_npz
 
 
 __all__ = ["TextureConfig", "TextureResult", "bake_texture", "fit_texture", "uv_atlas", "ring_views", "random_views",

@@ -9,11 +9,11 @@ from torch import Tensor
 from ... import render as R
 from ..._graphs import RenderPass, StepGraphs, StepVisibility
 from ...camera import Camera, orbit_cam_from_world
+from ...optim import Adam
 from ...scoring import Scorer
 from ...types import Mesh
 from .config import CameraSearchConfig
 from .sampling import SearchView
-from ...optim import Adam
 
 
 def refine_pose(mesh: Mesh, pose: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
@@ -97,9 +97,7 @@ class _RefineRenders:
     the step (``StepVisibility``)."""
 
     def __init__(self, meshes: list[Mesh], topologies: list):
-        self.merged = None
-        if len(meshes) > 1 and all(m.texture is None for m in meshes):
-            self.merged = R.merge_views(meshes, topologies)
+        self.merged = R.merge_views(meshes, topologies) if R.can_merge_views(meshes) else None
         self.meshes, self.topologies = meshes, topologies
         self.seen = StepVisibility()
 
