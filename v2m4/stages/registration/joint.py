@@ -447,9 +447,13 @@ class _ClipFit:
     def x(self) -> Tensor:
         return frames_to_x(self.solver, self.u)
 
+    def due(self, it: int) -> bool:
+        """Whether step it re-solves the ARAP rotations (every ``arap_refresh`` steps)."""
+        return self.shape.turned is None or it % max(1, self.cfg.arap_refresh) == 0
+
     def refresh(self, it: int, x: Tensor) -> None:
         """The ARAP rotations, re-solved every ``arap_refresh`` steps."""
-        if self.shape.turned is None or it % max(1, self.cfg.arap_refresh) == 0:
+        if self.due(it):
             self.shape.refresh(x)
 
     def active(self, it: int) -> tuple[str, ...]:
@@ -466,7 +470,7 @@ class _ClipFit:
         return xf * self.frame.size + self.frame.centre
 
     @torch.no_grad()
-    def prepare(self, it: int, x: Tensor) -> None:
+    def prepare(self, it: int, x: Tensor | None) -> None:
         """Step it's draws into the step's buffers; with ``static``, the visibility of its renders at positions x
         (T, V, 3) and enough crossing slots for their antialias (one host synchronisation: after the
         rasteriser's own, it waits on nothing). New slot counts drop the captured steps."""
@@ -510,9 +514,12 @@ class _ClipFit:
     def step(self, it: int, opt: Optimizer) -> None:
         """One step of the fit: the ARAP rotations when due and the step's draws and visibility (eager), then
         every term, the backward pass and one optimiser step (a CUDA graph where ``graphs`` is on)."""
-        with torch.no_grad():
-            x = self.x()
-        self.refresh(it, x)
+        if self.due(it) or self.seen is not None:  # the positions before the step: only these two read them
+            with torch.no_grad():
+                x = self.x()
+            self.refresh(it, x)
+        else:
+            x = None
         self.prepare(it, x)
 
         def body():
