@@ -101,13 +101,14 @@ def summarise(out: dict) -> dict:
 
 
 def merge(paths: list[str]) -> dict:
-    """One output from several of the same variants over parts of the items (runs side by side)."""
+    """One output from runs over parts of the items (side by side) or with other variants of the same kept runs
+    (each run bakes its own base)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     out = dict(parts[0], kept_runs=[p["kept_runs"] for p in parts])
-    out["variants"] = {name: {"overrides": v["overrides"], "items": {}} for name, v in parts[0]["variants"].items()}
+    out["variants"] = {}
     for p in parts:
         for name, v in p["variants"].items():
-            out["variants"][name]["items"].update(v["items"])
+            out["variants"].setdefault(name, {"overrides": v["overrides"], "items": {}})["items"].update(v["items"])
     return summarise(out)
 
 
