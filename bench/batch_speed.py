@@ -41,17 +41,21 @@ DEMO = ROOT / "examples" / "demo"
 CYCLE = 17  # frames in one period of the demo's walk (its meta.json times restart at frame 17)
 
 
-def timed_command(args: list[str], ray_cpus: int | None = None) -> dict:
+def timed_command(args: list[str], ray_cpus: int | None = None, *, ray_init: str | None = None,
+                  threads: int = 1) -> dict:
     """Run ``v2m4 ARGS`` (with ``ray_cpus``: after ``ray.init(num_cpus=ray_cpus)`` in the same process, which
-    ``--ray local`` then uses): wall seconds, exit code, the process's peak RSS (GB), CPU seconds, load."""
+    ``--ray local`` then uses; ``ray_init``: that statement as given) with ``threads`` torch threads: wall seconds,
+    exit code, the process's peak RSS (GB), CPU seconds, load."""
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     code = "import sys; from v2m4.cli import main; "
     if ray_cpus:
         code += f"import ray; ray.init(num_cpus={ray_cpus}); "
+    if ray_init:
+        code += ray_init + "; "
     code += "sys.exit(main(sys.argv[1:]))"
     p = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
