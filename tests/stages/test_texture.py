@@ -10,6 +10,7 @@ import trimesh
 from dataclasses import replace
 
 from v2m4 import render as R
+from v2m4.errors import V2M4Error
 from v2m4.metrics.image import masked_psnr
 from v2m4.stages.texture import (TextureConfig, appearance_renders, fit_texture, fill_unreached, random_views,
                                  ring_views, unreached_fraction, uv_atlas)
@@ -38,9 +39,11 @@ def test_uv_atlas_split_is_consistent():
         torch.equal(torch.sort(vmap[a.faces].sort(1).values, 0).values, torch.sort(m.faces.sort(1).values, 0).values)
 
 
-def test_baked_texture_reproduces_known_views():
+@pytest.mark.parametrize("loss", ["l1", "l2"])
+def test_baked_texture_reproduces_known_views(loss):
     m, _ = sphere_with_known_colour()
-    cfg = replace(TextureConfig.fast(), size=128, iters=100, multi_views=24, render_res=96, video_supervision=False)
+    cfg = replace(TextureConfig.fast(), size=128, iters=100, multi_views=24, render_res=96, video_supervision=False,
+                  loss=loss)
     g = torch.Generator().manual_seed(0)
     atlas, vmap = uv_atlas(m, size=cfg.size, padding=cfg.padding)
     multi = random_views(m, cfg.multi_views, cfg.render_res, g)
@@ -57,6 +60,10 @@ def test_baked_texture_reproduces_known_views():
         assert float(psnr.median()) >= 30, psnr
     assert unreached_fraction(res.mesh, res.unreached, ring_views(m, 8, 96), CTX) <= 1e-3
     assert res.losses[-1] < res.losses[0]
+    if loss == "l2":
+        with pytest.raises(V2M4Error, match="unknown texture loss"):
+            fit_texture(atlas, vmap, m.vertices[None], ref, targets[:1], multi, targets, replace(cfg, loss="huber"),
+                        CTX)
 
 
 def test_fill_reaches_every_texel_from_its_neighbours():
