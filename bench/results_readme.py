@@ -347,7 +347,7 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
         if d is not None:
             lines += fn(d)
     # tables whose own program writes a summary page beside them: included as written
-    included = ("colourless", "batch_speed", "gpu_batch", "hunyuan_speed", "texture_variants", "texture_iters")
+    included = ("colourless", "batch_speed", "gpu_batch", "hunyuan_speed", "texture_variants", "texture_iters", "texture_l2")
     for name in included:
         md = results / f"{name}.md"
         if md.exists() and (results / f"{name}.json").exists():
