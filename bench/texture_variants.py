@@ -28,7 +28,7 @@ from bench._common import BENCH_DIR  # noqa: E402
 from v2m4.bench import BenchSettings, run_bench  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-COLUMNS = ("psnr", "nv_psnr", "nv_psnr_shared", "nv_psnr_texture_bound", "nv_ssim", "nv_mask_iou", "mask_iou",
+COLUMNS = ("psnr", "ssim", "nv_psnr", "nv_psnr_shared", "nv_psnr_texture_bound", "nv_ssim", "nv_mask_iou", "mask_iou",
            "unreached_frac", "sec_texture_per_frame")
 # a stage's checkpoints from the texture on: removed so the resumed run bakes and scores again
 LATER = ("texture.npz", "animation.npz")
