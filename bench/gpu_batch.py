@@ -25,21 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from batch_speed import DEMO, batch_row, timed_command  # noqa: E402
+from batch_speed import DEMO, batch_row, demo_clips, timed_command  # noqa: E402
 from v2m4.bench import git_commit, machine_description  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-
-
-def demo_clips(tmp: Path, n: int) -> list[str]:
-    """n clips: the bundled demo's frames under n names (each its own output folder and checkpoints)."""
-    clips = []
-    for i in range(1, n + 1):
-        d = tmp / "clips" / f"demo_{i}"
-        d.parent.mkdir(parents=True, exist_ok=True)
-        d.symlink_to(DEMO / "frames", target_is_directory=True)
-        clips.append(str(d))
-    return clips
 
 
 def write(out: dict, name: str) -> None:

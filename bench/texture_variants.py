@@ -94,7 +94,9 @@ def summarise(out: dict) -> dict:
         rows = v["items"]
         d_nv = [rows[i]["nv_psnr"] - base[i]["nv_psnr"] for i in items]
         d_in = [rows[i]["psnr"] - base[i]["psnr"] for i in items]
-        v.update({"median": {c: statistics.median(r[c] for r in rows.values()) for c in COLUMNS},
+        # a column an older output lacks (input SSIM before 98d304b) has no median
+        v.update({"median": {c: statistics.median(vals) for c in COLUMNS
+                             if (vals := [r[c] for r in rows.values() if r.get(c) is not None])},
                   "nv_psnr_median_gain_db": round(statistics.median(d_nv), 3),
                   "nv_psnr_worst_item_db": round(min(d_nv), 3), "psnr_worst_item_db": round(min(d_in), 3)})
     return out
