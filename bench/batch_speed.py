@@ -106,6 +106,10 @@ def batch_row(cmd: dict, out: Path, n_clips: int) -> dict:
            "startup_s": s["startup_seconds"], "batch_s": s["seconds"],
            "clip_s": [round(c["seconds"], 1) for c in s["clips"]],
            "stage_s": [round(sum(c["figures"].get("stage_seconds", {}).values()), 1) for c in s["clips"]]}
+    errors = sorted({c["error"] for c in s["clips"] if c.get("error")})
+    if errors:  # a row of failed clips says why, in the table itself
+        row["errors"] = errors
+        print(f"{s['failed']} clip(s) failed: " + " | ".join(errors), file=sys.stderr)
     return row
 
 

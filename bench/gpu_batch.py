@@ -44,7 +44,7 @@ def write(out: dict, name: str) -> None:
             continue
         lines.append(f"| {run} | {r['gpus']} | {r['done']} | {r['wall_s']} | {r['clips_per_hour']} | "
                      f"{', '.join(map(str, r['clip_s']))} | {', '.join(map(str, r['stage_s']))} | "
-                     f"{r.get('note', '')} |")
+                     f"{r.get('note', '')}{'; failed: ' + ' | '.join(r['errors']) if r.get('errors') else ''} |")
     if out.get("scaling") is not None:
         lines.append(f"\nScaling on {out['gpus']} GPUs: {out['scaling']:.2f} x the one-GPU clips per hour "
                      f"(target {0.8 * out['gpus']:.1f}).")

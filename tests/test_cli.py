@@ -60,3 +60,14 @@ def test_bench_quick_on_demo_writes_table(tmp_path):
 def test_unknown_method_is_one_line():
     r = bench("--method", "magic", "--items", "demo", "--bench-dir", DEMO_DIR)
     assert r.returncode == 2 and "unknown bench method" in r.stderr
+
+
+def test_missing_pyav_is_one_line_before_any_work(tmp_path):
+    """An image without PyAV: the preview's need is named at once, and the output folder is not made."""
+    code = ("import sys; sys.modules['av'] = None; from v2m4.cli import main; "
+            f"sys.exit(main(['run', {str(DEMO_DIR / 'demo' / 'frames')!r}, '--generator', 'synthetic:{DEMO_DIR / 'demo'}', "
+            f"'-o', {str(tmp_path / 'out')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "pip install av" in r.stderr and "--no-preview" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()

@@ -64,6 +64,11 @@ def check_config(cfg) -> None:
             import pxr  # noqa: F401
         except ImportError:
             raise V2M4Error("--also usd needs usd-core: pip install usd-core") from None
+    if cfg.output.preview:
+        try:
+            import av  # noqa: F401  (a dependency, yet absent from some images: say so before the work, not after)
+        except ImportError:
+            raise V2M4Error("the preview video needs PyAV: pip install av (or add --no-preview)") from None
     from .learned import check_scorer
     check_scorer(cfg.learned.scorer, weights=cfg.learned.weights)
     stereo = cfg.learned.stereo
