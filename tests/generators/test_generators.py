@@ -84,3 +84,18 @@ def test_mesh_folder_generator(tmp_path, item):
     assert m.faces.shape == g.generate(None, 2).faces.shape
     with pytest.raises(V2M4Error, match="has 4 meshes but the video has 5 frames"):
         MeshFolderGenerator(tmp_path, 5)
+
+
+def test_bench_generator_noise_setting_reaches_the_meshes(item):
+    from v2m4.bench import BenchSettings, synthetic_generator
+
+    def error(noise):
+        g = synthetic_generator(item, BenchSettings(generator_noise=noise))
+        m = g.generate(None, 1)
+        gen = torch.Generator().manual_seed(0)
+        gt = apply(g.removed_transform(1), item.gt_vertices[1])
+        return chamfer_l2(sample_surface(m.vertices, m.faces, 3000, generator=gen),
+                          sample_surface(gt, item.faces, 3000, generator=gen))
+
+    assert synthetic_generator(item, BenchSettings()).cfg.noise_amplitude == SyntheticConfig().noise_amplitude
+    assert error(0.05) > 4 * error(0.0)

@@ -100,6 +100,7 @@ class BenchSettings:
     overrides: dict | None = None        # config overrides on the preset (``PipelineConfig.with_overrides``)
     generated_faces: int | None = None   # the synthetic generator's mesh density (None: its default)
     colourless: bool = False             # the synthetic generator's meshes without colour (a shape-only generator)
+    generator_noise: float | None = None # the synthetic generator's shape noise amplitude (None: its default)
     seed: int = 0
     n_points: int = 5000                 # surface samples per mesh for Chamfer / F-score
     novel_views: int = 8                 # views around the object per frame for the nv_* columns (0: none)
@@ -324,12 +325,13 @@ def _rig_columns(animation, bones: int) -> dict[str, float]:
 
 
 def synthetic_generator(item, settings: BenchSettings):
-    """The synthetic generator over an item's ground truth, at the settings' seed and mesh density."""
+    """The synthetic generator over an item's ground truth, at the settings' seed, mesh density and noise."""
     from ..generators.synthetic import SyntheticConfig, SyntheticGenerator
 
-    density = {} if settings.generated_faces is None else {"target_faces": settings.generated_faces}
-    return SyntheticGenerator(item, seed=settings.seed, config=SyntheticConfig(**density,
-                                                                              colours=not settings.colourless))
+    kw = {} if settings.generated_faces is None else {"target_faces": settings.generated_faces}
+    if settings.generator_noise is not None:
+        kw["noise_amplitude"] = settings.generator_noise
+    return SyntheticGenerator(item, seed=settings.seed, config=SyntheticConfig(**kw, colours=not settings.colourless))
 
 
 def load_selected_item(item_id: str, max_frames: int | None, resolution: int, bench_dir=None):

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the synthetic generator's faces per mesh (default: its own, about 3,000)")
     p.add_argument("--colourless", action="store_true", help="the synthetic generator's meshes without colour (as "
                    "a shape-only generator gives them)")
+    p.add_argument("--generator-noise", type=float, default=None, help="the synthetic generator's shape noise "
+                   "amplitude, in units of the object's size (default: its own, 0.01)")
     p.add_argument("--novel-views", type=int, default=8, help="views around the object per frame for the nv_* "
                    "columns (0: none)")
     p.add_argument("--rig", type=int, nargs="?", const=-1, default=0, metavar="BONES", help="pipeline methods: fit "
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         kw = dict(method=args.method, items=tuple(args.items), device=args.device, backend=args.backend,
                   preset=args.preset or ("paper" if args.device.startswith("cuda") else "fast"), seed=args.seed,
                   bench_dir=args.bench_dir, overrides=overrides, generated_faces=args.generated_faces,
-                  colourless=args.colourless,
+                  colourless=args.colourless, generator_noise=args.generator_noise,
                   novel_views=args.novel_views, actionbench_points=args.actionbench, rig_bones=args.rig)
         s = BenchSettings.quick(**kw) if args.quick else BenchSettings(**kw)
         if args.resolution:
