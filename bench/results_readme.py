@@ -57,6 +57,9 @@ METHOD_TABLES = {
     "full_h100": "the whole pipeline at the paper preset on one H100 (nvdiffrast; the device tool lends an H100 for "
                  "the H200's work), all ten items at one commit",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
+    "full_noise3": "the whole pipeline with the synthetic generator's shape noise at 3% of the object's size (the "
+                   "bench's default is 1%), on four items, beside the next table and `true_pose_noise3`",
+    "register_seq_noise3": "the chain's registration on the same four items at the same noise and commit",
 }
 TRUE_POSE_NOTE = "the generator's meshes at the true poses through the true camera: the ceiling of re-posing"
 # the main columns, in order; a column is shown when some item of the table has a number in it
@@ -347,7 +350,8 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
         if d is not None:
             lines += fn(d)
     # tables whose own program writes a summary page beside them: included as written
-    included = ("colourless", "batch_speed", "gpu_batch", "hunyuan_speed", "texture_variants", "texture_iters", "texture_l2")
+    included = ("colourless", "batch_speed", "gpu_batch", "hunyuan_speed", "texture_variants", "texture_iters", "texture_l2",
+                "texture_demo_cpu", "texture_demo_gpu")
     for name in included:
         md = results / f"{name}.md"
         if md.exists() and (results / f"{name}.json").exists():
