@@ -58,7 +58,7 @@ METHOD_TABLES = {
                  "the H200's work), all ten items at one commit",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
     "full_noise3": "the whole pipeline with the synthetic generator's shape noise at 3% of the object's size (the "
-                   "bench's default is 1%), on four items, beside the next table and `true_pose_noise3`",
+                   "bench's default is 1%), on the ten items, beside the next table and `true_pose_noise3`",
     "register_seq_noise3": "the chain's registration on the same four items at the same noise and commit",
 }
 TRUE_POSE_NOTE = "the generator's meshes at the true poses through the true camera: the ceiling of re-posing"
