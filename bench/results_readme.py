@@ -59,7 +59,7 @@ METHOD_TABLES = {
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
     "full_noise3": "the whole pipeline with the synthetic generator's shape noise at 3% of the object's size (the "
                    "bench's default is 1%), on the ten items, beside the next table and `true_pose_noise3`",
-    "register_seq_noise3": "the chain's registration on the same four items at the same noise and commit",
+    "register_seq_noise3": "the chain's registration on the same ten items at the same noise and commit",
 }
 TRUE_POSE_NOTE = "the generator's meshes at the true poses through the true camera: the ceiling of re-posing"
 # the main columns, in order; a column is shown when some item of the table has a number in it
