@@ -41,18 +41,15 @@ DEMO = ROOT / "examples" / "demo"
 CYCLE = 17  # frames in one period of the demo's walk (its meta.json times restart at frame 17)
 
 
-def timed_command(args: list[str], ray_cpus: int | None = None, *, ray_init: str | None = None,
-                  threads: int = 1) -> dict:
-    """Run ``v2m4 ARGS`` (with ``ray_cpus``: after ``ray.init(num_cpus=ray_cpus)`` in the same process, which
-    ``--ray local`` then uses; ``ray_init``: that statement as given) with ``threads`` torch threads: wall seconds,
-    exit code, the process's peak RSS (GB), CPU seconds, load."""
+def timed_command(args: list[str], ray: dict | None = None, *, threads: int = 1) -> dict:
+    """Run ``v2m4 ARGS`` (with ``ray``: after ``ray.init(**ray)`` in the same process, e.g. ``{"num_cpus": 1}``,
+    which ``--ray local`` then uses) with ``threads`` torch threads: wall seconds, exit code, the process's peak RSS
+    (GB), CPU seconds, load."""
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     code = "import sys; from v2m4.cli import main; "
-    if ray_cpus:
-        code += f"import ray; ray.init(num_cpus={ray_cpus}); "
-    if ray_init:
-        code += ray_init + "; "
+    if ray:
+        code += f"import ray; ray.init(**{ray!r}); "
     code += "sys.exit(main(sys.argv[1:]))"
     p = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
@@ -166,7 +163,8 @@ def main() -> int:
         for name, ray_cpus in (("local", None), ("ray_1cpu", 1), ("ray_2cpu", 2)):
             out = tmp / name
             extra = ["--ray", "local"] if ray_cpus else []
-            row = batch_row(timed_command(["batch", *clips, "-o", str(out), *gen, *extra], ray_cpus), out,
+            row = batch_row(timed_command(["batch", *clips, "-o", str(out), *gen, *extra],
+                                          {"num_cpus": ray_cpus} if ray_cpus else None), out,
                             len(clips))
             del row["peak_rss_gb"]  # of the driver only: on Ray the clips run in other processes
             if ray_cpus:

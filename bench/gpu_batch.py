@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
+import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -25,15 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import write_table  # noqa: E402
 from batch_speed import DEMO, batch_row, demo_clips, timed_command  # noqa: E402
 from v2m4.bench import git_commit, machine_description  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
-
 
 def write(out: dict, name: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [f"**v2m4 batch on GPUs** ({out['preset']} preset, {out['backend']}) on {out['machine']} "
              f"({out['gpus']} GPU), {out['date']}, commit {out['commit']}; {out['clips']} demo clips\n",
              "| run | GPUs | clips done | wall s | clips / hour | seconds per clip | stage s per clip | note |",
@@ -48,8 +45,7 @@ def write(out: dict, name: str) -> None:
     if out.get("scaling") is not None:
         lines.append(f"\nScaling on {out['gpus']} GPUs: {out['scaling']:.2f} x the one-GPU clips per hour "
                      f"(target {0.8 * out['gpus']:.1f}).")
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(name, out, lines)
 
 
 def main() -> int:
@@ -80,17 +76,15 @@ def main() -> int:
         row.update(gpus=min(gpus, 1), note="local batch: one clip after another" + (" on GPU 0" if cuda else ""))
         out["rows"]["local"] = row
         write(out, args.name)
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            ray = None
-        if gpus < 2 or ray is None:
-            why = f"{gpus} GPU on this host (Ray runs the batch on two or more)" if gpus < 2 else "Ray is not installed (pip install 'v2m4[cluster]')"
-            out["rows"]["all_gpus_ray"] = {"gpus": gpus, "not_run": why}
+        if gpus < 2:
+            out["rows"]["all_gpus_ray"] = {"gpus": gpus, "not_run": f"{gpus} GPU on this host (Ray runs the batch "
+                                                                    "on two or more)"}
+        elif importlib.util.find_spec("ray") is None:
+            out["rows"]["all_gpus_ray"] = {"gpus": gpus, "not_run": "Ray is not installed (pip install "
+                                                                    "'v2m4[cluster]')"}
         else:
-            code = f"import ray; ray.init(num_gpus={gpus})"
             row = batch_row(timed_command(["batch", *clips, "-o", str(tmp / "ray"), *common, "--ray", "local"],
-                                          ray_init=code, threads=args.threads), tmp / "ray", len(clips))
+                                          {"num_gpus": gpus}, threads=args.threads), tmp / "ray", len(clips))
             row.update(gpus=gpus, note="Ray on every GPU of the host")
             out["rows"]["all_gpus_ray"] = row
             out["scaling"] = round(row["clips_per_hour"] / out["rows"]["local"]["clips_per_hour"], 3)

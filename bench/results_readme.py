@@ -52,8 +52,8 @@ METHOD_TABLES = {
                               "kept, beside the next table",
     "full_gpu_v16_camkept": "registration onwards of the same runs from their camera checkpoints with 16 views a "
                             "keyframe and 250 global steps (the paper preset since ac97f03)",
-    "full_10c4911": "`full` at 10c4911 (the fast preset's texture fitted with 150 L1 steps), the table the current `full` "
-                    "is compared with: every figure but the texture's is the same",
+    "full_10c4911": "`full` at 10c4911 (the fast preset's texture fitted with 150 L1 steps), the table the current "
+                    "`full` is compared with: every figure but the texture's is the same",
     "full_h100": "the whole pipeline at the paper preset on one H100 (nvdiffrast; the device tool lends an H100 for "
                  "the H200's work), all ten items at one commit",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
@@ -350,8 +350,8 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
         if d is not None:
             lines += fn(d)
     # tables whose own program writes a summary page beside them: included as written
-    included = ("colourless", "batch_speed", "gpu_batch", "hunyuan_speed", "texture_variants", "texture_iters", "texture_l2",
-                "texture_demo_cpu", "texture_demo_gpu")
+    included = ("colourless", "batch_speed", "gpu_batch", "hunyuan_speed", "texture_variants", "texture_iters",
+                "texture_l2", "texture_demo_cpu", "texture_demo_gpu")
     for name in included:
         md = results / f"{name}.md"
         if md.exists() and (results / f"{name}.json").exists():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -21,13 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import write_table  # noqa: E402
 from v2m4.bench import git_commit, machine_description  # noqa: E402
 from v2m4.config import PipelineConfig  # noqa: E402
 from v2m4.generators import make_generator  # noqa: E402
 from v2m4.io.frames import read_frames  # noqa: E402
 from v2m4.pipeline import reconstruct  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 DEMO = ROOT / "examples" / "demo"
 VARIANTS = {"preset": {}, "l2_50": {"texture": {"loss": "l2", "iters": 50}},
             "l2_200": {"texture": {"loss": "l2", "iters": 200}}, "l1_150": {"texture": {"loss": "l1", "iters": 150}},
@@ -66,8 +65,6 @@ def main() -> int:
 
 
 def write(out: dict, name: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = [f"**texture objective on the demo** ({out['preset']} preset, {out['backend']}, {out['frames']} frames) "
              f"on {out['machine']}, {out['date']}, commit {out['commit']}; one registration, the texture baked again "
              "per row; input view over every frame\n",
@@ -75,8 +72,7 @@ def write(out: dict, name: str) -> None:
     for k, r in out["rows"].items():
         lines.append(f"| {k} | {r['loss']} | {r['iters']} | {r['size']} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
                      f"{r['texture_s']} |")
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(name, out, lines)
 
 
 if __name__ == "__main__":

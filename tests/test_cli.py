@@ -64,8 +64,9 @@ def test_unknown_method_is_one_line():
 
 def test_missing_pyav_is_one_line_before_any_work(tmp_path):
     """An image without PyAV: the preview's need is named at once, and the output folder is not made."""
+    demo = DEMO_DIR / "demo"
     code = ("import sys; sys.modules['av'] = None; from v2m4.cli import main; "
-            f"sys.exit(main(['run', {str(DEMO_DIR / 'demo' / 'frames')!r}, '--generator', 'synthetic:{DEMO_DIR / 'demo'}', "
+            f"sys.exit(main(['run', {str(demo / 'frames')!r}, '--generator', 'synthetic:{demo}', "
             f"'-o', {str(tmp_path / 'out')!r}]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
