@@ -153,7 +153,7 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
         fit.shape.turned = None
         _, ms = timed(lambda: fit.refresh(it, x))
         times.setdefault("arap_rotations", []).append(ms)
-        _, ms = timed(lambda: fit.prepare(it, x.detach()))
+        _, ms = timed(lambda: fit.prepare(it))
         times.setdefault("prepare", []).append(ms)
         for name in fit.active(it):
             x = fit.x()
@@ -173,6 +173,84 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
     return {"parts_ms": med, "parts_steps": steps,
             "parts_note": "forward_all: every term's forward at once; the ARAP rotations are re-solved every "
                           "arap_refresh steps, the other parts run every step"}
+
+
+def host_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: torch.device) -> dict:
+    """Where a step's wall time goes on the host: the fit (``_ClipFit``, its default path) stepped at the end of its
+    schedule (every term on), ``steps`` steps after as many unmeasured ones (graphs captured), each part of
+    ``_ClipFit.step`` timed on the host's clock with no synchronisation added, so a part that waits on the device
+    counts its wait: the solve for the pre-step positions, the ARAP rotations, the step's draws and visibility
+    (within it each rasteriser pass and each silhouette count; the rest is the draws' copies and the one read of
+    the sizes, which waits for the device to finish what was queued), and the replay (or op-by-op step). Milliseconds
+    per step, means; "step" is the wall time of the measured steps run back to back, over their number."""
+    from collections import defaultdict
+
+    from v2m4 import _graphs as G
+    from v2m4.optim import UniformAdam
+
+    fit = _clip_fit(_fit_args(args, kw, cfg))
+    opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
+    spent: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+    replaying = [False]  # what an op-by-op step calls inside its body is the replay's time, not a part's
+
+    def timed(name, f):
+        def run(*a, **k):
+            if replaying[0]:
+                return f(*a, **k)
+            t0 = time.perf_counter()
+            replaying[0] = name == "replay"
+            try:
+                out = f(*a, **k)
+            finally:
+                replaying[0] = False
+            spent[name] += time.perf_counter() - t0
+            calls[name] += 1
+            return out
+        return run
+
+    class Replay:  # the step's graphs, timed (fit.step calls fit.graphs(key, body))
+        def __init__(self, graphs):
+            self.inner = graphs
+
+        def __call__(self, key, body):
+            return timed("replay", self.inner)(key, body)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    its = list(range(cfg.iters - 2 * steps, cfg.iters))
+    for it in its[:steps]:
+        fit.step(it, opt)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    graphs_before = len(fit.graphs.graphs)
+    real = {n: getattr(G.R, n) for n in ("visible_faces", "silhouette_crossings")}
+    fit.x, fit.refresh, fit.prepare = timed("solve", fit.x), timed("arap", fit.refresh), timed("prepare", fit.prepare)
+    fit.graphs = Replay(fit.graphs)
+    for n, f in real.items():
+        setattr(G.R, n, timed(n, f))
+    try:
+        t0 = time.perf_counter()
+        for it in its[steps:]:
+            fit.step(it, opt)
+        host = time.perf_counter() - t0
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    finally:
+        for n, f in real.items():
+            setattr(G.R, n, f)
+    ms = {k: round(1000 * v / steps, 3) for k, v in spent.items()}
+    ms["prepare_rest"] = round(ms.get("prepare", 0.0) - ms.get("visible_faces", 0.0)
+                               - ms.get("silhouette_crossings", 0.0), 3)
+    ms["other"] = round(1000 * host / steps - sum(ms.get(k, 0.0) for k in ("solve", "arap", "prepare", "replay")), 3)
+    ms["step_host"] = round(1000 * host / steps, 3)
+    ms["step"] = round(1000 * wall / steps, 3)
+    return {"host_parts_ms": ms, "host_parts_calls": {k: round(v / steps, 2) for k, v in calls.items()},
+            "host_parts_steps": steps, "host_parts_graphs_captured": len(fit.graphs.graphs) - graphs_before,
+            "host_parts_note": "host clock, no synchronisation added: a part's time includes its waits on the device;"
+                              " solve is the pre-step positions' (the step's own is in its replay)"}
 
 
 def sync_sites(args: tuple, kw: dict, cfg: J.JointConfig, steps: int) -> dict:
@@ -263,6 +341,8 @@ def main() -> int:
     ap.add_argument("--profile-steps", type=int, default=50)
     ap.add_argument("--parts", type=int, default=0, help="also time each part of a joint step over this many steps")
     ap.add_argument("--config", default=None, help="JSON of JointConfig fields to override (a schedule to try)")
+    ap.add_argument("--host-parts", type=int, default=0, help="also time each part of a step on the host's clock "
+                    "(no synchronisation added) over this many steps")
     ap.add_argument("--sync-sites", type=int, default=0, help="also count the host's waits on the GPU by library "
                     "line over this many steps (CUDA)")
     ap.add_argument("--dynamic", action="store_true", help="the fit's step op by op with the renders' own "
@@ -336,6 +416,8 @@ def main() -> int:
         row.update(profile(captured["args"], captured["kw"], cfg.joint, a.profile_steps, dev))
     if a.parts > 0 and captured:
         row.update(step_parts(captured["args"], captured["kw"], cfg.joint, a.parts, dev))
+    if a.host_parts > 0 and captured:
+        row.update(host_parts(captured["args"], captured["kw"], cfg.joint, a.host_parts, dev))
     if a.sync_sites > 0 and captured and dev.type == "cuda":
         row.update(sync_sites(captured["args"], captured["kw"], cfg.joint, a.sync_sites))
     if a.sweep and captured:

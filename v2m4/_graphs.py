@@ -94,27 +94,45 @@ class StepVisibility:
     """The visibility of a step's renders at the step's positions, found before the step (``update``), and the
     fixed sizes their ``render_visible`` needs: crossing slots and covered-pixel rows, half again as many as
     needed, in blocks of 4096, so that a growing silhouette re-captures a graph rarely. The tensors are updated in
-    place where their shape allows: a captured step reads them."""
+    place where their shape allows: a captured step reads them.
 
-    def __init__(self):
+    graphs: where ``update`` is given a function for its renders, on CUDA, that function's work, the renders'
+    projections and their silhouette counts are replayed as one CUDA graph (``StepGraphs``, one per key). Before
+    it, a pass's host work (some hundred small kernels launched from Python) took longer than the GPU's; the
+    rasteriser, whose buffer checks wait on the device, stays outside."""
+
+    def __init__(self, *, graphs: bool = False):
         self.tri_id: dict[str, Tensor] = {}
         self.slots: dict[str, list[int]] = {}  # per render: [crossings, pixels]
+        self.before = StepGraphs([], enabled=graphs)
+        self._projected: dict[str, tuple[RenderPass, Tensor, Tensor]] = {}
+
+    def _project(self, passes: dict[str, RenderPass]) -> None:
+        self._projected = {}
+        for name, p in passes.items():
+            pos = R.clip_positions(p.mesh, p.cameras, vertices=p.vertices, near=p.near, far=p.far)
+            self._projected[name] = (p, pos, R.silhouette_crossings(p.mesh, p.cameras, topology=p.topology, pos=pos))
 
     @torch.no_grad()
-    def update(self, ctx, passes: dict[str, RenderPass]) -> bool:
+    def update(self, ctx, passes: dict[str, RenderPass] | Callable[[], dict[str, RenderPass]],
+               key: Hashable = ()) -> bool:
         """Visibility of each named render; one host wait for all their sizes. True if some size grew (captured
-        steps are then stale)."""
+        steps are then stale). passes: the renders, or a function that makes them from tensors whose storage stays
+        the same from step to step (parameters, buffers the step's draws are copied into), replayed as a graph
+        with ``graphs`` (key: which graph, for functions whose renders differ)."""
+        if callable(passes):
+            self.before(key, lambda: self._project(passes()))
+        else:
+            self._project(passes)
         need = {}
-        for name, p in passes.items():
-            tri_id = R.visible_faces(ctx, p.mesh, p.cameras, vertices=p.vertices, near=p.near, far=p.far)
+        for name, (p, pos, crossings) in self._projected.items():
+            tri_id = R.visible_faces(ctx, p.mesh, p.cameras, pos=pos)
             old = self.tri_id.get(name)
             if old is not None and old.shape == tri_id.shape:
                 old.copy_(tri_id)
             else:
                 self.tri_id[name] = tri_id
-            need[name] = torch.stack([R.silhouette_crossings(p.mesh, p.cameras, vertices=p.vertices,
-                                                             topology=p.topology, near=p.near, far=p.far),
-                                      (tri_id >= 0).sum()])
+            need[name] = torch.stack([crossings, (tri_id >= 0).sum()])
         grew = False
         for name, counts in zip(need, torch.stack(list(need.values())).tolist() if need else []):
             have = self.slots.setdefault(name, [0, 0])

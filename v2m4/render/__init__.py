@@ -35,7 +35,7 @@ from . import _cpu, _torch, _torch_aa, _visible
 __all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "texture_taps",
            "antialias", "edge_topology", "weld_faces", "render", "render_each", "can_merge_views", "merge_views",
            "ViewMerge",
-           "render_visible", "visible_faces", "silhouette_crossings", "vertex_normals", "CHANNELS"]
+           "render_visible", "clip_positions", "visible_faces", "silhouette_crossings", "vertex_normals", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
 
@@ -247,11 +247,24 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
 
 
 @torch.no_grad()
+def clip_positions(mesh: Mesh, cameras: Camera, *, vertices: Tensor | None = None, near: Tensor | None = None,
+                   far: Tensor | None = None) -> Tensor:
+    """(B, V, 4) the clip-space positions ``render`` rasterises for these arguments (as in ``render``); given to
+    ``visible_faces`` and ``silhouette_crossings`` as ``pos``, they skip their own projection. No host
+    synchronisation: a CUDA graph can capture it."""
+    return _project(mesh, cameras, vertices, near, far, ())[2]
+
+
+@torch.no_grad()
 def visible_faces(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, vertices: Tensor | None = None,
-                  near: Tensor | None = None, far: Tensor | None = None) -> Tensor:
+                  near: Tensor | None = None, far: Tensor | None = None, pos: Tensor | None = None) -> Tensor:
     """(B, H, W) int64 the face ``render`` sees at each pixel centre, -1 on background: visibility alone, no
-    gradient, for ``render_visible``. vertices, near, far as in ``render``."""
-    _, faces, pos = _project(mesh, cameras, vertices, near, far, ())
+    gradient, for ``render_visible``. vertices, near, far as in ``render``; pos: their ``clip_positions``, if
+    already found."""
+    if pos is None:
+        _, faces, pos = _project(mesh, cameras, vertices, near, far, ())
+    else:
+        faces = mesh.faces.to(pos.device)
     h, w = cameras.resolution
     if ctx.backend == "nvdiffrast":
         return rasterize(ctx, pos, faces, (h, w))[..., 3].long() - 1
@@ -263,10 +276,14 @@ def visible_faces(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, vertices: 
 @torch.no_grad()
 def silhouette_crossings(mesh: Mesh, cameras: Camera, *, vertices: Tensor | None = None,
                          topology: tuple[Tensor, Tensor, Tensor] | None = None, near: Tensor | None = None,
-                         far: Tensor | None = None) -> Tensor:
+                         far: Tensor | None = None, pos: Tensor | None = None) -> Tensor:
     """0-d int64: the ``crossings`` that ``render_visible`` needs to antialias these positions exactly (how many
-    pixel lines their silhouette edges cross). On the device: reading it is the caller's one synchronisation."""
-    _, faces, pos = _project(mesh, cameras, vertices, near, far, ())
+    pixel lines their silhouette edges cross). On the device: reading it is the caller's one synchronisation.
+    pos: the arguments' ``clip_positions``, if already found."""
+    if pos is None:
+        _, faces, pos = _project(mesh, cameras, vertices, near, far, ())
+    else:
+        faces = mesh.faces.to(pos.device)
     if topology is None:
         topology = edge_topology(faces, mesh.vertices)
     return _torch_aa.silhouette_crossings(pos, faces.long(), topology, cameras.resolution)

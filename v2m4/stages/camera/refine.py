@@ -3,6 +3,8 @@ poses of several frames at once, refined by Adam on the mask MSE plus the scorer
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -62,7 +64,7 @@ def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg
     graphs = StepGraphs([angles, log_r, look], enabled=static and cfg.refine_graphs)
     # capturable: the step count lives on the device, so a captured step counts on each replay
     opt = Adam([angles, log_r, look], lr=cfg.refine_lr, capturable=graphs.enabled)
-    renders = _RefineRenders(meshes, topologies) if static else None
+    renders = _RefineRenders(meshes, topologies, graphs=graphs.enabled) if static else None
 
     def cameras() -> Camera:
         # the views' own intrinsics; the extrinsics of the poses (pose_cameras' without its intrinsics, which
@@ -82,11 +84,8 @@ def refine_poses(meshes: list[Mesh], poses: Tensor, views: list[SearchView], cfg
         opt.step()
 
     for _ in range(iters):
-        if renders is not None:
-            with torch.no_grad():
-                cams = cameras()
-            if renders.update(ctx, cams):
-                graphs.reset()
+        if renders is not None and renders.update(ctx, cameras):
+            graphs.reset()
         graphs(renders.key() if renders is not None else (), body)
     with torch.no_grad():
         return torch.cat([angles[:, :2], log_r.exp()[:, None], look, angles[:, 2:]], 1)
@@ -97,10 +96,10 @@ class _RefineRenders:
     render, or one render each where they carry textures or there is one), each render's visibility found before
     the step (``StepVisibility``)."""
 
-    def __init__(self, meshes: list[Mesh], topologies: list):
+    def __init__(self, meshes: list[Mesh], topologies: list, *, graphs: bool = False):
         self.merged = R.merge_views(meshes, topologies) if R.can_merge_views(meshes) else None
         self.meshes, self.topologies = meshes, topologies
-        self.seen = StepVisibility()
+        self.seen = StepVisibility(graphs=graphs)
 
     def passes(self, cams: Camera) -> dict[str, RenderPass]:
         if self.merged is not None:
@@ -109,9 +108,10 @@ class _RefineRenders:
         return {str(b): RenderPass(m, cams[b], None, self.topologies[b]) for b, m in enumerate(self.meshes)}
 
     @torch.no_grad()
-    def update(self, ctx, cams: Camera) -> bool:
-        """Visibility at these cameras (one host wait); True if captured steps are stale."""
-        return self.seen.update(ctx, self.passes(cams))
+    def update(self, ctx, cameras: Callable[[], Camera]) -> bool:
+        """Visibility at the cameras ``cameras()`` makes from the poses (one host wait); True if captured steps
+        are stale."""
+        return self.seen.update(ctx, lambda: self.passes(cameras()))
 
     def key(self) -> tuple:
         return self.seen.key()

@@ -252,7 +252,7 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
     picks = keys.picks(iters, cfg.global_views, g)[:, key_of]  # a keyframe's starts see the same views
     pts = keys.points[key_of]
     cur = picks[0].clone()  # this step's views, copied in before it (a captured step reads them)
-    seen = StepVisibility() if static else None
+    seen = StepVisibility(graphs=graphs.enabled) if static else None
 
     def body():
         y = _similarity(x, c, r6, log_s, t)
@@ -266,10 +266,8 @@ def _global_fit(x: Tensor, template: Mesh, keys: _Keys, key_of: Tensor, rots: Te
         samples.use(it)
         cur.copy_(picks[it])
         if seen is not None and w_render > 0:
-            with torch.no_grad():
-                views = {"key": RenderPass(template, *keys.views(_similarity(x, c, r6, log_s, t), key_of, cur),
-                                           topo)}
-            if seen.update(ctx, views):
+            if seen.update(ctx, lambda: {"key": RenderPass(template, *keys.views(_similarity(x, c, r6, log_s, t),
+                                                                                 key_of, cur), topo)}):
                 graphs.reset()
         graphs(seen.key() if seen is not None else (), body)
         if tick:
@@ -438,8 +436,9 @@ class _ClipFit:
         self.cur_picks = self.picks[0].clone()
         self.cur_vid = self.vid[0].clone()
         self.static = x0.is_cuda and cfg.cuda_graphs if static is None else static
-        self.seen = StepVisibility() if self.static else None  # the renders' visibility at this step's positions
         self.graphs = StepGraphs([self.u], enabled=self.static and cfg.cuda_graphs)
+        # the renders' visibility at this step's positions
+        self.seen = StepVisibility(graphs=self.graphs.enabled) if self.static else None
         # what a saved state must match to be continued: the same clip, mesh and schedule
         self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(replace(cfg, cuda_graphs=True)),
                       "layout": 4}
@@ -470,22 +469,27 @@ class _ClipFit:
         return xf * self.frame.size + self.frame.centre
 
     @torch.no_grad()
-    def prepare(self, it: int, x: Tensor | None) -> None:
-        """Step it's draws into the step's buffers; with ``static``, the visibility of its renders at positions x
-        (T, V, 3) and enough crossing slots for their antialias (one host synchronisation: after the
+    def prepare(self, it: int) -> None:
+        """Step it's draws into the step's buffers; with ``static``, the visibility of its renders at the current
+        positions and enough crossing slots for their antialias (one host synchronisation: after the
         rasteriser's own, it waits on nothing). New slot counts drop the captured steps."""
         self.samples.use(it)
         self.cur_picks.copy_(self.picks[it])
         self.cur_vid.copy_(self.vid[it])
         if self.seen is None:
             return
-        on, views = self.active(it), {}
-        if "key_render" in on:
-            views["key"] = RenderPass(self.template, *self.keys.views(x.index_select(0, self.key_index), self.every,
-                                                                      self.cur_picks), self.topo)
-        if "video" in on:
-            views["video"] = RenderPass(self.template, self.vcam, self._video_vertices(x), self.topo)
-        if self.seen.update(self.ctx, views):
+        on = self.active(it)
+
+        def passes() -> dict[str, RenderPass]:  # from u and the draws' buffers alone: replayed as a graph
+            x, views = self.x(), {}
+            if "key_render" in on:
+                views["key"] = RenderPass(self.template, *self.keys.views(x.index_select(0, self.key_index),
+                                                                          self.every, self.cur_picks), self.topo)
+            if "video" in on:
+                views["video"] = RenderPass(self.template, self.vcam, self._video_vertices(x), self.topo)
+            return views
+
+        if self.seen.update(self.ctx, passes, key=on):
             self.graphs.reset()
 
     def terms(self, it: int, x: Tensor, only: tuple[str, ...] | None = None) -> dict[str, Tensor]:
@@ -514,13 +518,10 @@ class _ClipFit:
     def step(self, it: int, opt: Optimizer) -> None:
         """One step of the fit: the ARAP rotations when due and the step's draws and visibility (eager), then
         every term, the backward pass and one optimiser step (a CUDA graph where ``graphs`` is on)."""
-        if self.due(it) or self.seen is not None:  # the positions before the step: only these two read them
+        if self.due(it):
             with torch.no_grad():
-                x = self.x()
-            self.refresh(it, x)
-        else:
-            x = None
-        self.prepare(it, x)
+                self.refresh(it, self.x())
+        self.prepare(it)
 
         def body():
             loss = sum(self.terms(it, self.x()).values())
