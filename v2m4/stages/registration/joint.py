@@ -87,10 +87,12 @@ class JointConfig:
                                     # (masks area-averaged, the camera's intrinsics scaled); 0: the frames' own
     arap_refresh: int = _RC.arap_refresh    # pair: steps between re-solving the ARAP rotations
     cuda_graphs: bool = True        # ours, no effect on the result: on CUDA each step after its visibility pass
-                                    # is replayed as one CUDA graph (the op-by-op step's result, tested on an
-                                    # H100 at test size). It pays with the keyframes rendered at 128 px (H100:
-                                    # 22.1 against 25.2 ms a step); at 256 px on an H200 it did not (31.3 against
-                                    # 30.0 ms; bench/results/registration_speed.json)
+                                    # is replayed as one CUDA graph, and the pass's projections and silhouette
+                                    # counts as another (the op-by-op step's result, tested on an H100 at test
+                                    # size). It pays with the keyframes rendered at 128 px (H100: 22.1 against
+                                    # 25.2 ms a step; with the pass replayed too, 8.1-8.3 against 12.1-13.3 ms);
+                                    # at 256 px on an H200 the step alone did not (31.3 against 30.0 ms;
+                                    # bench/results/registration_speed.json)
     restart_ratio: float = _RC.fail_ratio  # pair's retry test: keyframes whose Chamfer to their target ends above
                                     # this x the median are fitted again from the last keyframe before them that
                                     # does not (``clip_terms.restart_keyframes``); 0: off. Measured on every bench
