@@ -61,6 +61,72 @@ def rotation_6d(x: Tensor) -> Tensor:
     return torch.stack([a, b, torch.linalg.cross(a, b, dim=-1)], -2)
 
 
+def nearest_rotations(S: Tensor, sweeps: int = 5) -> Tensor:
+    """(..., 3, 3) -> (..., 3, 3): for each S the proper rotation R maximising tr(R S) (R = V diag(1, 1, d) U^T
+    for S = U diag(sigma) V^T, d = sign det S: the Kabsch / ARAP rotation of S = sum_k a_k b_k^T, which turns
+    every a_k onto its b_k as nearly as one rotation can).
+
+    Why not ``torch.linalg.svd``: a batch of tens of thousands of 3 x 3 problems (one per vertex and frame) is
+    dispatched as that many small LAPACK or cuSOLVER calls. Here: cyclic Jacobi on S^T S, each of the six
+    entries and nine eigenvector entries one tensor, so a sweep is a few dozen elementwise operations over the
+    whole batch (quadratic convergence: 4 sweeps reach double precision on random matrices, 5 is the default);
+    then U's first two columns by Gram-Schmidt from S V and its third as their cross product, which makes U
+    proper, so that V U^T is the best proper rotation without a sign test, and is defined for a planar S (rank 2,
+    a flat one-ring) as for any other. No host synchronisation. Use float64 where S is nearly singular."""
+    A = S.transpose(-1, -2) @ S
+    a = {(i, j): A[..., i, j].contiguous() for i in range(3) for j in range(i, 3)}
+    one, zero = torch.ones_like(a[0, 0]), torch.zeros_like(a[0, 0])
+    v = [[one if i == j else zero for j in range(3)] for i in range(3)]  # v[i][j]: V's row i, column j
+
+    def at(i: int, j: int) -> Tensor:
+        return a[(i, j) if i <= j else (j, i)]
+
+    for _ in range(sweeps):
+        for p, q in ((0, 1), (0, 2), (1, 2)):
+            r = 3 - p - q
+            apq, app, aqq = at(p, q), at(p, p), at(q, q)
+            off = apq != 0
+            theta = (aqq - app) / torch.where(off, 2 * apq, one)
+            t = torch.where(off, torch.copysign(one, theta) / (theta.abs() + torch.sqrt(theta * theta + 1)), zero)
+            c = torch.rsqrt(t * t + 1)
+            s = t * c
+            arp, arq = at(r, p), at(r, q)
+            a[(p, p)], a[(q, q)], a[(p, q)] = app - t * apq, aqq + t * apq, zero
+            a[(min(r, p), max(r, p))], a[(min(r, q), max(r, q))] = c * arp - s * arq, s * arp + c * arq
+            for i in range(3):
+                v[i][p], v[i][q] = c * v[i][p] - s * v[i][q], s * v[i][p] + c * v[i][q]
+    V = torch.stack([torch.stack(row, -1) for row in v], -2)
+    order = torch.stack([a[0, 0], a[1, 1], a[2, 2]], -1).argsort(-1, descending=True)
+    V = V.gather(-1, order[..., None, :].expand(V.shape))
+    V = torch.cat([V[..., :2], V[..., 2:] * _det3(V).sign()[..., None, None]], -1)  # sorting may reflect V
+    B = S @ V  # U diag(sigma)
+    u1 = _unit_or(B[..., 0], V[..., 0])
+    u2 = _unit_or(B[..., 1] - (u1 * B[..., 1]).sum(-1, keepdim=True) * u1, _orthogonal(u1))
+    U = torch.stack([u1, u2, torch.linalg.cross(u1, u2, dim=-1)], -1)
+    return V @ U.transpose(-1, -2)
+
+
+def _det3(M: Tensor) -> Tensor:
+    """det of 3 x 3 matrices as a triple product: elementwise (``torch.det`` factorises, which a CUDA graph may not
+    capture)."""
+    return (M[..., :, 0] * torch.linalg.cross(M[..., :, 1], M[..., :, 2], dim=-1)).sum(-1)
+
+
+def _unit_or(x: Tensor, fallback: Tensor) -> Tensor:
+    """x normalised, or the unit fallback where x is (numerically) zero: a singular direction of S left free."""
+    n = x.norm(dim=-1, keepdim=True)
+    tiny = n <= 1e-12 * (1 + n.amax(dim=-1, keepdim=True))
+    return torch.where(tiny, fallback, x / n.clamp_min(1e-300))
+
+
+def _orthogonal(u: Tensor) -> Tensor:
+    """A unit vector orthogonal to each unit u (..., 3)."""
+    e = torch.zeros_like(u)
+    e[..., 0] = 1.0
+    ex = torch.where((u[..., :1].abs() < 0.9), e, e.roll(1, -1))
+    return torch.nn.functional.normalize(torch.linalg.cross(u, ex, dim=-1), dim=-1)
+
+
 def sample_barycentric(faces: Tensor, weights: Tensor, n: int, *, generator: torch.Generator
                        ) -> tuple[Tensor, Tensor]:
     """n surface samples as (corner indices (n, 3), barycentric weights (n, 3) float32), faces drawn with

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...geometry import chamfer, face_areas
+from ...geometry import chamfer, face_areas, nearest_rotations
 from ...optim import SmoothSolver
 from .align import _sample_sets
 
@@ -52,18 +52,12 @@ def _directed(edges: Tensor) -> tuple[Tensor, Tensor]:
 
 def _arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
     """(T, V, 3, 3) best local rotations taking rest's one-rings onto each frame's (``energies.arap_rotations``
-    batched; the reflection fix is applied by ``where``, so no host sync)."""
+    batched, by ``geometry.nearest_rotations``: no per-matrix SVD calls, no host sync)."""
     i, j = _directed(edges)
     er, ex = rest[j] - rest[i], x[:, j] - x[:, i]
     S = torch.zeros(*x.shape[:2], 3, 3, dtype=torch.float64, device=x.device)
     S = S.index_add(1, i, (er[None, :, :, None] * ex[..., None, :]).double())
-    U, _, Vh = torch.linalg.svd(S)
-    V_ = Vh.transpose(-1, -2)
-    Rm = V_ @ U.transpose(-1, -2)
-    flip = torch.ones(3, dtype=S.dtype, device=S.device)
-    flip[2] = -1
-    Rf = (V_ * flip) @ U.transpose(-1, -2)
-    return torch.where((torch.det(Rm) < 0)[..., None, None], Rf, Rm).to(x.dtype)
+    return nearest_rotations(S).to(x.dtype)
 
 
 class _Shape:

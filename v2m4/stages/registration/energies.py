@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...geometry import edge_change, face_areas, face_normals, unique_edges
+from ...geometry import edge_change, face_areas, face_normals, nearest_rotations, unique_edges
 from ...optim import Adam
 
 
@@ -18,15 +18,9 @@ def arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
     """(V, 3, 3) per-vertex best rotations taking rest one-ring edges onto current ones (Sorkine & Alexa 2007)."""
     i, j = torch.cat([edges[:, 0], edges[:, 1]]), torch.cat([edges[:, 1], edges[:, 0]])
     er, ex = rest[j] - rest[i], x[j] - x[i]
-    S = torch.zeros(x.shape[0], 3, 3, dtype=x.dtype, device=x.device).index_add(0, i, er[:, :, None] * ex[:, None, :])
-    U, _, Vh = torch.linalg.svd(S.double())
-    Rm = Vh.transpose(1, 2) @ U.transpose(1, 2)
-    fix = torch.det(Rm) < 0  # reflection: flip the axis of the smallest singular value
-    if bool(fix.any()):
-        Vf = Vh.transpose(1, 2).clone()
-        Vf[fix, :, 2] *= -1
-        Rm = torch.where(fix[:, None, None], Vf @ U.transpose(1, 2), Rm)
-    return Rm.to(x.dtype)
+    S = torch.zeros(x.shape[0], 3, 3, dtype=torch.float64, device=x.device)
+    S = S.index_add(0, i, (er[:, :, None] * ex[:, None, :]).double())
+    return nearest_rotations(S).to(x.dtype)
 
 
 def arap_energy(x: Tensor, rest: Tensor, edges: Tensor, scale: float = 1.0, rotations: Tensor | None = None) -> Tensor:

@@ -441,6 +441,8 @@ class _ClipFit:
         self.graphs = StepGraphs([self.u], enabled=self.static and cfg.cuda_graphs)
         # the renders' visibility at this step's positions
         self.seen = StepVisibility(graphs=self.graphs.enabled) if self.static else None
+        # the ARAP rotations' refresh, replayed too (a few hundred elementwise kernels, into shape.turned in place)
+        self.turns = StepGraphs([], enabled=self.graphs.enabled)
         # what a saved state must match to be continued: the same clip, mesh and schedule
         self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(replace(cfg, cuda_graphs=True)),
                       "layout": 4}
@@ -456,6 +458,10 @@ class _ClipFit:
         """The ARAP rotations, re-solved every ``arap_refresh`` steps."""
         if self.due(it):
             self.shape.refresh(x)
+
+    @torch.no_grad()
+    def _turn(self) -> None:
+        self.shape.refresh(self.x())
 
     def active(self, it: int) -> tuple[str, ...]:
         """The names of step it's loss terms."""
@@ -521,8 +527,7 @@ class _ClipFit:
         """One step of the fit: the ARAP rotations when due and the step's draws and visibility (eager), then
         every term, the backward pass and one optimiser step (a CUDA graph where ``graphs`` is on)."""
         if self.due(it):
-            with torch.no_grad():
-                self.refresh(it, self.x())
+            self.turns("arap", self._turn)
         self.prepare(it)
 
         def body():
