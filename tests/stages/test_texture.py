@@ -236,3 +236,21 @@ def test_texture_frames_spread_over_the_clip_with_the_first_keyframe():
     assert bool((idx[1:] > idx[:-1]).all())
     gaps = (idx[1:] - idx[:-1]).tolist()
     assert max(gaps) <= 6  # evenly spread: 39 / 7 rounded up
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
+def test_cuda_graph_texture_fit_gives_the_op_by_op_texture():
+    m, _ = sphere_with_known_colour()
+    cfg = replace(TextureConfig.fast(), size=128, iters=60, multi_views=8, render_res=64, video_supervision=False,
+                  loss="l1")
+    atlas, vmap = uv_atlas(m, size=cfg.size, padding=cfg.padding)
+    multi = random_views(m, cfg.multi_views, cfg.render_res, torch.Generator().manual_seed(0))
+    targets = appearance_renders([m], multi, CTX)
+    dev = torch.device("cuda")
+    atlas, vmap, multi, targets = atlas.to(dev), vmap.to(dev), multi.to(dev), targets.to(dev)
+    runs = [fit_texture(atlas, vmap, m.vertices[None].to(dev), multi[0], targets[:1], multi, targets,
+                        replace(cfg, cuda_graphs=on), R.context("torch", dev)) for on in (False, True)]
+    eager, replayed = runs
+    assert replayed.losses[-1] < replayed.losses[0]  # the replayed steps fit
+    torch.testing.assert_close(replayed.mesh.texture, eager.mesh.texture, atol=1e-4, rtol=0)
+    assert abs(replayed.losses[-1] - eager.losses[-1]) <= 1e-5 * abs(eager.losses[-1]) + 1e-7

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import render as R
+from .._graphs import StepGraphs
 from ..camera import DEFAULT_FOV_DEG, Camera, near_far, orbit_camera
 from ..errors import V2M4Error
 from ..optim import Adam
@@ -63,6 +64,9 @@ class TextureConfig:
     video_frames: int = 0             # beyond the paper: with the whole-clip registration, the video of this many
                                       # registered frames (evenly spread; every frame of a shorter clip)
                                       # supervises the texture, not only the keyframes'; 0: the keyframes'
+    cuda_graphs: bool = True          # ours, no effect on the result: on CUDA each step of the fit after the first
+                                      # few is replayed as one CUDA graph (its shapes never change: the supervised
+                                      # pixels' texels are found once), not launched op by op from Python
 
     @staticmethod
     def paper() -> "TextureConfig":
@@ -355,24 +359,31 @@ def fit_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Came
     reached = _reached(uv, torch.cat([f_r, f_m]), S)
     init, landed = _splat_init(uv, col, w, S)
     tex = fill_unreached(init, landed).requires_grad_(True)
-    opt = Adam([tex], lr=cfg.lr)
+    graphs = StepGraphs([tex], enabled=cfg.cuda_graphs)
+    # capturable: the step count lives on the device, so a captured step counts on each replay
+    opt = Adam([tex], lr=cfg.lr, capturable=graphs.enabled)
     wn = w / w.sum()
     losses = []
     reads = R.texture_taps(uv, (S, S))  # the supervised pixels' texels, the same every step
-    for it in range(cfg.iters):
+    last: list[Tensor] = []  # the step's loss; a replay updates the captured step's in place
+
+    def body():
         pred = R.sample_texture(tex, reads)
         err = pred - col
         loss = ((err.abs() if cfg.loss == "l1" else err * err).sum(-1) * wn).sum() / 3
         if cfg.tv_weight > 0:
             tv = (tex[1:] - tex[:-1]).abs().mean() + (tex[:, 1:] - tex[:, :-1]).abs().mean()
             loss = loss + cfg.tv_weight * tv
-        opt.zero_grad()
         loss.backward()
         opt.step()
         with torch.no_grad():
             tex.clamp_(0, 1)
+        last[:] = [loss.detach()]
+
+    for it in range(cfg.iters):
+        graphs((), body)
         if it % 50 == 0 or it == cfg.iters - 1:
-            losses.append(float(loss.detach()))
+            losses.append(float(last[0]))
         if progress:
             progress(it + 1, cfg.iters)
     final = fill_unreached(tex.detach(), reached)
