@@ -239,7 +239,18 @@ def test_texture_frames_spread_over_the_clip_with_the_first_keyframe():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
-def test_cuda_graph_texture_fit_gives_the_op_by_op_texture():
+def test_cuda_graph_texture_fit_gives_the_op_by_op_texture(monkeypatch):
+    """The replayed fit against the same steps op by op with the same (capturable) optimiser. On a GPU the op-by-op
+    fit does not repeat itself exactly (the texture reads' backward adds in any order, and Adam's first steps have
+    unit size however small the gradient): the replay must be as near to it as it is to itself."""
+    import v2m4.stages.texture as TX
+    from v2m4._graphs import StepGraphs
+
+    class OpByOp(StepGraphs):  # enabled (so the optimiser is the capturable one), every step run eagerly
+        def __call__(self, key, body):
+            self._zero_grad()
+            body()
+
     m, _ = sphere_with_known_colour()
     cfg = replace(TextureConfig.fast(), size=128, iters=60, multi_views=8, render_res=64, video_supervision=False,
                   loss="l1")
@@ -248,9 +259,14 @@ def test_cuda_graph_texture_fit_gives_the_op_by_op_texture():
     targets = appearance_renders([m], multi, CTX)
     dev = torch.device("cuda")
     atlas, vmap, multi, targets = atlas.to(dev), vmap.to(dev), multi.to(dev), targets.to(dev)
-    runs = [fit_texture(atlas, vmap, m.vertices[None].to(dev), multi[0], targets[:1], multi, targets,
-                        replace(cfg, cuda_graphs=on), R.context("torch", dev)) for on in (False, True)]
-    eager, replayed = runs
+
+    def fit(graphs):
+        monkeypatch.setattr(TX, "StepGraphs", graphs)
+        return fit_texture(atlas, vmap, m.vertices[None].to(dev), multi[0], targets[:1], multi, targets, cfg,
+                           R.context("torch", dev))
+
+    eager, again, replayed = fit(OpByOp), fit(OpByOp), fit(StepGraphs)
     assert replayed.losses[-1] < replayed.losses[0]  # the replayed steps fit
-    torch.testing.assert_close(replayed.mesh.texture, eager.mesh.texture, atol=1e-4, rtol=0)
-    assert abs(replayed.losses[-1] - eager.losses[-1]) <= 1e-5 * abs(eager.losses[-1]) + 1e-7
+    assert abs(replayed.losses[-1] - eager.losses[-1]) <= 0.02 * eager.losses[-1]
+    spread = float((again.mesh.texture - eager.mesh.texture).abs().mean())
+    assert float((replayed.mesh.texture - eager.mesh.texture).abs().mean()) <= 2 * spread + 1e-6
