@@ -113,6 +113,9 @@ def unfold(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor, scale: float =
         if it % 10 == 0 and not fresh:
             rot, _ = resolve(y.detach())
             fresh = True
+            # a new optimiser with the new rotations: a nearly vanished face's barrier (its ratio can reach -1e4)
+            # leaves Adam's second moment so large that later steps stall for its ~1,000-step memory
+            opt = Adam([y], lr=step)
         loss = fold_energy(y, rest, faces, rot, scale)
         if float(loss.detach()) == 0.0:
             if fresh:
