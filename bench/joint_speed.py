@@ -151,7 +151,7 @@ def step_parts(args: tuple, kw: dict, cfg: J.JointConfig, steps: int, device: to
         x, ms = timed(fit.x)
         times.setdefault("solve", []).append(ms)
         fit.shape.turned = None
-        _, ms = timed(lambda: fit.refresh(it, x))
+        _, ms = timed(fit.refresh)
         times.setdefault("arap_rotations", []).append(ms)
         _, ms = timed(lambda: fit.prepare(it))
         times.setdefault("prepare", []).append(ms)

@@ -15,7 +15,7 @@ from v2m4.geometry import unique_edges
 from v2m4.optim import SmoothSolver
 from v2m4.stages.registration import arap_rotations
 from v2m4.stages.registration.energies import arap_energy, area_energy, edge_energy
-from v2m4.stages.registration.clip_terms import _arap_rotations, _Shape, _temporal, frames_to_u, frames_to_x
+from v2m4.stages.registration.clip_terms import _Shape, _temporal, frames_to_u, frames_to_x
 from v2m4.stages.registration.joint import JointConfig, register_clip
 from v2m4.types import Mesh
 from conftest import bend
@@ -121,7 +121,7 @@ def test_batched_helpers_match_the_pairwise_energies():
     m = box()
     x = clip(m)
     edges = unique_edges(m.faces)
-    torch.testing.assert_close(_arap_rotations(x, m.vertices, edges),
+    torch.testing.assert_close(arap_rotations(x, m.vertices, edges),
                                torch.stack([arap_rotations(xt, m.vertices, edges) for xt in x]),
                                atol=1e-5, rtol=1e-5)
     # evenly spaced frames: the temporal term is the mean squared second difference |x+ - 2x + x-|²

@@ -8,9 +8,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...geometry import chamfer, face_areas, nearest_rotations
+from ...geometry import chamfer, face_areas
 from ...optim import SmoothSolver
 from .align import _sample_sets
+from .energies import arap_rotations
 
 
 def frames_to_x(solver: SmoothSolver, u: Tensor) -> Tensor:
@@ -50,16 +51,6 @@ def _directed(edges: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat([edges[:, 0], edges[:, 1]]), torch.cat([edges[:, 1], edges[:, 0]])
 
 
-def _arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
-    """(T, V, 3, 3) best local rotations taking rest's one-rings onto each frame's (``energies.arap_rotations``
-    batched, by ``geometry.nearest_rotations``: no per-matrix SVD calls, no host sync)."""
-    i, j = _directed(edges)
-    er, ex = rest[j] - rest[i], x[:, j] - x[:, i]
-    S = torch.zeros(*x.shape[:2], 3, 3, dtype=torch.float64, device=x.device)
-    S = S.index_add(1, i, (er[None, :, :, None] * ex[..., None, :]).double())
-    return nearest_rotations(S).to(x.dtype)
-
-
 class _Shape:
     """ARAP + area + edge energies of every frame against the rest mesh at each frame's reference size (the pair's
     terms, ``energies``, per frame). What does not move between steps is computed once: the rest's directed
@@ -79,7 +70,7 @@ class _Shape:
     def refresh(self, x: Tensor) -> None:
         """The best local rotations of positions x (T, V, 3) (scale-free: the best rotation ignores a uniform
         scale), applied once to the rest's directed edges at each frame's size."""
-        rot = _arap_rotations(x.detach(), self.rest, self.edges)
+        rot = arap_rotations(x.detach(), self.rest, self.edges)
         er = self.rest[self.j] - self.rest[self.i]
         turned = (rot[:, self.i] @ er[..., None])[..., 0] * self.scale[:, None, None]
         if self.turned is None or self.turned.shape != turned.shape:

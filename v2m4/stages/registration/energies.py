@@ -15,11 +15,13 @@ from ...optim import Adam
 
 
 def arap_rotations(x: Tensor, rest: Tensor, edges: Tensor) -> Tensor:
-    """(V, 3, 3) per-vertex best rotations taking rest one-ring edges onto current ones (Sorkine & Alexa 2007)."""
+    """(..., V, 3, 3) per-vertex best rotations taking rest (V, 3) one-ring edges onto those of positions x
+    (..., V, 3), e.g. every frame of a clip at once (Sorkine & Alexa 2007; ``geometry.nearest_rotations``: no host
+    sync)."""
     i, j = torch.cat([edges[:, 0], edges[:, 1]]), torch.cat([edges[:, 1], edges[:, 0]])
-    er, ex = rest[j] - rest[i], x[j] - x[i]
-    S = torch.zeros(x.shape[0], 3, 3, dtype=torch.float64, device=x.device)
-    S = S.index_add(0, i, (er[:, :, None] * ex[:, None, :]).double())
+    er, ex = rest[j] - rest[i], x[..., j, :] - x[..., i, :]
+    S = torch.zeros(*x.shape, 3, dtype=torch.float64, device=x.device)
+    S = S.index_add(x.dim() - 2, i, (er[:, :, None] * ex[..., None, :]).double())
     return nearest_rotations(S).to(x.dtype)
 
 

@@ -454,13 +454,9 @@ class _ClipFit:
         """Whether step it re-solves the ARAP rotations (every ``arap_refresh`` steps)."""
         return self.shape.turned is None or it % max(1, self.cfg.arap_refresh) == 0
 
-    def refresh(self, it: int, x: Tensor) -> None:
-        """The ARAP rotations, re-solved every ``arap_refresh`` steps."""
-        if self.due(it):
-            self.shape.refresh(x)
-
     @torch.no_grad()
-    def _turn(self) -> None:
+    def refresh(self) -> None:
+        """The ARAP rotations at the current positions (re-solved when ``due``)."""
         self.shape.refresh(self.x())
 
     def active(self, it: int) -> tuple[str, ...]:
@@ -527,7 +523,7 @@ class _ClipFit:
         """One step of the fit: the ARAP rotations when due and the step's draws and visibility (eager), then
         every term, the backward pass and one optimiser step (a CUDA graph where ``graphs`` is on)."""
         if self.due(it):
-            self.turns("arap", self._turn)
+            self.turns("arap", self.refresh)
         self.prepare(it)
 
         def body():
