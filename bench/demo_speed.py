@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import v2m4  # noqa: E402
 from v2m4.bench import git_commit, machine_description  # noqa: E402
 from v2m4.config import PipelineConfig  # noqa: E402
 from v2m4.data.bench import looped_item  # noqa: E402
@@ -59,7 +60,10 @@ def summary(rep: dict, leave_out: tuple[str, ...] = ("generate", "keyframes", "r
 def run_commit(worktree: Path, device: str) -> dict:
     """An older commit's `v2m4 demo` in a subprocess (its own code on sys.path), read back from its report."""
     with tempfile.TemporaryDirectory() as tmp:
+        # the environment a fresh shell gives that commit: without the OpenMP setting this process's v2m4 made
         env = {**os.environ, "PYTHONPATH": str(worktree)}
+        if v2m4.OMP_SPIN_SET:
+            env.pop("GOMP_SPINCOUNT", None)
         subprocess.run([sys.executable, "-m", "v2m4", "demo", "--out", tmp, "--device", device], cwd=worktree, env=env,
                        check=True, stdout=subprocess.DEVNULL)
         rep = json.loads((Path(tmp) / "report.json").read_text())
