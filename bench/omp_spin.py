@@ -114,7 +114,7 @@ def main() -> int:
            "results_identical": len(shas) == 1, "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=1) + "\n")
-    lines = [f"**OpenMP spin count** (GOMP_SPINCOUNT) on {out["machine"]}, {out["date"]}, "
+    lines = [f"**OpenMP spin count** (GOMP_SPINCOUNT) on {out['machine']}, {out['date']}, "
              f"commit {out['commit']}: registration of the demo (fast preset) from saved arguments, each run a fresh "
              f"process, the counts in turn; the fastest of {a.repeats}. Results identical across every run: "
              f"{out['results_identical']}.\n",
