@@ -459,6 +459,43 @@ def test_render_visible_equals_render_in_values_and_gradients(slack, rows):
     assert (short["mask"] - ref["mask"]).abs().sum() > 1.0
 
 
+@pytest.mark.parametrize("rows", ["render", "exact", "slack", "every pixel"])
+def test_per_pixel_channels_are_the_images_covered_pixels(rows):
+    # per_pixel: the rows are the images' values at exactly the covered pixels (each once), padding rows are 0 and
+    # point past the batch; a loss over the rows has the images' gradient
+    mesh = _sphere(3)
+    bump = mesh.vertices * (1 + 0.15 * torch.sin(3 * mesh.vertices[:, :1]))
+    cam = orbit_camera(torch.tensor([0.0, 40.0]), torch.tensor([0.0, 20.0]), torch.tensor([3.0, 3.0]),
+                       torch.zeros(2, 3), fov_deg=45, resolution=(40, 48))
+    channels = ("mask", "normal", "depth", "points")
+    w = torch.rand(2, 40, 48, 3, generator=torch.Generator().manual_seed(0))
+    v1 = bump.clone().requires_grad_(True)
+    ref = R.render(CTX, mesh, cam, channels=channels, vertices=v1)
+    (ref["normal"] * w).sum().backward()
+    v2 = bump.clone().requires_grad_(True)
+    if rows == "render":
+        out = R.render(CTX, mesh, cam, channels=channels, vertices=v2, per_pixel=True)
+    else:
+        tri_id = R.visible_faces(CTX, mesh, cam, vertices=bump)
+        covered = int((tri_id >= 0).sum())
+        n = int(R.silhouette_crossings(mesh, cam, vertices=bump))
+        out = R.render_visible(CTX, mesh, cam, tri_id, crossings=n, vertices=v2, channels=channels, per_pixel=True,
+                               pixels={"exact": covered, "slack": covered + 99, "every pixel": None}[rows])
+    pix, total = out["pixel"], 2 * 40 * 48
+    held = pix < total
+    cover = ref["mask"].new_zeros(total)
+    cover[pix[held]] = 1
+    assert torch.equal(cover.view(2, 40, 48) > 0, R.visible_faces(CTX, mesh, cam, vertices=bump) >= 0)
+    assert pix[held].unique().numel() == int(held.sum())
+    for ch in ("normal", "depth", "points"):
+        img = ref[ch].reshape(total, -1)
+        got = out[ch].reshape(pix.shape[0], -1)
+        torch.testing.assert_close(got[held], img[pix[held]], atol=1e-5, rtol=0)
+        assert (got[~held] == 0).all()
+    (out["normal"][held] * w.reshape(total, 3)[pix[held]]).sum().backward()
+    torch.testing.assert_close(v2.grad, v1.grad, atol=1e-4 * v1.grad.abs().max(), rtol=1e-4)
+
+
 def test_nvdiffrast_context_keeps_its_module_and_context(monkeypatch):
     # the context's fields are filled by name: a field added before them once took nvdiffrast's module, and every
     # nvdiffrast render failed (only a GPU run showed it)

@@ -222,7 +222,8 @@ def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
 def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str] = ("rgb", "mask"),
            vertices: Tensor | None = None, topology: tuple[Tensor, Tensor, Tensor] | None = None,
            background: float | Tensor = 0.0, antialias_edges: bool = True, near: Tensor | None = None,
-           far: Tensor | None = None, sliver_area: float = 0.05, normals: Tensor | None = None) -> dict[str, Tensor]:
+           far: Tensor | None = None, sliver_area: float = 0.05, normals: Tensor | None = None,
+           per_pixel: bool = False) -> dict[str, Tensor]:
     """Render a mesh from B cameras in one batched call.
 
     vertices: optional (V, 3) or (B, V, 3) positions replacing mesh.vertices (one pose per view), e.g. every frame
@@ -237,13 +238,17 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
       normal (B, H, W, 3)  world-space unit normals (interpolated vertex normals); 0 on background
       points (B, H, W, 3)  world-space surface points; 0 on background
       tri_id (B, H, W)     int64 visible face, -1 on background
+    per_pixel: depth, normal and points as rows of the covered pixels instead of images: (N,), (N, 3), (N, 3),
+    with pixel (N,) int64 each row's pixel as a flat index into (B * H * W) (B * H * W for a row that holds none,
+    whose values are 0). N is the number of covered pixels on the CPU's rasteriser; a loss over the rows costs a
+    fraction of one over whole images where the object covers a small part of them.
     """
     verts_b, faces, pos = _project(mesh, cameras, vertices, near, far, channels)
     normals = _pose_normals(mesh, vertices, faces, channels, normals)
     frag = _fragments(ctx, pos, faces, cameras.resolution)
     return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
                   background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
-                  normals=normals)
+                  normals=normals, per_pixel=per_pixel)
 
 
 @torch.no_grad()
@@ -293,7 +298,8 @@ def render_visible(ctx: RenderContext, mesh: Mesh, cameras: Camera, tri_id: Tens
                    pixels: int | None = None, channels: Seq[str] = ("mask",), vertices: Tensor | None = None,
                    topology: tuple[Tensor, Tensor, Tensor] | None = None, background: float | Tensor = 0.0,
                    antialias_edges: bool = True, near: Tensor | None = None, far: Tensor | None = None,
-                   sliver_area: float = 0.05, normals: Tensor | None = None) -> dict[str, Tensor]:
+                   sliver_area: float = 0.05, normals: Tensor | None = None,
+                   per_pixel: bool = False) -> dict[str, Tensor]:
     """``render`` from a visibility found beforehand (``visible_faces`` of the same positions), with static shapes
     throughout: the covered pixels go into ``pixels`` rows (at least (tri_id >= 0).sum(); None: every pixel of
     the batch is shaded) and the silhouette's crossings into ``crossings`` slots (at least
@@ -307,7 +313,7 @@ def render_visible(ctx: RenderContext, mesh: Mesh, cameras: Camera, tri_id: Tens
     frag = _visible.VisibleFragments(pos, faces.long(), tri_id, pixels)
     return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
                   background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
-                  crossings=crossings, normals=normals)
+                  crossings=crossings, normals=normals, per_pixel=per_pixel)
 
 
 def _pose_normals(mesh: Mesh, vertices: Tensor | None, faces: Tensor, channels: Seq[str],
@@ -342,9 +348,10 @@ def _project(mesh: Mesh, cameras: Camera, vertices: Tensor | None, near: Tensor 
 
 def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, pos: Tensor, *, channels: Seq[str],
            topology, background, antialias_edges: bool, sliver_area: float,
-           crossings: int | None = None, normals: Tensor | None = None) -> dict[str, Tensor]:
+           crossings: int | None = None, normals: Tensor | None = None, per_pixel: bool = False) -> dict[str, Tensor]:
     """The channels of fragments frag (``_torch.Fragments``, ``_visible.VisibleFragments`` or nvdiffrast's dense
-    ones)."""
+    ones); per_pixel as in ``render``."""
+    emit = frag.rows if per_pixel else frag.dense
     guard = sliver_area > 0 and torch.is_grad_enabled() and pos.requires_grad
     shaded = "rgb" in channels or "mask" in channels
     area = _torch_aa.screen_area(pos, faces, cameras.resolution) if guard or (shaded and antialias_edges) else None
@@ -379,16 +386,18 @@ def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, po
         if "mask" in channels:
             out["mask"] = img[..., -1]
     if "points" in channels:
-        out["points"] = frag.dense(frag.interpolate(verts_b, faces))
+        out["points"] = emit(frag.interpolate(verts_b, faces))
     if "depth" in channels:
         # depth along the view axis is linear in position, so interpolating it per vertex is exact
         E = cameras.cam_from_world.to(verts_b.dtype)
         zc = (verts_b * E[:, None, 2, :3]).sum(-1, keepdim=True) + E[:, None, 2, 3:]
-        out["depth"] = frag.dense(-frag.interpolate(zc, faces))[..., 0]
+        out["depth"] = emit(-frag.interpolate(zc, faces))[..., 0]
     if "normal" in channels:
         vn = vertex_normals(verts_b, faces) if normals is None else normals
         n = torch.nn.functional.normalize(frag.interpolate(vn, faces), dim=-1, eps=1e-12)
-        out["normal"] = frag.dense(n)
+        out["normal"] = emit(n)
+    if per_pixel:
+        out["pixel"] = frag.row_pixels()
     if "tri_id" in channels:
         out["tri_id"] = frag.tri_id()
     return out

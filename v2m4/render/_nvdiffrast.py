@@ -118,6 +118,15 @@ class DenseFragments:
         bg = background.to(vals) if isinstance(background, Tensor) else float(background)
         return torch.where(self.covered[..., None] > 0, vals, bg)
 
+    def rows(self, vals: Tensor) -> Tensor:
+        """vals (B, H, W, C) -> (B * H * W, C), one row per pixel, 0 where nothing is covered."""
+        return self.dense(vals).reshape(-1, vals.shape[-1])
+
+    def row_pixels(self) -> Tensor:
+        """(B * H * W,) each row's pixel (itself), or B * H * W where nothing is covered."""
+        cov = self.covered.reshape(-1) > 0
+        return torch.where(cov, torch.arange(cov.numel(), device=cov.device), cov.numel())
+
     def guard_slivers(self, sliver: Tensor) -> "DenseFragments":
         B, F = sliver.shape
         face = (self.rast[..., 3].detach().long() - 1).clamp_min(0)

@@ -347,6 +347,14 @@ class Fragments:
             out = out + (1 - covered) * background
         return out
 
+    def rows(self, vals: Tensor) -> Tensor:
+        """vals (N, C) -> the same rows, one per covered pixel (``row_pixels`` says which)."""
+        return vals
+
+    def row_pixels(self) -> Tensor:
+        """(N,) int64 each row's pixel as a flat index into (B * H * W); B * H * W for a row that holds none."""
+        return self.pix
+
     def coverage(self) -> Tensor:
         """(B, H, W) 1 where something is visible, else 0 (no gradient)."""
         B, h, w = self.shape

@@ -91,6 +91,16 @@ class VisibleFragments:
         bg = background.to(vals) if isinstance(background, Tensor) else float(background)
         return torch.where(self.covered[..., None] > 0, img, bg)
 
+    def rows(self, vals: Tensor) -> Tensor:
+        """vals (N, C) one per row -> the same, 0 in rows that hold no covered pixel."""
+        return torch.where(self.valid[:, None], vals, 0.0)
+
+    def row_pixels(self) -> Tensor:
+        """(N,) each row's pixel as a flat index into (B * H * W); B * H * W for a row that holds none."""
+        if self.slot is not None:
+            return self.slot
+        return torch.where(self.valid, torch.arange(self.n, device=self.valid.device), self.n)
+
     def guard_slivers(self, sliver: Tensor) -> "VisibleFragments":
         s = sliver.reshape(-1).index_select(0, self.view * sliver.shape[1] + self.face)
         out = VisibleFragments.__new__(VisibleFragments)

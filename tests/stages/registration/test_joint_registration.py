@@ -162,6 +162,33 @@ def four_frames(cfg: JointConfig, ctx=CTX, device="cpu", **kw):
                          times=torch.arange(4.0), **kw)
 
 
+def test_keyframe_render_loss_over_covered_pixels_is_the_images_loss(monkeypatch):
+    """On the CPU the normals' L1 sums over the covered pixels and each target view's precomputed sum: it must be
+    the whole images' L1, in value and gradient."""
+    from v2m4.stages.registration import joint as J
+
+    m = box()
+    truth = clip(m)
+    cfg = tiny()
+    keys, _ = J._Keys.build([Mesh(truth[t], m.faces) for t in (0, 3)], cfg.pair_config(), CTX,
+                            torch.Generator().manual_seed(0))
+    x = truth[[1, 2]].clone().requires_grad_(True)
+    key_of, idx = torch.tensor([0, 1]), torch.tensor([[0, 5, 7], [2, 3, 11]])
+    topo = R.edge_topology(m.faces)
+    rows = keys.render_l1(CTX, m, x, key_of, idx, topo)
+    (g_rows,) = torch.autograd.grad(rows.sum(), x)
+    # the dense images' L1, as on other devices
+    cams, v = keys.views(x, key_of, idx)
+    out = R.render(CTX, m, cams, channels=("mask", "normal"), vertices=v, topology=topo)
+    kk = key_of[:, None]
+    dm = (out["mask"].reshape(2, 3, 64, 64) - keys.mask[kk, idx]).abs().mean((1, 2, 3))
+    dn = (out["normal"].reshape(2, 3, 64, 64, 3) - keys.normal[kk, idx]).abs().sum(-1).mean((1, 2, 3))
+    (g_dense,) = torch.autograd.grad((dm + dn).sum(), x)
+    assert float(dn.detach().min()) > 0.01  # the poses differ from the targets: the normals' term is not trivially 0
+    torch.testing.assert_close(rows, dm + dn, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(g_rows, g_dense, atol=1e-6 * float(g_dense.abs().max()), rtol=1e-4)
+
+
 def test_same_seed_same_result():
     cfg = tiny(iters=15, global_iters=10, global_starts=2)
     a, b = four_frames(cfg), four_frames(cfg)
