@@ -43,8 +43,10 @@ def _points(x: Tensor, samples: tuple[Tensor, Tensor]) -> Tensor:
 
 def _face_areas(x: Tensor, faces: Tensor) -> Tensor:
     """(T, F) triangle areas of every frame."""
-    t = _rows(x, faces)
-    return torch.linalg.cross(t[:, :, 1] - t[:, :, 0], t[:, :, 2] - t[:, :, 0], dim=-1).norm(dim=-1) / 2
+    # unbind, not t[:, :, k]: each slice's backward fills a zero (T, F, 3, 3) tensor to copy its part into (four
+    # such fills were 2.2 ms of a 57 ms step on the demo, one thread); unbind's backward is one stack
+    a, b, c = _rows(x, faces).unbind(2)
+    return torch.linalg.cross(b - a, c - a, dim=-1).norm(dim=-1) / 2
 
 
 def _directed(edges: Tensor) -> tuple[Tensor, Tensor]:
