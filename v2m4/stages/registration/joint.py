@@ -465,7 +465,7 @@ class _ClipFit:
         self.turns = StepGraphs([], enabled=self.graphs.enabled)
         # what a saved state must match to be continued: the same clip, mesh and schedule
         self.stamp = {"frames": T, "vertices": int(x0.shape[1]), "config": repr(replace(cfg, cuda_graphs=True)),
-                      "layout": 4}
+                      "layout": 5}
 
     def x(self) -> Tensor:
         return frames_to_x(self.solver, self.u)
