@@ -14,6 +14,7 @@ count changes when threads sleep, not what they compute).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -44,7 +45,7 @@ def save_arguments(path: Path, threads: int) -> None:
     captured = {}
 
     class Stop(Exception):
-        pass
+        """Raised in place of registration: the run ends where its arguments are known."""
 
     def grab(*args, **kw):
         captured.update(args=args, kw={**{k: v for k, v in kw.items() if k != "progress"}, "state": None})
@@ -54,10 +55,8 @@ def save_arguments(path: Path, threads: int) -> None:
     frames = read_frames(demo / "frames", max_size=cfg.resolution)
     P.register_clip = grab
     with tempfile.TemporaryDirectory() as tmp:
-        try:
+        with contextlib.suppress(Stop):
             P.reconstruct(frames, make_generator(f"synthetic:{demo}", len(frames)), cfg, run_dir=tmp, log="quiet")
-        except Stop:
-            pass
     torch.save(captured, path)
 
 

@@ -206,13 +206,13 @@ class _Keys:
             dn = (out["normal"].reshape(B, n, h, w, 3) - self.normal[kk, idx]).abs().sum(-1)
             return dm + dn.mean((1, 2, 3))
         pix, hw = out["pixel"], h * w
-        held = pix < B * n * hw
-        view = torch.where(held, pix // hw, 0)
+        # a row that holds no pixel (index B * n * hw) is 0 and adds |0 - t| - |t| = 0 wherever it reads t
+        view = (pix // hw).clamp_max(B * n - 1)
         flat = (key_of[:, None] * self.pool + idx).reshape(-1)  # each rendered view's target, (B * n,)
         t = self.normal.reshape(-1, 3).index_select(0, flat[view] * hw + pix % hw)
-        d = torch.where(held, ((out["normal"] - t).abs() - t.abs()).sum(-1), 0.0)
-        dn = self.normal_l1[kk, idx] + torch.zeros(B * n, dtype=d.dtype, device=d.device).index_add(0, view, d).view(B, n)
-        return dm + dn.sum(1) / (n * hw)
+        d = ((out["normal"] - t).abs() - t.abs()).sum(-1)
+        covered = torch.zeros(B * n, dtype=d.dtype, device=d.device).index_add(0, view, d).view(B, n)
+        return dm + (self.normal_l1[kk, idx] + covered).sum(1) / (n * hw)
 
 
 def _per_view(x: Tensor, n: int) -> Tensor:
