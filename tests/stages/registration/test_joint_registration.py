@@ -15,6 +15,7 @@ from v2m4.geometry import unique_edges
 from v2m4.optim import SmoothSolver
 from v2m4.stages.registration import arap_rotations
 from v2m4.stages.registration.energies import arap_energy, area_energy, edge_energy
+from v2m4.stages.registration import _shape_cpu
 from v2m4.stages.registration.clip_terms import _Shape, _temporal, frames_to_u, frames_to_x
 from v2m4.stages.registration.joint import JointConfig, register_clip
 from v2m4.types import Mesh
@@ -150,6 +151,32 @@ def test_shape_energies_are_the_pairwise_energies_frame_by_frame():
     shape.refresh(rest_scaled)
     torch.testing.assert_close(shape.energy(rest_scaled), torch.zeros(T), atol=1e-8, rtol=0)  # 0 at the rest pose
     assert float(shape.energy(m.vertices[None].expand(T, -1, -1))[0]) > 1e-4  # unscaled: off frame 0's 0.8
+
+
+@pytest.mark.skipif(not _shape_cpu.available(), reason="numba not installed")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compiled_shape_terms_are_the_tensor_terms(monkeypatch, threads):
+    # the CPU's one-pass energy and written-out gradient against the operators' autograd, frames weighted unevenly
+    # and split over threads, with a collapsed edge and face (the norms' gradient is 0 there, as torch's)
+    m = box()
+    x = clip(m).clone()
+    x[1, m.faces[0, 1]] = x[1, m.faces[0, 0]]
+    edges = unique_edges(m.faces)
+    shape = _Shape(m.vertices, m.faces, edges, torch.linspace(0.8, 1.3, T), JointConfig())
+    shape.refresh(x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))
+    w = torch.linspace(0.5, 2.0, T)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    for xs in (x, x.transpose(0, 1).contiguous().transpose(0, 1)):  # frame-major, and the solve's vertex-major
+        xs = xs.detach().requires_grad_(True)
+        got = shape.energy(xs)
+        (g_got,) = torch.autograd.grad((got * w).sum(), xs)
+        with monkeypatch.context() as mp:
+            mp.setattr(_shape_cpu, "available", lambda: False)
+            want = shape.energy(xs)
+            (g_want,) = torch.autograd.grad((want * w).sum(), xs)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-6 * float(g_want.abs().max()))
+        assert bool(torch.isfinite(g_got).all()) and float(g_got.abs().max()) > 0
 
 
 def four_frames(cfg: JointConfig, ctx=CTX, device="cpu", **kw):

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ...geometry import chamfer, face_areas
 from ...optim import SmoothSolver
+from . import _shape_cpu
 from .align import _sample_sets
 from .energies import arap_rotations
 
@@ -80,8 +81,12 @@ class _Shape:
             self.turned.copy_(turned)
 
     def energy(self, x: Tensor) -> Tensor:
-        """(T,) weighted sum of the three energies of positions x (T, V, 3)."""
+        """(T,) weighted sum of the three energies of positions x (T, V, 3). On the CPU one compiled pass
+        (``_shape_cpu``) where numba is installed; on other devices the tensor operators below."""
         cfg, E = self.cfg, self.edges.shape[0]
+        if x.device.type == "cpu" and _shape_cpu.available():
+            return _shape_cpu.shape_energy(x, self.edges, self.faces, self.turned, self.length, self.area,
+                                           (float(cfg.w_arap), float(cfg.w_area), float(cfg.w_edge)))
         xv = x.transpose(0, 1)  # (V, T, 3); contiguous where x came from the solve (frames_to_x)
         head, tail = xv.index_select(0, self.ends).chunk(2)
         d = head - tail  # (2E, T, 3) directed edges; the first E are the edges themselves
