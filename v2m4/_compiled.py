@@ -42,7 +42,7 @@ def compiled(kernel: Callable) -> Callable:
 def _threads(n: int) -> int:
     """How many of the pool's threads to split n rows over (torch's thread count), the pool grown to that."""
     global _pool, _pool_size
-    k = min(n, max(1, torch.get_num_threads()))
+    k = max(1, min(n, torch.get_num_threads()))
     if k > 1 and (_pool is None or _pool_size < k):
         _pool, _pool_size = ThreadPoolExecutor(max_workers=k, thread_name_prefix="v2m4-kernel"), k
     return k
