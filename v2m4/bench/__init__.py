@@ -17,8 +17,11 @@ says otherwise):
   fscore2_once_first, fscore2_once_last
                            the first and last frame's F-score@2% (aligned once): drift shows as a drop
   topology_constant        1 if every output frame has the same vertices count, faces and connectivity
-  jitter                   mean acceleration of ground-truth-anchored surface points followed on the output
-                           (fraction of the diagonal per frame^2); jitter_gt is the same for the ground truth
+  jitter                   mean norm of the acceleration over the output's vertices, once-aligned (outputs
+                           without one topology: the output vertex nearest each ground-truth vertex), fraction of
+                           the diagonal per frame^2; jitter_gt is the same over the ground truth's vertices. Each
+                           vertex counts as stored: copies split at UV seams or per face count apiece
+                           (bench/jitter_weights.py)
   sec_per_frame            method wall time per frame (the synthetic generator's time is gen_sec_per_frame)
   mask_iou_true_pose       methods that re-pose (camera): the input-view mask IoU of the generated meshes placed
                            by the transform the synthetic generator removed, through the true camera; what a
