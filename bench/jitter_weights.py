@@ -21,6 +21,7 @@ import datetime
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,19 +38,19 @@ def three_ways(v: torch.Tensor, faces: torch.Tensor) -> dict[str, float]:
     """v (T, V, 3) in diagonal units, faces (F, 3): jitter per vertex, per welded position, area-weighted."""
     acc = (v[2:] - 2 * v[1:-1] + v[:-2]).norm(dim=-1)  # (T - 2, V)
     V = v.shape[1]
-    _, first = _unique_rows(v.transpose(0, 1).reshape(V, -1))
+    _, first = _welded(v)
     a = face_areas(v[0], faces)
     w = torch.zeros(V, dtype=v.dtype).index_add_(0, faces.reshape(-1), (a / 3).repeat_interleave(3))
-    return {"per_vertex": round(float(acc.mean()), 6), "welded": round(float(acc[:, first].mean()), 6),
+    return {"per_vertex": round(G.vertex_jitter(v), 6), "welded": round(G.vertex_jitter(v[:, first]), 6),
             "area": round(float((acc * w).sum(1).mean() / w.sum()), 6), "vertices": V, "positions": len(first)}
 
 
-def _unique_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inverse, first): each row's index among x's unique rows, and each unique row's first occurrence in x."""
-    u, inv = torch.unique(x, dim=0, return_inverse=True)
-    first = torch.full((len(u),), x.shape[0], dtype=torch.long).scatter_reduce(
-        0, inv, torch.arange(x.shape[0]), reduce="amin")
-    return inv, first
+def _welded(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inverse, first) of the vertices of v (T, V, 3) that share every frame's position: each vertex's index among
+    the distinct trajectories, and each trajectory's first vertex."""
+    _, first, inv = np.unique(v.transpose(0, 1).reshape(v.shape[1], -1).numpy(), axis=0, return_index=True,
+                              return_inverse=True)
+    return torch.from_numpy(inv.reshape(-1)), torch.from_numpy(first)
 
 
 def main() -> int:
@@ -81,7 +82,7 @@ def main() -> int:
             faces = textured[0].faces.long()
             row["output_textured"] = three_ways(v, faces)
             # the registered mesh before its atlas split it: each position once, the faces re-indexed onto them
-            inv, first = _unique_rows(v.transpose(0, 1).reshape(v.shape[1], -1))
+            inv, first = _welded(v)
             row["output_welded_mesh"] = three_ways(v[:, first], inv[faces])
         rows[item_id] = row
         print(item_id, row, flush=True)

@@ -39,40 +39,30 @@ def compiled(kernel: Callable) -> Callable:
     return fn
 
 
-def _threads(n: int) -> int:
-    """How many of the pool's threads to split n rows over (torch's thread count), the pool grown to that."""
+def _split(n: int, job: Callable[[int, int], None]) -> None:
+    """job(r0, r1) for one range [r0, r1) of range(n) per thread (torch's thread count, the pool grown to that),
+    the ranges run at once; one call over everything where one thread is all there is."""
     global _pool, _pool_size
     k = max(1, min(n, torch.get_num_threads()))
-    if k > 1 and (_pool is None or _pool_size < k):
+    if k == 1:
+        job(0, n)
+        return
+    if _pool is None or _pool_size < k:
         _pool, _pool_size = ThreadPoolExecutor(max_workers=k, thread_name_prefix="v2m4-kernel"), k
-    return k
+    cuts = [n * i // k for i in range(k + 1)]
+    for j in [_pool.submit(job, r0, r1) for r0, r1 in zip(cuts, cuts[1:]) if r1 > r0]:
+        j.result()
 
 
 def over_rows(kernel: Callable, sliced: list[np.ndarray], shared: tuple, out: np.ndarray) -> None:
     """compiled(kernel)(*sliced, *shared, out), with ``sliced`` and ``out`` (rows first, R rows each) cut into one
     row range per thread (torch's thread count), the ranges run at once."""
     fn = compiled(kernel)
-    rows = out.shape[0]
-    n = _threads(rows)
-    if n == 1:
-        fn(*sliced, *shared, out)
-        return
-    cuts = [rows * i // n for i in range(n + 1)]
-    jobs = [_pool.submit(fn, *(a[r0:r1] for a in sliced), *shared, out[r0:r1])
-            for r0, r1 in zip(cuts, cuts[1:]) if r1 > r0]
-    for j in jobs:
-        j.result()
+    _split(out.shape[0], lambda r0, r1: fn(*(a[r0:r1] for a in sliced), *shared, out[r0:r1]))
 
 
 def over_range(kernel: Callable, n: int, args: tuple) -> None:
     """compiled(kernel)(r0, r1, *args) for one range [r0, r1) of range(n) per thread, the ranges run at once: for
     kernels whose rows are not the arrays' first axis (each call writes only its own range)."""
     fn = compiled(kernel)
-    k = _threads(n)
-    if k == 1:
-        fn(0, n, *args)
-        return
-    cuts = [n * i // k for i in range(k + 1)]
-    jobs = [_pool.submit(fn, r0, r1, *args) for r0, r1 in zip(cuts, cuts[1:]) if r1 > r0]
-    for j in jobs:
-        j.result()
+    _split(n, lambda r0, r1: fn(r0, r1, *args))
