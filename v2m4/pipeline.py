@@ -263,6 +263,8 @@ def stage_figures(result: RunResult) -> dict[str, float]:
     if reg.chamfer:
         out.update(chamfer_generated=statistics.median(reg.chamfer), chamfer_generated_max=max(reg.chamfer),
                    sec_per_pair=statistics.mean(reg.seconds), retried_pairs=float(sum(reg.retried)))
+    if reg.pieces_moved:
+        out["pieces_moved"] = float(sum(reg.pieces_moved))
     return out
 
 

@@ -16,8 +16,10 @@ unknowns are one rest mesh and the positions of EVERY frame of the clip, fitted 
   keeps the frames fitted to silhouettes alone from jittering.
 
 Initialisation: one similarity per keyframe (6-D rotation, log-scale, translation), all K fitted in one batched
-Adam run on Chamfer + render L1, optionally from several quarter turns about +Y at once (``global_starts``); the
-frames between keyframes start at their neighbours' positions interpolated in time. Frames are the batch dimension
+Adam run on Chamfer + render L1, optionally from several quarter turns about +Y at once (``global_starts``); then
+the rest's loose pieces that the similarity left off their target are placed rigidly on the target's pieces that
+fit them (``parts.place_pieces``: a limb raised far from its rest pose); the frames between keyframes start at
+their neighbours' positions interpolated in time. Frames are the batch dimension
 of every render and loss; the step loop makes no host sync. Afterwards each frame's folds are repaired (``unfold``).
 
 Units: every loss is computed in the rest mesh's normalised frame (unit cube at the origin), as in ``sequence``.
@@ -42,6 +44,7 @@ from ...optim import Adam, Optimizer, UniformAdam
 from ...types import Mesh, Sequence
 from .align import Target, _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
+from .parts import place_pieces
 from .clip_terms import _Shape, _interpolate, _points, _temporal, frames_to_u, frames_to_x, restart_keyframes
 from .energies import flipped_fraction, unfold
 from .state import digest, save_state
@@ -97,6 +100,9 @@ class JointConfig:
                                     # this x the median are fitted again from the last keyframe before them that
                                     # does not (``clip_terms.restart_keyframes``); 0: off. Measured on every bench
                                     # item: docs/calibration.md
+    place_pieces: bool = True       # ours: loose pieces of the rest that the keyframe's similarity leaves off
+                                    # their target placed rigidly on the target's pieces that fit them, before
+                                    # the fit (``parts.place_pieces``; its numbers: docs/calibration.md)
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = 128           # ours: resolution of the keyframes' render loss (the pair's is 256). Measured:
@@ -386,6 +392,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
         progress(done, total)
 
     xk, chosen = _global_keyframes(rest, template, keys, cfg, ctx, g, topo, tick=tick if progress else None)
+    moved = [0] * len(targets)
+    if cfg.place_pieces:
+        xk, moved = place_pieces(xk, faces, targets)
     x0 = _interpolate(xk, key_index, T)
     t2 = time.perf_counter()
 
@@ -412,7 +421,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     verts = x * frame.size + frame.centre
     seq = Sequence(rest=frame.world, vertices=verts.float(), times=times.float().cpu())
     return RegistrationResult(seq, chamfer=chamfer, flipped=tuple(flipped),
-                              retried=tuple(bool(c) for c in (chosen != 0).tolist()),
+                              retried=tuple(bool(c) for c in (chosen != 0).tolist()), pieces_moved=tuple(moved),
                               seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()))
 
 

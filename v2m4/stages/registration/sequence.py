@@ -34,7 +34,9 @@ from .energies import flipped_fraction, unfold
 class RegistrationResult:
     """sequence: the rest mesh and every frame's vertex positions (world). Per pair (T - 1 entries, pair t-1 -> t):
     chamfer (normalised units, squared), flipped share, retried flag, seconds; scales (T,) the regularisers'
-    reference size of each frame relative to the rest mesh (1 for the rest itself)."""
+    reference size of each frame relative to the rest mesh (1 for the rest itself); pieces_moved (K,): the
+    whole-clip fit's loose pieces placed on their own at each keyframe (``parts.place_pieces``; empty for the
+    chain)."""
 
     sequence: Sequence
     chamfer: tuple[float, ...]
@@ -42,11 +44,12 @@ class RegistrationResult:
     retried: tuple[bool, ...]
     seconds: tuple[float, ...]
     scales: tuple[float, ...]
+    pieces_moved: tuple[int, ...] = ()
 
     def figures(self) -> dict:
-        """What the report records: the per-pair lists."""
+        """What the report records: the per-pair (per-keyframe) lists."""
         return {"chamfer": list(self.chamfer), "flipped": list(self.flipped), "retried": list(self.retried),
-                "seconds": list(self.seconds)}
+                "seconds": list(self.seconds), "pieces_moved": list(self.pieces_moved)}
 
     def save(self, path: str | os.PathLike) -> None:
         figures = {**self.figures(), "scales": list(self.scales)}
