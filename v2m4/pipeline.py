@@ -32,6 +32,7 @@ from .stages.generate import checkpoint_name as gen_checkpoint, generate_keyfram
 from .stages.keyframes import Keyframes, select_keyframes
 from .stages.registration import RegistrationResult, register_sequence, sequence_quality
 from .stages.registration.joint import register_clip
+from .stages.lighting import relight
 from .stages.texture import TextureResult, bake_texture, ring_views, texture_frames, unreached_fraction
 from .types import Animation, Frames, Mesh
 
@@ -236,7 +237,8 @@ def _report(run: _Run, frames: Frames, result: RunResult, appearance: str) -> di
     # a step per frame of the input-view figures (each frame rendered), one for the stages' figures
     with run.log.bar(len(frames) + 1, "report", unit="step") as bar:
         report["input_view"] = input_view_metrics(result.animation, frames, result.video_camera, run.ctx,
-                                                  progress=lambda done, total: bar.to(done))
+                                                  progress=lambda done, total: bar.to(done),
+                                                  light=None if tex is None else tex.light)
         report["input_view_frames"] = {"mask_iou": report["input_view"].pop("mask_iou_frames")}  # the viewer's plot
         figures = stage_figures(result)
         if tex is not None:
@@ -302,18 +304,28 @@ def check_frames(frames: Frames) -> None:
                         "(needs rembg: pip install rembg)")
 
 
-def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16, progress=None) -> dict:
+def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chunk: int = 16, progress=None,
+                       light: Tensor | None = None) -> dict:
     """Median mask IoU, masked PSNR and SSIM of every frame of the animation against the input, from its camera;
-    and the mask IoU of each frame (mask_iou_frames). progress: optional callable(done, total) in frames."""
+    and the mask IoU of each frame (mask_iou_frames). progress: optional callable(done, total) in frames. light:
+    the video's light the texture was taken out of (``TextureResult.light``), under which the asset is seen here
+    as the video showed it (``lighting.relight``)."""
 
     from .metrics.image import mask_iou, masked_psnr, ssim
     ious, psnrs, ssims = [], [], []
+    weld = R.weld_map(anim.mesh.vertices) if light is not None else None
     with torch.no_grad():
         for s in range(0, len(anim), chunk):
             v = anim.vertices[s: s + chunk].to(anim.mesh.vertices)
             n = v.shape[0]
             cams = Camera(camera.K.expand(n, 3, 3), camera.cam_from_world.expand(n, 4, 4), camera.resolution)
-            r = R.render(ctx, anim.mesh, cams, channels=("rgb", "mask"), vertices=v)
+            lit = light is not None
+            # the normals of the welded surface: the texture's seams split vertices, not the shading
+            nrm = R.vertex_normals(v, anim.mesh.faces, weld) if lit else None
+            r = R.render(ctx, anim.mesh, cams, channels=("rgb", "mask") + (("normal",) if lit else ()), vertices=v,
+                         normals=nrm)
+            if light is not None:
+                r["rgb"] = relight(r["rgb"], r["normal"], light)
             ref = frames.rgba[s: s + n].to(v.device)
             ious += mask_iou(r["mask"], ref[..., 3]).tolist()
             psnrs += masked_psnr(r["rgb"], ref[..., :3], ref[..., 3]).tolist()

@@ -146,12 +146,20 @@ def _frame_selection(n: int, max_frames: int | None) -> list[int]:
     return budget_keyframes(n, max_frames or n).tolist()
 
 
-def _render_outputs(ctx, meshes: list[Mesh], camera) -> tuple[torch.Tensor, torch.Tensor]:
-    """Renders (T, H, W, 3) and masks (T, H, W) of each output mesh through the method's camera."""
+def _render_outputs(ctx, meshes: list[Mesh], camera, light=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renders (T, H, W, 3) and masks (T, H, W) of each output mesh through the method's camera; under the
+    video's light (``stages.lighting.relight``) where the method took one out of its texture."""
+    from ..stages.lighting import relight
+
     rgb, mask = [], []
     with torch.no_grad():
         for m in meshes:  # one mesh per frame, topology may differ: one call per frame
-            out = R.render(ctx, m, camera, channels=("rgb", "mask"))
+            lit = light is not None
+            # the normals of the welded surface: the texture's seams split vertices, not the shading
+            nrm = R.vertex_normals(m.vertices, m.faces, R.weld_map(m.vertices)) if lit else None
+            out = R.render(ctx, m, camera, channels=("rgb", "mask") + (("normal",) if lit else ()), normals=nrm)
+            if light is not None:
+                out["rgb"] = relight(out["rgb"], out["normal"], light)
             rgb.append(out["rgb"][0])
             mask.append(out["mask"][0])
     return torch.stack(rgb), torch.stack(mask)
@@ -176,7 +184,7 @@ def score_item(item, sel, frames, out, *, n_points: int, seed: int, novel_views:
 
     gt_vertices, gt_faces = item.gt_vertices[sel], item.faces
     ctx = R.context("torch", out.meshes[0].vertices.device)
-    rgb, mask = _render_outputs(ctx, out.meshes, out.camera)
+    rgb, mask = _render_outputs(ctx, out.meshes, out.camera, out.light)
     ref = frames.rgba.to(rgb.device)
     res: dict[str, float] = {}
     res["mask_iou"] = statistics.median(I.mask_iou(mask, ref[..., 3]).tolist())
@@ -236,11 +244,13 @@ def score_run(item, frames, result, generator, *, n_points: int = 5000, seed: in
     anim = result.animation
     key = result.keyframes.tolist()  # the generated keyframes (a whole-clip fit gives every frame positions)
     kt = torch.tensor(key)
-    out = MethodOutput(meshes=[anim.frame(t) for t in key], camera=result.video_camera)
+    light = None if result.texture is None else result.texture.light
+    out = MethodOutput(meshes=[anim.frame(t) for t in key], camera=result.video_camera, light=light)
     scores = score_item(item, kt, frames.select(kt), out, n_points=n_points, seed=seed, novel_views=novel_views,
                         actionbench_points=actionbench_points)
     if len(key) < len(anim):
-        everyone = MethodOutput(meshes=[anim.frame(t) for t in range(len(anim))], camera=result.video_camera)
+        everyone = MethodOutput(meshes=[anim.frame(t) for t in range(len(anim))], camera=result.video_camera,
+                                light=light)
         s_all = score_item(item, slice(None), frames, everyone, n_points=n_points, seed=seed, per_frame=False)
         scores.update({f"{k}_all": s_all[k] for k in ("mask_iou", "psnr", "ssim", "fscore2_once", "jitter")})
     if result.world_from_canonical is not None:

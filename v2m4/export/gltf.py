@@ -66,12 +66,16 @@ class _Buffers:
 
 
 def _normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals; vertices on no face get +Y (the validator requires unit length)."""
+    """Area-weighted unit vertex normals; vertices on no face get +Y (the validator requires unit length).
+    Copies of one point (the mesh is split at its uv seams) share the normal of every face around it, so an
+    engine's lighting shows no seam where the texture has one."""
     t = v[f]
     fn = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-    idx = f.astype(np.int64)
+    _, weld = np.unique(v, axis=0, return_inverse=True)
+    weld = weld.reshape(-1)
+    idx = weld[f.astype(np.int64)]
     n = np.stack([sum(np.bincount(idx[:, k], weights=fn[:, c], minlength=len(v)) for k in range(3))
-                  for c in range(3)], -1)
+                  for c in range(3)], -1)[weld]
     length = np.linalg.norm(n, axis=-1, keepdims=True)
     out = np.where(length > 1e-20, n / np.maximum(length, 1e-30), np.array([0.0, 1.0, 0.0]))
     return out.astype(np.float32)

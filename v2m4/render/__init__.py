@@ -35,7 +35,8 @@ from . import _cpu, _torch, _torch_aa, _visible
 __all__ = ["RenderContext", "context", "rasterize", "interpolate", "texture", "sample_texture", "texture_taps",
            "antialias", "edge_topology", "weld_faces", "render", "render_each", "can_merge_views", "merge_views",
            "ViewMerge",
-           "render_visible", "clip_positions", "visible_faces", "silhouette_crossings", "vertex_normals", "CHANNELS"]
+           "render_visible", "clip_positions", "visible_faces", "silhouette_crossings", "vertex_normals",
+           "weld_map", "CHANNELS"]
 
 CHANNELS = ("rgb", "mask", "depth", "normal", "points", "tri_id")
 
@@ -208,15 +209,28 @@ def antialias(ctx: RenderContext, color: Tensor, rast: Tensor, pos: Tensor, tri:
     return _torch_aa.antialias(color, zbuf, pos, tri.long(), topology)
 
 
-def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
-    """vertices (..., V, 3), faces (F, 3) -> area-weighted unit vertex normals (..., V, 3)."""
+def vertex_normals(vertices: Tensor, faces: Tensor, weld: Tensor | None = None) -> Tensor:
+    """vertices (..., V, 3), faces (F, 3) -> area-weighted unit vertex normals (..., V, 3). weld (V,) int64
+    optional (``weld_map``): copies of one point (a mesh split at its uv seams) share the normal of every face
+    around the point, not only of the faces on their side of the seam, so the shading has no seam."""
+    f = faces if weld is None else weld[faces]
     # index_select, not advanced indexing: its backward is an index_add, several times faster on the CPU
     v0, v1, v2 = (vertices.index_select(-2, faces[:, k]) for k in range(3))
     fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
     n = torch.zeros_like(vertices)
     for k in range(3):
-        n = n.index_add(-2, faces[:, k], fn)
+        n = n.index_add(-2, f[:, k], fn)
+    if weld is not None:
+        n = n.index_select(-2, weld)
     return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
+
+
+def weld_map(vertices: Tensor) -> Tensor:
+    """(V,) int64: for each vertex (V, 3), the first vertex at exactly the same position."""
+    _, inverse = torch.unique(vertices, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), vertices.shape[0], dtype=torch.int64, device=vertices.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(vertices.shape[0], device=vertices.device), "amin")
+    return first[inverse]
 
 
 def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str] = ("rgb", "mask"),

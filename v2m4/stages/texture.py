@@ -20,7 +20,9 @@ fills what the video never saw: a multi-view pixel is weighted by the share of i
 video pixel reached, so a generated appearance that differs from the video (a learned generator's colour drift,
 our synthetic generator's colour jitter, the video's shading) cannot pull the seen texels away from the video;
 and (a)'s targets are first mapped into the video's colours by an affine colour transform fitted where both see
-the object (``colour_transfer``), so the unseen side matches the seen side instead of showing a seam.
+the object (``colour_transfer``), so the unseen side matches the seen side instead of showing a seam. Before any of
+this the video's light is divided out of the frames (``TextureConfig.delight``, ``lighting``): the generated
+colours are base colour, and so is the texture.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -41,6 +43,7 @@ from ..camera import DEFAULT_FOV_DEG, Camera, near_far, orbit_camera
 from ..errors import V2M4Error
 from ..optim import Adam
 from ..types import Frames, Mesh, Sequence, load_npz, atomic_save_npz
+from .lighting import fit_light, unlight
 
 
 __all__ = ["TextureConfig", "TextureResult", "bake_texture", "fit_texture", "uv_atlas", "ring_views", "random_views",
@@ -61,6 +64,10 @@ class TextureConfig:
     fov_deg: float = DEFAULT_FOV_DEG  # ours: multi-view field of view (the generators' own)
     padding: int = 4                  # ours: texels between atlas charts (bilinear lookups must not bleed)
     video_supervision: bool = True    # beyond the paper: reference views supervised by the video frames
+    delight: bool = True              # beyond the paper: the video's light is estimated against the generated
+                                      # appearance and divided out of the frames before they supervise the texture,
+                                      # so the texture is base colour (``lighting``); no effect without video
+                                      # supervision or without a generated appearance
     video_frames: int = 0             # beyond the paper: with the whole-clip registration, the video of this many
                                       # registered frames (evenly spread; every frame of a shorter clip)
                                       # supervises the texture, not only the keyframes'; 0: the keyframes'
@@ -89,17 +96,21 @@ class TextureConfig:
 class TextureResult:
     """mesh: the rest mesh split at seams, with uv and the texture; vmap (V',) int64 original vertex of each split
     vertex; unreached (S, S) bool: texels no supervised pixel touched (before filling); losses: the fit's loss
-    every 50 steps; seconds: the fit's wall time."""
+    every 50 steps; seconds: the fit's wall time; light (9,): the video's light divided out of the texture
+    (``lighting``; None where it was not estimated), under which the asset looks as the video showed it."""
 
     mesh: Mesh
     vmap: Tensor
     unreached: Tensor
     losses: tuple[float, ...] = ()
     seconds: float = 0.0
+    light: Tensor | None = None
 
     def save(self, path: str | os.PathLike) -> None:
+        light = torch.zeros(0) if self.light is None else self.light.detach().cpu()
         atomic_save_npz(path, **self.mesh.arrays("tex_"), vmap=self.vmap, unreached=self.unreached,
-                        losses=torch.tensor(self.losses, dtype=torch.float64), seconds=torch.tensor(self.seconds))
+                        losses=torch.tensor(self.losses, dtype=torch.float64), seconds=torch.tensor(self.seconds),
+                        light=light)
 
     @staticmethod
     def load(path: str | os.PathLike) -> "TextureResult":
@@ -107,7 +118,8 @@ class TextureResult:
         return TextureResult(mesh=Mesh.from_arrays(d, "tex_"), vmap=torch.as_tensor(d["vmap"]),
                              unreached=torch.as_tensor(d["unreached"]).bool(),
                              losses=tuple(float(x) for x in d.get("losses", ())),
-                             seconds=float(d.get("seconds", 0.0)))
+                             seconds=float(d.get("seconds", 0.0)),
+                             light=torch.as_tensor(d["light"]).float() if len(d.get("light", ())) else None)
 
 
 def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera: Camera, cfg: TextureConfig,
@@ -128,8 +140,16 @@ def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera
     atlas, vmap = uv_atlas(rest, size=cfg.size, padding=cfg.padding)
     multi = random_views(reposed[0], cfg.multi_views, cfg.render_res, generator, fov_deg=cfg.fov_deg)
     targets = appearance_renders([reposed[0]], multi, ctx)
+    light = None
     if cfg.video_supervision:
         ref = frames.rgba.to(rest.vertices.device)
+        if cfg.delight and _coloured(reposed[0]):
+            light = video_light(ref, reposed, camera, ctx, first)
+        if light is not None:  # the frames as base colour: divided by the light at our surface's normals
+            cams = Camera(camera.K.expand(N, 3, 3), camera.cam_from_world.expand(N, 4, 4), camera.resolution)
+            with torch.no_grad():
+                nrm = R.render(ctx, rest, cams, channels=("normal",), vertices=key_vertices)["normal"].to(ref)
+            ref = torch.cat([unlight(ref[..., :3], nrm, light), ref[..., 3:]], -1)
         # the generated appearance mapped into the video's colours where both see the object (module docstring)
         generated = appearance_renders(reposed[:1], camera, ctx)
         targets = apply_colour_transfer(targets, colour_transfer(generated, ref[first:first + 1].to(generated)))
@@ -139,7 +159,27 @@ def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera
                             f"generated meshes, but {N} frames were given")
         cams = Camera(camera.K.expand(N, 3, 3), camera.cam_from_world.expand(N, 4, 4), camera.resolution)
         ref = appearance_renders(reposed, cams, ctx)
-    return fit_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx, progress=progress)
+    out = fit_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx, progress=progress)
+    return replace(out, light=light)
+
+
+def _coloured(mesh: Mesh) -> bool:
+    return mesh.vertex_colors is not None or mesh.texture is not None
+
+
+def video_light(ref: Tensor, reposed: list[Mesh], camera: Camera, ctx: R.RenderContext, first: int = 0) -> Tensor | None:
+    """The video's light (9,) (``lighting.fit_light``) from the frames ref (N, H, W, 4) and the re-posed generated
+    meshes seen through the video camera: every keyframe's where the frames are the keyframes (N == len(reposed)),
+    else the first keyframe's (frame ``first``). None where the fit has nothing to go on."""
+    pairs = list(enumerate(reposed)) if len(reposed) == ref.shape[0] else [(first, reposed[0])]
+    gen, nrm = [], []
+    with torch.no_grad():
+        for _, m in pairs:  # each generated mesh has its own topology: one render each
+            r = R.render(ctx, m, camera, channels=("rgb", "mask", "normal"))
+            gen.append(torch.cat([r["rgb"], r["mask"][..., None]], -1))
+            nrm.append(r["normal"])
+    idx = torch.tensor([i for i, _ in pairs], device=ref.device)
+    return fit_light(ref.index_select(0, idx), torch.cat(gen).to(ref), torch.cat(nrm).to(ref))
 
 
 def uv_atlas(mesh: Mesh, *, size: int = 1024, padding: int = 4) -> tuple[Mesh, Tensor]:

@@ -22,10 +22,12 @@ class MethodOutput:
     fixed video camera at the frames' resolution; rendering meshes[t] through it should reproduce frame t.
     world_from_canonical (T, 4, 4) optional: the similarity each generated mesh was moved by (re-pose), for
     pose-error scoring. extras: method-specific numbers for the table (snake_case). stage_seconds: wall time
-    per stage."""
+    per stage. light (9,) optional: the video's light taken out of the meshes' texture (``stages.lighting``),
+    under which the input-view columns see them."""
 
     meshes: list[Mesh]
     camera: Camera
     world_from_canonical: Tensor | None = None
     extras: dict[str, float] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    light: Tensor | None = None
