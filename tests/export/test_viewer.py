@@ -68,6 +68,16 @@ def test_viewer_plays_scrubs_and_matches_our_silhouettes(run):
     assert iou(orbited, moved) < 0.9 and iou(reset, moved) == 1.0
 
 
+@needs_browser
+def test_lit_view_shows_the_base_colour_under_the_pages_lights(run):
+    r = browse(run["out"] / "viewer.html", [
+        "v2m4.setTime(v2m4.times[0])", "(v2m4.setMode('texture'), v2m4.capture())",
+        "(v2m4.setMode('lit'), v2m4.capture())", "document.getElementById('mode').value"])
+    assert r["pageErrors"] == [] and [c for c in r["console"] if c["type"] == "error"] == []
+    unlit, lit, chosen = r["results"][1:4]
+    assert chosen == "lit" and lit != unlit
+
+
 def screenshots(page: Path, shots: list[Path]) -> dict:
     """The page at its first frame (texture), then at its third with the wireframe on."""
     return browse(page, [

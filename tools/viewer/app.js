@@ -65,7 +65,9 @@ class Viewer {
       const src = o.material;
       const common = { vertexColors: src.vertexColors, side: src.side };
       o.userData.materials = {
-        texture: new MeshBasicMaterial({ ...common, map: src.map }),  // the texture as recorded (it holds the light)
+        texture: new MeshBasicMaterial({ ...common, map: src.map }),  // the base colour as recorded, unlit
+        // the base colour under this page's lights, as an engine shows the asset (the video's light is not in it)
+        lit: new MeshStandardMaterial({ ...common, map: src.map, roughness: 0.8, metalness: 0.0 }),
         shaded: new MeshStandardMaterial({ color: 0xb8b8b8, roughness: 0.8, metalness: 0.0, side: src.side }),
         normals: new MeshNormalMaterial({ side: src.side }),
         silhouette: new MeshBasicMaterial({ color: 0xffffff, side: src.side }),

@@ -1,5 +1,5 @@
 """OUT/viewer.html: the input frames and the animated mesh side by side on one timeline (play, pause, scrub), orbit
-controls, texture / shaded / normals / wireframe views, and the per-frame input-view mask IoU plotted under the
+controls, texture / lit / shaded / normals / wireframe views, and the per-frame input-view mask IoU plotted under the
 timeline. One self-contained file that works offline from file://: the GLB and the frames are embedded (base64), and
 so is the viewer's script, ``_three_bundle.js`` (three.js, MIT licence in its header, and tools/viewer/app.js, built
 by tools/build_viewer.js; committed so that no npm is needed at run time).
@@ -49,7 +49,8 @@ _PAGE = """<!doctype html>
  <button id="play">play</button>
  <input id="scrub" type="range" min="0" max="1" step="0.01" value="0" aria-label="time">
  <span id="clock"></span>
- <select id="mode" aria-label="view"><option value="texture">texture</option><option value="shaded">shaded</option>
+ <select id="mode" aria-label="view"><option value="texture">texture</option><option value="lit">lit</option>
+  <option value="shaded">shaded</option>
   <option value="normals">normals</option></select>
  <label><input id="wire" type="checkbox"> wireframe</label>
  <button id="reset">input view</button>
