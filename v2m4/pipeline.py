@@ -362,7 +362,8 @@ def write_outputs(result: RunResult, frames: Frames, out_dir: str | os.PathLike,
             ctx = R.context(cfg.backend, cfg.device)
             write_preview(out / "preview.mp4", result.animation, frames, result.video_camera, ctx=ctx,
                           resolution=cfg.output.preview_resolution, normals=cfg.output.preview_normals,
-                          progress=lambda done, total: bar.to(1 + done))
+                          progress=lambda done, total: bar.to(1 + done),
+                          light=None if result.texture is None else result.texture.light)
         if cfg.output.rig_bones:
             from .export.rig import write_rig
             report["rig"] = write_rig(out / "animation_rigged.glb", result.animation, cfg.output.rig_bones)

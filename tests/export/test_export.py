@@ -126,6 +126,16 @@ def test_preview_video_has_every_frame_and_three_panels(tmp_path):
     # the reconstruction panel shows the object: not all background grey
     assert np.abs(decoded[0][:, 64:128].astype(float) - 128).mean() > 3
     assert [p.name for p in tmp_path.iterdir()] == ["preview.mp4"]
+    # under a light (the video's, taken out of the texture) the reconstruction panels are lit: a light twice as
+    # bright in every direction brightens them, and the input frame's panel is left as it is
+    light = torch.zeros(9)
+    light[0] = 2.0
+    lit = write_preview(tmp_path / "lit.mp4", anim, frames, cam, ctx=R.context("torch", "cpu"), resolution=64,
+                        light=light)
+    with av.open(str(lit)) as f:
+        brighter = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
+    assert brighter[0][:, 64:].astype(float).mean() > decoded[0][:, 64:].astype(float).mean() + 5
+    assert abs(brighter[0][:, :56].astype(float).mean() - decoded[0][:, :56].astype(float).mean()) < 1
 
 
 def _small_anim():

@@ -1,5 +1,7 @@
 """preview.mp4 (Sec. 4.5 deliverable): input frame | reconstruction from the input camera | a slowly orbiting view,
-side by side, optionally with normal-shaded panels beneath. H.264, yuv420p, written atomically."""
+side by side, optionally with normal-shaded panels beneath. H.264, yuv420p, written atomically. Given the video's
+light that the texture was taken out of (``TextureResult.light``), both reconstruction panels show the asset under
+it, as the video showed the object; without it, the texture as it is."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 from .. import render as R
 from ..camera import DEFAULT_FOV_DEG, Camera, orbit_camera
 from ..errors import V2M4Error
+from ..stages.lighting import relight
 from ..types import Animation, Frames
 
 
@@ -30,7 +33,7 @@ def _composite(rgb: torch.Tensor, alpha: torch.Tensor, grey: float = 0.5) -> tor
 
 
 def _panels(anim: Animation, frames: Frames | None, camera: Camera, ctx, size: int, normals: bool, orbit_period_s: float,
-            start: int, stop: int) -> np.ndarray:
+            start: int, stop: int, light: torch.Tensor | None = None, weld: torch.Tensor | None = None) -> np.ndarray:
     n = stop - start
     verts = anim.vertices[start:stop].to(anim.mesh.vertices)
     cam = scaled_camera(camera, size)
@@ -43,10 +46,15 @@ def _panels(anim: Animation, frames: Frames | None, camera: Camera, ctx, size: i
     dist = 1.15 * radius / math.sin(math.radians(DEFAULT_FOV_DEG / 2))
     orbit = orbit_camera(yaw, torch.full_like(yaw, math.radians(15)), torch.full_like(yaw, dist),
                          centre[None].expand(n, 3).contiguous(), fov_deg=DEFAULT_FOV_DEG, resolution=(size, size))
-    chans = ("rgb", "mask", "normal") if normals else ("rgb", "mask")
+    chans = ("rgb", "mask", "normal") if normals or light is not None else ("rgb", "mask")
     with torch.no_grad():
-        a = R.render(ctx, anim.mesh, cams, channels=chans, vertices=verts)
-        b = R.render(ctx, anim.mesh, orbit, channels=chans, vertices=verts)
+        # the welded surface's normals: the texture's seams split vertices, not the shading
+        nrm = R.vertex_normals(verts, anim.mesh.faces, weld) if "normal" in chans else None
+        a = R.render(ctx, anim.mesh, cams, channels=chans, vertices=verts, normals=nrm)
+        b = R.render(ctx, anim.mesh, orbit, channels=chans, vertices=verts, normals=nrm)
+    if light is not None:
+        for r in (a, b):
+            r["rgb"] = relight(r["rgb"], r["normal"], light)
     row = [_composite(a["rgb"], a["mask"]), _composite(b["rgb"], b["mask"])]
     if frames is not None:
         f = frames.rgba[start:stop].to(verts)
@@ -64,14 +72,15 @@ def _panels(anim: Animation, frames: Frames | None, camera: Camera, ctx, size: i
 
 def write_preview(path: str | os.PathLike, anim: Animation, frames: Frames | None, camera: Camera, *,
                   ctx: R.RenderContext, resolution: int = 256, normals: bool = False, orbit_period_s: float = 8.0,
-                  fps: float | None = None, chunk: int = 16, progress=None) -> Path:
+                  fps: float | None = None, chunk: int = 16, progress=None, light: torch.Tensor | None = None) -> Path:
     """Write the preview video; frames (T matching anim) may be None (then two panels). progress: optional
-    callable(done, total) in frames."""
+    callable(done, total) in frames. light (9,): the video's light (``stages.lighting``) to show the asset under."""
     import av
 
     if frames is not None and len(frames) != len(anim):
         raise V2M4Error(f"preview: {len(frames)} input frames for {len(anim)} animation frames")
     size = resolution - resolution % 2
+    weld = R.weld_map(anim.mesh.vertices)
     fps = fps or (float(1.0 / (anim.times[1] - anim.times[0])) if len(anim) > 1 else 24.0)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +90,8 @@ def write_preview(path: str | os.PathLike, anim: Animation, frames: Frames | Non
         with av.open(tmp, "w", format="mp4") as out:
             stream = None
             for s in range(0, len(anim), chunk):
-                imgs = _panels(anim, frames, camera, ctx, size, normals, orbit_period_s, s, min(len(anim), s + chunk))
+                imgs = _panels(anim, frames, camera, ctx, size, normals, orbit_period_s, s, min(len(anim), s + chunk),
+                               light, weld)
                 if stream is None:
                     from fractions import Fraction
                     stream = out.add_stream("libx264", rate=Fraction(round(fps * 1000), 1000))
