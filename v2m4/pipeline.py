@@ -32,7 +32,7 @@ from .stages.generate import checkpoint_name as gen_checkpoint, generate_keyfram
 from .stages.keyframes import Keyframes, select_keyframes
 from .stages.registration import RegistrationResult, register_sequence, sequence_quality
 from .stages.registration.joint import register_clip
-from .stages.lighting import relight
+from .stages.lighting import render_lit
 from .stages.texture import TextureResult, bake_texture, ring_views, texture_frames, unreached_fraction
 from .types import Animation, Frames, Mesh
 
@@ -309,7 +309,7 @@ def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chu
     """Median mask IoU, masked PSNR and SSIM of every frame of the animation against the input, from its camera;
     and the mask IoU of each frame (mask_iou_frames). progress: optional callable(done, total) in frames. light:
     the video's light the texture was taken out of (``TextureResult.light``), under which the asset is seen here
-    as the video showed it (``lighting.relight``)."""
+    as the video showed it (``lighting.render_lit``)."""
 
     from .metrics.image import mask_iou, masked_psnr, ssim
     ious, psnrs, ssims = [], [], []
@@ -319,13 +319,7 @@ def input_view_metrics(anim: Animation, frames: Frames, camera: Camera, ctx, chu
             v = anim.vertices[s: s + chunk].to(anim.mesh.vertices)
             n = v.shape[0]
             cams = Camera(camera.K.expand(n, 3, 3), camera.cam_from_world.expand(n, 4, 4), camera.resolution)
-            lit = light is not None
-            # the normals of the welded surface: the texture's seams split vertices, not the shading
-            nrm = R.vertex_normals(v, anim.mesh.faces, weld) if lit else None
-            r = R.render(ctx, anim.mesh, cams, channels=("rgb", "mask") + (("normal",) if lit else ()), vertices=v,
-                         normals=nrm)
-            if light is not None:
-                r["rgb"] = relight(r["rgb"], r["normal"], light)
+            r = render_lit(ctx, anim.mesh, cams, light, vertices=v, weld=weld)
             ref = frames.rgba[s: s + n].to(v.device)
             ious += mask_iou(r["mask"], ref[..., 3]).tolist()
             psnrs += masked_psnr(r["rgb"], ref[..., :3], ref[..., 3]).tolist()

@@ -149,17 +149,12 @@ def _frame_selection(n: int, max_frames: int | None) -> list[int]:
 def _render_outputs(ctx, meshes: list[Mesh], camera, light=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Renders (T, H, W, 3) and masks (T, H, W) of each output mesh through the method's camera; under the
     video's light (``stages.lighting.relight``) where the method took one out of its texture."""
-    from ..stages.lighting import relight
+    from ..stages.lighting import render_lit
 
     rgb, mask = [], []
     with torch.no_grad():
         for m in meshes:  # one mesh per frame, topology may differ: one call per frame
-            lit = light is not None
-            # the normals of the welded surface: the texture's seams split vertices, not the shading
-            nrm = R.vertex_normals(m.vertices, m.faces, R.weld_map(m.vertices)) if lit else None
-            out = R.render(ctx, m, camera, channels=("rgb", "mask") + (("normal",) if lit else ()), normals=nrm)
-            if light is not None:
-                out["rgb"] = relight(out["rgb"], out["normal"], light)
+            out = render_lit(ctx, m, camera, light)
             rgb.append(out["rgb"][0])
             mask.append(out["mask"][0])
     return torch.stack(rgb), torch.stack(mask)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .. import render as R
 from ..camera import DEFAULT_FOV_DEG, Camera, orbit_camera
 from ..errors import V2M4Error
-from ..stages.lighting import relight
+from ..stages.lighting import render_lit
 from ..types import Animation, Frames
 
 
@@ -46,15 +46,10 @@ def _panels(anim: Animation, frames: Frames | None, camera: Camera, ctx, size: i
     dist = 1.15 * radius / math.sin(math.radians(DEFAULT_FOV_DEG / 2))
     orbit = orbit_camera(yaw, torch.full_like(yaw, math.radians(15)), torch.full_like(yaw, dist),
                          centre[None].expand(n, 3).contiguous(), fov_deg=DEFAULT_FOV_DEG, resolution=(size, size))
-    chans = ("rgb", "mask", "normal") if normals or light is not None else ("rgb", "mask")
+    chans = ("rgb", "mask", "normal") if normals else ("rgb", "mask")
     with torch.no_grad():
-        # the welded surface's normals: the texture's seams split vertices, not the shading
-        nrm = R.vertex_normals(verts, anim.mesh.faces, weld) if "normal" in chans else None
-        a = R.render(ctx, anim.mesh, cams, channels=chans, vertices=verts, normals=nrm)
-        b = R.render(ctx, anim.mesh, orbit, channels=chans, vertices=verts, normals=nrm)
-    if light is not None:
-        for r in (a, b):
-            r["rgb"] = relight(r["rgb"], r["normal"], light)
+        a = render_lit(ctx, anim.mesh, cams, light, vertices=verts, weld=weld, channels=chans)
+        b = render_lit(ctx, anim.mesh, orbit, light, vertices=verts, weld=weld, channels=chans)
     row = [_composite(a["rgb"], a["mask"]), _composite(b["rgb"], b["mask"])]
     if frames is not None:
         f = frames.rgba[start:stop].to(verts)

@@ -20,7 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["sh_basis", "fit_light", "shading", "unlight", "relight", "srgb_to_linear", "linear_to_srgb"]
+from .. import render as R
+
+__all__ = ["sh_basis", "fit_light", "shading", "unlight", "relight", "render_lit", "srgb_to_linear",
+           "linear_to_srgb"]
 
 # the shading's floor, as a share of its mean over all directions: the division in ``unlight`` must not blow up
 # where the fitted harmonics dip towards 0 (a Lambertian surface facing away from the light gets the ambient part)
@@ -86,3 +89,19 @@ def unlight(rgb: Tensor, normals: Tensor, light: Tensor) -> Tensor:
 def relight(rgb: Tensor, normals: Tensor, light: Tensor) -> Tensor:
     """Base colours (..., 3) (sRGB) as the light shows them on a surface of normals (..., 3) (sRGB)."""
     return linear_to_srgb(srgb_to_linear(rgb) * shading(normals, light)[..., None])
+
+
+def render_lit(ctx, mesh, cameras, light: Tensor | None, *, vertices: Tensor | None = None,
+               weld: Tensor | None = None, channels: tuple[str, ...] = ("rgb", "mask")) -> dict[str, Tensor]:
+    """``render.render`` of the mesh's channels, its rgb under the light (``relight``) where one is given. Normals
+    (rendered for the light or when asked for) are those of the welded surface: the texture's seams split vertices,
+    not the shading. weld: ``render.weld_map`` of the mesh's vertices, found here when not given."""
+    if light is None and "normal" not in channels:
+        return R.render(ctx, mesh, cameras, channels=channels, vertices=vertices)
+    weld = R.weld_map(mesh.vertices) if weld is None else weld
+    nrm = R.vertex_normals(mesh.vertices if vertices is None else vertices, mesh.faces, weld)
+    out = R.render(ctx, mesh, cameras, channels=tuple(dict.fromkeys((*channels, "normal"))), vertices=vertices,
+                   normals=nrm)
+    if light is not None:
+        out["rgb"] = relight(out["rgb"], out["normal"], light)
+    return out

@@ -118,7 +118,7 @@ def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int
         e = np.concatenate([F[:, [0, 1]], F[:, [1, 2]], F[:, [2, 0]]])
         edge_length = float(np.median(np.linalg.norm(V[e[:, 0]] - V[e[:, 1]], axis=1)))
     if max_faces:
-        area = float(_areas(V, F).sum())
+        area = float(triangle_areas(V, F).sum())
         edge_length = max(edge_length, float(np.sqrt(4 * area / (np.sqrt(3) * max_faces))))
     F = manifold_faces(F)
     _, keep = np.unique(np.sort(F, 1), axis=0, return_index=True)  # duplicate faces crash the remesher
@@ -139,22 +139,28 @@ def remesh_isotropic(mesh: Mesh, edge_length: float | None = None, *, iters: int
 def drop_small_components(V: np.ndarray, F: np.ndarray, min_area: float) -> tuple[np.ndarray, np.ndarray]:
     """(V, F) without the connected components (vertices joined by faces) whose total area is below ``min_area``
     (the largest is always kept), and without the vertices no face uses any more; the rest keep their order."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     if len(F) == 0:
         return V, F
-    rows = np.repeat(F[:, 0], 2)
-    cols = F[:, 1:].reshape(-1)
-    adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(V), len(V)))
-    _, label = connected_components(adj, directed=False)
-    per = np.bincount(label[F[:, 0]], weights=_areas(V, F), minlength=label.max() + 1)
+    label = piece_labels(len(V), F)
+    per = np.bincount(label[F[:, 0]], weights=triangle_areas(V, F), minlength=label.max() + 1)
     big = (per >= min_area) | (np.arange(len(per)) == per.argmax())  # never the whole mesh
     keep = big[label[F[:, 0]]]
     return (V, F) if keep.all() else _referenced(V, F[keep])
 
 
-def _areas(V: np.ndarray, F: np.ndarray) -> np.ndarray:
+def piece_labels(n_vertices: int, F: np.ndarray) -> np.ndarray:
+    """(V,) int: the connected component (vertices joined by faces) of each of n_vertices vertices; a vertex in no
+    face is a component of its own."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows = np.repeat(F[:, 0], 2)
+    cols = F[:, 1:].reshape(-1)
+    adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, n_vertices))
+    return connected_components(adj, directed=False)[1]
+
+
+def triangle_areas(V: np.ndarray, F: np.ndarray) -> np.ndarray:
     """(F,) triangle areas, in float64."""
     t = V[F].astype(np.float64)
     return np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1) / 2

@@ -19,12 +19,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from torch import Tensor
 
 from ...types import Mesh
+from ..remesh import piece_labels, triangle_areas
 
 __all__ = ["pieces", "place_pieces"]
 
@@ -32,24 +31,22 @@ __all__ = ["pieces", "place_pieces"]
 def pieces(faces: np.ndarray, n_vertices: int) -> list[np.ndarray]:
     """The vertex indices of each connected piece of a triangle mesh (vertices in no face are left out), largest
     piece first."""
-    f = np.asarray(faces, dtype=np.int64)
-    i = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
-    j = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
-    adj = coo_matrix((np.ones(len(i)), (i, j)), shape=(n_vertices, n_vertices))
-    n, label = connected_components(adj, directed=False)
+    return _pieces(np.asarray(faces, dtype=np.int64), n_vertices)[0]
+
+
+def _pieces(f: np.ndarray, n_vertices: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """``pieces`` and the component label of every vertex (``remesh.piece_labels``)."""
+    label = piece_labels(n_vertices, f)
     used = np.zeros(n_vertices, dtype=bool)
     used[f.reshape(-1)] = True
-    out = [np.flatnonzero((label == c) & used) for c in range(n)]
-    return sorted((p for p in out if len(p)), key=len, reverse=True)
+    out = [np.flatnonzero((label == c) & used) for c in range(label.max() + 1)]
+    return sorted((p for p in out if len(p)), key=len, reverse=True), label
 
 
-def _areas(v: np.ndarray, faces: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
-    """Each piece's surface area (faces belong to the piece of their first corner)."""
-    fa = 0.5 * np.linalg.norm(np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]]), axis=1)
-    owner = np.empty(len(v), dtype=np.int64)
-    for k, p in enumerate(parts):
-        owner[p] = k
-    return np.bincount(owner[faces[:, 0]], weights=fa, minlength=len(parts))
+def _areas(v: np.ndarray, f: np.ndarray, parts: list[np.ndarray], label: np.ndarray) -> np.ndarray:
+    """Each piece's surface area."""
+    per = np.bincount(label[f[:, 0]], weights=triangle_areas(v, f), minlength=label.max() + 1)
+    return per[[label[p[0]] for p in parts]]
 
 
 def _axes(p: np.ndarray) -> np.ndarray:
@@ -69,6 +66,11 @@ def _kabsch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return vt.T @ np.diag([1.0, 1.0, d]) @ u.T
 
 
+def _symmetric(a: np.ndarray, b: np.ndarray, tree_b: cKDTree) -> float:
+    """Mean squared nearest distance a -> b plus b -> a (tree_b: b's tree)."""
+    return float((tree_b.query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean())
+
+
 def _icp(src: np.ndarray, dst: np.ndarray, tree: cKDTree, rot: np.ndarray, iters: int) -> tuple[np.ndarray, float]:
     """src (n, 3) turned by rot about its centroid onto dst's centroid, then point-to-point ICP onto dst; returns
     the moved points and their symmetric mean squared distance to dst."""
@@ -77,13 +79,7 @@ def _icp(src: np.ndarray, dst: np.ndarray, tree: cKDTree, rot: np.ndarray, iters
         _, nn = tree.query(y)
         r = _kabsch(y, dst[nn])
         y = (y - y.mean(0)) @ r.T + dst[nn].mean(0)
-    d_fwd, _ = tree.query(y)
-    d_bwd, _ = cKDTree(y).query(dst)
-    return y, float((d_fwd ** 2).mean() + (d_bwd ** 2).mean())
-
-
-def _symmetric(a: np.ndarray, b: np.ndarray, tree_b: cKDTree) -> float:
-    return float((tree_b.query(a)[0] ** 2).mean() + (cKDTree(a).query(b)[0] ** 2).mean())
+    return y, _symmetric(y, dst, tree)
 
 
 def place_pieces(x: Tensor, faces: Tensor, targets: list[Mesh], *, min_share: float = 0.01, gain: float = 4.0,
@@ -103,7 +99,7 @@ def place_pieces(x: Tensor, faces: Tensor, targets: list[Mesh], *, min_share: fl
     is far below what tells a fitting piece from a misplaced one (normalised units: the object spans 1).
     """
     f = faces.cpu().numpy().astype(np.int64)
-    parts = pieces(f, x.shape[1])
+    parts, label = _pieces(f, x.shape[1])
     if len(parts) < 2:
         return x, [0] * len(targets)
     out = x.detach().cpu().double().numpy().copy()
@@ -111,14 +107,14 @@ def place_pieces(x: Tensor, faces: Tensor, targets: list[Mesh], *, min_share: fl
     moved = [0] * len(targets)
     for k, tgt in enumerate(targets):
         v = out[k]
-        area = _areas(v, f, parts)
+        area = _areas(v, f, parts, label)
         loose = [i for i in range(1, len(parts)) if area[i] >= min_share * area.sum()]
         tv = tgt.vertices.detach().cpu().double().numpy()
         tf = tgt.faces.cpu().numpy().astype(np.int64)
-        tparts = pieces(tf, len(tv))
+        tparts, tlabel = _pieces(tf, len(tv))
         if not loose or len(tparts) < 2:
             continue
-        tarea = _areas(tv, tf, tparts)
+        tarea = _areas(tv, tf, tparts, tlabel)
         trees = [cKDTree(tv[q]) for q in tparts]
         whole = cKDTree(tv)
         # a piece no farther from the target's surface than the mesh's median vertex is not misplaced
@@ -129,13 +125,15 @@ def place_pieces(x: Tensor, faces: Tensor, targets: list[Mesh], *, min_share: fl
             p = v[parts[i]]
             stay = float((whole.query(p)[0] ** 2).mean())
             search = stay > gain * floor
+            axes_p = _axes(p) if search else None
             for j, q in enumerate(tparts):
                 if not (1 / area_ratio <= tarea[j] / max(area[i], 1e-30) <= area_ratio) or len(q) < 4:
                     continue
                 dst = tv[q]
                 here = _symmetric(p, dst, trees[j])
                 if search:
-                    starts = [np.eye(3)] + [_axes(dst) @ s @ _axes(p).T for s in flips]
+                    axes = _axes(dst)
+                    starts = [np.eye(3)] + [axes @ s @ axes_p.T for s in flips]
                     y, score = min((_icp(p, dst, trees[j], r, iters) for r in starts), key=lambda ys: ys[1])
                 if search and score * gain < stay:
                     cost[a, j] = score + motion * float(((y.mean(0) - p.mean(0)) ** 2).sum())
