@@ -12,7 +12,7 @@ top row, because our clip space has ndc_y growing downward. ``render(ctx, mesh, 
 
 Backends. ``torch`` (default, any device) is pure PyTorch and is the reference; ``nvdiffrast`` wraps the CUDA
 rasteriser. On the CPU the ``torch`` backend finds visibility with a compiled kernel (``_cpu``, numba) that gives
-the same pixels to the same triangles; everything differentiable stays in PyTorch. Silhouette gradients always come from this package's edge-crossing antialias, also with the
+the same pixels to the same triangles, and walks the antialias's silhouette edges with another (``_cpu_aa``). Silhouette gradients always come from this package's edge-crossing antialias, also with the
 nvdiffrast backend: nvdiffrast's own antialias loses most of its gradient once triangles are smaller than a
 pixel (its edge analysis between neighbouring pixels rarely sees the owning triangle; figures in
 docs/calibration.md), which is the normal case for generated meshes.
@@ -46,8 +46,9 @@ class RenderContext:
     """Which backend renders, on which device. Made by ``context``; pass it to every primitive.
 
     max_candidates bounds the (triangle, pixel) pairs the torch rasteriser tests at once (memory ~40 B each).
-    compiled: on the CPU, find visibility with the compiled kernel (``_cpu``, the same pixels, 5-15x faster) where
-    numba is installed; False keeps the tensor rasteriser, the reference.
+    compiled: on the CPU, find visibility and walk the antialias's silhouette edges with compiled kernels (``_cpu``:
+    the same pixels, 5-15x faster; ``_cpu_aa``: the same crossings) where numba is installed; False keeps the
+    tensor rasteriser and antialias, the reference.
     """
 
     backend: str
@@ -206,7 +207,7 @@ def antialias(ctx: RenderContext, color: Tensor, rast: Tensor, pos: Tensor, tri:
     if topology is None:
         topology = edge_topology(tri)
     zbuf = _torch.fragments_from_rast(rast.detach()).depth_buffer()
-    return _torch_aa.antialias(color, zbuf, pos, tri.long(), topology)
+    return _torch_aa.antialias(color, zbuf, pos, tri.long(), topology, compiled=ctx.compiled)
 
 
 def vertex_normals(vertices: Tensor, faces: Tensor, weld: Tensor | None = None) -> Tensor:
@@ -262,7 +263,7 @@ def render(ctx: RenderContext, mesh: Mesh, cameras: Camera, *, channels: Seq[str
     frag = _fragments(ctx, pos, faces, cameras.resolution)
     return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
                   background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
-                  normals=normals, per_pixel=per_pixel)
+                  normals=normals, per_pixel=per_pixel, compiled=ctx.compiled)
 
 
 @torch.no_grad()
@@ -327,7 +328,7 @@ def render_visible(ctx: RenderContext, mesh: Mesh, cameras: Camera, tri_id: Tens
     frag = _visible.VisibleFragments(pos, faces.long(), tri_id, pixels)
     return _shade(frag, mesh, cameras, verts_b, faces, pos, channels=channels, topology=topology,
                   background=background, antialias_edges=antialias_edges, sliver_area=sliver_area,
-                  crossings=crossings, normals=normals, per_pixel=per_pixel)
+                  crossings=crossings, normals=normals, per_pixel=per_pixel, compiled=ctx.compiled)
 
 
 def _pose_normals(mesh: Mesh, vertices: Tensor | None, faces: Tensor, channels: Seq[str],
@@ -362,9 +363,10 @@ def _project(mesh: Mesh, cameras: Camera, vertices: Tensor | None, near: Tensor 
 
 def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, pos: Tensor, *, channels: Seq[str],
            topology, background, antialias_edges: bool, sliver_area: float,
-           crossings: int | None = None, normals: Tensor | None = None, per_pixel: bool = False) -> dict[str, Tensor]:
+           crossings: int | None = None, normals: Tensor | None = None, per_pixel: bool = False,
+           compiled: bool = True) -> dict[str, Tensor]:
     """The channels of fragments frag (``_torch.Fragments``, ``_visible.VisibleFragments`` or nvdiffrast's dense
-    ones); per_pixel as in ``render``."""
+    ones); per_pixel as in ``render``; compiled: ``RenderContext.compiled``."""
     emit = frag.rows if per_pixel else frag.dense
     guard = sliver_area > 0 and torch.is_grad_enabled() and pos.requires_grad
     shaded = "rgb" in channels or "mask" in channels
@@ -394,7 +396,8 @@ def _shade(frag, mesh: Mesh, cameras: Camera, verts_b: Tensor, faces: Tensor, po
         else:
             img = frag.dense(frag.ones())
         if antialias_edges:
-            img = _torch_aa.antialias(img, frag.depth_buffer(), pos, faces, topology, area, crossings)
+            img = _torch_aa.antialias(img, frag.depth_buffer(), pos, faces, topology, area, crossings,
+                                      compiled=compiled)
         if "rgb" in channels:
             out["rgb"] = img[..., :3]
         if "mask" in channels:

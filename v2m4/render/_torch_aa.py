@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import _cpu_aa
 from ._torch import _screen
 
 
@@ -171,7 +172,7 @@ def _share_coverage(color: Tensor, d: Tensor, pix_in: Tensor, pix_out: Tensor) -
 
 
 def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: tuple[Tensor, Tensor, Tensor],
-              area: Tensor | None = None, crossings: int | None = None) -> Tensor:
+              area: Tensor | None = None, crossings: int | None = None, *, compiled: bool = True) -> Tensor:
     """Blend colours across visible silhouette edges so that the image is differentiable in vertex positions.
 
     color (B, H, W, C), zbuf (B * H * W,) z_ndc of the visible surface or +inf (Fragments.depth_buffer),
@@ -191,12 +192,18 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
     crossings: None, the crossings are counted and compacted (the host reads their number); an int, they go into
     that many slots (static shapes, no host synchronisation: what a CUDA graph needs); exact when it is at least
     ``silhouette_crossings``, crossings beyond it are dropped.
+
+    compiled: on the CPU (float32, crossings None), the same walk as one compiled loop per view (``_cpu_aa``) when
+    numba is installed; False: always these tensor operations.
     """
     B, h, w, C = color.shape
     edges = topology[0]
-    x, y, z = _screen(pos, (h, w))
     if area is None:
         area = screen_area(pos, tri, (h, w))
+    if compiled and crossings is None and color.device.type == "cpu" and color.dtype == torch.float32 \
+            and pos.dtype == torch.float32 and _cpu_aa.available():
+        return _cpu_aa.antialias(color, zbuf, pos, tri, topology, area)
+    x, y, z = _screen(pos, (h, w))
     sp = _silhouette_spans(x, y, pos, topology, area, (h, w), compact=crossings is None)
     if crossings is None:
         crossings = int(sp.count.sum())  # the host's one read of the walk's size (it waits on the device here)
