@@ -91,6 +91,44 @@ def test_the_texture_is_base_colour_and_the_input_view_sees_it_lit():
     assert float(masked_psnr(relight(r["rgb"], r["normal"], tex.light), frames[1:2, ..., :3], inner.float())) > 30
 
 
+def test_dim_pixels_weigh_less_once_the_light_is_divided_out():
+    """Frames with sensor noise: divided by a dim shading, a pixel's noise grows, so the texel the turning sphere
+    shows both lit and turned from the light is closer to its base colour when each pixel weighs by its shading."""
+    tm = trimesh.creation.icosphere(subdivisions=3)
+    v = torch.tensor(tm.vertices, dtype=torch.float32)
+    col = 0.5 + 0.3 * torch.stack([torch.sin(2 * v[:, 0]), torch.cos(3 * v[:, 1]), torch.sin(2.5 * v[:, 2])], -1)
+    m = Mesh(v, torch.tensor(tm.faces), vertex_colors=col)
+    T = 6
+    angles = torch.arange(T) * (2 * math.pi / T)  # every side passes through the light and away from it
+    c, s = torch.cos(angles), torch.sin(angles)
+    Ry = torch.zeros(T, 3, 3)
+    Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1, -s, c
+    verts = m.vertices[None] @ Ry.transpose(1, 2)
+    cam = ring_views(m, 1, 96, pitch_deg=10)
+    direction = torch.nn.functional.normalize(torch.tensor([0.9, 0.2, 0.4]), dim=0)
+    g = torch.Generator().manual_seed(3)
+    frames = []
+    for t in range(T):
+        r = R.render(CTX, m.with_vertices(verts[t]), cam, channels=("rgb", "mask", "normal"))
+        lit = linear_to_srgb(srgb_to_linear(r["rgb"]) * _lambert(r["normal"], direction)[..., None])
+        lit = (lit + 0.04 * torch.randn(lit.shape, generator=g)).clamp(0, 1)
+        frames.append(torch.cat([lit * r["mask"][..., None], r["mask"][..., None]], -1)[0])
+    frames = torch.stack(frames)
+    reposed = [m.with_vertices(verts[t]) for t in range(T)]
+    seq = Sequence(m, verts, torch.arange(T, dtype=torch.float32))
+    views = ring_views(m, 8, 96)
+    want = appearance_renders([m], views, CTX)
+    cfg = replace(TextureConfig.fast(), size=128, iters=30, multi_views=16, render_res=96)
+    psnr = {}
+    for weighted in (True, False):
+        out = bake_texture(Frames(frames, fps=6.0), reposed, seq, cam, replace(cfg, shade_weight=weighted), CTX,
+                           generator=torch.Generator().manual_seed(0))
+        got = R.render(CTX, out.mesh, views, channels=("rgb", "mask"))
+        inner = (want[..., 3] > 0.99) & (got["mask"] > 0.99)
+        psnr[weighted] = float(masked_psnr(got["rgb"], want[..., :3], inner.float()).median())
+    assert psnr[True] > psnr[False] + 0.3, psnr
+
+
 def test_the_light_is_saved_with_the_texture(tmp_path):
     tm = trimesh.creation.icosphere(subdivisions=1)
     mesh = Mesh(torch.tensor(tm.vertices, dtype=torch.float32), torch.tensor(tm.faces),

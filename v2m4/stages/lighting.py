@@ -8,7 +8,8 @@ same pixel, video = base colour x shading(normal) in linear light; shading under
 of the surface normal, which the nine spherical harmonics of degree at most 2 represent for Lambertian reflection to
 within a few percent (Ramamoorthi and Hanrahan, "An efficient representation for irradiance environment maps",
 2001). One grey shading (white light) is fitted to every such pixel by least squares (``fit_light``); the frames
-are divided by it at our own surface's normals before they supervise the texture (``unlight``), and the input-view
+are divided by it at our own surface's normals before they supervise the texture (``unlight``; a dim pixel's error
+grows with the division, so each weighs by its shading: ``TextureConfig.shade_weight``), and the input-view
 figures show the asset under it (``relight``), as the video showed the object.
 
 Colours are sRGB in [0, 1] as images store them; the model works in linear light. Tensors: images (..., 3), normals
@@ -22,12 +23,14 @@ from torch import Tensor
 
 from .. import render as R
 
-__all__ = ["sh_basis", "fit_light", "shading", "unlight", "relight", "render_lit", "srgb_to_linear",
+__all__ = ["FLOOR", "SRGB_GAMMA", "sh_basis", "fit_light", "shading", "unlight", "relight", "render_lit", "srgb_to_linear",
            "linear_to_srgb"]
 
 # the shading's floor, as a share of its mean over all directions: the division in ``unlight`` must not blow up
 # where the fitted harmonics dip towards 0 (a Lambertian surface facing away from the light gets the ambient part)
 FLOOR = 0.1
+# sRGB's curve is close to a power 1/2.2 (IEC 61966-2-1): a factor s on linear light is about s^(1/2.2) in sRGB
+SRGB_GAMMA = 2.2
 
 
 def srgb_to_linear(x: Tensor) -> Tensor:

@@ -43,7 +43,7 @@ from ..camera import DEFAULT_FOV_DEG, Camera, near_far, orbit_camera
 from ..errors import V2M4Error
 from ..optim import Adam
 from ..types import Frames, Mesh, Sequence, load_npz, atomic_save_npz
-from .lighting import fit_light, unlight
+from .lighting import SRGB_GAMMA, fit_light, shading, unlight
 
 
 __all__ = ["TextureConfig", "TextureResult", "bake_texture", "fit_texture", "uv_atlas", "ring_views", "random_views",
@@ -68,6 +68,10 @@ class TextureConfig:
                                       # appearance and divided out of the frames before they supervise the texture,
                                       # so the texture is base colour (``lighting``); no effect without video
                                       # supervision or without a generated appearance
+    shade_weight: bool = True         # ours: with ``delight``, each frame pixel's weight is its shading^(2/2.2):
+                                      # dividing by the shading s scales the frame's error by about s^(-1/2.2) in
+                                      # sRGB, so dim pixels (a flank turned from the light) say least about the
+                                      # base colour (inverse-variance weights; the mean weight is unchanged)
     video_frames: int = 0             # beyond the paper: with the whole-clip registration, the video of this many
                                       # registered frames (evenly spread; every frame of a shorter clip)
                                       # supervises the texture, not only the keyframes'; 0: the keyframes'
@@ -140,7 +144,7 @@ def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera
     atlas, vmap = uv_atlas(rest, size=cfg.size, padding=cfg.padding)
     multi = random_views(reposed[0], cfg.multi_views, cfg.render_res, generator, fov_deg=cfg.fov_deg)
     targets = appearance_renders([reposed[0]], multi, ctx)
-    light = None
+    light, ref_weight = None, None
     if cfg.video_supervision:
         ref = frames.rgba.to(rest.vertices.device)
         if cfg.delight and _coloured(reposed[0]):
@@ -150,6 +154,8 @@ def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera
             with torch.no_grad():
                 nrm = R.render(ctx, rest, cams, channels=("normal",), vertices=key_vertices)["normal"].to(ref)
             ref = torch.cat([unlight(ref[..., :3], nrm, light), ref[..., 3:]], -1)
+            if cfg.shade_weight:
+                ref_weight = shading(nrm, light) ** (2 / SRGB_GAMMA)
         # the generated appearance mapped into the video's colours where both see the object (module docstring)
         generated = appearance_renders(reposed[:1], camera, ctx)
         targets = apply_colour_transfer(targets, colour_transfer(generated, ref[first:first + 1].to(generated)))
@@ -159,7 +165,8 @@ def bake_texture(frames: Frames, reposed: list[Mesh], sequence: Sequence, camera
                             f"generated meshes, but {N} frames were given")
         cams = Camera(camera.K.expand(N, 3, 3), camera.cam_from_world.expand(N, 4, 4), camera.resolution)
         ref = appearance_renders(reposed, cams, ctx)
-    out = fit_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx, progress=progress)
+    out = fit_texture(atlas, vmap, key_vertices, camera, ref, multi, targets, cfg, ctx, progress=progress,
+                      ref_pixel_weight=ref_weight)
     return replace(out, light=light)
 
 
@@ -270,10 +277,11 @@ def apply_colour_transfer(images: Tensor, a: Tensor) -> Tensor:
 
 
 def _supervised_pixels(ctx, mesh: Mesh, vertices: Tensor, cameras: Camera, targets: Tensor, weight: float,
-                       chunk: int = 16) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                       chunk: int = 16, pixel_weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """uv (P, 2), colour (P, 3), weight (P,) and uv footprint (P,) of every pixel covered by both the render
-    (fully, not an edge) and the target (alpha > 0.5). vertices: (V, 3) or (N, V, 3), one pose per camera."""
-    uvs, cols, foot = [], [], []
+    (fully, not an edge) and the target (alpha > 0.5). vertices: (V, 3) or (N, V, 3), one pose per camera;
+    pixel_weight (N, H, W): each pixel's weight relative to the others, scaled so that their mean is ``weight``."""
+    uvs, cols, foot, pw = [], [], [], []
     if targets.shape[1:3] != cameras.resolution:
         raise V2M4Error(f"targets are {tuple(targets.shape[1:3])} but cameras render {cameras.resolution}")
     with torch.no_grad():
@@ -301,9 +309,15 @@ def _supervised_pixels(ctx, mesh: Mesh, vertices: Tensor, cameras: Camera, targe
             uvs.append(uv[sel])
             cols.append(tgt[..., :3][sel])
             foot.append(torch.maximum(du, dv)[sel])
+            if pixel_weight is not None:
+                pw.append(pixel_weight[s: s + chunk].to(uv)[sel])
     uv = torch.cat(uvs)
     col = torch.cat(cols)
-    return uv, col, torch.full((uv.shape[0],), weight, device=uv.device, dtype=uv.dtype), torch.cat(foot)
+    w = torch.full((uv.shape[0],), weight, device=uv.device, dtype=uv.dtype)
+    if pixel_weight is not None and uv.shape[0]:
+        pw = torch.cat(pw)
+        w = w * pw / pw.mean().clamp_min(1e-12)
+    return uv, col, w, torch.cat(foot)
 
 
 def _reached(uv: Tensor, footprint: Tensor, size: int) -> Tensor:
@@ -364,13 +378,14 @@ def fill_unreached(tex: Tensor, known: Tensor, *, max_iters: int | None = None) 
 
 def fit_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Camera, ref_targets: Tensor,
                  multi_cameras: Camera, multi_targets: Tensor, cfg: TextureConfig, ctx: R.RenderContext,
-                 *, progress=None) -> TextureResult:
+                 *, progress=None, ref_pixel_weight: Tensor | None = None) -> TextureResult:
     """Fit one texture to every supervised view (Sec. 4.4).
 
     rest: the atlas mesh (uv set, split at seams); vmap (V',) its original vertex per split vertex; key_vertices
     (K, V, 3) every keyframe's positions (original indexing); ref_camera: the video camera (1 view); ref_targets
     (K, H, W, 4) what each keyframe should look like from it; multi_cameras (N views) and multi_targets (N, h, w, 4)
-    views of the first keyframe.
+    views of the first keyframe; ref_pixel_weight (K, H, W): the reference pixels' weights relative to each other
+    (their mean stays ``cfg.ref_weight``).
     """
     t0 = time.perf_counter()
     if rest.uv is None:
@@ -383,7 +398,8 @@ def fit_texture(rest: Mesh, vmap: Tensor, key_vertices: Tensor, ref_camera: Came
         raise V2M4Error(f"{ref_targets.shape[0]} reference targets for {K} keyframes")
     kv = key_vertices.to(dev)[:, vmap]
     ref_cams = Camera(ref_camera.K.expand(K, 3, 3), ref_camera.cam_from_world.expand(K, 4, 4), ref_camera.resolution)
-    uv_r, col_r, w_r, f_r = _supervised_pixels(ctx, rest, kv, ref_cams, ref_targets, cfg.ref_weight)
+    uv_r, col_r, w_r, f_r = _supervised_pixels(ctx, rest, kv, ref_cams, ref_targets, cfg.ref_weight,
+                                               pixel_weight=ref_pixel_weight)
     uv_m, col_m, w_m, f_m = _supervised_pixels(ctx, rest, kv[0], multi_cameras, multi_targets, 1.0)
     uv = torch.cat([uv_r, uv_m])
     col = torch.cat([col_r, col_m]).clamp(0, 1)
