@@ -8,7 +8,7 @@ import trimesh
 
 from v2m4 import Mesh
 from v2m4 import render as R
-from v2m4.render import _cpu_aa
+from v2m4.render import _cpu_aa, _torch_aa
 from v2m4.camera import Camera, intrinsics_from_fov, look_at, orbit_camera
 
 CTX = R.context("torch")
@@ -413,7 +413,7 @@ def test_compiled_cpu_antialias_equals_the_tensor_antialias_in_values_and_gradie
 
     got = run(CTX)
     with monkeypatch.context() as mp:  # the same visibility (the compiled rasteriser's), the tensor antialias
-        mp.setattr(_cpu_aa, "available", lambda: False)
+        mp.setattr(_torch_aa, "_cpu_available", lambda: False)
         ref = run(CTX)
     for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, atol=2e-5 * float(b.abs().max()), rtol=0)

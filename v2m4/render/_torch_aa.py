@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from . import _cpu_aa
+from ._cpu_aa import antialias as _antialias_cpu, available as _cpu_available
 from ._torch import _screen
 
 
@@ -201,8 +201,8 @@ def antialias(color: Tensor, zbuf: Tensor, pos: Tensor, tri: Tensor, topology: t
     if area is None:
         area = screen_area(pos, tri, (h, w))
     if compiled and crossings is None and color.device.type == "cpu" and color.dtype == torch.float32 \
-            and pos.dtype == torch.float32 and _cpu_aa.available():
-        return _cpu_aa.antialias(color, zbuf, pos, tri, topology, area)
+            and pos.dtype == torch.float32 and _cpu_available():
+        return _antialias_cpu(color, zbuf, pos, tri, topology, area)
     x, y, z = _screen(pos, (h, w))
     sp = _silhouette_spans(x, y, pos, topology, area, (h, w), compact=crossings is None)
     if crossings is None:

@@ -9,6 +9,7 @@ import torch
 import trimesh
 
 from v2m4 import render as R
+from v2m4.render import _torch_aa
 from v2m4.camera import Camera, orbit_camera
 from v2m4.errors import V2M4Error
 from v2m4.geometry import unique_edges
@@ -295,6 +296,11 @@ def test_static_step_gives_the_dynamic_result(monkeypatch, video_frames):
 
     truth = clip(box())[:4]
     cfg = tiny(iters=30, global_iters=6, video_start=0.3, video_frames=video_frames)
+    # the static step walks the silhouettes with the tensor antialias (its crossings in fixed slots); so does the
+    # dynamic step here: the CPU's compiled walk sums in another order, and Adam turns a gradient's last bits into
+    # whole steps where the gradient is near 0 (1.5% of the motion after 36 steps; one render's gradients agree
+    # to 2e-7, tests/render/test_render.py)
+    monkeypatch.setattr(_torch_aa, "_cpu_available", lambda: False)
     dynamic = four_frames(cfg)
     monkeypatch.setattr(J, "_fit_clip", partial(J._fit_clip, static=True))
     monkeypatch.setattr(J, "_global_fit", partial(J._global_fit, static=True))
