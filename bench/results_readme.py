@@ -60,6 +60,8 @@ METHOD_TABLES = {
                         "texture: the five items those changes move most (p10, p08, p04) and two controls",
     "full_epyc": "`full` of the same pipeline on another 2-core VM (AMD EPYC): every quality column equals `full`'s "
                  "(p03's texture figures within 2e-5 dB); runs kept for the texture variants of this VM",
+    "full_cc99f6d": "`full` after the CPU's antialias was compiled and the frame pixels weighted by their shading, "
+                    "on the VM of `full_epyc`, beside it",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
     "full_noise3": "the whole pipeline with the synthetic generator's shape noise at 3% of the object's size (the "
                    "bench's default is 1%), on the ten items, beside the next table and `true_pose_noise3`",
