@@ -7,6 +7,7 @@ import torch
 import trimesh
 
 from v2m4 import render as R
+from v2m4.camera import Camera
 from v2m4.metrics.image import masked_psnr
 from v2m4.stages.lighting import fit_light, relight, shading, srgb_to_linear, unlight, linear_to_srgb
 from v2m4.stages.texture import TextureConfig, TextureResult, appearance_renders, bake_texture, ring_views
@@ -48,84 +49,75 @@ def _lambert(normals: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     return 0.35 + 0.65 * (normals @ direction).clamp_min(0)
 
 
-def test_the_texture_is_base_colour_and_the_input_view_sees_it_lit():
-    """A coloured sphere filmed under a directional light, its generated mesh carrying the true base colours: with
-    the light taken out, the texture seen unlit from every side is much closer to the base colour than the one
-    baked from the frames as they are, and under the fitted light it reproduces the frames."""
+def _turning_sphere(amplitude: float, angles: torch.Tensor, direction: list[float], noise: float = 0.0):
+    """A coloured sphere (its generated mesh carrying the true base colours) turning through the angles about y
+    under a fixed directional light, filmed by one camera, with sRGB noise of that std: (frames, the re-posed
+    meshes, their sequence, the camera, eight views around it and what they should show unlit)."""
     tm = trimesh.creation.icosphere(subdivisions=3)
     v = torch.tensor(tm.vertices, dtype=torch.float32)
-    col = 0.5 + 0.4 * torch.stack([torch.sin(2 * v[:, 0]), torch.cos(3 * v[:, 1]), torch.sin(2.5 * v[:, 2])], -1)
+    col = 0.5 + amplitude * torch.stack([torch.sin(2 * v[:, 0]), torch.cos(3 * v[:, 1]), torch.sin(2.5 * v[:, 2])], -1)
     m = Mesh(v, torch.tensor(tm.faces), vertex_colors=col)
-    T = 4
-    angles = torch.arange(T) * (math.pi / 3)  # the sphere turns; the light stays
+    T = angles.shape[0]
     c, s = torch.cos(angles), torch.sin(angles)
     Ry = torch.zeros(T, 3, 3)
     Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1, -s, c
     verts = m.vertices[None] @ Ry.transpose(1, 2)
     cam = ring_views(m, 1, 96, pitch_deg=10)
-    direction = torch.nn.functional.normalize(torch.tensor([0.5, 0.8, 0.6]), dim=0)
-    frames = []
-    for t in range(T):
-        r = R.render(CTX, m.with_vertices(verts[t]), cam, channels=("rgb", "mask", "normal"))
-        lit = linear_to_srgb(srgb_to_linear(r["rgb"]) * _lambert(r["normal"], direction)[..., None])
-        frames.append(torch.cat([lit * r["mask"][..., None], r["mask"][..., None]], -1)[0])
-    frames = torch.stack(frames)
+    cams = Camera(cam.K.expand(T, 3, 3), cam.cam_from_world.expand(T, 4, 4), cam.resolution)
+    r = R.render(CTX, m, cams, channels=("rgb", "mask", "normal"), vertices=verts)
+    light = _lambert(r["normal"], torch.nn.functional.normalize(torch.tensor(direction), dim=0))
+    lit = linear_to_srgb(srgb_to_linear(r["rgb"]) * light[..., None])
+    if noise > 0:
+        lit = (lit + noise * torch.randn(lit.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    frames = torch.cat([lit * r["mask"][..., None], r["mask"][..., None]], -1)
     reposed = [m.with_vertices(verts[t]) for t in range(T)]
-    seq = Sequence(m, verts, torch.arange(T, dtype=torch.float32))
     views = ring_views(m, 8, 96)
-    want = appearance_renders([m], views, CTX)
-    cfg = replace(TextureConfig.fast(), size=128, iters=30, multi_views=16, render_res=96)
+    return (Frames(frames, fps=6.0), reposed, Sequence(m, verts, torch.arange(T, dtype=torch.float32)), cam, views,
+            appearance_renders([m], views, CTX))
+
+
+def _unlit_psnr(mesh: Mesh, views, want: torch.Tensor) -> float:
+    """Median PSNR of the mesh seen unlit from the views against want, over pixels both cover fully."""
+    got = R.render(CTX, mesh, views, channels=("rgb", "mask"))
+    inner = (want[..., 3] > 0.99) & (got["mask"] > 0.99)
+    return float(masked_psnr(got["rgb"], want[..., :3], inner.float()).median())
+
+
+CFG = replace(TextureConfig.fast(), size=128, iters=30, multi_views=16, render_res=96)
+
+
+def test_the_texture_is_base_colour_and_the_input_view_sees_it_lit():
+    """A coloured sphere filmed under a directional light, its generated mesh carrying the true base colours: with
+    the light taken out, the texture seen unlit from every side is much closer to the base colour than the one
+    baked from the frames as they are, and under the fitted light it reproduces the frames."""
+    # the sphere turns; the light stays
+    frames, reposed, seq, cam, views, want = _turning_sphere(0.4, torch.arange(4) * (math.pi / 3), [0.5, 0.8, 0.6])
     out, psnr = {}, {}
     for delight in (True, False):
-        out[delight] = bake_texture(Frames(frames, fps=6.0), reposed, seq, cam, replace(cfg, delight=delight), CTX,
+        out[delight] = bake_texture(frames, reposed, seq, cam, replace(CFG, delight=delight), CTX,
                                     generator=torch.Generator().manual_seed(0))
-        got = R.render(CTX, out[delight].mesh, views, channels=("rgb", "mask"))
-        inner = (want[..., 3] > 0.99) & (got["mask"] > 0.99)
-        psnr[delight] = float(masked_psnr(got["rgb"], want[..., :3], inner.float()).median())
+        psnr[delight] = _unlit_psnr(out[delight].mesh, views, want)
     assert out[False].light is None and out[True].light is not None
     assert psnr[True] > 30 and psnr[True] > psnr[False] + 6, psnr
     # under its light, the base-colour texture shows the frames again
     tex = out[True]
-    r = R.render(CTX, tex.mesh.with_vertices(verts[1][tex.vmap]), cam, channels=("rgb", "mask", "normal"))
-    inner = (frames[1:2, ..., 3] > 0.99) & (r["mask"] > 0.99)
-    assert float(masked_psnr(relight(r["rgb"], r["normal"], tex.light), frames[1:2, ..., :3], inner.float())) > 30
+    r = R.render(CTX, tex.mesh.with_vertices(seq.vertices[1][tex.vmap]), cam, channels=("rgb", "mask", "normal"))
+    ref = frames.rgba[1:2]
+    inner = (ref[..., 3] > 0.99) & (r["mask"] > 0.99)
+    assert float(masked_psnr(relight(r["rgb"], r["normal"], tex.light), ref[..., :3], inner.float())) > 30
 
 
 def test_dim_pixels_weigh_less_once_the_light_is_divided_out():
     """Frames with sensor noise: divided by a dim shading, a pixel's noise grows, so the texel the turning sphere
     shows both lit and turned from the light is closer to its base colour when each pixel weighs by its shading."""
-    tm = trimesh.creation.icosphere(subdivisions=3)
-    v = torch.tensor(tm.vertices, dtype=torch.float32)
-    col = 0.5 + 0.3 * torch.stack([torch.sin(2 * v[:, 0]), torch.cos(3 * v[:, 1]), torch.sin(2.5 * v[:, 2])], -1)
-    m = Mesh(v, torch.tensor(tm.faces), vertex_colors=col)
-    T = 6
-    angles = torch.arange(T) * (2 * math.pi / T)  # every side passes through the light and away from it
-    c, s = torch.cos(angles), torch.sin(angles)
-    Ry = torch.zeros(T, 3, 3)
-    Ry[:, 0, 0], Ry[:, 0, 2], Ry[:, 1, 1], Ry[:, 2, 0], Ry[:, 2, 2] = c, s, 1, -s, c
-    verts = m.vertices[None] @ Ry.transpose(1, 2)
-    cam = ring_views(m, 1, 96, pitch_deg=10)
-    direction = torch.nn.functional.normalize(torch.tensor([0.9, 0.2, 0.4]), dim=0)
-    g = torch.Generator().manual_seed(3)
-    frames = []
-    for t in range(T):
-        r = R.render(CTX, m.with_vertices(verts[t]), cam, channels=("rgb", "mask", "normal"))
-        lit = linear_to_srgb(srgb_to_linear(r["rgb"]) * _lambert(r["normal"], direction)[..., None])
-        lit = (lit + 0.04 * torch.randn(lit.shape, generator=g)).clamp(0, 1)
-        frames.append(torch.cat([lit * r["mask"][..., None], r["mask"][..., None]], -1)[0])
-    frames = torch.stack(frames)
-    reposed = [m.with_vertices(verts[t]) for t in range(T)]
-    seq = Sequence(m, verts, torch.arange(T, dtype=torch.float32))
-    views = ring_views(m, 8, 96)
-    want = appearance_renders([m], views, CTX)
-    cfg = replace(TextureConfig.fast(), size=128, iters=30, multi_views=16, render_res=96)
+    # every side passes through the light and away from it
+    frames, reposed, seq, cam, views, want = _turning_sphere(0.3, torch.arange(6) * (2 * math.pi / 6),
+                                                             [0.9, 0.2, 0.4], noise=0.04)
     psnr = {}
     for weighted in (True, False):
-        out = bake_texture(Frames(frames, fps=6.0), reposed, seq, cam, replace(cfg, shade_weight=weighted), CTX,
+        out = bake_texture(frames, reposed, seq, cam, replace(CFG, shade_weight=weighted), CTX,
                            generator=torch.Generator().manual_seed(0))
-        got = R.render(CTX, out.mesh, views, channels=("rgb", "mask"))
-        inner = (want[..., 3] > 0.99) & (got["mask"] > 0.99)
-        psnr[weighted] = float(masked_psnr(got["rgb"], want[..., :3], inner.float()).median())
+        psnr[weighted] = _unlit_psnr(out.mesh, views, want)
     assert psnr[True] > psnr[False] + 0.3, psnr
 
 
