@@ -145,7 +145,7 @@ class SyntheticGenerator:
         if cfg.remesh:
             verts, faces, colors = self._remesh(verts, faces, colors, t)
         if cfg.noise_amplitude > 0:
-            verts = verts + self._noise(verts, t)
+            verts = verts + self.shape_noise(verts, t)
         if cfg.color_jitter > 0 and self._colors is not None:
             rng = self._rng(t, "color")
             colors = colors * (1 + cfg.color_jitter * rng.standard_normal()) + cfg.color_jitter * rng.standard_normal(3)
@@ -174,7 +174,10 @@ class SyntheticGenerator:
         _, j = cKDTree(dense_v).query(v)
         return v, f.astype(np.int64), dense_c[j]
 
-    def _noise(self, verts: np.ndarray, t: int) -> np.ndarray:
+    def shape_noise(self, verts: np.ndarray, t: int) -> np.ndarray:
+        """(V, 3) the low-frequency displacement ``generate`` adds to frame t's canonical vertices verts (V, 3), a
+        smooth field of position drawn anew for each frame (for scoring: what the shape noise alone does to a
+        sequence)."""
         rng = self._rng(t, "noise")
         k = 4
         w = rng.standard_normal((k, 3)) * 2 * math.pi * self.cfg.noise_frequency
