@@ -16,6 +16,10 @@ import pytest
 from conftest import TINY_CONFIG, write_pngs
 from test_pipeline import small_demo, v2m4
 
+# one worker runs this module when the suite is spread over processes (pytest-xdist): two local Ray clusters
+# started at once would each see the other's worker processes in /proc
+pytestmark = pytest.mark.xdist_group("ray")
+
 # the tiny config without the texture stage (its fixed-size coverage figure costs seconds), 2 keyframes of 4 frames
 TEST_ARGS = ["--config", str(TINY_CONFIG), "--resolution", "64", "--keyframes", "2", "--no-preview", "--no-texture"]
 
