@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +37,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from v2m4 import render as R  # noqa: E402
 from v2m4.bench import (BenchSettings, git_commit, load_selected_item, machine_description,  # noqa: E402
                         synthetic_generator)
-from v2m4 import render as R  # noqa: E402
 from v2m4.data.bench import list_items, load_item  # noqa: E402
 from v2m4.metrics import geometry as G  # noqa: E402
 from v2m4.stages.camera.stage import CameraResult  # noqa: E402
 from v2m4.stages.keyframes import Keyframes  # noqa: E402
-from v2m4.types import Mesh  # noqa: E402
 from v2m4.stages.registration import RegistrationResult  # noqa: E402
+from v2m4.types import Mesh  # noqa: E402
 from _common import write_table  # noqa: E402
 
 WEIGHTS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
