@@ -54,9 +54,7 @@ KEEP = 0.01  # the geometry a smoothing may cost: the acceptance's own margin on
 
 def smoother(T: int, lam: float) -> np.ndarray:
     """(T, T) hat matrix of the quadratic second-difference prior: x = H y."""
-    D = np.zeros((max(T - 2, 0), T))
-    for i in range(T - 2):
-        D[i, i:i + 3] = (1.0, -2.0, 1.0)
+    D = np.diff(np.eye(T), n=2, axis=0)  # rows (1, -2, 1): the second difference
     return np.linalg.inv(np.eye(T) + lam * D.T @ D)
 
 
@@ -129,15 +127,13 @@ def video_weight(ck: Path, key: list[int], item_id: str, bench_dir) -> float:
     cam = CameraResult.load(ck / "camera.npz")
     item = load_item(item_id, frames=key, resolution=tuple(cam.cameras.resolution), bench_dir=bench_dir)
     video = item.frames.rgba[..., 3] > 0.5
-    ctx = R.context("torch", "cpu")
-    seen = []
-    for j, k in enumerate(key):
+    meshes = []
+    for k in key:
         d = np.load(ck / f"gen_{k:05d}.npz")
-        mesh = Mesh(torch.as_tensor(d["vertices"]).float(), torch.as_tensor(d["faces"]).long())
-        out = R.render(ctx, mesh, cam.cameras[j:j + 1], channels=("mask",))
-        seen.append(out["mask"].reshape(video.shape[1:]) > 0.5)
+        meshes.append(Mesh(torch.as_tensor(d["vertices"]).float(), torch.as_tensor(d["faces"]).long()))
+    seen = R.render_each(R.context("torch", "cpu"), meshes, cam.cameras, channels=("mask",))["mask"] > 0.5
     per = _perimeter(video).clamp_min(1).double()
-    noise = (torch.stack(seen) != video).sum((1, 2)) / per
+    noise = (seen != video).sum((1, 2)) / per
     mid = (video[:-2].double() + video[2:].double()) / 2
     motion = (video[1:-1].double() - mid).abs().sum((1, 2)) / per[1:-1]
     return round(float((noise ** 2).mean() / (motion ** 2).mean().clamp_min(1e-6)), 4)

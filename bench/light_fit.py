@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import BENCH_DIR  # noqa: E402
+from bench._common import BENCH_DIR, write_table  # noqa: E402
 from v2m4 import render as R  # noqa: E402
 from v2m4.bench import git_commit, machine_description  # noqa: E402
 from v2m4.data.bench import load_item, render_ground_truth  # noqa: E402
@@ -40,7 +39,6 @@ from v2m4.stages.lighting import fit_light, relight, shading, unlight  # noqa: E
 from v2m4.stages.texture import TextureResult  # noqa: E402
 from v2m4.types import Mesh  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 
 
 def item_row(item_id: str, keep: Path, resolution: int, frames: int) -> dict:
@@ -94,9 +92,9 @@ def main() -> int:
     for i in items:
         rows[i] = item_row(i, keep, a.resolution, a.frames)
         print(i, rows[i], file=sys.stderr, flush=True)
-    out = {"program": "bench/light_fit.py", "date": datetime.date.today().isoformat(), "machine": machine_description("cpu"),
-           "commit": git_commit(), "kept_runs": str(keep), "resolution": a.resolution, "items": rows}
-    (RESULTS / f"{a.name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    out = {"program": "bench/light_fit.py", "date": datetime.date.today().isoformat(),
+           "machine": machine_description("cpu"), "commit": git_commit(), "kept_runs": str(keep),
+           "resolution": a.resolution, "items": rows}
     cols = ("light_rms_diff_facing", "sh_model_psnr", "frames_psnr", "unlit_true_light_psnr", "unlit_fitted_light_psnr")
     lines = [f"**light fit** on {out['machine']}, {out['date']}, commit {out['commit']}; kept runs {keep.name}; PSNR "
              "against the ground truth's base colour (dB) over pixels both cover fully, the truth's normals\n",
@@ -106,8 +104,7 @@ def main() -> int:
         lines.append(f"| {i} | " + " | ".join(f"{r[c]}" for c in cols) + " |")
     lines.append("| median | " + " | ".join(f"{statistics.median(r[c] for r in rows.values()):.4g}" for c in cols)
                  + " |")
-    (RESULTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(a.name, out, lines)
     return 0
 
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
+XDIST_WORKER = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+if XDIST_WORKER:
     # the suite's processes (pytest-xdist, one per core) each compute on one thread: two processes of two threads on
     # two cores wait on each other's spinning threads (on 2 cores: 515 s against 166 s). Set before torch is
     # imported, so that its OpenMP pool and the subprocesses the tests start take it too
@@ -25,7 +26,7 @@ def tiny_config(**overrides):
     from v2m4.config import PipelineConfig
     return PipelineConfig.fast(**overrides).with_overrides(json.loads(TINY_CONFIG.read_text()))
 
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
+torch.set_num_threads(1 if XDIST_WORKER else min(2, torch.get_num_threads()))
 
 
 def full_bench_dir():

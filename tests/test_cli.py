@@ -44,7 +44,8 @@ def bench(*args):
 
 
 def test_bench_quick_on_demo_writes_table(tmp_path):
-    # no novel views: their columns are tested on their own (tests/metrics/test_novel_view.py) and were a third of this run
+    # no novel views: their columns are tested on their own (tests/metrics/test_novel_view.py), and they were a
+    # third of this run
     r = bench("--method", "naive", "--items", "demo", "--bench-dir", DEMO_DIR, "--quick", "--novel-views", "0",
               "--out", tmp_path)
     assert r.returncode == 0, r.stderr

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from .. import render as R
 
-__all__ = ["FLOOR", "SRGB_GAMMA", "sh_basis", "fit_light", "shading", "unlight", "relight", "render_lit", "srgb_to_linear",
-           "linear_to_srgb"]
+__all__ = ["FLOOR", "SRGB_GAMMA", "sh_basis", "fit_light", "shading", "unlight", "relight", "render_lit",
+           "srgb_to_linear", "linear_to_srgb"]
 
 # the shading's floor, as a share of its mean over all directions: the division in ``unlight`` must not blow up
 # where the fitted harmonics dip towards 0 (a Lambertian surface facing away from the light gets the ambient part)
