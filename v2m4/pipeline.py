@@ -267,6 +267,7 @@ def stage_figures(result: RunResult) -> dict[str, float]:
                    sec_per_pair=statistics.mean(reg.seconds), retried_pairs=float(sum(reg.retried)))
     if reg.pieces_moved:
         out["pieces_moved"] = float(sum(reg.pieces_moved))
+        out["temporal_weight"] = reg.temporal_weight
     return out
 
 

@@ -14,6 +14,8 @@ unknowns are one rest mesh and the positions of EVERY frame of the clip, fitted 
 - regularisers: ARAP, face-area and edge-length consistency against the rest mesh at a per-frame reference size
   (Appendix A weights), and the squared second difference of every vertex's trajectory over time (ours), which
   keeps the frames fitted to silhouettes alone from jittering.
+- after the fit, the keyframes' trajectories are smoothed at a weight the clip's own video chooses
+  (``smoothing``): a generator's shape noise, drawn anew every keyframe, is not carried into the animation.
 
 Initialisation: one similarity per keyframe (6-D rotation, log-scale, translation), all K fitted in one batched
 Adam run on Chamfer + render L1, optionally from several quarter turns about +Y at once (``global_starts``); then
@@ -45,6 +47,7 @@ from ...types import Mesh, Sequence
 from .align import Target, _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
 from .parts import place_pieces
+from .smoothing import choose_weight, smooth_keyframes
 from .clip_terms import _Shape, _interpolate, _points, _temporal, frames_to_u, frames_to_x, restart_keyframes
 from .energies import flipped_fraction, unfold
 from .state import digest, save_state
@@ -103,6 +106,14 @@ class JointConfig:
     place_pieces: bool = True       # ours: loose pieces of the rest that the keyframe's similarity leaves off
                                     # their target placed rigidly on the target's pieces that fit them, before
                                     # the fit (``parts.place_pieces``; its numbers: docs/calibration.md)
+    temporal_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
+                                    # ours: after the fit, the keyframes' trajectories are smoothed at the
+                                    # largest weight of this grid whose smoothing predicts the in-between
+                                    # frames' masks as well as none does (``smoothing``: cross-validation on the
+                                    # clip's own video); (): off. The grid
+                                    # runs from none to straight lines in time at keyframe spacing, log-spaced; it
+                                    # is bench/jitter_smoothing.py's, set before the choice was measured
+                                    # (bench/results/jitter_cv.json, docs/calibration.md)
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = 128           # ours: resolution of the keyframes' render loss (the pair's is 256). Measured:
@@ -408,6 +419,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
         x = _fit_clip(again, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale,
                       times.to(dev), cfg, ctx, g, topo,
                       progress and (lambda d, _: progress(total + d, total + cfg.iters)))
+    weight, _ = choose_weight(x * frame.size + frame.centre, key_index, masks.to(dev, dt), camera.to(dev),
+                              frame.world, ctx, cfg.temporal_weights, max_frames=cfg.video_frames)
+    x = smooth_keyframes(x, key_index, weight)  # linear in the positions: the same in normalised units
     t3 = time.perf_counter()
 
     out, flipped = [], []
@@ -422,7 +436,8 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     seq = Sequence(rest=frame.world, vertices=verts.float(), times=times.float().cpu())
     return RegistrationResult(seq, chamfer=chamfer, flipped=tuple(flipped),
                               retried=tuple(bool(c) for c in (chosen != 0).tolist()), pieces_moved=tuple(moved),
-                              seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()))
+                              seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()),
+                              temporal_weight=weight)
 
 
 def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:

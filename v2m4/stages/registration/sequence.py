@@ -36,7 +36,7 @@ class RegistrationResult:
     chamfer (normalised units, squared), flipped share, retried flag, seconds; scales (T,) the regularisers'
     reference size of each frame relative to the rest mesh (1 for the rest itself); pieces_moved (K,): the
     whole-clip fit's loose pieces placed on their own at each keyframe (``parts.place_pieces``; empty for the
-    chain)."""
+    chain); temporal_weight: the smoothing weight the whole-clip fit's video chose (``smoothing``; 0: none)."""
 
     sequence: Sequence
     chamfer: tuple[float, ...]
@@ -45,11 +45,13 @@ class RegistrationResult:
     seconds: tuple[float, ...]
     scales: tuple[float, ...]
     pieces_moved: tuple[int, ...] = ()
+    temporal_weight: float = 0.0
 
     def figures(self) -> dict:
-        """What the report records: the per-pair (per-keyframe) lists."""
+        """What the report records: the per-pair (per-keyframe) lists, and the temporal smoothing's weight."""
         return {"chamfer": list(self.chamfer), "flipped": list(self.flipped), "retried": list(self.retried),
-                "seconds": list(self.seconds), "pieces_moved": list(self.pieces_moved)}
+                "seconds": list(self.seconds), "pieces_moved": list(self.pieces_moved),
+                "temporal_weight": self.temporal_weight}
 
     def save(self, path: str | os.PathLike) -> None:
         figures = {**self.figures(), "scales": list(self.scales)}
@@ -59,7 +61,9 @@ class RegistrationResult:
     @staticmethod
     def load(path: str | os.PathLike) -> "RegistrationResult":
         figures = json.loads(str(load_npz(path)["figures"]))
-        return RegistrationResult(Sequence.load(path), **{k: tuple(v) for k, v in figures.items()})
+        weight = float(figures.pop("temporal_weight", 0.0))
+        return RegistrationResult(Sequence.load(path), **{k: tuple(v) for k, v in figures.items()},
+                                  temporal_weight=weight)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""Temporal smoothing of the registered keyframes, its weight chosen per clip by the video (ours, beyond the paper).
+
+Why: each keyframe is fitted to its own generated mesh, and a generator's shape noise is drawn anew for every
+frame, so the fit passes it on and a still object trembles from keyframe to keyframe. A smoothing weight that
+steadies a still clip flattens a moving one, so no single weight serves every clip (bench ``jitter_smoothing``).
+The weight is therefore chosen per clip, by cross-validation on evidence the clip has: with the keyframes alone as
+data, the smoothed trajectories predict the frames between them, and the largest weight whose predicted
+silhouettes match those frames' masks at least as well as the unsmoothed keyframes' do is kept: as smooth as the
+video allows (``pick_weight``). A still clip's keyframes differ only by noise, and smoothing them costs its
+in-betweens nothing; a moving clip's keyframes differ by motion that the video confirms between them, and
+smoothing it loses the in-betweens' outline. (Taking the best-scoring weight instead chose between near-equal
+scores on still clips: bench/results/jitter_cv.json.)
+
+The prior is the squared second difference over every frame, in closed form:
+    S_lam y = argmin_x  sum_k |x_k - y_k|^2 + lam s^4 sum_t |x_(t-1) - 2 x_t + x_(t+1)|^2,
+k over the keyframes, s their mean spacing in frames (so lam acts the same at any spacing). It is linear in y and
+the same for every vertex: one banded solve with every vertex coordinate a right-hand side. The frames between
+keyframes keep their own fit to the video and move by what the smoothing changed there:
+x_t = y_t + (S_lam y - S_0 y)_t, S_0 the interpolating limit; at a keyframe that is the smoothed position.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.linalg import solveh_banded
+from torch import Tensor
+
+from ... import render as R
+from ...camera import Camera
+from ...metrics.image import mask_iou
+from ...types import Mesh
+
+# the interpolating limit's weight: small enough to leave the keyframes where they are (within about 1e-5 of their
+# own second difference), large enough that frames outside the keyframes' span are determined (the trajectory
+# continues linearly there)
+_INTERPOLATING = 1e-8
+
+
+def smooth_from_keyframes(y: Tensor, key_index: Tensor, lam: float) -> Tensor:
+    """S_lam y: positions y (T, ...) smoothed in time with the keyframes' positions (key_index (K,), K >= 2) as the
+    only data (module docstring); float64 on the CPU inside, y's dtype and device out."""
+    T = y.shape[0]
+    key = key_index.detach().cpu().numpy().astype(np.int64)
+    spacing = max(1.0, float(key[-1] - key[0]) / max(1, len(key) - 1))
+    w = np.zeros(T)
+    w[key] = 1.0
+    lam_eff = max(float(lam), _INTERPOLATING) * spacing ** 4
+    # D^T D of the second difference (rows (1, -2, 1)), in symmetric upper banded storage (bandwidth 2)
+    c, rows = (1.0, -2.0, 1.0), max(0, T - 2)
+    d0, d1, d2 = np.zeros(T), np.zeros(max(0, T - 1)), np.zeros(rows)
+    for a in range(3):
+        d0[a:a + rows] += c[a] ** 2
+    for a in range(2):
+        d1[a:a + rows] += c[a] * c[a + 1]
+    d2 += c[0] * c[2]
+    ab = np.zeros((3, T))
+    ab[2] = w + lam_eff * d0
+    ab[1, 1:] = lam_eff * d1
+    ab[0, 2:] = lam_eff * d2
+    rhs = (y.detach().cpu().double().reshape(T, -1).numpy()) * w[:, None]
+    x = solveh_banded(ab, rhs)
+    return torch.from_numpy(x).reshape(y.shape).to(y)
+
+
+def smooth_keyframes(y: Tensor, key_index: Tensor, lam: float) -> Tensor:
+    """y (T, V, 3) with its keyframes smoothed at weight lam and every other frame moved by what that changed there
+    (module docstring); lam 0 returns y."""
+    if lam <= 0:
+        return y
+    return y + (smooth_from_keyframes(y, key_index, lam) - smooth_from_keyframes(y, key_index, 0.0))
+
+
+def pick_weight(weights: tuple[float, ...], scores: tuple[float, ...]) -> float:
+    """The largest of ``weights`` whose score (higher is better) is at least that of weight 0 (the unsmoothed
+    keyframes; the first weight where there is no 0)."""
+    base = scores[list(weights).index(0.0)] if 0.0 in weights else scores[0]
+    return float(max(w for w, s in zip(weights, scores) if s >= base))
+
+
+def choose_weight(y: Tensor, key_index: Tensor, masks: Tensor, camera: Camera, mesh: Mesh, ctx: R.RenderContext,
+                  weights: tuple[float, ...], *, max_frames: int = 0, chunk: int = 32
+                  ) -> tuple[float, tuple[float, ...]]:
+    """The weight of ``weights`` (``pick_weight``) by how well the keyframe-only smoothing of y (T, V, 3, world)
+    predicts the silhouettes (mesh's faces through the fixed ``camera``) of the frames between keyframes against
+    their masks (T, H, W): (weight, each weight's mean IoU over those frames). 0 with no IoUs where there is nothing to test (fewer than
+    three keyframes, or no frame between them). max_frames > 0: at most that many of those frames, evenly spread."""
+    key = key_index.detach().cpu()
+    inside = torch.zeros(y.shape[0], dtype=torch.bool)
+    inside[int(key[0]):int(key[-1]) + 1] = True
+    inside[key] = False
+    between = inside.nonzero()[:, 0]
+    if len(key) < 3 or len(between) == 0 or not weights:
+        return 0.0, ()
+    if 0 < max_frames < len(between):
+        between = between[torch.linspace(0, len(between) - 1, max_frames).round().long()]
+    target = masks[between.to(masks.device)]
+    scores = []
+    for lam in weights:
+        x = smooth_from_keyframes(y, key, lam)[between.to(y.device)]
+        ious = []
+        for s in range(0, len(between), chunk):
+            v = x[s:s + chunk]
+            n = v.shape[0]
+            cams = Camera(camera.K.expand(n, 3, 3), camera.cam_from_world.expand(n, 4, 4), camera.resolution)
+            with torch.no_grad():
+                m = R.render(ctx, mesh, cams, channels=("mask",), vertices=v)["mask"]
+            ious.append(mask_iou(m, target[s:s + chunk].to(m)))
+        scores.append(torch.cat(ious).mean())
+    scores = tuple(torch.stack(scores).cpu().tolist())  # one host copy for the whole grid
+    return pick_weight(weights, scores), tuple(round(s, 6) for s in scores)
