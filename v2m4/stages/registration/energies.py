@@ -173,3 +173,11 @@ def sequence_quality(vertices: Tensor, rest_vertices: Tensor, faces: Tensor) -> 
     size = [abs(arap_scale(v, rest_vertices, edges) - 1.0) for v in vertices[1:]] or [0.0]
     return {"edge_change_p99": float(torch.quantile(ch.double().cpu(), 0.99)), "flipped_frac": max(fl),
             "size_change_max": max(size)}
+
+
+def repair_folds(x: Tensor, rest: Tensor, faces: Tensor, edges: Tensor, scale: Tensor, iters: int
+                 ) -> tuple[Tensor, list[float]]:
+    """Every frame of x (T, V, 3) with its folds repaired (``unfold``, at the frame's reference size scale (T,)),
+    and each frame's folded share afterwards. The repair is local and rarely active: one frame at a time."""
+    out = [unfold(x[t], rest, faces, edges, float(scale[t]), iters=iters) for t in range(x.shape[0])]
+    return torch.stack(out), [flipped_fraction(y, rest, faces, edges) for y in out]

@@ -14,8 +14,7 @@ unknowns are one rest mesh and the positions of EVERY frame of the clip, fitted 
 - regularisers: ARAP, face-area and edge-length consistency against the rest mesh at a per-frame reference size
   (Appendix A weights), and the squared second difference of every vertex's trajectory over time (ours), which
   keeps the frames fitted to silhouettes alone from jittering.
-- after the fit, the keyframes' trajectories are smoothed at a weight the clip's own video chooses
-  (``smoothing``): a generator's shape noise, drawn anew every keyframe, is not carried into the animation.
+- after the fit: the keyframes smoothed in time at a weight the clip's video chooses (``smoothing``).
 
 Initialisation: one similarity per keyframe (6-D rotation, log-scale, translation), all K fitted in one batched
 Adam run on Chamfer + render L1, optionally from several quarter turns about +Y at once (``global_starts``); then
@@ -49,7 +48,7 @@ from .config import RegistrationConfig
 from .parts import place_pieces
 from .smoothing import choose_weight, smooth_keyframes
 from .clip_terms import _Shape, _interpolate, _points, _temporal, frames_to_u, frames_to_x, restart_keyframes
-from .energies import flipped_fraction, unfold
+from .energies import repair_folds
 from .state import digest, save_state
 from .sequence import RegistrationResult, _check_meshes, _prepare
 
@@ -107,13 +106,10 @@ class JointConfig:
                                     # their target placed rigidly on the target's pieces that fit them, before
                                     # the fit (``parts.place_pieces``; its numbers: docs/calibration.md)
     temporal_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
-                                    # ours: after the fit, the keyframes' trajectories are smoothed at the
-                                    # largest weight of this grid whose smoothing predicts the in-between
-                                    # frames' masks as well as none does (``smoothing``: cross-validation on the
-                                    # clip's own video); (): off. The grid
-                                    # runs from none to straight lines in time at keyframe spacing, log-spaced; it
-                                    # is bench/jitter_smoothing.py's, set before the choice was measured
-                                    # (bench/results/jitter_cv.json, docs/calibration.md)
+                                    # ours: after the fit, the keyframes smoothed in time at the largest weight
+                                    # whose smoothing predicts the in-between masks as well as none does
+                                    # (``smoothing``); (): off. Log-spaced from none to straight lines in time,
+                                    # set before the rule was measured (docs/calibration.md)
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = 128           # ours: resolution of the keyframes' render loss (the pair's is 256). Measured:
@@ -367,8 +363,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     randomness of samples and views (same seed, same result). progress: optional callable(done, total) over the
     keyframes' global alignment's steps and then the fit's (``JointConfig.steps``); a restarted fit
     (``restart_ratio``) adds its steps to the total. state: a file where the joint fit keeps its step, parameters and
-    optimiser state every
-    ``state_every`` steps; when it exists at the call (a run interrupted mid-fit) and was saved for the same inputs
+    optimiser state every ``state_every`` steps; when it exists at the call (a run interrupted mid-fit) and was saved for the same inputs
     and schedule, the fit goes on from it, and the same inputs and generator give the result of an uninterrupted
     call (what precedes the fit is recomputed: it is deterministic and short). The file is removed when the fit ends.
 
@@ -424,12 +419,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     x = smooth_keyframes(x, key_index, weight)  # linear in the positions: the same in normalised units
     t3 = time.perf_counter()
 
-    out, flipped = [], []
-    for t in range(T):  # the repair is local and rarely active: one frame at a time, after the fit
-        y = unfold(x[t], rest, faces, edges, float(scale[t]), iters=cfg.unfold_iters)
-        out.append(y)
-        flipped.append(flipped_fraction(y, rest, faces, edges))
-    x = torch.stack(out)
+    x, flipped = repair_folds(x, rest, faces, edges, scale, cfg.unfold_iters)
     chamfer = tuple(eval_chamfer(x[int(k)], faces, tgt, g) for k, tgt in zip(key_index.tolist(), tgts))
     t4 = time.perf_counter()
     verts = x * frame.size + frame.centre
