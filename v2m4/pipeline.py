@@ -268,6 +268,7 @@ def stage_figures(result: RunResult) -> dict[str, float]:
     if reg.pieces_moved:
         out["pieces_moved"] = float(sum(reg.pieces_moved))
         out["temporal_weight"] = reg.temporal_weight
+        out["temporal_between"] = float(reg.temporal_between)
     return out
 
 

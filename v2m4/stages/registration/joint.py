@@ -414,9 +414,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
         x = _fit_clip(again, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale,
                       times.to(dev), cfg, ctx, g, topo,
                       progress and (lambda d, _: progress(total + d, total + cfg.iters)))
-    weight, _ = choose_weight(x * frame.size + frame.centre, key_index, masks.to(dev, dt), camera.to(dev),
-                              frame.world, ctx, cfg.temporal_weights, max_frames=cfg.video_frames)
-    x = smooth_keyframes(x, key_index, weight)  # linear in the positions: the same in normalised units
+    smooth = choose_weight(x * frame.size + frame.centre, key_index, masks.to(dev, dt), camera.to(dev),
+                           frame.world, ctx, cfg.temporal_weights, max_frames=cfg.video_frames)
+    x = smooth_keyframes(x, key_index, smooth.weight, between=smooth.between)  # linear: any units
     t3 = time.perf_counter()
 
     x, flipped = repair_folds(x, rest, faces, edges, scale, cfg.unfold_iters)
@@ -427,7 +427,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     return RegistrationResult(seq, chamfer=chamfer, flipped=tuple(flipped),
                               retried=tuple(bool(c) for c in (chosen != 0).tolist()), pieces_moved=tuple(moved),
                               seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()),
-                              temporal_weight=weight)
+                              temporal_weight=smooth.weight, temporal_between=smooth.between)
 
 
 def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:

@@ -36,7 +36,8 @@ class RegistrationResult:
     chamfer (normalised units, squared), flipped share, retried flag, seconds; scales (T,) the regularisers'
     reference size of each frame relative to the rest mesh (1 for the rest itself); pieces_moved (K,): the
     whole-clip fit's loose pieces placed on their own at each keyframe (``parts.place_pieces``; empty for the
-    chain); temporal_weight: the smoothing weight the whole-clip fit's video chose (``smoothing``; 0: none)."""
+    chain); temporal_weight: the smoothing weight the whole-clip fit's video chose (``smoothing``; 0: none), and
+    temporal_between: whether the frames between keyframes took the smoothed trajectory too."""
 
     sequence: Sequence
     chamfer: tuple[float, ...]
@@ -46,12 +47,13 @@ class RegistrationResult:
     scales: tuple[float, ...]
     pieces_moved: tuple[int, ...] = ()
     temporal_weight: float = 0.0
+    temporal_between: bool = False
 
     def figures(self) -> dict:
         """What the report records: the per-pair (per-keyframe) lists, and the temporal smoothing's weight."""
         return {"chamfer": list(self.chamfer), "flipped": list(self.flipped), "retried": list(self.retried),
                 "seconds": list(self.seconds), "pieces_moved": list(self.pieces_moved),
-                "temporal_weight": self.temporal_weight}
+                "temporal_weight": self.temporal_weight, "temporal_between": self.temporal_between}
 
     def save(self, path: str | os.PathLike) -> None:
         figures = {**self.figures(), "scales": list(self.scales)}
@@ -62,8 +64,9 @@ class RegistrationResult:
     def load(path: str | os.PathLike) -> "RegistrationResult":
         figures = json.loads(str(load_npz(path)["figures"]))
         weight = float(figures.pop("temporal_weight", 0.0))
+        between = bool(figures.pop("temporal_between", False))
         return RegistrationResult(Sequence.load(path), **{k: tuple(v) for k, v in figures.items()},
-                                  temporal_weight=weight)
+                                  temporal_weight=weight, temporal_between=between)
 
 
 @dataclass(frozen=True)

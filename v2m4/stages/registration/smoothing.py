@@ -11,15 +11,21 @@ in-betweens nothing; a moving clip's keyframes differ by motion that the video c
 smoothing it loses the in-betweens' outline. (Taking the best-scoring weight instead chose between near-equal
 scores on still clips: bench/results/jitter_cv.json.)
 
+The frames between keyframes then take the smoothed trajectory too if it predicts their masks at least as well as
+their own fit does (a still clip: smooth at every frame, not only from keyframe to keyframe); otherwise they keep
+their own fit and move by what the smoothing changed there (below).
+
 The prior is the squared second difference over every frame, in closed form:
     S_lam y = argmin_x  sum_k |x_k - y_k|^2 + lam s^4 sum_t |x_(t-1) - 2 x_t + x_(t+1)|^2,
 k over the keyframes, s their mean spacing in frames (so lam acts the same at any spacing). It is linear in y and
-the same for every vertex: one banded solve with every vertex coordinate a right-hand side. The frames between
-keyframes keep their own fit to the video and move by what the smoothing changed there:
-x_t = y_t + (S_lam y - S_0 y)_t, S_0 the interpolating limit; at a keyframe that is the smoothed position.
+the same for every vertex: one banded solve with every vertex coordinate a right-hand side. A frame that keeps its
+own fit moves by what the smoothing changed there: x_t = y_t + (S_lam y - S_0 y)_t, S_0 the interpolating limit;
+at a keyframe that is the smoothed position.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -63,12 +69,18 @@ def smooth_from_keyframes(y: Tensor, key_index: Tensor, lam: float) -> Tensor:
     return torch.from_numpy(x).reshape(y.shape).to(y)
 
 
-def smooth_keyframes(y: Tensor, key_index: Tensor, lam: float) -> Tensor:
-    """y (T, V, 3) with its keyframes smoothed at weight lam and every other frame moved by what that changed there
-    (module docstring); lam 0 returns y."""
+def smooth_keyframes(y: Tensor, key_index: Tensor, lam: float, *, between: bool = False) -> Tensor:
+    """y (T, V, 3) with its keyframes smoothed at weight lam (``smooth_from_keyframes``) and every other frame moved
+    by what that changed there (module docstring); with ``between``, the frames between the first and the last
+    keyframe are the smoothed trajectory itself (their own fit dropped). lam 0 returns y."""
     if lam <= 0:
         return y
-    return y + (smooth_from_keyframes(y, key_index, lam) - smooth_from_keyframes(y, key_index, 0.0))
+    smooth = smooth_from_keyframes(y, key_index, lam)
+    out = y + (smooth - smooth_from_keyframes(y, key_index, 0.0))
+    if between:
+        a, b = int(key_index[0]), int(key_index[-1]) + 1
+        out[a:b] = smooth[a:b]
+    return out
 
 
 def pick_weight(weights: tuple[float, ...], scores: tuple[float, ...]) -> float:
@@ -78,34 +90,53 @@ def pick_weight(weights: tuple[float, ...], scores: tuple[float, ...]) -> float:
     return float(max(w for w, s in zip(weights, scores) if s >= base))
 
 
+@dataclass(frozen=True)
+class TemporalChoice:
+    """What the video chose: weight (0: no smoothing); scores: each weight's mean IoU over the frames between
+    keyframes, predicted from the keyframes alone; fitted: those frames' own fit's mean IoU; between: the chosen
+    weight's trajectory predicts them at least as well as their own fit does, so they take it (and the clip is
+    smooth at every frame, not only from keyframe to keyframe)."""
+
+    weight: float = 0.0
+    scores: tuple[float, ...] = ()
+    fitted: float = 0.0
+    between: bool = False
+
+
+def _mean_iou(x: Tensor, target: Tensor, camera: Camera, mesh: Mesh, ctx: R.RenderContext, chunk: int) -> Tensor:
+    """Mean IoU of mesh's silhouettes at positions x (N, V, 3) through the fixed camera against target (N, H, W)."""
+    ious = []
+    for s in range(0, x.shape[0], chunk):
+        v = x[s:s + chunk]
+        n = v.shape[0]
+        cams = Camera(camera.K.expand(n, 3, 3), camera.cam_from_world.expand(n, 4, 4), camera.resolution)
+        with torch.no_grad():
+            m = R.render(ctx, mesh, cams, channels=("mask",), vertices=v)["mask"]
+        ious.append(mask_iou(m, target[s:s + chunk].to(m)))
+    return torch.cat(ious).mean()
+
+
 def choose_weight(y: Tensor, key_index: Tensor, masks: Tensor, camera: Camera, mesh: Mesh, ctx: R.RenderContext,
-                  weights: tuple[float, ...], *, max_frames: int = 0, chunk: int = 32
-                  ) -> tuple[float, tuple[float, ...]]:
+                  weights: tuple[float, ...], *, max_frames: int = 0, chunk: int = 32) -> TemporalChoice:
     """The weight of ``weights`` (``pick_weight``) by how well the keyframe-only smoothing of y (T, V, 3, world)
     predicts the silhouettes (mesh's faces through the fixed ``camera``) of the frames between keyframes against
-    their masks (T, H, W): (weight, each weight's mean IoU over those frames). 0 with no IoUs where there is nothing to test (fewer than
-    three keyframes, or no frame between them). max_frames > 0: at most that many of those frames, evenly spread."""
+    their masks (T, H, W), and whether it predicts them as well as their own fit in y does. No smoothing where
+    there is nothing to test (fewer than three keyframes, or no frame between them). max_frames > 0: at most that
+    many of those frames, evenly spread."""
     key = key_index.detach().cpu()
     inside = torch.zeros(y.shape[0], dtype=torch.bool)
     inside[int(key[0]):int(key[-1]) + 1] = True
     inside[key] = False
     between = inside.nonzero()[:, 0]
     if len(key) < 3 or len(between) == 0 or not weights:
-        return 0.0, ()
+        return TemporalChoice()
     if 0 < max_frames < len(between):
         between = between[torch.linspace(0, len(between) - 1, max_frames).round().long()]
     target = masks[between.to(masks.device)]
-    scores = []
-    for lam in weights:
-        x = smooth_from_keyframes(y, key, lam)[between.to(y.device)]
-        ious = []
-        for s in range(0, len(between), chunk):
-            v = x[s:s + chunk]
-            n = v.shape[0]
-            cams = Camera(camera.K.expand(n, 3, 3), camera.cam_from_world.expand(n, 4, 4), camera.resolution)
-            with torch.no_grad():
-                m = R.render(ctx, mesh, cams, channels=("mask",), vertices=v)["mask"]
-            ious.append(mask_iou(m, target[s:s + chunk].to(m)))
-        scores.append(torch.cat(ious).mean())
-    scores = tuple(torch.stack(scores).cpu().tolist())  # one host copy for the whole grid
-    return pick_weight(weights, scores), tuple(round(s, 6) for s in scores)
+    idx = between.to(y.device)
+    scores = [_mean_iou(smooth_from_keyframes(y, key, lam)[idx], target, camera, mesh, ctx, chunk) for lam in weights]
+    scores.append(_mean_iou(y[idx], target, camera, mesh, ctx, chunk))
+    *scores, fitted = torch.stack(scores).cpu().tolist()  # one host copy for the whole grid
+    weight = pick_weight(weights, tuple(scores))
+    return TemporalChoice(weight, tuple(round(v, 6) for v in scores), round(fitted, 6),
+                          between=weight > 0 and scores[list(weights).index(weight)] >= fitted)
