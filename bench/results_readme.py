@@ -67,6 +67,8 @@ METHOD_TABLES = {
                     "`full_cc99f6d`'s runs: the seven items where no smoothing was chosen equal it to every digit",
     "full_dda00bc": "`full` after the frames between keyframes take the smoothed trajectory where it predicts their "
                     "masks as well as their own fit (p04's did), beside `full_800b364`",
+    "register_seq_dda00bc": "the chain of pairs at dda00bc from the cameras `full_dda00bc` was fitted from: the "
+                            "baseline at the same commit",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
     "full_noise3": "the whole pipeline with the synthetic generator's shape noise at 3% of the object's size (the "
                    "bench's default is 1%), on the ten items, beside the next table and `true_pose_noise3`",
