@@ -43,7 +43,8 @@ def test_weight_zero_interpolates_and_lines_pass_unchanged():
     assert torch.allclose(smooth_from_keyframes(y, KEY, 0.0)[KEY], y[KEY], atol=1e-4)
     assert torch.equal(smooth_keyframes(y, KEY, 0.0), y)
     # a trajectory linear in time has no second difference: no weight moves it
-    a, b = torch.randn(1, 4, 3, dtype=torch.float64, generator=g), torch.randn(1, 4, 3, dtype=torch.float64, generator=g)
+    a = torch.randn(1, 4, 3, dtype=torch.float64, generator=g)
+    b = torch.randn(1, 4, 3, dtype=torch.float64, generator=g)
     line = a + torch.arange(T, dtype=torch.float64)[:, None, None] * b
     for lam in (0.1, 100.0):
         assert torch.allclose(smooth_keyframes(line, KEY, lam), line, atol=1e-8)
@@ -53,6 +54,19 @@ def test_weight_zero_interpolates_and_lines_pass_unchanged():
     assert float(second.abs().max()) < 1e-2 * float((y[KEY][2:] - 2 * y[KEY][1:-1] + y[KEY][:-2]).abs().max())
     moved = s - y
     assert torch.allclose(moved, smooth_from_keyframes(y, KEY, 1e4) - smooth_from_keyframes(y, KEY, 0.0))
+
+
+def test_frames_outside_the_keyframes_keep_the_end_keyframes_change():
+    """Keyframes 2, 5, 8 of 11 frames: the frames before and after them move as their end keyframe did, not by a
+    change extrapolated in time."""
+    y = torch.randn(11, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    key = torch.tensor([2, 5, 8])
+    out = smooth_keyframes(y, key, 10.0)
+    change = out - y
+    assert torch.allclose(change[:2], change[2].expand(2, -1, -1))
+    assert torch.allclose(change[9:], change[8].expand(2, -1, -1))
+    assert float(change[key].abs().max()) > 0.01  # the keyframes did move
+    assert torch.equal(smooth_keyframes(y, key, 10.0, between=True)[:2], out[:2])
 
 
 def box() -> Mesh:

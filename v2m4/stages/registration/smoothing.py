@@ -71,14 +71,18 @@ def smooth_from_keyframes(y: Tensor, key_index: Tensor, lam: float) -> Tensor:
 
 def smooth_keyframes(y: Tensor, key_index: Tensor, lam: float, *, between: bool = False) -> Tensor:
     """y (T, V, 3) with its keyframes smoothed at weight lam (``smooth_from_keyframes``) and every other frame moved
-    by what that changed there (module docstring); with ``between``, the frames between the first and the last
-    keyframe are the smoothed trajectory itself (their own fit dropped). lam 0 returns y."""
+    by what that changed there (module docstring; before the first keyframe and after the last, by what it changed
+    at that keyframe); with ``between``, the frames between the first and the last keyframe are the smoothed
+    trajectory itself (their own fit dropped). lam 0 returns y."""
     if lam <= 0:
         return y
     smooth = smooth_from_keyframes(y, key_index, lam)
-    out = y + (smooth - smooth_from_keyframes(y, key_index, 0.0))
+    change = smooth - smooth_from_keyframes(y, key_index, 0.0)
+    a, b = int(key_index[0]), int(key_index[-1]) + 1
+    # outside the keyframes' span both trajectories continue linearly and their difference grows: hold the end's
+    change[:a], change[b:] = change[a], change[b - 1]
+    out = y + change
     if between:
-        a, b = int(key_index[0]), int(key_index[-1]) + 1
         out[a:b] = smooth[a:b]
     return out
 
