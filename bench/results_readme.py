@@ -69,6 +69,9 @@ METHOD_TABLES = {
                     "masks as well as their own fit (p04's did), beside `full_800b364`",
     "register_seq_dda00bc": "the chain of pairs at dda00bc from the cameras `full_dda00bc` was fitted from: the "
                             "baseline at the same commit",
+    "full_seed1_85b18fd": "`full` at the generator's seed 1 with the video-chosen smoothing, beside the same runs "
+                          "with it off (`full_seed1_off_85b18fd`)",
+    "full_seed1_off_85b18fd": "the runs of `full_seed1_85b18fd`, registration onwards with the smoothing off",
     "camera_256": "camera search and re-pose per frame at 256 px (Sec. 4.1), no registration",
     "full_noise3": "the whole pipeline with the synthetic generator's shape noise at 3% of the object's size (the "
                    "bench's default is 1%), on the ten items, beside the next table and `true_pose_noise3`",

@@ -22,8 +22,9 @@ Units: every loss is computed in a normalised frame where the rest mesh fits the
 (the generators' canonical size), so the paper's weights (area 1e6, edge 1e2) mean what they meant there.
 
 Modules: ``config`` (RegistrationConfig), ``energies`` (the regularisers and collapse measures), ``joint`` (the
-whole-clip fit, JointConfig) with ``clip_terms`` (its per-frame terms, batched over frames) and ``_shape_cpu`` (its
-shape terms compiled for the CPU), ``align`` (one pair: targets, global and local alignment), ``sequence``
+whole-clip fit, JointConfig) with ``clip_terms`` (its per-frame terms, batched over frames), ``_shape_cpu`` (its
+shape terms compiled for the CPU) and ``smoothing`` (the keyframes' temporal smoothing after it, at the weight the
+clip's video chooses), ``align`` (one pair: targets, global and local alignment), ``sequence``
 (register_sequence, RegistrationResult).
 """
 
