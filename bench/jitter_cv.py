@@ -38,30 +38,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from v2m4 import render as R  # noqa: E402
 from v2m4.bench import git_commit, machine_description  # noqa: E402
-from v2m4.camera import Camera  # noqa: E402
 from v2m4.data.bench import load_item  # noqa: E402
-from v2m4.metrics import image as I  # noqa: E402
 from v2m4.stages.camera.stage import CameraResult  # noqa: E402
 from v2m4.stages.keyframes import Keyframes  # noqa: E402
 from v2m4.stages.registration import RegistrationResult  # noqa: E402
-from v2m4.stages.registration.smoothing import pick_weight  # noqa: E402
+from v2m4.stages.registration.smoothing import pick_weight, silhouette_iou  # noqa: E402
 from _common import BENCH_DIR, write_table  # noqa: E402
 from jitter_smoothing import KEEP, score  # noqa: E402
 
 WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 LINE = 1.2  # issue 30's jitter line: at most 1.2x the ground truth's
-
-
-def silhouettes(ctx, mesh, camera: Camera, x: np.ndarray, chunk: int = 8) -> torch.Tensor:
-    """(N, H, W) masks of mesh at positions x (N, V, 3) through one camera."""
-    out = []
-    for s in range(0, x.shape[0], chunk):
-        v = torch.from_numpy(x[s:s + chunk]).float()
-        n = v.shape[0]
-        cams = Camera(camera.K.expand(n, 3, 3), camera.cam_from_world.expand(n, 4, 4), camera.resolution)
-        with torch.no_grad():
-            out.append(R.render(ctx, mesh, cams, channels=("mask",), vertices=v)["mask"])
-    return torch.cat(out)
 
 
 def item_row(args: tuple[str, str]) -> tuple[str, dict]:
@@ -84,20 +70,21 @@ def item_row(args: tuple[str, str]) -> tuple[str, dict]:
     gt, faces = item.gt_vertices[key], mesh.faces
 
     def iou(x):
-        return float(I.mask_iou(silhouettes(ctx, mesh, cam, x[between]), masks).mean())
+        return float(silhouette_iou(torch.from_numpy(x[between]).float(), masks, cam, mesh, ctx, chunk=8))
 
     # the frame-level variant: every frame's fitted position as data, half the in-betweens held out in turn
     folds = [between[0::2], between[1::2]]
     every = item.frames.rgba[..., 3].float()
 
     def frame_cv(lam):
-        ious = []
-        for held in folds:
+        total = 0.0
+        for held in folds:  # each fold's mean, weighted by its frames: the mean over every held-out frame
             w = np.ones(T)
             w[held] = 0.0
             x = np.einsum("st,tvc->svc", np.linalg.solve(np.diag(w) + max(lam, 1e-6) * k ** 4 * DD, np.diag(w)), y)
-            ious.append(I.mask_iou(silhouettes(ctx, mesh, cam, x[held]), every[held]))
-        return round(float(torch.cat(ious).mean()), 4)
+            total += len(held) * float(silhouette_iou(torch.from_numpy(x[held]).float(), every[held], cam, mesh, ctx,
+                                                      chunk=8))
+        return round(total / len(between), 4)
 
     grid = {}
     for lam in WEIGHTS:

@@ -89,7 +89,8 @@ def item_ceiling(item_id: str, keep: Path, bench_dir: Path, views: int, resoluti
         v = G.apply(once, ours[i].vertices.float())
         with torch.no_grad():
             o = R.render(ctx, ours[i], cams, channels=("rgb", "mask"), vertices=v)
-            seen_mesh = Mesh(ours[i].vertices, ours[i].faces, uv=ours[i].uv, texture=seen_tex[..., None].expand(-1, -1, 3))
+            seen_mesh = Mesh(ours[i].vertices, ours[i].faces, uv=ours[i].uv,
+                             texture=seen_tex[..., None].expand(-1, -1, 3))
             s = R.render(ctx, seen_mesh, cams, channels=("rgb",), vertices=v)["rgb"][..., 0]
             ref, ref_mask = render_ground_truth(item, gt[i], cams, ctx)
             g = R.render(ctx, placed[i], cams, channels=("rgb", "mask"))

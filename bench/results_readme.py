@@ -369,7 +369,8 @@ def page(results: Path, plots_made: list[str], tables: dict[str, dict]) -> str:
     included = ("demo_speed", "demo_speed_rerun", "demo_speed_epyc", "demo_speed_aa", "demo_speed_aa_rerun",
                 "omp_spin", "per_frame_iou", "jitter_weights", "jitter_smoothing", "colourless", "batch_speed",
                 "gpu_batch", "hunyuan_speed", "texture_variants", "texture_delight", "texture_shade_weight",
-                "light_fit", "texture_iters", "texture_l2", "texture_demo_cpu", "texture_demo_gpu", "nv_ceiling", "jitter_cv", "demo_speed_cv")
+                "light_fit", "texture_iters", "texture_l2", "texture_demo_cpu", "texture_demo_gpu", "nv_ceiling",
+                "jitter_cv", "demo_speed_cv")
     for name in included:
         md = results / f"{name}.md"
         if md.exists() and (results / f"{name}.json").exists():

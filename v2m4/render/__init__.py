@@ -13,9 +13,10 @@ top row, because our clip space has ndc_y growing downward. ``render(ctx, mesh, 
 Backends. ``torch`` (default, any device) is pure PyTorch and is the reference; ``nvdiffrast`` wraps the CUDA
 rasteriser. On the CPU the ``torch`` backend finds visibility with a compiled kernel (``_cpu``, numba) that gives
 the same pixels to the same triangles, and walks the antialias's silhouette edges with another (``_cpu_aa``).
-Silhouette gradients always come from this package's edge-crossing antialias, also with the nvdiffrast backend: nvdiffrast's own antialias loses most of its gradient once triangles are smaller than a
-pixel (its edge analysis between neighbouring pixels rarely sees the owning triangle; figures in
-docs/calibration.md), which is the normal case for generated meshes.
+Silhouette gradients always come from this package's edge-crossing antialias, also with the nvdiffrast backend:
+nvdiffrast's own antialias loses most of its gradient once triangles are smaller than a pixel (its edge analysis
+between neighbouring pixels rarely sees the owning triangle; figures in docs/calibration.md), which is the normal
+case for generated meshes.
 """
 
 from __future__ import annotations

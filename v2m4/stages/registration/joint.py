@@ -363,9 +363,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     randomness of samples and views (same seed, same result). progress: optional callable(done, total) over the
     keyframes' global alignment's steps and then the fit's (``JointConfig.steps``); a restarted fit
     (``restart_ratio``) adds its steps to the total. state: a file where the joint fit keeps its step, parameters and
-    optimiser state every ``state_every`` steps; when it exists at the call (a run interrupted mid-fit) and was saved for the same inputs
-    and schedule, the fit goes on from it, and the same inputs and generator give the result of an uninterrupted
-    call (what precedes the fit is recomputed: it is deterministic and short). The file is removed when the fit ends.
+    optimiser state every ``state_every`` steps; when it exists at the call (a run interrupted mid-fit) and was
+    saved for the same inputs and schedule, the fit goes on from it, and the same inputs and generator give the
+    result of an uninterrupted call (what precedes the fit is recomputed: deterministic, short); removed at the end.
 
     Returns a RegistrationResult whose sequence holds all T frames (T, V, 3), world frame; chamfer (K,): each
     keyframe's fit against its target (normalised units, squared, as ``sequence``); flipped (T,): each frame's

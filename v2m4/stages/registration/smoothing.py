@@ -107,8 +107,10 @@ class TemporalChoice:
     between: bool = False
 
 
-def _mean_iou(x: Tensor, target: Tensor, camera: Camera, mesh: Mesh, ctx: R.RenderContext, chunk: int) -> Tensor:
-    """Mean IoU of mesh's silhouettes at positions x (N, V, 3) through the fixed camera against target (N, H, W)."""
+def silhouette_iou(x: Tensor, target: Tensor, camera: Camera, mesh: Mesh, ctx: R.RenderContext, *,
+                   chunk: int = 32) -> Tensor:
+    """Mean IoU of mesh's silhouettes at positions x (N, V, 3) through the fixed camera (1 view) against target
+    (N, H, W); ``chunk`` frames per render call."""
     ious = []
     for s in range(0, x.shape[0], chunk):
         v = x[s:s + chunk]
@@ -138,8 +140,9 @@ def choose_weight(y: Tensor, key_index: Tensor, masks: Tensor, camera: Camera, m
         between = between[torch.linspace(0, len(between) - 1, max_frames).round().long()]
     target = masks[between.to(masks.device)]
     idx = between.to(y.device)
-    scores = [_mean_iou(smooth_from_keyframes(y, key, lam)[idx], target, camera, mesh, ctx, chunk) for lam in weights]
-    scores.append(_mean_iou(y[idx], target, camera, mesh, ctx, chunk))
+    scores = [silhouette_iou(smooth_from_keyframes(y, key, lam)[idx], target, camera, mesh, ctx, chunk=chunk)
+              for lam in weights]
+    scores.append(silhouette_iou(y[idx], target, camera, mesh, ctx, chunk=chunk))
     *scores, fitted = torch.stack(scores).cpu().tolist()  # one host copy for the whole grid
     weight = pick_weight(weights, tuple(scores))
     return TemporalChoice(weight, tuple(round(v, 6) for v in scores), round(fitted, 6),
