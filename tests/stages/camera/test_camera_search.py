@@ -500,3 +500,45 @@ def test_backward_pass_hands_a_batch_the_pose_after_it():
     CS.backward_pass([mesh] * 3, poses, scores, views, cfg, CTX, scorer, batch=2)
     for t in (0, 1):
         assert abs(float(poses[t][0]) - 0.4) < math.radians(3), (t, poses[t])
+
+
+def test_orientation_candidates_are_the_other_frames_turns_outside_the_searched_box():
+    cfg = CS.CameraSearchConfig.fast()
+    poses = torch.tensor([[0.4, 0.2, 2.5, 0.1, 0.0, 0.0, 0.0],
+                          [0.41, 0.21, 3.0, 0.0, 0.2, 0.0, 0.01],  # inside frame 0's box: only its turns remain
+                          [1.4, 0.5, 2.0, 0.0, 0.0, 0.3, -0.2]])
+    c = CS.orientation_candidates(poses, 0, cfg)
+    assert c.shape == (7, 7)  # 2 other frames x 4 quarter turns, less the unturned near-copy of frame 0's own
+    assert torch.equal(c[:, [2, 3, 4, 5]], poses[0, [2, 3, 4, 5]].expand(7, 4))  # frame 0's distance and place
+    yaws = sorted(round(math.degrees(float(y)) % 360) for y in c[:, 0])
+    assert yaws == sorted(round(math.degrees(y) + 90 * k) % 360 for y in (0.41, 1.4) for k in range(4)
+                          if not (y == 0.41 and k == 0))
+    assert len(CS.orientation_candidates(poses[:1], 0, cfg)) == 0
+
+
+def test_consensus_pass_undoes_a_drift_with_an_earlier_frames_orientation():
+    # four frames of one render; frame 0 holds the pose that made it, frames 1-3 poses that drifted 20-40 degrees
+    # in yaw and pitch and sit elsewhere (what a warm chain accumulates): one round gives every frame the true
+    # orientation back, at its own place, and leaves frame 0 alone
+    mesh, cfg, true, _, topo, views = _backward_case(4)
+    cfg = replace(cfg, consensus_rounds=1)
+    scorer = SilhouetteColourScorer()
+    poses = [true.clone()]
+    for k, (dy, dp) in enumerate([(20, 0), (30, 10), (40, -10)]):
+        p = true.clone()
+        p[0] += math.radians(dy)
+        p[1] += math.radians(dp)
+        p[3:6] += 0.1 * (k + 1)
+        poses.append(p)
+    scores = [float(S.score_poses(mesh, p[None], views[0][1], cfg, CTX, scorer, topo)[0]) for p in poses]
+    before = list(scores)
+    secs = CS.consensus_pass([mesh] * 4, poses, scores, views, cfg, CTX, scorer)
+    assert len(secs) == 4 and all(s > 0 for s in secs)
+    assert torch.equal(poses[0], true) and scores[0] == before[0]
+    for t in (1, 2, 3):
+        assert abs(float(poses[t][0]) - 0.4) < math.radians(3) and abs(float(poses[t][1]) - 0.2) < math.radians(3)
+        assert scores[t] < 0.5 * before[t]
+    # with no rounds, nothing moves
+    again = [p.clone() for p in poses]
+    CS.consensus_pass([mesh] * 4, again, list(scores), views, replace(cfg, consensus_rounds=0), CTX, scorer)
+    assert all(torch.equal(a, b) for a, b in zip(again, poses))

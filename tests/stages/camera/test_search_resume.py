@@ -46,15 +46,18 @@ def test_search_continued_from_a_checkpoint_equals_the_uninterrupted_one(clip, t
     whole = _search(clip, cfg, checkpoint=states.append)
     T = len(FRAMES)
     # a state whenever everything before is final: per frame (per batch of warm frames refined together), then
-    # per batch of the backward pass, counting up to every unit of the bar
+    # per batch of the backward pass, then per round of the consensus pass (T units each), counting up to every
+    # unit of the bar
     assert [st.settled for st in states] == sorted({st.settled for st in states})
-    assert states[-1].settled == search_units(T, cfg) == 2 * T - 1
+    assert states[-1].settled == search_units(T, cfg) == 3 * T - 1 and states[-1].consensus == 1
     if batch == 1:
-        assert [st.settled for st in states] == list(range(1, 2 * T))
+        assert [st.settled for st in states] == list(range(1, 2 * T)) + [3 * T - 1]
     forward = [k for k, st in enumerate(states) if st.backward == 0]
     # stop right after the k-th state was saved, as Ctrl-C there would: after the first warm frame(s) (the warm
-    # swarms' random draws and the previous pose carry over) and, one at a time, inside the backward pass
-    for k in (forward[1],) if batch > 1 else (forward[1], forward[-1] + 1):
+    # swarms' random draws and the previous pose carry over), one at a time, inside the backward pass, and before
+    # the consensus round
+    last = len(states) - 2
+    for k in (forward[1], last) if batch > 1 else (forward[1], forward[-1] + 1, last):
         path = tmp_path / f"state{k}.npz"
 
         def stop_after(state, k=k, path=path, seen=[]):

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ... import render as R
 from ...camera import Camera, intrinsics_from_fov, orbit_camera
+from ...scoring import Scorer
 from ...types import Mesh
 from .config import CameraSearchConfig
 
@@ -164,3 +165,30 @@ def look_at_range_for(frame: Tensor, cfg: CameraSearchConfig) -> float:
     f = H / (2 * math.tan(math.radians(cfg.fov_deg) / 2))
     off = math.hypot((float(xs.min() + xs.max()) + 1) / 2 - W / 2, (float(ys.min() + ys.max()) + 1) / 2 - H / 2)
     return max(cfg.look_at_range, 1.25 * radius_range_for(frame, cfg)[1] / 2.5 * off / f + 0.5)
+
+
+def score_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
+                scorer: Scorer, topology) -> Tensor:
+    """(P,) scores of P poses, rendered in batches of cfg.max_batch views (one render call per batch)."""
+    res = view.resolution
+    out = []
+    with torch.no_grad():
+        for chunk in poses.split(cfg.max_batch):
+            r = R.render(ctx, mesh, pose_cameras(chunk, cfg, res, view.K), channels=("rgb", "mask"),
+                         topology=topology, background=0.5)
+            out.append(scorer(r["rgb"], r["mask"], view.image))
+    return torch.cat(out)
+
+
+def mask_iou_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
+                   topology) -> Tensor:
+    """(P,) silhouette IoU of P poses' renders with the view's mask (both thresholded at 0.5)."""
+    res = view.resolution
+    f = view.image[..., 3] > 0.5
+    out = []
+    with torch.no_grad():
+        for chunk in poses.split(cfg.max_batch):
+            m = R.render(ctx, mesh, pose_cameras(chunk, cfg, res, view.K), channels=("mask",), topology=topology,
+                         antialias_edges=False)["mask"] > 0.5
+            out.append((m & f).sum((1, 2)) / (m | f).sum((1, 2)).clamp_min(1))
+    return torch.cat(out).float()

@@ -10,7 +10,8 @@ that rotation too.
 
 Beyond the paper, a temporal warm start: frame t+1 starts from frame t's pose with a small local swarm and a short
 refinement; only when its score is much worse than the frames' so far does it fall back to the global search. An
-optional backward pass then hands each frame the next frame's pose (``backward_pass``).
+optional backward pass then hands each frame the next frame's pose (``backward_pass``), and an optional consensus
+pass every other frame's orientation (``consensus``).
 
 The search can be stopped and continued: ``search_poses`` hands its ``checkpoint`` callback a ``SearchState``
 whenever everything before a point is final, and continues from one (``start``) to the poses an uninterrupted
@@ -34,8 +35,9 @@ from ...scoring import Scorer, SilhouetteColourScorer
 from ...errors import V2M4Error
 from ...types import Frames, Mesh
 from .config import CameraSearchConfig
-from .sampling import (SearchView, center_poses, look_at_range_for, make_view, pose_bounds, pose_cameras,
-                       radius_range_for, sample_poses)
+from .sampling import (SearchView, center_poses, look_at_range_for, make_view, mask_iou_poses, pose_bounds,
+                       pose_cameras, radius_range_for, sample_poses, score_poses)
+from .consensus import consensus_pass
 from .refine import refine_pose, refine_poses
 from .state import SearchState
 
@@ -51,33 +53,6 @@ class PoseSearchResult:
     scores: Tensor
     global_search: Tensor
     seconds: tuple[float, ...]
-
-
-def score_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
-                scorer: Scorer, topology) -> Tensor:
-    """(P,) scores of P poses, rendered in batches of cfg.max_batch views (one render call per batch)."""
-    res = view.resolution
-    out = []
-    with torch.no_grad():
-        for chunk in poses.split(cfg.max_batch):
-            r = R.render(ctx, mesh, pose_cameras(chunk, cfg, res, view.K), channels=("rgb", "mask"),
-                         topology=topology, background=0.5)
-            out.append(scorer(r["rgb"], r["mask"], view.image))
-    return torch.cat(out)
-
-
-def mask_iou_poses(mesh: Mesh, poses: Tensor, view: SearchView, cfg: CameraSearchConfig, ctx: R.RenderContext,
-                   topology) -> Tensor:
-    """(P,) silhouette IoU of P poses' renders with the view's mask (both thresholded at 0.5)."""
-    res = view.resolution
-    f = view.image[..., 3] > 0.5
-    out = []
-    with torch.no_grad():
-        for chunk in poses.split(cfg.max_batch):
-            m = R.render(ctx, mesh, pose_cameras(chunk, cfg, res, view.K), channels=("mask",), topology=topology,
-                         antialias_edges=False)["mask"] > 0.5
-            out.append((m & f).sum((1, 2)) / (m | f).sum((1, 2)).clamp_min(1))
-    return torch.cat(out).float()
 
 
 def camera_points(points: Tensor, poses: Tensor, cfg: CameraSearchConfig) -> Tensor:
@@ -318,13 +293,14 @@ class _Track:
             track.ious[t], track.seconds[t] = None if math.isnan(iou) else iou, float(state.seconds[t])
         return track
 
-    def state(self, n: int, rng: Tensor, batch: int, backward: int = 0, seconds: list | None = None) -> SearchState:
+    def state(self, n: int, rng: Tensor, batch: int, backward: int = 0, seconds: list | None = None,
+              consensus: int = 0) -> SearchState:
         """The first n frames (all settled) as a ``SearchState``."""
         secs = self.seconds if seconds is None else seconds
         return SearchState(torch.stack(self.poses[:n]).cpu(), torch.tensor(self.scores[:n], dtype=torch.float64),
                            torch.tensor(self.global_search[:n]),
                            torch.tensor([math.nan if x is None else x for x in self.ious[:n]], dtype=torch.float64),
-                           torch.tensor(secs[:n], dtype=torch.float64), rng, backward, batch)
+                           torch.tensor(secs[:n], dtype=torch.float64), rng, backward, batch, consensus)
 
 
 def _warm_batch(meshes: list[Mesh], cfg: CameraSearchConfig, device: torch.device) -> int:
@@ -486,6 +462,21 @@ def _forward_pass(s: _Search, frames: Frames, start: SearchState | None) -> tupl
     return track, views
 
 
+def _consensus(s: _Search, track: _Track, views: list[FrameViews], start: SearchState | None) -> None:
+    """The consensus pass's rounds (those ``start`` has not done), checkpointed after each."""
+    T = len(s.meshes)
+    before = list(track.seconds)
+    backward = T - 1 if s.cfg.backward_pass and s.cfg.warm_start else 0
+
+    def on_round(done: int, secs: list[float]) -> None:
+        s.checkpoint(track.state(T, s.generator.get_state(), s.batch, backward,
+                                 [a + b for a, b in zip(before, secs)], consensus=done))
+    for t, sec in enumerate(consensus_pass(s.meshes, track.poses, track.scores, views, s.cfg, s.ctx, s.scorer,
+                                           done=start.consensus if start is not None else 0,
+                                           on_round=on_round if s.checkpoint else None)):
+        track.seconds[t] += sec
+
+
 def search_poses(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, ctx: R.RenderContext, *,
                  scorer: Scorer | None = None, stereo=None, generator: torch.Generator,
                  progress=None, checkpoint=None, start: SearchState | None = None) -> PoseSearchResult:
@@ -517,6 +508,8 @@ def search_poses(meshes: list[Mesh], frames: Frames, cfg: CameraSearchConfig, ct
                                               done=start.backward if start is not None else 0,
                                               on_batch=on_batch if checkpoint else None)):
             track.seconds[t] += sec
+    if cfg.consensus_rounds > 0:
+        _consensus(s, track, views, start)
     H, W = frames.resolution
     P = torch.stack(track.poses)
     return PoseSearchResult(poses=P, cameras=pose_cameras(P, cfg, (H, W)),
