@@ -2,8 +2,9 @@
 
 Modules: ``config`` (CameraSearchConfig), ``sampling`` (poses, their bounds and cameras, the views renders are
 compared with, their scores), ``search`` (swarm, the search loop ``search_poses``), ``refine`` (the poses' gradient
-refinement), ``consensus`` (every frame tries the other frames' orientations), ``state`` (what a stopped search continues from), ``repose`` (re-pose, equal sizes and steady
-depths), ``stage`` (the stage: ``search_cameras`` -> ``CameraResult``).
+refinement), ``consensus`` (every frame tries the other frames' orientations), ``state`` (what a stopped search
+continues from), ``repose`` (re-pose, equal sizes and steady depths), ``stage`` (the stage: ``search_cameras`` ->
+``CameraResult``).
 """
 
 from .config import CameraSearchConfig

@@ -82,14 +82,15 @@ def _distinct(cands: Tensor, box: Tensor, k: int) -> Tensor:
 
 
 def consensus_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float], views: list[tuple],
-                   cfg: CameraSearchConfig, ctx: R.RenderContext, scorer: Scorer, *, done: int = 0,
-                   on_round=None) -> list[float]:
+                   cfg: CameraSearchConfig, ctx: R.RenderContext, scorer: Scorer, batch: int = 1, *,
+                   done: int = 0, on_round=None) -> list[float]:
     """``CameraSearchConfig.consensus_rounds`` rounds: every frame's ``orientation_candidates`` (from the poses as
     the round began), centred on the frame, scored by the search's objective; the best ``consensus_top`` distinct
-    ones that score within ``warm_fallback_ratio`` of the frame's pose are refined with the warm frames' steps (all
-    frames' in one ``refine_poses`` call), and the frame takes the best refined one if it scores better than its
-    pose, by ``turn_margin`` where it turns by more than 45 degrees (the warm swarm's rule: a single view often
-    fits a mirrored pose almost as well).
+    ones that score within ``warm_fallback_ratio`` of the frame's pose are refined with the warm frames' steps
+    (``batch`` poses a ``refine_poses`` call, as warm frames are refined), and the frame takes the best refined
+    one if it scores better than its pose by ``turn_margin``, the warm swarm's margin for a turn: every candidate
+    lies outside what the frame's own search explored, and within that margin the scores tie (a symmetric shape
+    with its mirror image, a fox with itself a few degrees off), where the chain's pose keeps its continuity.
 
     poses (7,) and scores are updated in place; views[t] = (config, search view, refinement view, edge topology) of
     frame t. Returns the seconds spent per frame. done: rounds an interrupted search already finished, skipped;
@@ -115,16 +116,18 @@ def consensus_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float],
             picks.append(keep)
             owner += [t] * len(keep)
         if owner:
-            refined = refine_poses([meshes[t] for t in owner], torch.cat(picks), [views[t][2] for t in owner],
-                                   views[0][0], ctx, cfg.warm_refine_iters, [views[t][3] for t in owner], scorer)
+            starts = torch.cat(picks)
+            refined = torch.cat([
+                refine_poses([meshes[t] for t in owner[i:i + batch]], starts[i:i + batch],
+                             [views[t][2] for t in owner[i:i + batch]], views[0][0], ctx, cfg.warm_refine_iters,
+                             [views[t][3] for t in owner[i:i + batch]], scorer)
+                for i in range(0, len(owner), batch)])
             for t in sorted(set(owner)):
                 cfg_t, frame_s, _, topo = views[t]
                 cand = refined[[i for i, o in enumerate(owner) if o == t]]
                 s = score_poses(meshes[t], cand, frame_s, cfg_t, ctx, scorer, topo)
-                turn = _wrap(cand[:, 0] - poses[t][0]).abs() > math.pi / 4
-                judged = s * torch.where(turn, cfg.turn_margin, 1.0)
-                j = int(torch.argmin(judged))
-                if float(judged[j]) < scores[t]:
+                j = int(torch.argmin(s))
+                if cfg.turn_margin * float(s[j]) < scores[t]:
                     poses[t], scores[t] = cand[j], float(s[j])
         share = (time.perf_counter() - t0) / T
         for t in range(T):

@@ -472,7 +472,7 @@ def _consensus(s: _Search, track: _Track, views: list[FrameViews], start: Search
         s.checkpoint(track.state(T, s.generator.get_state(), s.batch, backward,
                                  [a + b for a, b in zip(before, secs)], consensus=done))
     for t, sec in enumerate(consensus_pass(s.meshes, track.poses, track.scores, views, s.cfg, s.ctx, s.scorer,
-                                           done=start.consensus if start is not None else 0,
+                                           s.batch, done=start.consensus if start is not None else 0,
                                            on_round=on_round if s.checkpoint else None)):
         track.seconds[t] += sec
 
