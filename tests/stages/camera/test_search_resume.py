@@ -29,9 +29,9 @@ def clip():
     return item.frames, [simplify_mesh(gen.generate(None, t), 600) for t in range(len(FRAMES))]  # a 64 px frame shows no more
 
 
-# small enough for seconds, with the backward pass on (as in the fast preset)
-CFG = replace(CameraSearchConfig.fast(), n_samples=64, n_particles=8, pso_iters=2, refine_iters=5, search_res=32,
-              refine_res=48, warm_particles=6, warm_iters=2, warm_refine_iters=3)
+# small enough for seconds, with the backward pass on (as in the fast preset) and a round of the consensus pass
+CFG = replace(CameraSearchConfig.fast(), consensus_rounds=1, n_samples=64, n_particles=8, pso_iters=2,
+              refine_iters=5, search_res=32, refine_res=48, warm_particles=6, warm_iters=2, warm_refine_iters=3)
 
 
 def _search(clip, cfg, **kw):

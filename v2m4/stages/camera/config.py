@@ -77,10 +77,13 @@ class CameraSearchConfig:
                                           # forward pass an arbitrary one, which the next frames may keep. Off in
                                           # the paper preset: on a GPU it costs more per warm frame than it gains
                                           # (tuned: see docs/calibration.md)
-    consensus_rounds: int = 1             # ours: rounds of the consensus pass (``consensus``) after the forward
-                                          # and backward passes: each frame also tries the orientations the other
-                                          # frames were found under, so a drift the warm chain accumulated is
-                                          # undone by frames found before it began. 0: off
+    consensus_rounds: int = 0             # ours, off: rounds of the consensus pass (``consensus``) after the
+                                          # forward and backward passes: each frame also tries the orientations
+                                          # the other frames were found under, so a drift the warm chain
+                                          # accumulated is undone by frames found before it began. It halves the
+                                          # rotation error of drifting clips but moved a first frame to a pose
+                                          # that scores better and lies farther from the truth, which the whole
+                                          # clip's geometry then follows (measured: see docs/calibration.md)
     consensus_top: int = 2                # candidates refined per frame and round (the best distinct ones)
     center_samples: bool = True           # ours: move each sampled pose's radius and look-at so the render's
                                           # silhouette area and centroid match the frame's before scoring
