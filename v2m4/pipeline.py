@@ -269,6 +269,7 @@ def stage_figures(result: RunResult) -> dict[str, float]:
         out["pieces_moved"] = float(sum(reg.pieces_moved))
         out["temporal_weight"] = reg.temporal_weight
         out["temporal_between"] = float(reg.temporal_between)
+        out["restarted_keyframes"] = float(sum(reg.restarted))
     return out
 
 

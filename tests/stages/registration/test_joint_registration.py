@@ -222,6 +222,17 @@ def test_same_seed_same_result():
     a, b = four_frames(cfg), four_frames(cfg)
     assert torch.equal(a.sequence.vertices, b.sequence.vertices)
     assert a.chamfer == b.chamfer and a.retried == b.retried and len(a.retried) == 2
+    assert a.restarted == b.restarted and len(a.restarted) == 2
+
+
+def test_registration_result_saves_what_it_reports(tmp_path):
+    from v2m4.stages.registration import RegistrationResult
+    a = four_frames(tiny(iters=4, global_iters=2))
+    b = replace(a, restarted=(False, True))
+    b.save(tmp_path / "r.npz")
+    c = RegistrationResult.load(tmp_path / "r.npz")
+    assert c.figures() == b.figures() and c.restarted == (False, True)
+    assert torch.equal(c.sequence.vertices, b.sequence.vertices)
 
 
 def test_bad_key_index_is_refused():
@@ -361,8 +372,8 @@ def test_keyframes_left_short_of_their_targets_restart_from_the_last_good_one():
     assert restart_keyframes(x, key, targets, rest, faces, cfg) is None
     short = x.clone()
     short[4] = rest + torch.tensor([0.0, 0.0, 0.5])  # the last keyframe stayed near the rest shape, moved
-    again = restart_keyframes(short, key, targets, rest, faces, cfg)
-    assert again is not None
+    again, redo = restart_keyframes(short, key, targets, rest, faces, cfg)
+    assert redo.tolist() == [False, False, True]  # what the registration reports as restarted
     torch.testing.assert_close(again[4], shapes[1] - shapes[1].mean(0) + short[4].mean(0))
     torch.testing.assert_close(again[2], shapes[1])
     torch.testing.assert_close(again[3], (again[2] + again[4]) / 2)

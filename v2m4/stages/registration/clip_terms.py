@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...camera import Camera
 from ...geometry import chamfer, face_areas
 from ...optim import SmoothSolver
 from . import _shape_cpu
@@ -126,10 +127,12 @@ def _interpolate(values: Tensor, key_index: Tensor, T: int) -> Tensor:
     return values[lo] * (1 - w) + values[hi] * w
 
 
-def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tensor, faces: Tensor, cfg) -> Tensor | None:
-    """Positions (T, V, 3) to fit the clip again from, or None. A keyframe whose Chamfer to its target points
-    (K, N, 3) ends above ``cfg.restart_ratio`` x the keyframes' median starts again from the last keyframe before it
-    that does not (that keyframe's shape at its own centroid); frames between keyframes are interpolated again.
+def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tensor, faces: Tensor,
+                      cfg) -> tuple[Tensor, Tensor] | None:
+    """(positions (T, V, 3) to fit the clip again from, the keyframes restarted (K,) bool), or None. A keyframe
+    whose Chamfer to its target points (K, N, 3) ends above ``cfg.restart_ratio`` x the keyframes' median starts
+    again from the last keyframe before it that does not (that keyframe's shape at its own centroid); frames
+    between keyframes are interpolated again.
 
     Why: every keyframe starts from the rest mesh under its own similarity, and one posed far from the rest can stay
     short of its target (a limb, a bent body). The pairwise chain reaches such poses by starting each pair where the
@@ -149,4 +152,15 @@ def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tenso
         return None
     src = xk[good.clamp_min(0)]
     start = torch.where(redo[:, None, None], src - src.mean(1, keepdim=True) + xk.mean(1, keepdim=True), xk)
-    return _interpolate(start, key_index, x.shape[0])
+    return _interpolate(start, key_index, x.shape[0]), redo
+
+
+def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:
+    """The video camera and masks (T, H, W) at most ``res`` pixels on a side (0: as they are): the masks
+    area-averaged (a pixel's coverage, as the antialiased render gives it), the intrinsics scaled to match."""
+    H, W = masks.shape[1:]
+    if res <= 0 or max(H, W) <= res:
+        return camera, masks
+    size = (max(1, round(H * res / max(H, W))), max(1, round(W * res / max(H, W))))
+    small = torch.nn.functional.interpolate(masks[:, None], size=size, mode="area")[:, 0]
+    return camera.with_resolution(size), small

@@ -16,12 +16,12 @@ unknowns are one rest mesh and the positions of EVERY frame of the clip, fitted 
   keeps the frames fitted to silhouettes alone from jittering.
 - after the fit: the keyframes smoothed in time at a weight the clip's video chooses (``smoothing``).
 
-Initialisation: one similarity per keyframe (6-D rotation, log-scale, translation), all K fitted in one batched
-Adam run on Chamfer + render L1, optionally from several quarter turns about +Y at once (``global_starts``); then
-the rest's loose pieces that the similarity left off their target are placed rigidly on the target's pieces that
-fit them (``parts.place_pieces``: a limb raised far from its rest pose); the frames between keyframes start at
-their neighbours' positions interpolated in time. Frames are the batch dimension
-of every render and loss; the step loop makes no host sync. Afterwards each frame's folds are repaired (``unfold``).
+Initialisation: one similarity per keyframe (6-D rotation, log-scale, translation), all K fitted in one batched Adam
+run on Chamfer + render L1, optionally from several quarter turns about +Y at once (``global_starts``); then the
+rest's loose pieces that the similarity left off their target are placed rigidly on the target's pieces that fit them
+(``parts.place_pieces``: a limb raised far from its rest pose); the frames between keyframes start at their
+neighbours' positions interpolated in time. Frames are the batch dimension of every render and loss; the step loop
+makes no host sync. Afterwards each frame's folds are repaired (``unfold``).
 
 Units: every loss is computed in the rest mesh's normalised frame (unit cube at the origin), as in ``sequence``.
 """
@@ -47,7 +47,8 @@ from .align import Target, _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
 from .parts import place_pieces
 from .smoothing import choose_weight, smooth_keyframes
-from .clip_terms import _Shape, _interpolate, _points, _temporal, frames_to_u, frames_to_x, restart_keyframes
+from .clip_terms import (_Shape, _interpolate, _points, _temporal, _video_at, frames_to_u, frames_to_x,
+                         restart_keyframes)
 from .energies import repair_folds
 from .state import digest, save_state
 from .sequence import RegistrationResult, _check_meshes, _prepare
@@ -370,8 +371,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     Returns a RegistrationResult whose sequence holds all T frames (T, V, 3), world frame; chamfer (K,): each
     keyframe's fit against its target (normalised units, squared, as ``sequence``); flipped (T,): each frame's
     folded share; retried (K,): the keyframe's global alignment went on from a quarter turn, not the identity
-    (``global_starts``); seconds: (rest + targets, global alignment, joint fit, fold repair); scales (T,) each
-    frame's regulariser reference size.
+    (``global_starts``); restarted (K,): the keyframe was fitted again from an earlier one (``restart_ratio``);
+    seconds: (rest + targets, global alignment, joint fit, fold repair); scales (T,) each frame's regulariser
+    reference size.
     """
     _check_inputs(keyframe_meshes, key_index, masks, camera, times)
     t0 = time.perf_counter()
@@ -411,7 +413,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
                                                           camera.cam_from_world, times))
     again = restart_keyframes(x, key_index, keys.points, rest, faces, cfg)
     if again is not None:  # a second fit, whole, without saved progress: a resumed run redoes the first (it is exact)
-        x = _fit_clip(again, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale,
+        x = _fit_clip(again[0], rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale,
                       times.to(dev), cfg, ctx, g, topo,
                       progress and (lambda d, _: progress(total + d, total + cfg.iters)))
     smooth = choose_weight(x * frame.size + frame.centre, key_index, masks.to(dev, dt), camera.to(dev),
@@ -427,18 +429,8 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     return RegistrationResult(seq, chamfer=chamfer, flipped=tuple(flipped),
                               retried=tuple(bool(c) for c in (chosen != 0).tolist()), pieces_moved=tuple(moved),
                               seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()),
-                              temporal_weight=smooth.weight, temporal_between=smooth.between)
-
-
-def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:
-    """The video camera and masks (T, H, W) at most ``res`` pixels on a side (0: as they are): the masks
-    area-averaged (a pixel's coverage, as the antialiased render gives it), the intrinsics scaled to match."""
-    H, W = masks.shape[1:]
-    if res <= 0 or max(H, W) <= res:
-        return camera, masks
-    size = (max(1, round(H * res / max(H, W))), max(1, round(W * res / max(H, W))))
-    small = torch.nn.functional.interpolate(masks[:, None], size=size, mode="area")[:, 0]
-    return camera.with_resolution(size), small
+                              temporal_weight=smooth.weight, temporal_between=smooth.between,
+                              restarted=(False,) * len(targets) if again is None else tuple(again[1].tolist()))
 
 
 class _ClipFit:

@@ -36,8 +36,9 @@ class RegistrationResult:
     chamfer (normalised units, squared), flipped share, retried flag, seconds; scales (T,) the regularisers'
     reference size of each frame relative to the rest mesh (1 for the rest itself); pieces_moved (K,): the
     whole-clip fit's loose pieces placed on their own at each keyframe (``parts.place_pieces``; empty for the
-    chain); temporal_weight: the smoothing weight the whole-clip fit's video chose (``smoothing``; 0: none), and
-    temporal_between: whether the frames between keyframes took the smoothed trajectory too."""
+    chain); temporal_weight: the smoothing weight the whole-clip fit's video chose (``smoothing``; 0: none),
+    temporal_between: whether the frames between keyframes took the smoothed trajectory too; restarted (K,): the
+    whole-clip fit's keyframes fitted again from an earlier keyframe (``restart_ratio``; empty for the chain)."""
 
     sequence: Sequence
     chamfer: tuple[float, ...]
@@ -48,12 +49,14 @@ class RegistrationResult:
     pieces_moved: tuple[int, ...] = ()
     temporal_weight: float = 0.0
     temporal_between: bool = False
+    restarted: tuple[bool, ...] = ()
 
     def figures(self) -> dict:
         """What the report records: the per-pair (per-keyframe) lists, and the temporal smoothing's weight."""
         return {"chamfer": list(self.chamfer), "flipped": list(self.flipped), "retried": list(self.retried),
                 "seconds": list(self.seconds), "pieces_moved": list(self.pieces_moved),
-                "temporal_weight": self.temporal_weight, "temporal_between": self.temporal_between}
+                "temporal_weight": self.temporal_weight, "temporal_between": self.temporal_between,
+                "restarted": list(self.restarted)}
 
     def save(self, path: str | os.PathLike) -> None:
         figures = {**self.figures(), "scales": list(self.scales)}
