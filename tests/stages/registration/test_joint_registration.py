@@ -378,6 +378,14 @@ def test_keyframes_left_short_of_their_targets_restart_from_the_last_good_one():
     torch.testing.assert_close(again[2], shapes[1])
     torch.testing.assert_close(again[3], (again[2] + again[4]) / 2)
     assert restart_keyframes(short, key, targets, rest, faces, replace(cfg, restart_ratio=0.0)) is None
+    # the second fit is kept only when the keyframes end nearer their targets: here it reaches them, or stays put
+    from v2m4.stages.registration.clip_terms import restart_fit
+    y, flags = restart_fit(short, lambda start: x, key, targets, rest, faces, cfg)
+    assert torch.equal(y, x) and flags == (False, False, True)
+    y, flags = restart_fit(short, lambda start: start * 1.5, key, targets, rest, faces, cfg)
+    assert torch.equal(y, short) and flags == (False, False, False)
+    y, flags = restart_fit(x, lambda start: start * 1.5, key, targets, rest, faces, cfg)  # nothing to restart
+    assert torch.equal(y, x) and flags == (False, False, False)
     first = x.clone()
     first[0] = rest * 3  # the first keyframe failed: no keyframe before it to start from
     assert restart_keyframes(first, key, targets, rest, faces, cfg) is None

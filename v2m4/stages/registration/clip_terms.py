@@ -127,6 +127,14 @@ def _interpolate(values: Tensor, key_index: Tensor, T: int) -> Tensor:
     return values[lo] * (1 - w) + values[hi] * w
 
 
+def keyframe_chamfer(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tensor, faces: Tensor, cfg) -> Tensor:
+    """(K,) each keyframe's Chamfer to its target points (K, N, 3), on one surface sample set of its own seed (the
+    clip's draws untouched): what ``restart_keyframes`` tests and what decides whether a restart is kept."""
+    g = torch.Generator().manual_seed(0)
+    corners, b = _sample_sets(faces, face_areas(rest, faces), cfg.chamfer_points, 1, g)[0]
+    return chamfer(_points(x.index_select(0, key_index), (corners.to(x.device), b.to(x.device))), targets)
+
+
 def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tensor, faces: Tensor,
                       cfg) -> tuple[Tensor, Tensor] | None:
     """(positions (T, V, 3) to fit the clip again from, the keyframes restarted (K,) bool), or None. A keyframe
@@ -140,10 +148,8 @@ def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tenso
     ``fail_ratio``). The Chamfer is measured on one sample set of its own seed, so the clip's draws are untouched."""
     if cfg.restart_ratio <= 0 or key_index.numel() < 2:
         return None
-    g = torch.Generator().manual_seed(0)
-    corners, b = _sample_sets(faces, face_areas(rest, faces), cfg.chamfer_points, 1, g)[0]
     xk = x.index_select(0, key_index)
-    err = chamfer(_points(xk, (corners.to(x.device), b.to(x.device))), targets)
+    err = keyframe_chamfer(x, key_index, targets, rest, faces, cfg)
     fits = err <= cfg.restart_ratio * err.median()
     k = torch.arange(len(err), device=err.device)
     good = torch.where(fits, k, -1).cummax(0).values  # the last keyframe at or before each that fits (-1: none)
@@ -153,6 +159,21 @@ def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tenso
     src = xk[good.clamp_min(0)]
     start = torch.where(redo[:, None, None], src - src.mean(1, keepdim=True) + xk.mean(1, keepdim=True), xk)
     return _interpolate(start, key_index, x.shape[0]), redo
+
+
+def restart_fit(x: Tensor, fit_again, key_index: Tensor, targets: Tensor, rest: Tensor, faces: Tensor,
+             cfg) -> tuple[Tensor, tuple[bool, ...]]:
+    """``restart_ratio``: the clip fitted again (``fit_again(start)``) from where ``restart_keyframes`` restarts
+    it, kept only if it fits the keyframes better, as the chain keeps the better of a pair's two fits (a keyframe
+    restarted from an earlier one can end farther from its target than the first fit left it); and the keyframes
+    the kept fit restarted (K,)."""
+    none = (False,) * key_index.numel()
+    again = restart_keyframes(x, key_index, targets, rest, faces, cfg)
+    if again is None:
+        return x, none
+    y = fit_again(again[0])
+    fit = [float(keyframe_chamfer(z, key_index, targets, rest, faces, cfg).mean()) for z in (x, y)]
+    return (y, tuple(again[1].tolist())) if fit[1] < fit[0] else (x, none)
 
 
 def _video_at(camera: Camera, masks: Tensor, res: int) -> tuple[Camera, Tensor]:

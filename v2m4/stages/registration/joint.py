@@ -48,7 +48,7 @@ from .config import RegistrationConfig
 from .parts import place_pieces
 from .smoothing import choose_weight, smooth_keyframes
 from .clip_terms import (_Shape, _interpolate, _points, _temporal, _video_at, frames_to_u, frames_to_x,
-                         restart_keyframes)
+                         restart_fit)
 from .energies import repair_folds
 from .state import digest, save_state
 from .sequence import RegistrationResult, _check_meshes, _prepare
@@ -101,8 +101,9 @@ class JointConfig:
                                     # bench/results/registration_speed.json)
     restart_ratio: float = _RC.fail_ratio  # pair's retry test: keyframes whose Chamfer to their target ends above
                                     # this x the median are fitted again from the last keyframe before them that
-                                    # does not (``clip_terms.restart_keyframes``); 0: off. Measured on every bench
-                                    # item: docs/calibration.md
+                                    # does not (``clip_terms.restart_keyframes``), the second fit kept if the
+                                    # keyframes' mean Chamfer falls (the pair's rule); 0: off. Measured on every
+                                    # bench item: docs/calibration.md
     place_pieces: bool = True       # ours: loose pieces of the rest that the keyframe's similarity leaves off
                                     # their target placed rigidly on the target's pieces that fit them, before
                                     # the fit (``parts.place_pieces``; its numbers: docs/calibration.md)
@@ -371,7 +372,8 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     Returns a RegistrationResult whose sequence holds all T frames (T, V, 3), world frame; chamfer (K,): each
     keyframe's fit against its target (normalised units, squared, as ``sequence``); flipped (T,): each frame's
     folded share; retried (K,): the keyframe's global alignment went on from a quarter turn, not the identity
-    (``global_starts``); restarted (K,): the keyframe was fitted again from an earlier one (``restart_ratio``);
+    (``global_starts``); restarted (K,): the keyframe was fitted again from an earlier one and that fit was kept
+    (``restart_ratio``);
     seconds: (rest + targets, global alignment, joint fit, fold repair); scales (T,) each frame's regulariser
     reference size.
     """
@@ -411,11 +413,11 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
                   state=None if state is None else Path(state), state_every=state_every,
                   inputs="" if state is None else digest(keyframe_meshes, key_index, masks, camera.K,
                                                           camera.cam_from_world, times))
-    again = restart_keyframes(x, key_index, keys.points, rest, faces, cfg)
-    if again is not None:  # a second fit, whole, without saved progress: a resumed run redoes the first (it is exact)
-        x = _fit_clip(again[0], rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale,
-                      times.to(dev), cfg, ctx, g, topo,
-                      progress and (lambda d, _: progress(total + d, total + cfg.iters)))
+    # a second fit, whole, without saved progress: a resumed run redoes the first (it is exact)
+    x, restarted = restart_fit(x, lambda start: _fit_clip(
+        start, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev), cfg,
+        ctx, g, topo, progress and (lambda d, _: progress(total + d, total + cfg.iters))), key_index, keys.points,
+        rest, faces, cfg)
     smooth = choose_weight(x * frame.size + frame.centre, key_index, masks.to(dev, dt), camera.to(dev),
                            frame.world, ctx, cfg.temporal_weights, max_frames=cfg.video_frames)
     x = smooth_keyframes(x, key_index, smooth.weight, between=smooth.between)  # linear: any units
@@ -429,8 +431,8 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     return RegistrationResult(seq, chamfer=chamfer, flipped=tuple(flipped),
                               retried=tuple(bool(c) for c in (chosen != 0).tolist()), pieces_moved=tuple(moved),
                               seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()),
-                              temporal_weight=smooth.weight, temporal_between=smooth.between,
-                              restarted=(False,) * len(targets) if again is None else tuple(again[1].tolist()))
+                              temporal_weight=smooth.weight, temporal_between=smooth.between, restarted=restarted)
+
 
 
 class _ClipFit:
