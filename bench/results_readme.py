@@ -77,6 +77,9 @@ METHOD_TABLES = {
                               "3.8 -> 1.6 degrees, F@2% once-aligned p07 0.419 -> 0.382, p09 0.965 -> 0.957",
     "full_consensus_strict_0e83c49": "the consensus pass taking any candidate that scores better at all, beside "
                                      "`full_consensus_d6f3bb6` (which asks turn_margin)",
+    "full_1c34f89": "`full` after a restarted whole-clip fit is kept only where it fits the keyframes better, "
+                    "registration onwards from `full_dda00bc`'s cameras: every restart was kept, every figure equal",
+    "full_restart_rule_p03": "p03 from the cameras where a restart did not help: the first fit kept",
     "full_seed1_consensus_d6f3bb6": "the consensus pass at the generator's seed 1, beside `full_seed1_85b18fd`: p07's "
                                     "first keyframe took a pose scoring 7% better and 10.4 degrees from the truth "
                                     "(5.6 before)",
