@@ -137,7 +137,7 @@ class StereoPrior:
     def estimate_pose(self, mesh: Mesh, frame: Tensor, search_cfg, ctx: R.RenderContext, scorer, *,
                       generator: torch.Generator) -> Tensor:
         from .camera.sampling import center_poses, make_view, pose_cameras, sample_poses
-        from .camera.search import score_poses
+        from .camera.sampling import score_poses
 
         view = make_view(frame, search_cfg.search_res, search_cfg)
         res = view.resolution

@@ -101,7 +101,7 @@ def consensus_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float],
     for r in range(done, cfg.consensus_rounds):
         t0 = time.perf_counter()
         P = torch.stack(poses)
-        picks, owner = [], []
+        picks, owner, frames = [], [], []
         for t in range(T):
             cfg_t, frame_s, _, topo = views[t]
             c = orientation_candidates(P, t, cfg)
@@ -113,8 +113,10 @@ def consensus_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float],
             order = torch.argsort(s)
             order = order[s[order] <= cfg.warm_fallback_ratio * scores[t]]
             keep = _distinct(c[order], box.to(c), cfg.consensus_top)
-            picks.append(keep)
-            owner += [t] * len(keep)
+            if len(keep):
+                picks.append(keep)
+                frames.append(t)
+                owner += [t] * len(keep)
         if owner:
             starts = torch.cat(picks)
             refined = torch.cat([
@@ -122,9 +124,8 @@ def consensus_pass(meshes: list[Mesh], poses: list[Tensor], scores: list[float],
                              [views[t][2] for t in owner[i:i + batch]], views[0][0], ctx, cfg.warm_refine_iters,
                              [views[t][3] for t in owner[i:i + batch]], scorer)
                 for i in range(0, len(owner), batch)])
-            for t in sorted(set(owner)):
+            for t, cand in zip(frames, refined.split([len(k) for k in picks])):
                 cfg_t, frame_s, _, topo = views[t]
-                cand = refined[[i for i, o in enumerate(owner) if o == t]]
                 s = score_poses(meshes[t], cand, frame_s, cfg_t, ctx, scorer, topo)
                 j = int(torch.argmin(s))
                 if cfg.turn_margin * float(s[j]) < scores[t]:

@@ -162,7 +162,7 @@ def restart_keyframes(x: Tensor, key_index: Tensor, targets: Tensor, rest: Tenso
 
 
 def restart_fit(x: Tensor, fit_again, key_index: Tensor, targets: Tensor, rest: Tensor, faces: Tensor,
-             cfg) -> tuple[Tensor, tuple[bool, ...]]:
+                cfg) -> tuple[Tensor, tuple[bool, ...]]:
     """``restart_ratio``: the clip fitted again (``fit_again(start)``) from where ``restart_keyframes`` restarts
     it, kept only if it fits the keyframes better, as the chain keeps the better of a pair's two fits (a keyframe
     restarted from an earlier one can end farther from its target than the first fit left it); and the keyframes

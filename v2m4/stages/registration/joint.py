@@ -373,9 +373,8 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     keyframe's fit against its target (normalised units, squared, as ``sequence``); flipped (T,): each frame's
     folded share; retried (K,): the keyframe's global alignment went on from a quarter turn, not the identity
     (``global_starts``); restarted (K,): the keyframe was fitted again from an earlier one and that fit was kept
-    (``restart_ratio``);
-    seconds: (rest + targets, global alignment, joint fit, fold repair); scales (T,) each frame's regulariser
-    reference size.
+    (``restart_ratio``); seconds: (rest + targets, global alignment, joint fit, fold repair); scales (T,) each
+    frame's regulariser reference size.
     """
     _check_inputs(keyframe_meshes, key_index, masks, camera, times)
     t0 = time.perf_counter()
@@ -432,7 +431,6 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
                               retried=tuple(bool(c) for c in (chosen != 0).tolist()), pieces_moved=tuple(moved),
                               seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()),
                               temporal_weight=smooth.weight, temporal_between=smooth.between, restarted=restarted)
-
 
 
 class _ClipFit:
