@@ -31,6 +31,7 @@ from .stages.camera import CameraResult, SearchState, search_cameras, search_uni
 from .stages.generate import checkpoint_name as gen_checkpoint, generate_keyframes, refine_keyframes
 from .stages.keyframes import Keyframes, select_keyframes
 from .stages.registration import RegistrationResult, register_sequence, sequence_quality
+from .stages.registration.flow import video_flow
 from .stages.registration.joint import register_clip
 from .stages.lighting import render_lit
 from .stages.texture import TextureResult, bake_texture, ring_views, texture_frames, unreached_fraction
@@ -209,9 +210,10 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
             state = run.store.path("registration_fit.pt")  # the fit's own progress, so --resume goes on mid-fit
             if state is not None and state.exists() and not run.store.resume:
                 state.unlink()
+            flow = video_flow(frames.rgba) if joint.w_flow > 0 and len(frames) > 1 else None
             return register_clip(reposed, key, frames.mask.to(run.device), video_camera, joint, run.ctx,
                                  generator=run.generator(2), times=frames.times,
-                                 progress=lambda d, tot: bar.to(d, tot), state=state)
+                                 progress=lambda d, tot: bar.to(d, tot), state=state, flow=flow)
         return register_sequence(reposed, run.cfg.registration, run.ctx, generator=run.generator(2),
                                  times=frames.times[key], progress=lambda d, tot: bar.to(d),
                                  video=(video_camera, frames.select(key).mask.to(run.device)))

@@ -18,6 +18,7 @@ from v2m4.stages.registration import arap_rotations
 from v2m4.stages.registration.energies import arap_energy, area_energy, edge_energy
 from v2m4.stages.registration import _shape_cpu
 from v2m4.stages.registration.clip_terms import _Shape, _temporal, frames_to_u, frames_to_x
+from v2m4.stages.registration.flow import VideoFlow
 from v2m4.stages.registration.joint import JointConfig, register_clip
 from v2m4.types import Mesh
 from conftest import bend
@@ -255,12 +256,19 @@ def stop_at(step):
     return progress
 
 
-def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
-    cfg = tiny(iters=12, global_iters=6)
+@pytest.mark.parametrize("with_flow", [False, True])
+def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path, with_flow):
+    # with the video's flow: its targets, read at step 0 and held until step 10, come back with the state of step 8
+    cfg = tiny(iters=12, global_iters=6, w_flow=0.1 if with_flow else 0.0)
     state = tmp_path / "fit.pt"
+    flow = None
+    if with_flow:
+        field = torch.zeros(3, 64, 64, 2)
+        field[..., 1] = torch.linspace(-1.0, 1.0, 64)  # varies along u: the targets depend on where vertices lie
+        flow = VideoFlow(field, torch.ones(3, 64, 64, dtype=torch.bool))
 
     def run(**kw):
-        return four_frames(cfg, **kw)
+        return four_frames(cfg, flow=flow, **kw)
 
     whole = run()
     G = cfg.global_iters  # progress counts the global alignment's steps first

@@ -6,7 +6,8 @@ fits every input frame at once: each keyframe is aligned to its re-posed generat
 optimised together under the large-steps parameterisation of Nicolet et al. (2021, ``v2m4.optim``; one
 factorisation, every frame a right-hand side) on the paper's losses (multi-view render L1 + Chamfer against the
 keyframes' meshes, ARAP + face-area and edge-length consistency against the rest, ``energies``), plus each
-frame's silhouette against the video and a temporal smoothness term. The paper's own schedule, each next keyframe
+frame's silhouette against the video and a temporal smoothness term; optionally (``JointConfig.w_flow``) the video's
+optical flow between consecutive frames (``flow``). The paper's own schedule, each next keyframe
 started from the previous result and fitted as a pair (``sequence``, ``align``), is kept as the bench's baseline.
 
 Against drift and collapse: the regularisers compare with the rest mesh, and triangles left folded or collapsed
@@ -22,8 +23,9 @@ Units: every loss is computed in a normalised frame where the rest mesh fits the
 (the generators' canonical size), so the paper's weights (area 1e6, edge 1e2) mean what they meant there.
 
 Modules: ``config`` (RegistrationConfig), ``energies`` (the regularisers and collapse measures), ``joint`` (the
-whole-clip fit, JointConfig) with ``clip_terms`` (its per-frame terms, batched over frames), ``_shape_cpu`` (its
-shape terms compiled for the CPU) and ``smoothing`` (the keyframes' temporal smoothing after it, at the weight the
+whole-clip fit, JointConfig) with ``clip_terms`` (its per-frame terms, batched over frames), ``keys`` (the
+keyframes' targets, stacked), ``flow`` (the video's optical flow and its term), ``_shape_cpu`` (its shape terms
+compiled for the CPU) and ``smoothing`` (the keyframes' temporal smoothing after it, at the weight the
 clip's video chooses), ``align`` (one pair: targets, global and local alignment), ``sequence``
 (register_sequence, RegistrationResult).
 """

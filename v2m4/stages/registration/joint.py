@@ -43,10 +43,12 @@ from ...geometry import chamfer, face_areas, rotation_6d
 from ..._graphs import RenderPass, StepGraphs, StepVisibility
 from ...optim import Adam, Optimizer, UniformAdam
 from ...types import Mesh, Sequence
-from .align import Target, _sample_sets, eval_chamfer, quarter_turns
+from .align import _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
 from .parts import place_pieces
 from .smoothing import choose_weight, smooth_keyframes
+from .flow import FlowTerm, VideoFlow, flow_tensors
+from .keys import _Keys, _render
 from .clip_terms import (_Shape, _interpolate, _points, _temporal, _video_at, frames_to_u, frames_to_x,
                          restart_fit)
 from .energies import repair_folds
@@ -85,6 +87,8 @@ class JointConfig:
                                     # near the rest pose into the view's outline; tuned: see docs/calibration.md
     w_temporal: float = 1.0         # ours: squared second difference of vertex trajectories (normalised units, at
                                     # the clip's median frame spacing); tuned: see docs/calibration.md
+    w_flow: float = 0.0             # ours: the video's optical flow (``flow``), a Charbonnier penalty in pixels
+                                    # per frame pair, with the video's silhouettes; measured: docs/calibration.md
     video_frames: int = 48          # ours: frames whose silhouette is rendered per step, drawn at random, so that a
                                     # step's memory and time stop growing with the clip; 0: every frame every step.
                                     # 48: every frame of every clip measured (the bench's are 25-48 frames, the
@@ -156,101 +160,11 @@ class JointConfig:
                                   dense_max_vertices=self.dense_max_vertices, global_normals=True)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# the keyframes' evidence, stacked
-
-
-@dataclass(frozen=True)
-class _Keys:
-    """The K keyframes' targets stacked: points (K, N, 3); cams (K * pool views, camera k's pool first);
-    mask (K, pool, H, W); normal (K, pool, H, W, 3); area (K,) surface areas; all normalised; normal_l1 (K, pool)
-    each target view's sum of |normal| (its L1 against an empty render)."""
-
-    points: Tensor
-    cams: Camera
-    mask: Tensor
-    normal: Tensor
-    area: Tensor
-    normal_l1: Tensor
-
-    @staticmethod
-    def build(meshes: list[Mesh], cfg: RegistrationConfig, ctx, g: torch.Generator) -> tuple["_Keys", list[Target]]:
-        tgts = [Target(m, cfg, ctx, g) for m in meshes]  # once per keyframe, before any step
-        cams = Camera(torch.cat([t.cams.K for t in tgts]), torch.cat([t.cams.cam_from_world for t in tgts]),
-                      tgts[0].cams.resolution)
-        area = torch.stack([face_areas(m.vertices, m.faces).sum() for m in meshes])
-        normal = torch.stack([t.normal for t in tgts])
-        return _Keys(torch.stack([t.points for t in tgts]), cams, torch.stack([t.mask for t in tgts]), normal, area,
-                     normal.abs().sum((2, 3, 4))), tgts
-
-    @property
-    def pool(self) -> int:
-        return self.mask.shape[1]
-
-    def picks(self, steps: int, n: int, g: torch.Generator) -> Tensor:
-        """(steps, K, n) view indices into each keyframe's pool, drawn up front (no host wait in the loop)."""
-        K, n = self.mask.shape[0], min(n, self.pool)
-        return torch.argsort(torch.rand(steps, K, self.pool, generator=g), dim=2)[..., :n].to(self.mask.device)
-
-    def views(self, x: Tensor, key_of: Tensor, idx: Tensor) -> tuple[Camera, Tensor]:
-        """The cameras and vertices (B * n, V, 3) of the render of positions x (B, V, 3), row b in keyframe
-        key_of[b]'s pool views idx[b] (B, n)."""
-        n = idx.shape[1]
-        flat = (idx + key_of[:, None] * self.pool).reshape(-1)
-        cams = Camera(self.cams.K[flat], self.cams.cam_from_world[flat], self.cams.resolution)
-        return cams, _per_view(x, n)
-
-    def render_l1(self, ctx, template: Mesh, x: Tensor, key_of: Tensor, idx: Tensor, topo,
-                  seen: StepVisibility | None = None) -> Tensor:
-        """(B,) render L1 (mask + normals, ``align._render_l1``) of positions x (B, V, 3), row b against keyframe
-        key_of[b]'s pool in its views idx[b] (B, n); one render call of B * n views. seen: their visibility found
-        beforehand, as render "key" (static shapes)."""
-        B, n = idx.shape
-        cams, v = self.views(x, key_of, idx)
-        # one pose's n views share its vertex normals: found once per row, not once per view
-        nrm = _per_view(R.vertex_normals(x, template.faces), n)
-        # on the CPU the normals' L1 goes over the covered pixels alone (a tenth of the images on the bench):
-        # sum |p - t| over an image = sum |t| + the sum over covered pixels of |p - t| - |t|, as p is 0 elsewhere.
-        # Single-threaded on the demo, the dense images' L1 and its backward were half of this render's 25.7 ms
-        rows = x.device.type == "cpu"
-        out = _render(ctx, template, cams, v, topo, ("mask", "normal"), seen, "key", normals=nrm, per_pixel=rows)
-        kk = key_of[:, None]
-        dm = (out["mask"].reshape(B, n, *out["mask"].shape[1:]) - self.mask[kk, idx]).abs().mean((1, 2, 3))
-        h, w = out["mask"].shape[1:]
-        if not rows:
-            dn = (out["normal"].reshape(B, n, h, w, 3) - self.normal[kk, idx]).abs().sum(-1)
-            return dm + dn.mean((1, 2, 3))
-        pix, hw = out["pixel"], h * w
-        # a row that holds no pixel (index B * n * hw) is 0 and adds |0 - t| - |t| = 0 wherever it reads t
-        view = (pix // hw).clamp_max(B * n - 1)
-        flat = (key_of[:, None] * self.pool + idx).reshape(-1)  # each rendered view's target, (B * n,)
-        t = self.normal.reshape(-1, 3).index_select(0, flat[view] * hw + pix % hw)
-        d = ((out["normal"] - t).abs() - t.abs()).sum(-1)
-        covered = torch.zeros(B * n, dtype=d.dtype, device=d.device).index_add(0, view, d).view(B, n)
-        return dm + (self.normal_l1[kk, idx] + covered).sum(1) / (n * hw)
-
-
-def _per_view(x: Tensor, n: int) -> Tensor:
-    """Rows x (B, ...) repeated for each of their n views -> (B * n, ...), row b's views together."""
-    return x[:, None].expand(x.shape[0], n, *x.shape[1:]).reshape(x.shape[0] * n, *x.shape[1:])
-
-
 def _similarity(x: Tensor, c: Tensor, r6: Tensor, log_s: Tensor, t: Tensor) -> Tensor:
     """x (V, 3) under B similarities: rotation_6d(r6 (B, 6)) and exp(log_s (B,)) about c (3,), then t (B, 3);
     -> (B, V, 3)."""
     Rm = rotation_6d(r6)
     return ((x - c)[None] @ Rm.transpose(1, 2)) * log_s.exp()[:, None, None] + c + t[:, None]
-
-
-def _render(ctx, template: Mesh, cams: Camera, v: Tensor, topo, channels: tuple[str, ...],
-            seen: StepVisibility | None, name: str, normals: Tensor | None = None,
-            per_pixel: bool = False) -> dict[str, Tensor]:
-    """``render``, or ``render_visible`` from render ``name``'s visibility in seen."""
-    if seen is None:
-        return R.render(ctx, template, cams, channels=channels, vertices=v, topology=topo, normals=normals,
-                        per_pixel=per_pixel)
-    return seen.render(ctx, name, RenderPass(template, cams, v, topo), channels, normals=normals,
-                       per_pixel=per_pixel)
 
 
 class _Samples:
@@ -334,7 +248,8 @@ def _global_keyframes(x: Tensor, template: Mesh, keys: _Keys, cfg: JointConfig, 
     return y, chosen
 
 
-def _check_inputs(meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: Camera, times: Tensor) -> None:
+def _check_inputs(meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: Camera, times: Tensor,
+                  flow: VideoFlow | None) -> None:
     _check_meshes(meshes)
     K, T = len(meshes), masks.shape[0]
     if key_index.shape != (K,) or key_index.dtype != torch.int64:
@@ -351,12 +266,14 @@ def _check_inputs(meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: 
         raise V2M4Error(f"camera must be the one video camera, got {len(camera)} views")
     if times.shape != (T,):
         raise V2M4Error(f"times must be ({T},), one per mask, got {tuple(times.shape)}")
+    if flow is not None and len(flow) != T:
+        raise V2M4Error(f"the flow covers {len(flow)} frames, the clip has {T}")
 
 
 def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: Camera, cfg: JointConfig,
                   ctx: R.RenderContext, *, generator: torch.Generator, times: Tensor,
                   progress=None, state: str | os.PathLike | None = None,
-                  state_every: int = 50) -> RegistrationResult:
+                  state_every: int = 50, flow: VideoFlow | None = None) -> RegistrationResult:
     """The rest mesh (keyframe_meshes[0], remeshed) deformed through EVERY frame of the clip, all fitted at once.
 
     keyframe_meshes: K re-posed generated meshes in the world frame (topologies may differ); key_index (K,) int64,
@@ -376,7 +293,7 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     (``restart_ratio``); seconds: (rest + targets, global alignment, joint fit, fold repair); scales (T,) each
     frame's regulariser reference size.
     """
-    _check_inputs(keyframe_meshes, key_index, masks, camera, times)
+    _check_inputs(keyframe_meshes, key_index, masks, camera, times, flow)
     t0 = time.perf_counter()
     g = generator
     pcfg = cfg.pair_config()
@@ -409,14 +326,14 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
 
     x = _fit_clip(x0, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev),
                   cfg, ctx, g, topo, progress and (lambda d, _: progress(total - cfg.iters + d, total)),
-                  state=None if state is None else Path(state), state_every=state_every,
+                  state=None if state is None else Path(state), state_every=state_every, flow=flow,
                   inputs="" if state is None else digest(keyframe_meshes, key_index, masks, camera.K,
-                                                          camera.cam_from_world, times))
+                                                          camera.cam_from_world, times, *flow_tensors(flow)))
     # a second fit, whole, without saved progress: a resumed run redoes the first (it is exact)
     x, restarted = restart_fit(x, lambda start: _fit_clip(
         start, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev), cfg,
-        ctx, g, topo, progress and (lambda d, _: progress(total + d, total + cfg.iters))), key_index, keys.points,
-        rest, faces, cfg)
+        ctx, g, topo, progress and (lambda d, _: progress(total + d, total + cfg.iters)), flow=flow), key_index,
+        keys.points, rest, faces, cfg)
     smooth = choose_weight(x * frame.size + frame.centre, key_index, masks.to(dev, dt), camera.to(dev),
                            frame.world, ctx, cfg.temporal_weights, max_frames=cfg.video_frames)
     x = smooth_keyframes(x, key_index, smooth.weight, between=smooth.between)  # linear: any units
@@ -444,7 +361,7 @@ class _ClipFit:
 
     def __init__(self, x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
                  camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator,
-                 topo, *, static: bool | None = None):
+                 topo, *, static: bool | None = None, flow: VideoFlow | None = None):
         T = x0.shape[0]
         self.cfg, self.ctx, self.topo, self.template, self.frame = cfg, ctx, topo, template, frame
         self.rest, self.keys, self.key_index, self.scale, self.times = rest, keys, key_index, scale, times
@@ -452,6 +369,8 @@ class _ClipFit:
         self.u = frames_to_u(self.solver, x0.detach()).clone().requires_grad_(True)
         self.samples = _Samples(self.faces, rest, cfg, g)
         self.picks = keys.picks(cfg.iters, cfg.key_views, g)
+        self.flow = None if flow is None or cfg.w_flow <= 0 else \
+            FlowTerm(flow, camera, x0.shape[1], x0.device, x0.dtype)
         camera, self.masks = _video_at(camera, masks, cfg.video_res)
         self.nv = T if cfg.video_frames <= 0 else min(cfg.video_frames, T)
         self.vid = torch.argsort(torch.rand(cfg.iters, T, generator=g), dim=1)[:, :self.nv].to(x0.device)
@@ -490,7 +409,8 @@ class _ClipFit:
         cfg = self.cfg
         on = {"chamfer": True, "key_render": cfg.w_render > 0,
               "video": cfg.w_input_view > 0 and it >= cfg.video_start * cfg.iters,
-              "shape": True, "temporal": cfg.w_temporal > 0 and self.u.shape[0] >= 3}
+              "shape": True, "temporal": cfg.w_temporal > 0 and self.u.shape[0] >= 3,
+              "flow": self.flow is not None and it >= cfg.video_start * cfg.iters}
         return tuple(k for k, v in on.items() if v)
 
     def _video_vertices(self, x: Tensor) -> Tensor:
@@ -543,6 +463,8 @@ class _ClipFit:
             out["shape"] = self.shape.energy(x).sum()
         if "temporal" in on:
             out["temporal"] = cfg.w_temporal * _temporal(x, self.times).sum()
+        if "flow" in on:
+            out["flow"] = cfg.w_flow * self.flow(x * self.frame.size + self.frame.centre).sum()
         return out
 
     def step(self, it: int, opt: Optimizer) -> None:
@@ -550,6 +472,8 @@ class _ClipFit:
         every term, the backward pass and one optimiser step (a CUDA graph where ``graphs`` is on)."""
         if self.due(it):
             self.turns("arap", self.refresh)
+        if self.flow is not None and (self.due(it) or not self.flow.ready):  # eager: it renders
+            self.flow.refresh(self.ctx, self.template, self.x() * self.frame.size + self.frame.centre)
         self.prepare(it)
 
         def body():
@@ -563,12 +487,12 @@ class _ClipFit:
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,
               camera: Camera, frame, scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator, topo,
               progress, *, state: Path | None = None, state_every: int = 50, static: bool | None = None,
-              inputs: str = "") -> Tensor:
+              inputs: str = "", flow: VideoFlow | None = None) -> Tensor:
     """The joint local fit of every frame's positions x0 (T, V, 3) (normalised). Returns (T, V, 3) detached.
     state: see ``register_clip``, removed once the fit is done; inputs: a digest of what the fit was given, which a
     saved state must match to be continued; static: see ``_ClipFit``."""
     fit = _ClipFit(x0, rest, template, keys, key_index, masks, camera, frame, scale, times, cfg, ctx, g, topo,
-                   static=static)
+                   static=static, flow=flow)
     fit.stamp["inputs"] = inputs
     opt = UniformAdam([fit.u], lr=cfg.lr, per_row=True)
     start = 0
@@ -576,6 +500,8 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
         saved = torch.load(state, map_location=x0.device, weights_only=False)
         if saved.get("stamp") == fit.stamp:
             start, fit.shape.turned = saved["step"], saved["turned"]
+            if fit.flow is not None:
+                fit.flow.load(saved["flow"])
             with torch.no_grad():
                 fit.u.copy_(saved["u"])
             opt.load_state_dict(saved["opt"])
@@ -583,7 +509,7 @@ def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: 
         fit.step(it, opt)
         if state is not None and (it + 1) % max(1, state_every) == 0 and it + 1 < cfg.iters:
             save_state(state, {"stamp": fit.stamp, "step": it + 1, "u": fit.u.detach(), "turned": fit.shape.turned,
-                                "opt": opt.state_dict()})
+                                "opt": opt.state_dict(), "flow": None if fit.flow is None else fit.flow.saved()})
         if progress:
             progress(it + 1, cfg.iters)
     if state is not None:  # a finished fit's state would be continued by a later call with the same stamp
