@@ -83,8 +83,8 @@ def test_flow_term_is_zero_for_motion_that_follows_the_flow_and_grows_against_it
 def test_a_spin_no_silhouette_shows_is_recovered_from_the_flow():
     """A speckled sphere spinning 8 degrees a frame about the image's vertical: every frame's silhouette and every
     keyframe's surface are the same sphere, so only the video's flow tells where its points went. Measured (150
-    steps, 96 px): without the flow the fit's motion from frame 0 misses the truth's by 0.87x the truth's own at
-    the last frame, with it by 0.56x (the flow ties neighbouring frames only, so the spin spreads from the ends)."""
+    steps, 96 px video): without the flow the fit's motion from frame 0 misses the truth's by 0.93x the truth's own
+    at the last frame, with it by 0.64x (the flow ties neighbouring frames only, so the spin spreads from the ends)."""
     T = 7
     tm = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
     v = torch.tensor(tm.vertices, dtype=torch.float32)
@@ -104,13 +104,13 @@ def test_a_spin_no_silhouette_shows_is_recovered_from_the_flow():
     fine = trimesh.creation.icosphere(subdivisions=4, radius=0.5)
     fv, ff = torch.tensor(fine.vertices, dtype=torch.float32), torch.tensor(fine.faces, dtype=torch.int64)
     key = [0, 3, 6]
-    cfg = replace(JointConfig.fast(), render_res=64, view_pool=12, global_views=4, key_views=4, chamfer_points=800,
-                  remesh_rest=False, iters=150, w_flow=0.1)
+    cfg = replace(JointConfig.fast(), render_res=32, view_pool=8, global_views=2, key_views=2, chamfer_points=400,
+                  remesh_rest=False, iters=150, global_iters=20, w_flow=0.1)
     res = register_clip([m.with_vertices(truth[0])] + [Mesh(fv @ turn[k].T, ff) for k in key[1:]], torch.tensor(key),
                         rgba[..., 3], cam, cfg, CTX, generator=torch.Generator().manual_seed(0),
                         times=torch.arange(T, dtype=torch.float32), flow=video_flow(rgba))
     x = res.sequence.vertices
     miss = ((x - x[:1]) - (truth - truth[:1])).norm(dim=-1).mean(1)
     moved = (truth - truth[:1]).norm(dim=-1).mean(1)
-    assert float(miss[-1]) < 0.7 * float(moved[-1]), (miss, moved)
+    assert float(miss[-1]) < 0.75 * float(moved[-1]), (miss, moved)
     assert float(miss[1:].sum()) < 0.75 * float(moved[1:].sum()), (miss, moved)

@@ -330,12 +330,14 @@ def test_static_step_gives_the_dynamic_result(monkeypatch, video_frames):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (CUDA graphs)")
-def test_cuda_graph_step_gives_the_static_result(monkeypatch):
+@pytest.mark.parametrize("with_flow", [False, True])
+def test_cuda_graph_step_gives_the_static_result(monkeypatch, with_flow):
     """On CUDA the static steps are replayed as CUDA graphs (the global alignment's, and the fit's before and after
     the video's term joins): the arithmetic of the static steps run op by op, to float rounding, which the fit
     carries on (the replay need not be bitwise: on an H200 it ended 1.2% of the motion from the op-by-op run after
     36 steps). Against the dynamic path (nvdiffrast's own barycentrics where it is installed) likewise (H100: 2%;
-    H200: 1.6%). The print shows an op-by-op run against itself, the device's own run-to-run spread."""
+    H200: 1.6%). The print shows an op-by-op run against itself, the device's own run-to-run spread. With the
+    video's flow term, whose targets are read eagerly between the replays."""
     from functools import partial
 
     from v2m4.stages.registration import joint as J
@@ -348,8 +350,11 @@ def test_cuda_graph_step_gives_the_static_result(monkeypatch):
     def run(static, graphs=True):
         monkeypatch.setattr(J, "_fit_clip", partial(fit, static=static))
         monkeypatch.setattr(J, "_global_fit", partial(glob, static=static))
-        cfg = tiny(iters=30, global_iters=6, video_start=0.3, cuda_graphs=graphs)
-        return four_frames(cfg, ctx, dev).sequence.vertices.cpu()
+        cfg = tiny(iters=30, global_iters=6, video_start=0.3, cuda_graphs=graphs, w_flow=0.1 if with_flow else 0.0)
+        field = torch.zeros(3, 64, 64, 2)
+        field[..., 1] = torch.linspace(-1.0, 1.0, 64)
+        flow = VideoFlow(field, torch.ones(3, 64, 64, dtype=torch.bool)) if with_flow else None
+        return four_frames(cfg, ctx, dev, flow=flow).sequence.vertices.cpu()
 
     dynamic, eager, again, graphed = run(False), run(True, graphs=False), run(True, graphs=False), run(True)
     moved = float((dynamic - truth[0]).norm(dim=-1).mean())
