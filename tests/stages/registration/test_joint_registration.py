@@ -256,16 +256,14 @@ def stop_at(step):
     return progress
 
 
-@pytest.mark.parametrize("with_flow", [False, True])
-def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path, with_flow):
-    # with the video's flow: its targets, read at step 0 and held until step 10, come back with the state of step 8
-    cfg = tiny(iters=12, global_iters=6, w_flow=0.1 if with_flow else 0.0)
+def test_resume_mid_fit_gives_the_uninterrupted_result(tmp_path):
+    # with the video's flow term on: its targets, read at step 0 and held until step 10, come back with the state
+    # of step 8 (without the flow the same path, less the flow's part of the state)
+    cfg = tiny(iters=12, global_iters=6, w_flow=0.1)
     state = tmp_path / "fit.pt"
-    flow = None
-    if with_flow:
-        field = torch.zeros(3, 64, 64, 2)
-        field[..., 1] = torch.linspace(-1.0, 1.0, 64)  # varies along u: the targets depend on where vertices lie
-        flow = VideoFlow(field, torch.ones(3, 64, 64, dtype=torch.bool))
+    field = torch.zeros(3, 64, 64, 2)
+    field[..., 1] = torch.linspace(-1.0, 1.0, 64)  # varies along u: the targets depend on where vertices lie
+    flow = VideoFlow(field, torch.ones(3, 64, 64, dtype=torch.bool))
 
     def run(**kw):
         return four_frames(cfg, flow=flow, **kw)
