@@ -413,10 +413,12 @@ class _ClipFit:
               "flow": self.flow is not None and it >= cfg.video_start * cfg.iters}
         return tuple(k for k, v in on.items() if v)
 
+    def _world(self, x: Tensor) -> Tensor:
+        return x * self.frame.size + self.frame.centre
+
     def _video_vertices(self, x: Tensor) -> Tensor:
         # index_select, not x[f]: its backward adds rows (advanced indexing's accumulating put may wait on the device)
-        xf = x.index_select(0, self.cur_vid) if self.nv < x.shape[0] else x
-        return xf * self.frame.size + self.frame.centre
+        return self._world(x.index_select(0, self.cur_vid) if self.nv < x.shape[0] else x)
 
     @torch.no_grad()
     def prepare(self, it: int) -> None:
@@ -464,7 +466,7 @@ class _ClipFit:
         if "temporal" in on:
             out["temporal"] = cfg.w_temporal * _temporal(x, self.times).sum()
         if "flow" in on:
-            out["flow"] = cfg.w_flow * self.flow(x * self.frame.size + self.frame.centre).sum()
+            out["flow"] = cfg.w_flow * self.flow(self._world(x)).sum()
         return out
 
     def step(self, it: int, opt: Optimizer) -> None:
@@ -472,8 +474,9 @@ class _ClipFit:
         every term, the backward pass and one optimiser step (a CUDA graph where ``graphs`` is on)."""
         if self.due(it):
             self.turns("arap", self.refresh)
-        if self.flow is not None and (self.due(it) or not self.flow.ready):  # eager: it renders
-            self.flow.refresh(self.ctx, self.template, self.x() * self.frame.size + self.frame.centre)
+        # eager (it renders every frame), and only once the term is on
+        if "flow" in self.active(it) and (self.due(it) or not self.flow.ready):
+            self.flow.refresh(self.ctx, self.template, self._world(self.x()))
         self.prepare(it)
 
         def body():
