@@ -365,7 +365,7 @@ def test_registration_warnings_reach_the_report(tmp_path):
 
 def test_registration_fits_every_frame(tmp_path):
     """The whole-clip registration (the default): every input frame gets its own fitted positions (none
-    interpolated), one topology."""
+    interpolated), one topology; the generator's noise is measured for the smoothing."""
     item = small_demo(tmp_path, n=5)
     out = tmp_path / "out"
     r = v2m4("run", item / "frames", "-o", out, "--generator", f"synthetic:{item}",
@@ -373,6 +373,9 @@ def test_registration_fits_every_frame(tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
     assert rep["keyframes"] == [0, 2, 4] and len(rep["registration"]["flipped"]) == 5
+    # the generator's noise measured on three keyframes drawn again (the smoothing's bound), and reported
+    noise = json.loads((out / "checkpoints" / "noise.json").read_text())
+    assert noise["frames"] == [0, 2, 4] and noise["variance"] > 0 and "noise_weight" in rep["registration"]
     anim = np.load(out / "checkpoints" / "animation.npz")
     assert anim["keyframes"].tolist() == [0, 1, 2, 3, 4] and np.isfinite(anim["anim_vertices"]).all()
 

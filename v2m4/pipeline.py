@@ -33,6 +33,7 @@ from .stages.keyframes import Keyframes, select_keyframes
 from .stages.registration import RegistrationResult, register_sequence, sequence_quality
 from .stages.registration.flow import video_flow
 from .stages.registration.joint import register_clip
+from .stages.registration.noise import NoiseEstimate, measure_noise
 from .stages.lighting import render_lit
 from .stages.texture import TextureResult, bake_texture, ring_views, texture_frames, unreached_fraction
 from .types import Animation, Frames, Mesh
@@ -142,7 +143,8 @@ def reconstruct(frames: Frames, generator, cfg: PipelineConfig = PipelineConfig(
     with run.timed("register"):
         fit = cfg.joint is not None and run.store.has("registration_fit.pt")
         reg = run.stage("registration.npz", "registration", RegistrationResult.load,
-                        lambda: _register(run, reposed, frames, key, cams.video_camera),
+                        lambda: _register(run, reposed, frames, key, cams.video_camera,
+                                          _Samples(generator, list(refined.meshes), world_from_canonical)),
                         goes_on="the whole-clip registration continues from its last saved step" if fit else None)
     fitted = key if cfg.joint is None else torch.arange(len(frames))  # the frames registration gave positions
     seq = reg.sequence
@@ -197,7 +199,17 @@ def _search_cameras(run: _Run, meshes: list[Mesh], kframes: Frames, times: Tenso
     return found
 
 
-def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video_camera: Camera
+@dataclass(frozen=True)
+class _Samples:
+    """What measuring the generator's noise needs: the generator, the keyframes' meshes (canonical frame) and their
+    found poses (K, 4, 4)."""
+
+    generator: object
+    meshes: list[Mesh]
+    world_from_canonical: Tensor
+
+
+def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video_camera: Camera, samples: _Samples
               ) -> RegistrationResult:
     """Every frame of the clip at once (``PipelineConfig.joint``, the default), or keyframe pairs in a chain."""
     joint = run.cfg.joint
@@ -211,12 +223,23 @@ def _register(run: _Run, reposed: list[Mesh], frames: Frames, key: Tensor, video
             if state is not None and state.exists() and not run.store.resume:
                 state.unlink()
             flow = video_flow(frames.rgba) if joint.w_flow > 0 and len(frames) > 1 else None
+            noise = None
+            if joint.noise_samples > 0 and joint.temporal_weights:
+                noise = run.store.stage("noise.json", NoiseEstimate.load, lambda: _noise(run, samples, frames, key))
             return register_clip(reposed, key, frames.mask.to(run.device), video_camera, joint, run.ctx,
                                  generator=run.generator(2), times=frames.times,
-                                 progress=lambda d, tot: bar.to(d, tot), state=state, flow=flow)
+                                 progress=lambda d, tot: bar.to(d, tot), state=state, flow=flow, noise=noise)
         return register_sequence(reposed, run.cfg.registration, run.ctx, generator=run.generator(2),
                                  times=frames.times[key], progress=lambda d, tot: bar.to(d),
                                  video=(video_camera, frames.select(key).mask.to(run.device)))
+
+
+def _noise(run: _Run, samples: _Samples, frames: Frames, key: Tensor) -> NoiseEstimate:
+    """The generator's shape noise on this clip (``registration.noise``), which bounds the temporal smoothing."""
+    n = min(run.cfg.joint.noise_samples, len(key))
+    run.log.event(stage="register", message=f"the generator's noise: {n} keyframes generated again with other noise")
+    return measure_noise(samples.generator, frames.rgba, key, samples.meshes, samples.world_from_canonical,
+                         samples=n, max_faces=run.cfg.generation.max_faces, rng=run.generator(4))
 
 
 def _texture(run: _Run, frames: Frames, reposed: list[Mesh], seq, video_camera: Camera, first: int
@@ -271,6 +294,7 @@ def stage_figures(result: RunResult) -> dict[str, float]:
         out["pieces_moved"] = float(sum(reg.pieces_moved))
         out["temporal_weight"] = reg.temporal_weight
         out["temporal_between"] = float(reg.temporal_between)
+        out["noise_weight"] = reg.noise_weight
         out["restarted_keyframes"] = float(sum(reg.restarted))
     return out
 

@@ -9,8 +9,8 @@ import trimesh
 
 from v2m4 import render as R
 from v2m4.camera import Camera, orbit_camera
-from v2m4.stages.registration.smoothing import (TemporalChoice, choose_weight, pick_weight, smooth_from_keyframes,
-                                                smooth_keyframes)
+from v2m4.stages.registration.smoothing import (TemporalChoice, choose_weight, noise_weight, pick_weight,
+                                                smooth_from_keyframes, smooth_keyframes)
 from v2m4.types import Mesh
 
 CTX = R.context("torch", "cpu")
@@ -174,3 +174,28 @@ def test_the_smoothest_weight_the_video_allows_is_picked():
     assert pick_weight((0.0, 0.1, 1.0), (0.80, 0.79, 0.81)) == 1.0  # the largest allowed, not the first
     assert pick_weight((0.0, 0.1, 1.0), (0.80, 0.70, 0.60)) == 0.0
     assert pick_weight((0.1, 1.0), (0.70, 0.60)) == 0.1  # no 0 in the grid: the first weight is the reference
+
+
+def test_the_noise_allows_a_still_clip_straight_lines_and_a_moving_one_nothing():
+    """The discrepancy principle (``noise_weight``): keyframes that differ by their noise alone may be smoothed to
+    the largest weight; keyframes that move far more than their noise may not be smoothed at all; and a noise
+    given on top of the video's rule raises a weight the video alone left at 0."""
+    m, cam = box(), camera()
+    truth, y = still_clip(m, exact_between=False)
+    var = float(((y[KEY] - truth[KEY]) ** 2).sum(-1).mean())  # the keyframes' own noise variance per vertex
+    assert noise_weight(y, KEY, WEIGHTS, var) == 100.0
+    assert noise_weight(y, KEY, WEIGHTS, 0.01 * var) < 100.0  # less noise than the data moves: less smoothing
+    t = torch.arange(T, dtype=torch.float32)
+    centre = torch.stack([torch.zeros(T), 0.3 * torch.cos(math.pi * t / 6), 0.3 * torch.sin(math.pi * t / 6)], -1)
+    moving = m.vertices[None] + centre[:, None]
+    assert noise_weight(moving, KEY, WEIGHTS, 1e-4) == 0.0  # 0.01 of noise against 0.3 of motion
+    choice = choose_weight(moving, KEY, masks_of(m, moving, cam), cam, m, CTX, WEIGHTS, vertex_variance=1e-4)
+    assert choice.weight == 0.0 and choice.noise_weight == 0.0
+    video = choose_weight(y, KEY, masks_of(m, truth, cam), cam, m, CTX, (0.0, 0.01))
+    both = choose_weight(y, KEY, masks_of(m, truth, cam), cam, m, CTX, (0.0, 0.01), vertex_variance=var)
+    assert both.noise_weight == 0.01 and both.weight == max(video.weight, 0.01)
+    # every frame a keyframe: nothing to test against, the noise's rule alone
+    x = y[KEY]
+    alone = choose_weight(x, torch.arange(len(KEY)), masks_of(m, truth[KEY], cam), cam, m, CTX, WEIGHTS,
+                          vertex_variance=var)
+    assert alone.weight == alone.noise_weight > 0 and alone.scores == ()

@@ -46,7 +46,8 @@ from ...types import Mesh, Sequence
 from .align import _sample_sets, eval_chamfer, quarter_turns
 from .config import RegistrationConfig
 from .parts import place_pieces
-from .smoothing import choose_weight, smooth_keyframes
+from .noise import NoiseEstimate
+from .smoothing import TemporalChoice, choose_weight, smooth_keyframes
 from .flow import FlowTerm, VideoFlow, flow_tensors
 from .keys import _Keys, _render
 from .clip_terms import (_Shape, _interpolate, _points, _temporal, _video_at, frames_to_u, frames_to_x,
@@ -116,6 +117,13 @@ class JointConfig:
                                     # whose smoothing predicts the in-between masks as well as none does
                                     # (``smoothing``); (): off. Log-spaced from none to straight lines in time,
                                     # set before the rule was measured (docs/calibration.md)
+    polish: float = 0.25            # ours: where the clip was smoothed, a second fit of this share of ``iters``
+                                    # from the smoothed clip, its keyframes the targets (``_polish``); 0: none.
+                                    # Measured: docs/calibration.md
+    noise_samples: int = 3          # ours: keyframes (evenly spread) generated a second time with other noise, so
+                                    # the generator's noise is measured and the smoothing may remove that much
+                                    # (``noise``; ``smoothing.noise_weight``); 0: not measured. 3 costs 3 more
+                                    # generations; measured: docs/calibration.md
     unfold_iters: int = 300         # ours: at most this many steps of the fold repair per frame, after the fit (it
                                     # stops where no fold is left); tuned: see docs/calibration.md
     render_res: int = 128           # ours: resolution of the keyframes' render loss (the pair's is 256). Measured:
@@ -273,7 +281,8 @@ def _check_inputs(meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: 
 def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor, camera: Camera, cfg: JointConfig,
                   ctx: R.RenderContext, *, generator: torch.Generator, times: Tensor,
                   progress=None, state: str | os.PathLike | None = None,
-                  state_every: int = 50, flow: VideoFlow | None = None) -> RegistrationResult:
+                  state_every: int = 50, flow: VideoFlow | None = None,
+                  noise: NoiseEstimate | None = None) -> RegistrationResult:
     """The rest mesh (keyframe_meshes[0], remeshed) deformed through EVERY frame of the clip, all fitted at once.
 
     keyframe_meshes: K re-posed generated meshes in the world frame (topologies may differ); key_index (K,) int64,
@@ -334,9 +343,9 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
         start, rest, template, keys, key_index, masks.to(dev, dt), camera.to(dev), frame, scale, times.to(dev), cfg,
         ctx, g, topo, progress and (lambda d, _: progress(total + d, total + cfg.iters)), flow=flow), key_index,
         keys.points, rest, faces, cfg)
-    smooth = choose_weight(x * frame.size + frame.centre, key_index, masks.to(dev, dt), camera.to(dev),
-                           frame.world, ctx, cfg.temporal_weights, max_frames=cfg.video_frames)
-    x = smooth_keyframes(x, key_index, smooth.weight, between=smooth.between)  # linear: any units
+    x, smooth = _smooth(x, rest, template, key_index, masks.to(dev, dt), camera.to(dev), frame, scale,
+                        times.to(dev), cfg, ctx, g, topo, progress and (lambda d, n: progress(total + d, total + n)),
+                        flow, noise)
     t3 = time.perf_counter()
 
     x, flipped = repair_folds(x, rest, faces, edges, scale, cfg.unfold_iters)
@@ -347,7 +356,8 @@ def register_clip(keyframe_meshes: list[Mesh], key_index: Tensor, masks: Tensor,
     return RegistrationResult(seq, chamfer=chamfer, flipped=tuple(flipped),
                               retried=tuple(bool(c) for c in (chosen != 0).tolist()), pieces_moved=tuple(moved),
                               seconds=(t1 - t0, t2 - t1, t3 - t2, t4 - t3), scales=tuple(scale.tolist()),
-                              temporal_weight=smooth.weight, temporal_between=smooth.between, restarted=restarted)
+                              temporal_weight=smooth.weight, temporal_between=smooth.between, restarted=restarted,
+                              noise_weight=smooth.noise_weight)
 
 
 class _ClipFit:
@@ -485,6 +495,27 @@ class _ClipFit:
             opt.step()
 
         self.graphs((self.active(it), self.seen.key() if self.seen is not None else ()), body)
+
+
+def _smooth(x: Tensor, rest: Tensor, template: Mesh, key_index: Tensor, masks: Tensor, camera: Camera, frame,
+            scale: Tensor, times: Tensor, cfg: JointConfig, ctx, g: torch.Generator, topo, progress,
+            flow: VideoFlow | None, noise: NoiseEstimate | None) -> tuple[Tensor, TemporalChoice]:
+    """The fitted clip x (T, V, 3, normalised) smoothed in time at the weight its evidence allows (``smoothing``:
+    the video's, and the generator's measured noise where given); then, where it was smoothed, fitted again,
+    briefly (``JointConfig.polish``), with its own smoothed keyframes as the keyframes' targets and the video's
+    silhouettes from the first step: the smoothing moved the keyframes off their outlines too, and the video puts
+    the outlines back, while what it cannot see (along the view axis, inside the outline) keeps the smoothing."""
+    smooth = choose_weight(x * frame.size + frame.centre, key_index, masks, camera, frame.world, ctx,
+                           cfg.temporal_weights, max_frames=cfg.video_frames,
+                           vertex_variance=None if noise is None or not noise.frames else noise.vertex_variance)
+    x = smooth_keyframes(x, key_index, smooth.weight, between=smooth.between)  # linear: any units
+    if smooth.weight <= 0 or cfg.polish <= 0:
+        return x, smooth
+    pcfg = cfg.pair_config()
+    keys, _ = _Keys.build([Mesh(x[int(k)], template.faces) for k in key_index.tolist()], pcfg, ctx, g)
+    short = replace(cfg, iters=max(1, round(cfg.iters * cfg.polish)), video_start=0.0)
+    return _fit_clip(x, rest, template, keys, key_index, masks, camera, frame, scale, times, short, ctx, g, topo,
+                     progress, flow=flow), smooth
 
 
 def _fit_clip(x0: Tensor, rest: Tensor, template: Mesh, keys: _Keys, key_index: Tensor, masks: Tensor,

@@ -38,7 +38,8 @@ class RegistrationResult:
     whole-clip fit's loose pieces placed on their own at each keyframe (``parts.place_pieces``; empty for the
     chain); temporal_weight: the smoothing weight the whole-clip fit's video chose (``smoothing``; 0: none),
     temporal_between: whether the frames between keyframes took the smoothed trajectory too; restarted (K,): the
-    whole-clip fit's keyframes fitted again from an earlier keyframe (``restart_ratio``; empty for the chain)."""
+    whole-clip fit's keyframes fitted again from an earlier keyframe (``restart_ratio``; empty for the chain);
+    noise_weight: the smoothing weight the generator's measured noise allowed (``smoothing.noise_weight``)."""
 
     sequence: Sequence
     chamfer: tuple[float, ...]
@@ -50,13 +51,14 @@ class RegistrationResult:
     temporal_weight: float = 0.0
     temporal_between: bool = False
     restarted: tuple[bool, ...] = ()
+    noise_weight: float = 0.0
 
     def figures(self) -> dict:
         """What the report records: the per-pair (per-keyframe) lists, and the temporal smoothing's weight."""
         return {"chamfer": list(self.chamfer), "flipped": list(self.flipped), "retried": list(self.retried),
                 "seconds": list(self.seconds), "pieces_moved": list(self.pieces_moved),
                 "temporal_weight": self.temporal_weight, "temporal_between": self.temporal_between,
-                "restarted": list(self.restarted)}
+                "restarted": list(self.restarted), "noise_weight": self.noise_weight}
 
     def save(self, path: str | os.PathLike) -> None:
         figures = {**self.figures(), "scales": list(self.scales)}
@@ -68,8 +70,9 @@ class RegistrationResult:
         figures = json.loads(str(load_npz(path)["figures"]))
         weight = float(figures.pop("temporal_weight", 0.0))
         between = bool(figures.pop("temporal_between", False))
+        noise = float(figures.pop("noise_weight", 0.0))
         return RegistrationResult(Sequence.load(path), **{k: tuple(v) for k, v in figures.items()},
-                                  temporal_weight=weight, temporal_between=between)
+                                  temporal_weight=weight, temporal_between=between, noise_weight=noise)
 
 
 @dataclass(frozen=True)

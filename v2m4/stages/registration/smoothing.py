@@ -99,12 +99,14 @@ class TemporalChoice:
     """What the video chose: weight (0: no smoothing); scores: each weight's mean IoU over the frames between
     keyframes, predicted from the keyframes alone; fitted: those frames' own fit's mean IoU; between: the chosen
     weight's trajectory predicts them at least as well as their own fit does, so they take it (and the clip is
-    smooth at every frame, not only from keyframe to keyframe)."""
+    smooth at every frame, not only from keyframe to keyframe); noise_weight: the weight the generator's measured
+    noise allows (``noise_weight``; 0 where none was measured), weight the larger of the two rules'."""
 
     weight: float = 0.0
     scores: tuple[float, ...] = ()
     fitted: float = 0.0
     between: bool = False
+    noise_weight: float = 0.0
 
 
 def silhouette_iou(x: Tensor, target: Tensor, camera: Camera, mesh: Mesh, ctx: R.RenderContext, *,
@@ -122,20 +124,40 @@ def silhouette_iou(x: Tensor, target: Tensor, camera: Camera, mesh: Mesh, ctx: R
     return torch.cat(ious).mean()
 
 
+def noise_weight(y: Tensor, key_index: Tensor, weights: tuple[float, ...], vertex_variance: float) -> float:
+    """The discrepancy principle (Morozov): the largest of ``weights`` whose keyframe-only smoothing moves the
+    keyframes of y (T, V, 3) by no more than their noise, a mean squared move per vertex of at most
+    ``vertex_variance`` (y's units squared; ``noise.NoiseEstimate.vertex_variance``). Noise alone lets the
+    smoothing go as far as a straight line in time; motion beyond the noise stops it early."""
+    key = key_index.detach().cpu()
+    if len(key) < 3 or not weights or vertex_variance <= 0:
+        return 0.0
+    yk = y[key.to(y.device)].double()
+    moved = [float(((smooth_from_keyframes(y, key, lam)[key.to(y.device)].double() - yk) ** 2).sum(-1).mean())
+             for lam in weights]
+    return float(max([w for w, m in zip(weights, moved) if m <= vertex_variance] or [0.0]))
+
+
 def choose_weight(y: Tensor, key_index: Tensor, masks: Tensor, camera: Camera, mesh: Mesh, ctx: R.RenderContext,
-                  weights: tuple[float, ...], *, max_frames: int = 0, chunk: int = 32) -> TemporalChoice:
+                  weights: tuple[float, ...], *, max_frames: int = 0, chunk: int = 32,
+                  vertex_variance: float | None = None) -> TemporalChoice:
     """The weight of ``weights`` (``pick_weight``) by how well the keyframe-only smoothing of y (T, V, 3, world)
     predicts the silhouettes (mesh's faces through the fixed ``camera``) of the frames between keyframes against
-    their masks (T, H, W), and whether it predicts them as well as their own fit in y does. No smoothing where
-    there is nothing to test (fewer than three keyframes, or no frame between them). max_frames > 0: at most that
-    many of those frames, evenly spread."""
+    their masks (T, H, W), and whether it predicts them as well as their own fit in y does. No smoothing with
+    fewer than three keyframes; with no frame between them, the noise's rule alone. max_frames > 0: at most that
+    many of those frames, evenly spread. vertex_variance: the keyframes' noise variance per vertex, where measured
+    (``noise``): the weight is then the larger of this rule's and the discrepancy principle's (``noise_weight``),
+    each a weight the clip's evidence says removes noise and no more."""
     key = key_index.detach().cpu()
     inside = torch.zeros(y.shape[0], dtype=torch.bool)
     inside[int(key[0]):int(key[-1]) + 1] = True
     inside[key] = False
     between = inside.nonzero()[:, 0]
-    if len(key) < 3 or len(between) == 0 or not weights:
+    if len(key) < 3 or not weights:
         return TemporalChoice()
+    by_noise = 0.0 if vertex_variance is None else noise_weight(y, key, weights, vertex_variance)
+    if len(between) == 0:  # every frame a keyframe: no frame to test against, only the noise to go by
+        return TemporalChoice(by_noise, noise_weight=by_noise)
     if 0 < max_frames < len(between):
         between = between[torch.linspace(0, len(between) - 1, max_frames).round().long()]
     target = masks[between.to(masks.device)]
@@ -144,6 +166,6 @@ def choose_weight(y: Tensor, key_index: Tensor, masks: Tensor, camera: Camera, m
               for lam in weights]
     scores.append(silhouette_iou(y[idx], target, camera, mesh, ctx, chunk=chunk))
     *scores, fitted = torch.stack(scores).cpu().tolist()  # one host copy for the whole grid
-    weight = pick_weight(weights, tuple(scores))
+    weight = max(pick_weight(weights, tuple(scores)), by_noise)
     return TemporalChoice(weight, tuple(round(v, 6) for v in scores), round(fitted, 6),
-                          between=weight > 0 and scores[list(weights).index(weight)] >= fitted)
+                          between=weight > 0 and scores[list(weights).index(weight)] >= fitted, noise_weight=by_noise)
