@@ -28,6 +28,45 @@ def tiny_config(**overrides):
 
 torch.set_num_threads(1 if XDIST_WORKER else min(2, torch.get_num_threads()))
 
+# The CPU's compiled kernels (numba, cached beside their modules) are compiled on first use. On a fresh checkout
+# every worker and every `v2m4` process the tests start would compile them until one has written the cache; one
+# process started first, on the controller, compiles each once while the workers start and collect.
+WARM = """
+from dataclasses import replace
+import torch, trimesh
+from v2m4 import render as R
+from v2m4.camera import orbit_camera
+from v2m4.stages.registration.joint import JointConfig, register_clip
+from v2m4.types import Mesh
+tm = trimesh.creation.box(extents=(0.4, 0.5, 1.2)).subdivide()
+m = Mesh(torch.tensor(tm.vertices, dtype=torch.float32), torch.tensor(tm.faces))
+cam = orbit_camera(torch.tensor([1.5]), torch.zeros(1), torch.tensor([3.0]), torch.zeros(1, 3), fov_deg=40,
+                   resolution=(32, 32))
+ctx = R.context("torch", "cpu")
+masks = R.render(ctx, m, cam, channels=("mask",))["mask"].expand(3, -1, -1)
+cfg = replace(JointConfig.fast(), iters=2, global_iters=2, render_res=32, view_pool=4, key_views=2, global_views=2,
+              chamfer_points=200, remesh_rest=False, temporal_weights=(), unfold_iters=1, place_pieces=False)
+register_clip([m, m], torch.tensor([0, 2]), masks, cam, cfg, ctx, generator=torch.Generator().manual_seed(0),
+              times=torch.arange(3.0))
+"""
+_warm = None
+
+
+def pytest_configure(config):
+    global _warm
+    if XDIST_WORKER or os.environ.get("V2M4_TEST_NO_WARM"):
+        return
+    import subprocess
+    import sys
+
+    _warm = subprocess.Popen([sys.executable, "-c", WARM], cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def pytest_unconfigure(config):
+    if _warm is not None:
+        _warm.wait()
+
 
 def full_bench_dir():
     p = Path(os.environ.get("V2M4_BENCH_DIR") or REPO.parent / "shared" / "data" / "bench")

@@ -8,8 +8,7 @@ import pytest
 from conftest import DEMO_DIR, bad_frames_input, write_pngs
 
 
-def v2m4(*args):
-    return subprocess.run([sys.executable, "-m", "v2m4.cli", *map(str, args)], capture_output=True, text=True)
+from test_pipeline import v2m4  # noqa: E402 -- `v2m4 ARGS` in this process, as the console script runs it
 
 
 @pytest.mark.parametrize("case", ["missing", "empty", "video", "sizes", "mesh_count"])
@@ -40,7 +39,16 @@ def test_inspect_reads_the_demo_frames():
 
 
 def bench(*args):
-    return subprocess.run([sys.executable, "-m", "v2m4.bench", *map(str, args)], capture_output=True, text=True)
+    """`python -m v2m4.bench ARGS` in this process (its ``main``), as ``v2m4`` runs the console script."""
+    import contextlib
+    import io
+
+    from v2m4.bench.__main__ import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def test_bench_quick_on_demo_writes_table(tmp_path):
@@ -65,13 +73,11 @@ def test_unknown_method_is_one_line():
     assert r.returncode == 2 and "unknown bench method" in r.stderr
 
 
-def test_missing_pyav_is_one_line_before_any_work(tmp_path):
+def test_missing_pyav_is_one_line_before_any_work(tmp_path, monkeypatch):
     """An image without PyAV: the preview's need is named at once, and the output folder is not made."""
     demo = DEMO_DIR / "demo"
-    code = ("import sys; sys.modules['av'] = None; from v2m4.cli import main; "
-            f"sys.exit(main(['run', {str(demo / 'frames')!r}, '--generator', 'synthetic:{demo}', "
-            f"'-o', {str(tmp_path / 'out')!r}]))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError while this holds
+    r = v2m4("run", demo / "frames", "--generator", f"synthetic:{demo}", "-o", tmp_path / "out")
     assert r.returncode == 2, r.stderr
     assert "pip install av" in r.stderr and "--no-preview" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()

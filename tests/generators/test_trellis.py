@@ -191,10 +191,9 @@ def test_weights_by_id_without_huggingface_hub_say_what_to_install(fake_trellis,
 
 
 def test_cli_run_with_trellis_missing_exits_2_with_one_line(tmp_path):
-    import subprocess
     from conftest import DEMO_DIR
-    r = subprocess.run([sys.executable, "-m", "v2m4.cli", "run", str(DEMO_DIR / "demo" / "frames"), "-o",
-                        str(tmp_path / "out"), "--generator", "trellis"], capture_output=True, text=True)
+    from test_pipeline import v2m4  # in this process, as the console script runs
+    r = v2m4("run", DEMO_DIR / "demo" / "frames", "-o", tmp_path / "out", "--generator", "trellis")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "TRELLIS" in r.stderr and not (tmp_path / "out").exists()
 
