@@ -54,8 +54,8 @@ _warm = None
 
 def pytest_configure(config):
     global _warm
-    if XDIST_WORKER or os.environ.get("V2M4_TEST_NO_WARM"):
-        return
+    if XDIST_WORKER or os.environ.get("V2M4_TEST_NO_WARM") or any((REPO / "v2m4").rglob("*.nbi")):
+        return  # a worker, asked not to, or compiled already (numba keeps an index beside each cached kernel)
     import subprocess
     import sys
 
@@ -64,8 +64,8 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    if _warm is not None:
-        _warm.wait()
+    if _warm is not None and _warm.poll() is None:
+        _warm.kill()  # a short session ended first: numba writes each kernel's cache whole or not at all
 
 
 def full_bench_dir():
