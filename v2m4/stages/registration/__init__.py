@@ -25,8 +25,8 @@ Units: every loss is computed in a normalised frame where the rest mesh fits the
 Modules: ``config`` (RegistrationConfig), ``energies`` (the regularisers and collapse measures), ``joint`` (the
 whole-clip fit, JointConfig) with ``clip_terms`` (its per-frame terms, batched over frames), ``keys`` (the
 keyframes' targets, stacked), ``flow`` (the video's optical flow and its term), ``_shape_cpu`` (its shape terms
-compiled for the CPU) and ``smoothing`` (the keyframes' temporal smoothing after it, at the weight the
-clip's video chooses), ``align`` (one pair: targets, global and local alignment), ``sequence``
+compiled for the CPU), ``smoothing`` (the keyframes' temporal smoothing after it, at the weight the
+clip's video and the generator's measured noise allow) and ``noise`` (that measurement), ``align`` (one pair: targets, global and local alignment), ``sequence``
 (register_sequence, RegistrationResult).
 """
 

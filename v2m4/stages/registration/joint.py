@@ -14,7 +14,8 @@ unknowns are one rest mesh and the positions of EVERY frame of the clip, fitted 
 - regularisers: ARAP, face-area and edge-length consistency against the rest mesh at a per-frame reference size
   (Appendix A weights), and the squared second difference of every vertex's trajectory over time (ours), which
   keeps the frames fitted to silhouettes alone from jittering.
-- after the fit: the keyframes smoothed in time at a weight the clip's video chooses (``smoothing``).
+- after the fit: the keyframes smoothed in time at a weight the clip's video and the generator's measured noise
+  allow (``smoothing``, ``noise``), and a smoothed clip fitted again briefly to the video (``_smooth``).
 
 Initialisation: one similarity per keyframe (6-D rotation, log-scale, translation), all K fitted in one batched Adam
 run on Chamfer + render L1, optionally from several quarter turns about +Y at once (``global_starts``); then the

@@ -11,6 +11,11 @@ in-betweens nothing; a moving clip's keyframes differ by motion that the video c
 smoothing it loses the in-betweens' outline. (Taking the best-scoring weight instead chose between near-equal
 scores on still clips: bench/results/jitter_cv.json.)
 
+Where the generator's noise was measured (``noise``), a second rule bounds the weight by it: the discrepancy
+principle (``noise_weight``) keeps the largest weight whose smoothing moves the keyframes by no more than their
+noise, and the larger of the two rules' weights is used. Cross-validation cannot tell noise from motion that the
+in-betweens confirm; the measured noise can (bench ``jitter_noise``).
+
 The frames between keyframes then take the smoothed trajectory too if it predicts their masks at least as well as
 their own fit does (a still clip: smooth at every frame, not only from keyframe to keyframe); otherwise they keep
 their own fit and move by what the smoothing changed there (below).
