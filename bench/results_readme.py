@@ -23,6 +23,10 @@ METHOD_TABLES = {
     "full_seq": "the whole pipeline with keyframe pairs registered in a chain (the paper's schedule)",
     "register_seq": "the whole pipeline without texture, keyframe pairs registered in a chain (the paper's "
                     "schedule): the baseline of the whole-clip fit",
+    "full_seed1_7043cb5": "`full` with the generator's seed 1 at 7043cb5 (the noise rule and the polish, chosen on "
+                          "seed 0), beside the next table",
+    "full_seed1_off_7043cb5": "the same runs' smoothed items with the noise not measured and no polish (the "
+                              "pipeline before 7043cb5); same cameras and commit",
     "register_s1": "`register` again with seed 1 (the tables above are seed 0), beside the next table (same commit)",
     "register_seq_s1": "`register_seq` with seed 1, same commit as the table above",
     "register_k8": "`register` with 8 keyframes (the tables above have 12), beside the next table (same commit)",
