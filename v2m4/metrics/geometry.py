@@ -16,19 +16,26 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 
-def sample_surface(vertices: Tensor, faces: Tensor, n: int, *, generator: torch.Generator) -> Tensor:
-    """n points uniformly on the surface (area-weighted faces, uniform barycentrics): (n, 3)."""
+def sample_surface_faces(vertices: Tensor, faces: Tensor, n: int, *, generator: torch.Generator
+                         ) -> tuple[Tensor, Tensor]:
+    """n points uniformly on the surface (area-weighted faces, uniform barycentrics), float64 (n, 3) on the CPU,
+    and the face each lies on (n,) int64; a surface of no area gives n of its vertices at random, face -1."""
     v = vertices.detach().double().cpu()
     f = faces.long().cpu()
     tri = v[f]
     area = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1).norm(dim=-1)
     if float(area.sum()) <= 0:
-        return v[torch.randint(0, v.shape[0], (n,), generator=generator)].float()
+        return v[torch.randint(0, v.shape[0], (n,), generator=generator)], torch.full((n,), -1)
     idx = torch.multinomial(area, n, replacement=True, generator=generator)
     r1, r2 = torch.rand(n, generator=generator, dtype=torch.float64), torch.rand(n, generator=generator, dtype=torch.float64)
     s = r1.sqrt()
     b = torch.stack([1 - s, s * (1 - r2), s * r2], -1)
-    return (tri[idx] * b[..., None]).sum(1).float()
+    return (tri[idx] * b[..., None]).sum(1), idx
+
+
+def sample_surface(vertices: Tensor, faces: Tensor, n: int, *, generator: torch.Generator) -> Tensor:
+    """n points uniformly on the surface (``sample_surface_faces``): (n, 3) float32."""
+    return sample_surface_faces(vertices, faces, n, generator=generator)[0].float()
 
 
 def nearest_distances(a: Tensor, b: Tensor) -> Tensor:

@@ -23,7 +23,8 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
-from ...metrics.geometry import align_similarity, apply
+from ...geometry import face_normals
+from ...metrics.geometry import align_similarity, apply, sample_surface_faces
 from ...types import Mesh, atomic_write_bytes
 
 # another seed for the second sample: far from seed + index of any clip's frame, which generators draw from
@@ -68,16 +69,9 @@ def reseeded(generator):
 
 def _samples(mesh: Mesh, n: int, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
     """n points uniformly on mesh's surface and the unit normal of the face each lies on (float64 arrays)."""
-    v, f = mesh.vertices.detach().cpu().double(), mesh.faces.long().cpu()
-    tri = v[f]
-    cross = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)
-    area = cross.norm(dim=-1)
-    idx = torch.multinomial(area + 1e-30, n, replacement=True, generator=g)
-    r1, r2 = torch.rand(n, generator=g, dtype=torch.float64), torch.rand(n, generator=g, dtype=torch.float64)
-    s = r1.sqrt()
-    b = torch.stack([1 - s, s * (1 - r2), s * r2], -1)
-    pts = (tri[idx] * b[..., None]).sum(1)
-    return pts.numpy(), (cross[idx] / area[idx, None].clamp_min(1e-30)).numpy()
+    pts, face = sample_surface_faces(mesh.vertices, mesh.faces, n, generator=g)
+    normals = face_normals(mesh.vertices.detach().cpu().double(), mesh.faces.long().cpu())
+    return pts.numpy(), normals[face].numpy()
 
 
 def surface_noise(a: Mesh, b: Mesh, *, points: int = 2000, generator: torch.Generator) -> float:
@@ -156,17 +150,14 @@ def measure_noise(generator, rgba: Tensor, key_index: Tensor, meshes: list[Mesh]
 
     other = reseeded(generator)
     picked = spread_frames(len(meshes), samples) if other is not None else []
-    frames, first, second = [], [], []
+    kept, second = [], []
     for k in picked:
         t = int(key_index[k])
         m = other.generate(rgba[t], t)
-        if mesh_problem(m) is not None:
-            continue
-        frames.append(t)
-        first.append(meshes[k])
-        second.append(m if max_faces is None else simplify_mesh(m, max_faces))
-    if not frames:
+        if mesh_problem(m) is None:
+            kept.append(k)
+            second.append(m if max_faces is None else simplify_mesh(m, max_faces))
+    if not kept:
         return NoiseEstimate()
-    per = generator_noise(first, second, world_from_canonical[[key_index.tolist().index(t) for t in frames]],
-                          generator=rng)
-    return NoiseEstimate(tuple(frames), float(np.mean(per)), per)
+    per = generator_noise([meshes[k] for k in kept], second, world_from_canonical[kept], generator=rng)
+    return NoiseEstimate(tuple(int(key_index[k]) for k in kept), float(np.mean(per)), per)
